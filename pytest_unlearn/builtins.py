@@ -1,0 +1,25 @@
+"""The built-in registry entries, all lazy: importing this module imports nothing heavy.
+
+Third-party packages add theirs through entry points (``pytest_unlearn.metrics``,
+``pytest_unlearn.suites``, ``pytest_unlearn.backends``, ``pytest_unlearn.loaders``,
+``pytest_unlearn.judges``) with the same ``"module:attribute"`` values.
+"""
+
+from __future__ import annotations
+
+from pytest_unlearn.registry import BACKENDS, METRICS, SUITES
+
+_SEMEVAL_METRICS = {
+    "semeval.subtask": "subtask",
+    "semeval.task_aggregate": "task_aggregate_metric",
+    "semeval.mia_auc": "mia_auc_metric",
+    "semeval.mia_score": "mia_score_metric",
+    "semeval.mmlu_accuracy": "mmlu_accuracy",
+    "semeval.final_score": "final_score_metric",
+}
+
+for _name, _attr in _SEMEVAL_METRICS.items():
+    METRICS.register(_name, f"pytest_unlearn.semeval.metrics:{_attr}", replace=True)
+
+SUITES.register("semeval", "pytest_unlearn.suites:SEMEVAL", replace=True)
+BACKENDS.register("semeval", "pytest_unlearn.semeval.evaluation:SemevalBackend", replace=True)

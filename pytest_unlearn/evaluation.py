@@ -1,0 +1,165 @@
+"""The evaluation protocol every suite backend follows, free of pytest.
+
+A backend is built from a manifest and the run settings. Building it validates the data (so a
+bad file is a usage error before any model loads); checks then ask for the expensive inputs
+they need by name (``requires`` of their metric), each computed once per run and shared.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pytest_unlearn import builtins  # noqa: F401  (registers built-in metrics, suites, backends)
+from pytest_unlearn.errors import UnlearnError
+from pytest_unlearn.manifest import CheckSpec, SuiteManifest
+from pytest_unlearn.registry import BACKENDS, METRICS, Metric
+from pytest_unlearn.scorecard import CheckResult
+from pytest_unlearn.stats import bootstrap_ci
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """What the user asked for on the command line / ini / environment, already validated."""
+
+    model: Path | None = None
+    data: Path | None = None
+    artifacts: Path = Path("unlearn-scorecard-artifacts")
+    device: str = "auto"
+    dtype: str = "auto"
+    batch_size: int = 16
+    max_new_tokens: int | None = None
+    predictions: Path | None = None
+    mmlu: Path | None = None
+    mia_data: Path | None = None
+    allow_pickle: bool = False
+    thresholds: dict[str, float] = field(default_factory=dict)
+
+
+def check_metric_params(manifest: SuiteManifest) -> None:
+    """Every check names a registered metric and passes it parameters it accepts."""
+    for spec in manifest.checks:
+        try:
+            metric = METRICS.get(spec.metric)
+        except UnlearnError as exc:
+            raise UnlearnError(f"suite manifest {manifest.path}: check {spec.id!r}: {exc}") from None
+        try:
+            inspect.signature(metric.fn).bind(None, **spec.params)
+        except TypeError as exc:
+            raise UnlearnError(
+                f"suite manifest {manifest.path}: check {spec.id!r}: bad params for metric "
+                f"{spec.metric!r} ({exc})"
+            ) from None
+
+
+class Backend(ABC):
+    """Base class of suite backends: memoized inputs, failures remembered, checks evaluated."""
+
+    def __init__(self, manifest: SuiteManifest, settings: RunSettings) -> None:
+        self.manifest = manifest
+        self.settings = settings
+        self.timings: dict[str, float] = {}
+        self._computed: set[str] = set()
+        self._failures: dict[str, UnlearnError] = {}
+
+    # -- what a backend provides -------------------------------------------------------------
+    @abstractmethod
+    def compute(self, name: str) -> None:
+        """Compute the input ``name`` (e.g. "text") and keep it; raise UnlearnError on bad input."""
+
+    @abstractmethod
+    def metric_inputs(self) -> Any:
+        """The object metric functions take; it offers ``resample(rng, requires)`` for the bootstrap."""
+
+    @abstractmethod
+    def aggregates(self) -> dict[str, Any]:
+        """The scorecard's aggregates, from whatever inputs were computed."""
+
+    def header_lines(self) -> list[str]:
+        return []
+
+    def model_record(self) -> dict[str, Any]:
+        return {"path": str(self.settings.model) if self.settings.model else None}
+
+    def artifacts(self) -> dict[str, str]:
+        return {}
+
+    def device(self) -> str | None:
+        return None
+
+    def settings_record(self) -> dict[str, Any]:
+        return {}
+
+    # -- shared machinery --------------------------------------------------------------------
+    def ensure(self, requires: tuple[str, ...]) -> None:
+        for name in requires:
+            if name in self._computed:
+                continue
+            if name in self._failures:
+                # One broken input (say an unloadable model) fails every check that needs it
+                # with the same message, without retrying the expensive work.
+                raise self._failures[name]
+            started = time.perf_counter()
+            try:
+                self.compute(name)
+            except UnlearnError as exc:
+                self._failures[name] = exc
+                raise
+            self.timings[name] = time.perf_counter() - started
+            self._computed.add(name)
+
+    def evaluate(self, spec: CheckSpec) -> CheckResult:
+        metric = METRICS.get(spec.metric)
+        try:
+            self.ensure(metric.requires)
+            inputs = self.metric_inputs()
+            measured = metric(inputs, **spec.params)
+            ci = self._interval(metric, inputs, spec)
+        except UnlearnError as exc:
+            return CheckResult(
+                id=spec.id,
+                metric=spec.metric,
+                value=None,
+                threshold=spec.threshold,
+                op=spec.op,
+                passed=False,
+                higher_is_better=metric.higher_is_better,
+                unit=metric.unit,
+                error=str(exc),
+            )
+        return CheckResult(
+            id=spec.id,
+            metric=spec.metric,
+            value=measured.value,
+            threshold=spec.threshold,
+            op=spec.op,
+            passed=spec.passes(measured.value),
+            n=measured.n,
+            ci95=ci,
+            higher_is_better=metric.higher_is_better,
+            unit=metric.unit,
+            details=measured.details,
+        )
+
+    def _interval(self, metric: Metric, inputs: Any, spec: CheckSpec) -> tuple[float, float] | None:
+        samples = int(self.manifest.settings.get("bootstrap_samples", 1000))
+        seed = int(self.manifest.settings.get("seed", 0))
+        return bootstrap_ci(
+            lambda rng: metric(inputs.resample(rng, metric.requires), **spec.params).value,
+            samples=samples,
+            seed=seed,
+        )
+
+
+def create_backend(manifest: SuiteManifest, settings: RunSettings) -> Backend:
+    """Validate the manifest against the registry and build its backend (validates data)."""
+    check_metric_params(manifest)
+    try:
+        backend_cls = BACKENDS.get(manifest.backend)
+    except UnlearnError as exc:
+        raise UnlearnError(f"suite manifest {manifest.path}: {exc}") from None
+    return backend_cls(manifest, settings)

@@ -1,0 +1,34 @@
+"""Content fingerprints of model folders: sha256 over the weight files.
+
+The fingerprint identifies *which weights* were evaluated (the scorecard records it, and the
+artifact cache keys on it); file names are part of the hash so a renamed shard changes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
+_CHUNK = 1 << 20
+
+
+def weight_files(path: Path) -> list[Path]:
+    """The weight files of a model folder (recursively, sorted), or the file itself."""
+    if path.is_file():
+        return [path]
+    return sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in WEIGHT_SUFFIXES)
+
+
+def fingerprint(path: str | Path) -> str:
+    """``sha256:<hex>`` over (relative name, content digest) of every weight file."""
+    root = Path(path)
+    outer = hashlib.sha256()
+    for file in weight_files(root):
+        inner = hashlib.sha256()
+        with file.open("rb") as handle:
+            while chunk := handle.read(_CHUNK):
+                inner.update(chunk)
+        name = file.name if root.is_file() else file.relative_to(root).as_posix()
+        outer.update(name.encode("utf-8") + b"\0" + inner.digest())
+    return "sha256:" + outer.hexdigest()

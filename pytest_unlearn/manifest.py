@@ -1,0 +1,214 @@
+"""Suite manifests: a versioned TOML file listing a suite's data, settings and checks.
+
+A manifest is data, not code; the plugin turns each ``[[checks]]`` table into one test item::
+
+    [suite]
+    name = "semeval"
+    version = "2025.1"
+    backend = "semeval"          # evaluation backend from the registry
+
+    [data]                      # paths relative to the manifest's folder
+    forget = "data/forget.jsonl"
+
+    [settings]                  # backend settings; some are overridable from the command line
+    max_new_tokens = 256
+
+    [[checks]]
+    id = "task1-regurgitation-forget"
+    metric = "semeval.subtask"
+    params = { split = "forget", task = "Task1", kind = "regurgitation" }
+    op = ">="
+    threshold = 0.8
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import math
+import re
+import sys
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from pytest_unlearn.errors import UnlearnError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+OPS = (">=", "<=")
+CHECK_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    """One check: a metric with parameters compared against a threshold."""
+
+    id: str
+    metric: str
+    op: str
+    threshold: float
+    params: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+    def passes(self, value: float) -> bool:
+        if math.isnan(value):
+            return False
+        return value >= self.threshold if self.op == ">=" else value <= self.threshold
+
+
+@dataclass(frozen=True)
+class SuiteManifest:
+    """A parsed suite manifest; ``root`` is the folder relative data paths resolve against."""
+
+    name: str
+    version: str
+    backend: str
+    path: Path
+    root: Path
+    sha256: str
+    description: str = ""
+    source: str = ""
+    data: dict[str, Path] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+    checks: tuple[CheckSpec, ...] = ()
+
+    def check(self, check_id: str) -> CheckSpec:
+        for spec in self.checks:
+            if spec.id == check_id:
+                return spec
+        raise KeyError(check_id)
+
+
+def _require(table: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    if key not in table:
+        raise UnlearnError(f"{where}: missing required key {key!r}")
+    value = table[key]
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise UnlearnError(f"{where}: {key!r} must be a {names}, got {value!r}")
+    return value
+
+
+def parse_check(table: dict[str, Any], where: str) -> CheckSpec:
+    """Validate one ``[[checks]]`` table."""
+    if not isinstance(table, dict):
+        raise UnlearnError(f"{where}: each [[checks]] entry must be a table")
+    check_id = _require(table, "id", str, where)
+    where = f"{where} (check {check_id!r})"
+    if not CHECK_ID.match(check_id):
+        raise UnlearnError(f"{where}: check ids use letters, digits, '-', '_' and '.' only")
+    metric = _require(table, "metric", str, where)
+    op = _require(table, "op", str, where)
+    if op not in OPS:
+        raise UnlearnError(f"{where}: op must be one of {', '.join(OPS)}, got {op!r}")
+    if "threshold" not in table:
+        raise UnlearnError(f"{where}: missing required key 'threshold' (a number)")
+    threshold = _require(table, "threshold", (int, float), where)
+    if not math.isfinite(threshold):
+        raise UnlearnError(f"{where}: threshold must be a finite number, got {threshold!r}")
+    params = table.get("params", {})
+    if not isinstance(params, dict):
+        raise UnlearnError(f"{where}: params must be a table")
+    unknown = set(table) - {"id", "metric", "op", "threshold", "params", "description"}
+    if unknown:
+        raise UnlearnError(f"{where}: unknown keys {sorted(unknown)}")
+    return CheckSpec(
+        id=check_id,
+        metric=metric,
+        op=op,
+        threshold=float(threshold),
+        params=dict(params),
+        description=str(table.get("description", "")),
+    )
+
+
+def parse_manifest(text: str, path: Path) -> SuiteManifest:
+    """Parse manifest text; ``path`` names the file in errors and anchors relative data paths."""
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UnlearnError(f"suite manifest {path}: invalid TOML ({exc})") from None
+    where = f"suite manifest {path}"
+    suite = doc.get("suite")
+    if not isinstance(suite, dict):
+        raise UnlearnError(f"{where}: missing the [suite] table (name, version, backend)")
+    name = _require(suite, "name", str, f"{where} [suite]")
+    version = _require(suite, "version", str, f"{where} [suite]")
+    backend = _require(suite, "backend", str, f"{where} [suite]")
+    data_table = doc.get("data", {})
+    if not isinstance(data_table, dict) or not all(isinstance(v, str) for v in data_table.values()):
+        raise UnlearnError(f"{where}: [data] must map names to relative paths (strings)")
+    settings = doc.get("settings", {})
+    if not isinstance(settings, dict):
+        raise UnlearnError(f"{where}: [settings] must be a table")
+    raw_checks = doc.get("checks", [])
+    if not isinstance(raw_checks, list) or not raw_checks:
+        raise UnlearnError(f"{where}: no [[checks]] defined; a suite needs at least one check")
+    checks = tuple(parse_check(t, f"{where} [[checks]] #{i + 1}") for i, t in enumerate(raw_checks))
+    seen: set[str] = set()
+    for spec in checks:
+        if spec.id in seen:
+            raise UnlearnError(f"{where}: check id {spec.id!r} appears twice")
+        seen.add(spec.id)
+    root = path.parent
+    return SuiteManifest(
+        name=name,
+        version=version,
+        backend=backend,
+        path=path,
+        root=root,
+        sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
+        description=str(suite.get("description", "")),
+        source=str(suite.get("source", "")),
+        data={key: (root / value) for key, value in data_table.items()},
+        settings=dict(settings),
+        checks=checks,
+    )
+
+
+def load_manifest(path: str | Path) -> SuiteManifest:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UnlearnError(f"--suite {path}: no such manifest file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UnlearnError(f"--suite {path}: cannot read the manifest ({exc})") from None
+    return parse_manifest(text, path.resolve())
+
+
+def resolve_suite(name_or_path: str) -> SuiteManifest:
+    """A registered suite name (``semeval``) or the path of a ``.toml`` manifest."""
+    from pytest_unlearn import builtins  # noqa: F401  (registers the built-in suites)
+    from pytest_unlearn.registry import SUITES
+
+    if name_or_path.endswith(".toml") or "/" in name_or_path or Path(name_or_path).is_file():
+        return load_manifest(name_or_path)
+    try:
+        manifest_path = SUITES.get(name_or_path)
+    except UnlearnError as exc:
+        raise UnlearnError(f"--suite: {exc} (or pass the path of a suite manifest .toml)") from None
+    return load_manifest(Path(manifest_path))
+
+
+def apply_threshold_overrides(
+    manifest: SuiteManifest, overrides: dict[str, float]
+) -> SuiteManifest:
+    """Return a manifest whose checks carry the ``--threshold CHECK=VALUE`` overrides."""
+    known = {spec.id for spec in manifest.checks}
+    for check_id in overrides:
+        if check_id not in known:
+            close = difflib.get_close_matches(check_id, known, n=1, cutoff=0.5)
+            hint = f" Did you mean: {close[0]}?" if close else ""
+            raise UnlearnError(
+                f"--threshold {check_id}=…: suite {manifest.name!r} has no check {check_id!r}.{hint}"
+            )
+    checks = tuple(
+        replace(spec, threshold=overrides[spec.id]) if spec.id in overrides else spec
+        for spec in manifest.checks
+    )
+    return replace(manifest, checks=checks)

@@ -1,0 +1,238 @@
+"""Every option of the plugin, defined once: flag, ini twin, environment variable, default, parser.
+
+``plugin.py`` turns this table into ``parser.addoption``/``parser.addini`` calls, the README's
+option table is generated from it, and values resolve CLI > environment > ini > default, with
+errors that name the source of a bad value (pytest-timeout's convention).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pytest_unlearn.errors import UnlearnError
+
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+|mps)$")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+def parse_positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError("must be a positive integer") from None
+    if value <= 0:
+        raise ValueError("must be a positive integer")
+    return value
+
+
+def parse_device(text: str) -> str:
+    if not DEVICE_PATTERN.match(text):
+        raise ValueError("must be auto, cpu, cuda, cuda:N or mps")
+    return text
+
+
+def parse_dtype(text: str) -> str:
+    if text not in DTYPES:
+        raise ValueError(f"must be one of {', '.join(DTYPES)}")
+    return text
+
+
+def parse_threshold(text: str) -> tuple[str, float]:
+    check_id, sep, raw = text.partition("=")
+    if not sep or not check_id.strip():
+        raise ValueError("must be CHECK=VALUE, e.g. task-aggregate=0.5")
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"needs a number after '=', got {raw!r}") from None
+    if not math.isfinite(value):
+        raise ValueError(f"needs a finite number after '=', got {raw!r}")
+    return check_id.strip(), value
+
+
+def parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("must be true or false")
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    """One option: how it is spelled on the command line, in ini files and the environment."""
+
+    flags: tuple[str, ...]
+    dest: str
+    help: str
+    default: Any = None
+    parse: Callable[[str], Any] | None = None
+    metavar: str | None = None
+    multiple: bool = False  # repeatable flag; ini value is a list of lines
+    flag_only: bool = False  # store_true flag
+
+    @property
+    def ini(self) -> str:
+        return self.dest
+
+    @property
+    def env(self) -> str:
+        return "PYTEST_" + self.dest.upper()
+
+    @property
+    def flag(self) -> str:
+        return self.flags[0]
+
+
+OPTIONS: tuple[OptionSpec, ...] = (
+    OptionSpec(
+        ("--model", "--unlearn-model"),
+        "unlearn_model",
+        "Path of the model to certify: a local model folder (from_pretrained) or checkpoint.",
+        metavar="PATH",
+    ),
+    OptionSpec(
+        ("--suite",),
+        "unlearn_suite",
+        "Suite to run: a registered name (semeval) or the path of a suite manifest (.toml).",
+        metavar="NAME|PATH",
+    ),
+    OptionSpec(
+        ("--data",),
+        "unlearn_data",
+        "Folder with the suite's data files (default: the suite's bundled sample data).",
+        metavar="DIR",
+    ),
+    OptionSpec(
+        ("--scorecard",),
+        "unlearn_scorecard",
+        "Where to write the JSON scorecard.",
+        default="unlearn-scorecard.json",
+        metavar="PATH",
+    ),
+    OptionSpec(
+        ("--artifacts",),
+        "unlearn_artifacts",
+        "Folder for generations, losses and predictions (default: <scorecard>-artifacts/).",
+        metavar="DIR",
+    ),
+    OptionSpec(
+        ("--device",),
+        "unlearn_device",
+        "Device to evaluate on: auto, cpu, cuda, cuda:N or mps.",
+        default="auto",
+        parse=parse_device,
+    ),
+    OptionSpec(
+        ("--dtype",),
+        "unlearn_dtype",
+        "Weights dtype: auto (bfloat16 on CUDA as the official scorer, float32 on CPU), "
+        "float32, bfloat16 or float16.",
+        default="auto",
+        parse=parse_dtype,
+    ),
+    OptionSpec(
+        ("--batch-size",),
+        "unlearn_batch_size",
+        "Prompts per forward pass (generation, losses, MMLU).",
+        default=16,
+        parse=parse_positive_int,
+        metavar="N",
+    ),
+    OptionSpec(
+        ("--max-new-tokens",),
+        "unlearn_max_new_tokens",
+        "Greedy generation length (default: the suite's setting; the SemEval scorer uses 256).",
+        parse=parse_positive_int,
+        metavar="N",
+    ),
+    OptionSpec(
+        ("--threshold",),
+        "unlearn_threshold",
+        "Override a check's threshold, CHECK=VALUE (repeatable).",
+        parse=parse_threshold,
+        metavar="CHECK=VALUE",
+        multiple=True,
+    ),
+    OptionSpec(
+        ("--predictions",),
+        "unlearn_predictions",
+        "Score generations produced elsewhere (jsonl/csv with id and output); the text "
+        "metrics then need no model.",
+        metavar="FILE",
+    ),
+    OptionSpec(
+        ("--mmlu",),
+        "unlearn_mmlu",
+        "MMLU folder (dev/ and test/ CSVs, or parquet) for the MMLU gate.",
+        metavar="DIR",
+    ),
+    OptionSpec(
+        ("--mia-data",),
+        "unlearn_mia_data",
+        "Folder with member.jsonl and nonmember.jsonl for the membership-inference check.",
+        metavar="DIR",
+    ),
+    OptionSpec(
+        ("--allow-pickle",),
+        "unlearn_allow_pickle",
+        "Allow pickle-based weight files (.bin/.pt/.ckpt); they are still loaded with "
+        "weights_only=True. Without it only safetensors load.",
+        default=False,
+        parse=parse_bool,
+        flag_only=True,
+    ),
+)
+
+OPTIONS_BY_DEST = {spec.dest: spec for spec in OPTIONS}
+
+
+def resolve(
+    spec: OptionSpec,
+    cli_value: Any,
+    environ: dict[str, str] | Any,
+    ini_value: Any,
+) -> tuple[Any, str]:
+    """The value of one option and where it came from (CLI > environment > ini > default)."""
+    if spec.multiple:
+        if cli_value:
+            return _parse_many(spec, cli_value, spec.flag), spec.flag
+        env_raw = environ.get(spec.env)
+        if env_raw:
+            return _parse_many(spec, env_raw.split(), spec.env), spec.env
+        if ini_value:
+            return _parse_many(spec, ini_value, f"ini option {spec.ini}"), f"ini option {spec.ini}"
+        return [], "default"
+    if spec.flag_only and cli_value:
+        return True, spec.flag
+    if cli_value not in (None, False):
+        return _parse_one(spec, cli_value, spec.flag), spec.flag
+    if spec.env in environ and environ[spec.env] != "":
+        return _parse_one(spec, environ[spec.env], spec.env), spec.env
+    if ini_value not in (None, "", []):
+        return _parse_one(spec, ini_value, f"ini option {spec.ini}"), f"ini option {spec.ini}"
+    return spec.default, "default"
+
+
+def _parse_one(spec: OptionSpec, raw: Any, source: str) -> Any:
+    if spec.parse is None or not isinstance(raw, str):
+        return raw
+    try:
+        return spec.parse(raw)
+    except ValueError as exc:
+        where = "" if source == spec.flag else f" (from {source})"
+        raise UnlearnError(f"{spec.flag} {exc}, got {raw!r}{where}") from None
+
+
+def _parse_many(spec: OptionSpec, raws: list[str], source: str) -> list[Any]:
+    return [_parse_one(spec, raw, source) for raw in raws]
+
+
+def as_path(value: str | None) -> Path | None:
+    return None if value in (None, "") else Path(value).expanduser()

@@ -1,0 +1,155 @@
+"""One generic, typed registry for metrics, suites, evaluation backends, loaders and judges.
+
+Modelled on lm-evaluation-harness' ``api/registry.py``: entries may be registered eagerly or as
+lazy ``"module:attr"`` strings (so listing what exists imports nothing heavy), names are unique
+(a duplicate is an error unless ``replace=True``), and an unknown name gets a "did you mean"
+suggestion. Third-party packages add entries through the entry-point group
+``pytest_unlearn.<kind>s`` (for example ``pytest_unlearn.metrics``); an entry point's value is
+a ``"module:attr"`` reference, loaded the first time the name is looked up.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any, Generic, TypeVar
+
+from pytest_unlearn.errors import UnlearnError
+
+T = TypeVar("T")
+
+
+def load_reference(reference: str) -> Any:
+    """Import ``"package.module:attribute"`` and return the attribute."""
+    module_name, _, attribute = reference.partition(":")
+    if not module_name or not attribute:
+        raise UnlearnError(f"invalid reference {reference!r}: expected 'package.module:attribute'")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise UnlearnError(
+            f"cannot import {module_name!r} for {reference!r}: {exc}; install the package's "
+            "extra (e.g. pip install -c constraints.txt -e '.[llm]')"
+        ) from None
+    try:
+        return getattr(module, attribute)
+    except AttributeError:
+        raise UnlearnError(f"{module_name!r} has no attribute {attribute!r} ({reference!r})") from None
+
+
+class Registry(Generic[T]):
+    """Named entries of one kind, each either an object of type ``T`` or a lazy reference."""
+
+    def __init__(self, kind: str, validate: Callable[[Any], T] | None = None) -> None:
+        self.kind = kind
+        self.entry_point_group = f"pytest_unlearn.{kind}s"
+        self._validate = validate
+        self._entries: dict[str, T | str] = {}
+        self._entry_points_loaded = False
+
+    def register(self, name: str, entry: T | str, *, replace: bool = False) -> None:
+        if not replace and name in self._entries:
+            raise UnlearnError(
+                f"{self.kind} {name!r} is registered twice; rename one or pass replace=True"
+            )
+        self._entries[name] = entry
+
+    def _load_entry_points(self) -> None:
+        if self._entry_points_loaded:
+            return
+        self._entry_points_loaded = True
+        for point in entry_points(group=self.entry_point_group):
+            # A plugin package may not override a built-in silently: same rule as register().
+            self.register(point.name, point.value)
+
+    def names(self) -> list[str]:
+        self._load_entry_points()
+        return sorted(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        self._load_entry_points()
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def get(self, name: str) -> T:
+        self._load_entry_points()
+        if name not in self._entries:
+            close = difflib.get_close_matches(name, self._entries, n=1, cutoff=0.5)
+            hint = f" Did you mean: {close[0]}?" if close else ""
+            known = ", ".join(sorted(self._entries)) or "none"
+            raise UnlearnError(f"Unknown {self.kind} {name!r}.{hint} Known: {known}")
+        entry = self._entries[name]
+        if isinstance(entry, str):
+            loaded = load_reference(entry)
+            entry = self._validate(loaded) if self._validate else loaded
+            self._entries[name] = entry
+        return entry  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """A metric's value on one evaluation, with the sample size it rests on."""
+
+    value: float
+    n: int
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A registered metric: its function, direction, unit and the inputs it needs.
+
+    ``fn(inputs, **params) -> Measurement``. ``requires`` names the expensive inputs the
+    evaluation backend must compute first (e.g. ``"text"``, ``"mia"``, ``"mmlu"``), so each is
+    computed once and shared by every check that needs it.
+    """
+
+    name: str
+    fn: Callable[..., Measurement]
+    higher_is_better: bool
+    unit: str
+    requires: tuple[str, ...]
+    description: str = ""
+
+    def __call__(self, inputs: Any, **params: Any) -> Measurement:
+        return self.fn(inputs, **params)
+
+
+def _as_metric(obj: Any) -> Metric:
+    if not isinstance(obj, Metric):
+        raise UnlearnError(f"metric entry {obj!r} is not a pytest_unlearn Metric (use @metric)")
+    return obj
+
+
+METRICS: Registry[Metric] = Registry("metric", _as_metric)
+# Suites map a name to the path of their TOML manifest.
+SUITES: Registry[str] = Registry("suite")
+# Evaluation backends: classes that turn a manifest + run settings into metric inputs.
+BACKENDS: Registry[type] = Registry("backend")
+# Model loaders and concept judges (the diffusion suites add theirs).
+LOADERS: Registry[Callable[..., Any]] = Registry("loader")
+JUDGES: Registry[Callable[..., Any]] = Registry("judge")
+
+
+def metric(
+    name: str,
+    *,
+    higher_is_better: bool,
+    unit: str,
+    requires: tuple[str, ...] = (),
+    description: str = "",
+    registry: Registry[Metric] = METRICS,
+) -> Callable[[Callable[..., Measurement]], Metric]:
+    """Decorator that turns a function into a registered :class:`Metric`."""
+
+    def wrap(fn: Callable[..., Measurement]) -> Metric:
+        entry = Metric(name, fn, higher_is_better, unit, requires, description or (fn.__doc__ or "").strip().split("\n")[0])
+        registry.register(name, entry, replace=True)
+        return entry
+
+    return wrap

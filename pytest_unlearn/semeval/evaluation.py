@@ -1,0 +1,279 @@
+"""The SemEval-2025 Task 4 backend: data resolution, the three expensive inputs, artifacts.
+
+Inputs (each computed at most once per run, shared by every check):
+- ``text``: greedy generations of every forget/retain prompt (or ``--predictions``), scored;
+- ``mia``: mean token NLL of every member and non-member document;
+- ``mmlu``: 5-shot next-token predictions of every MMLU test question.
+Torch is imported only when a model pass is needed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pytest_unlearn.errors import UnlearnError
+from pytest_unlearn.evaluation import Backend, RunSettings
+from pytest_unlearn.fingerprint import fingerprint
+from pytest_unlearn.loading import inspect_model_folder
+from pytest_unlearn.manifest import SuiteManifest
+from pytest_unlearn.semeval import metrics as sm
+from pytest_unlearn.semeval.data import (
+    MIADocument,
+    PromptRow,
+    find_split_file,
+    load_mia,
+    load_predictions,
+    load_prompts,
+)
+from pytest_unlearn.semeval.mmlu import MMLUData, load_mmlu
+
+
+def _optional_dir(explicit: Path | None, data_dir: Path | None, names: tuple[str, ...], bundled: Path | None) -> Path | None:
+    """An explicit flag wins; with --data, a conventional subfolder of it; else the bundled one."""
+    if explicit is not None:
+        return explicit
+    if data_dir is not None:
+        for name in names:
+            if (data_dir / name).is_dir():
+                return data_dir / name
+        return None  # never mix a user's data with our bundled sample sets
+    return bundled
+
+
+class SemevalBackend(Backend):
+    def __init__(self, manifest: SuiteManifest, settings: RunSettings) -> None:
+        super().__init__(manifest, settings)
+        self.shots = int(manifest.settings.get("mmlu_shots", 5))
+        self.max_new_tokens = settings.max_new_tokens or int(manifest.settings.get("max_new_tokens", 256))
+        data_dir = settings.data
+        if data_dir is not None and not data_dir.is_dir():
+            raise UnlearnError(f"--data {data_dir}: no such folder; pass the folder with forget/retain files")
+        if data_dir is not None:
+            forget_path = find_split_file(data_dir, "forget")
+            retain_path = find_split_file(data_dir, "retain")
+        else:
+            forget_path, retain_path = self._bundled("forget"), self._bundled("retain")
+        self.rows: list[PromptRow] = load_prompts(forget_path, "forget") + load_prompts(retain_path, "retain")
+        duplicated = [row_id for row_id, count in Counter(r.id for r in self.rows).items() if count > 1]
+        if duplicated:
+            raise UnlearnError(
+                f"ids {sorted(duplicated)[:3]} appear in both {forget_path} and {retain_path}; "
+                "a prompt belongs to one split"
+            )
+        self.data_files = {"forget": str(forget_path), "retain": str(retain_path)}
+
+        mia_dir = _optional_dir(settings.mia_data, data_dir, ("mia_data", "mia"), manifest.data.get("mia"))
+        self.mia: tuple[list[MIADocument], list[MIADocument]] | None = None
+        if mia_dir is not None:
+            self.mia = load_mia(mia_dir, "--mia-data" if settings.mia_data else "MIA data")
+            self.data_files["mia"] = str(mia_dir)
+
+        mmlu_dir = _optional_dir(settings.mmlu, data_dir, ("mmlu",), manifest.data.get("mmlu"))
+        self.mmlu_data: MMLUData | None = None
+        if mmlu_dir is not None:
+            self.mmlu_data = load_mmlu(mmlu_dir)
+            self.data_files["mmlu"] = str(mmlu_dir)
+
+        self.predictions = load_predictions(settings.predictions) if settings.predictions else None
+        if settings.model is not None:
+            inspect_model_folder(settings.model, allow_pickle=settings.allow_pickle)
+        elif self.predictions is None:
+            raise UnlearnError("--suite semeval needs --model PATH (or --predictions FILE for the text checks)")
+
+        self.inputs = sm.SemevalInputs()
+        self._model: tuple[Any, Any, str] | None = None
+        self._fingerprint: str | None = None
+        self._artifact_files: dict[str, str] = {}
+
+    def _bundled(self, key: str) -> Path:
+        path = self.manifest.data.get(key)
+        if path is None:
+            raise UnlearnError(f"suite manifest {self.manifest.path}: no bundled {key} data; pass --data DIR")
+        return path
+
+    # -- model ---------------------------------------------------------------------------------
+    def _require_model(self, what: str) -> tuple[Any, Any, str]:
+        if self.settings.model is None:
+            raise UnlearnError(f"{what} needs the model itself: pass --model PATH")
+        if self._model is None:
+            from pytest_unlearn.loading import load_causal_lm
+
+            self._model = load_causal_lm(
+                self.settings.model,
+                device=self.settings.device,
+                dtype=self.settings.dtype,
+                allow_pickle=self.settings.allow_pickle,
+            )
+        return self._model
+
+    def device(self) -> str | None:
+        return self._model[2] if self._model else None
+
+    def model_record(self) -> dict[str, Any]:
+        if self.settings.model is None:
+            return {"path": None, "fingerprint": None, "predictions": str(self.settings.predictions)}
+        if self._fingerprint is None:
+            self._fingerprint = fingerprint(self.settings.model)
+        return {"path": str(self.settings.model), "fingerprint": self._fingerprint}
+
+    # -- inputs ----------------------------------------------------------------------------------
+    def compute(self, name: str) -> None:
+        if name == "text":
+            self._compute_text()
+        elif name == "mia":
+            self._compute_mia()
+        elif name == "mmlu":
+            self._compute_mmlu()
+        else:
+            raise UnlearnError(f"the semeval backend cannot compute {name!r}")
+
+    def _compute_text(self) -> None:
+        if self.predictions is not None:
+            missing = [r.id for r in self.rows if r.id not in self.predictions]
+            if missing:
+                raise UnlearnError(
+                    f"--predictions {self.settings.predictions}: no output for {len(missing)} "
+                    f"prompt(s), e.g. {missing[:3]}; generate every forget and retain prompt"
+                )
+            outputs = [self.predictions[r.id] for r in self.rows]
+        else:
+            from pytest_unlearn.semeval.backend import generate_greedy
+
+            model, tokenizer, device = self._require_model("generation")
+            outputs = generate_greedy(
+                model,
+                tokenizer,
+                [r.input for r in self.rows],
+                max_new_tokens=self.max_new_tokens,
+                batch_size=self.settings.batch_size,
+                device=device,
+            )
+        scores = [sm.prompt_score(r.kind, r.output, out) for r, out in zip(self.rows, outputs)]
+        groups: dict[sm.GroupKey, list[float]] = {}
+        for row, score in zip(self.rows, scores):
+            groups.setdefault((row.split, row.task, row.kind), []).append(score)
+        self.inputs = replace(self.inputs, text={k: np.asarray(v, dtype=float) for k, v in groups.items()})
+        self._write_jsonl(
+            "generations",
+            [
+                {
+                    "id": r.id,
+                    "task": r.task,
+                    "kind": r.kind,
+                    "split": r.split,
+                    "input": r.input,
+                    "expected": r.output,
+                    "output": out,
+                    "score": score,
+                }
+                for r, out, score in zip(self.rows, outputs, scores)
+            ],
+        )
+
+    def _compute_mia(self) -> None:
+        if self.mia is None:
+            raise UnlearnError(
+                "no membership-inference data: pass --mia-data DIR (member.jsonl, nonmember.jsonl)"
+            )
+        from pytest_unlearn.semeval.backend import document_nll
+
+        model, tokenizer, device = self._require_model("the membership-inference check")
+        members, nonmembers = self.mia
+        losses = document_nll(
+            model,
+            tokenizer,
+            [d.document for d in members + nonmembers],
+            batch_size=self.settings.batch_size,
+            device=device,
+        )
+        bad = [d.id for d, loss in zip(members + nonmembers, losses) if not np.isfinite(loss)]
+        if bad:
+            raise UnlearnError(
+                f"MIA data: documents {bad[:3]} give no finite loss (empty or one token, or the "
+                "model outputs NaN); remove them or check the weights"
+            )
+        self.inputs = replace(
+            self.inputs,
+            member_nll=np.asarray(losses[: len(members)]),
+            nonmember_nll=np.asarray(losses[len(members) :]),
+        )
+        self._write_jsonl(
+            "mia_losses",
+            [
+                {"id": d.id, "set": "member" if i < len(members) else "nonmember", "nll": loss}
+                for i, (d, loss) in enumerate(zip(members + nonmembers, losses))
+            ],
+        )
+
+    def _compute_mmlu(self) -> None:
+        if self.mmlu_data is None:
+            raise UnlearnError("no MMLU data: pass --mmlu DIR (dev/ and test/ CSVs)")
+        from pytest_unlearn.semeval.backend import mmlu_predict, mmlu_prompts
+
+        model, tokenizer, device = self._require_model("the MMLU gate")
+        prompts = mmlu_prompts(tokenizer, self.mmlu_data, self.shots)
+        predictions = mmlu_predict(
+            model, tokenizer, [p for _, _, p in prompts], batch_size=self.settings.batch_size, device=device
+        )
+        rows = []
+        correct = []
+        for (subject, index, _), (letter, probs) in zip(prompts, predictions):
+            answer = self.mmlu_data.test[subject][index].answer
+            correct.append(float(letter == answer))
+            rows.append(
+                {"subject": subject, "index": index, "answer": answer, "prediction": letter,
+                 "correct": letter == answer, "probs": dict(zip("ABCD", probs))}
+            )
+        self.inputs = replace(self.inputs, mmlu_correct=np.asarray(correct))
+        self._write_jsonl("mmlu_predictions", rows)
+
+    def metric_inputs(self) -> sm.SemevalInputs:
+        return self.inputs
+
+    def aggregates(self) -> dict[str, Any]:
+        return sm.aggregates(self.inputs)
+
+    # -- records -------------------------------------------------------------------------------
+    def _write_jsonl(self, name: str, rows: list[dict[str, Any]]) -> None:
+        folder = self.settings.artifacts
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / f"{name}.jsonl"
+            tmp = path.with_suffix(".jsonl.tmp")
+            with tmp.open("w", encoding="utf-8") as handle:
+                for row in rows:
+                    handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+            tmp.replace(path)
+        except OSError as exc:
+            raise UnlearnError(f"--artifacts {folder}: cannot write {name}.jsonl ({exc}); pass a writable folder") from None
+        self._artifact_files[name] = str(path)
+
+    def artifacts(self) -> dict[str, str]:
+        return dict(self._artifact_files)
+
+    def header_lines(self) -> list[str]:
+        counts = {}
+        for r in self.rows:
+            counts[r.split] = counts.get(r.split, 0) + 1
+        source = str(self.settings.predictions) if self.settings.model is None else str(self.settings.model)
+        return [
+            f"unlearn: prompts forget={counts.get('forget', 0)} retain={counts.get('retain', 0)}, "
+            f"max_new_tokens={self.max_new_tokens}, mmlu_shots={self.shots}, model={source}",
+        ]
+
+    def settings_record(self) -> dict[str, Any]:
+        return {
+            "max_new_tokens": self.max_new_tokens,
+            "mmlu_shots": self.shots,
+            "batch_size": self.settings.batch_size,
+            "device": self.settings.device,
+            "dtype": self.settings.dtype,
+            "data": self.data_files,
+        }
+

@@ -1,0 +1,105 @@
+"""The state of one certification run, independent of pytest.
+
+Holds the manifest, the backend and the results received so far, and assembles the scorecard.
+The plugin keeps one of these in ``config.stash``.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pytest_unlearn.errors import UnlearnError
+from pytest_unlearn.evaluation import Backend, RunSettings, create_backend
+from pytest_unlearn.manifest import SuiteManifest, apply_threshold_overrides, resolve_suite
+from pytest_unlearn.scorecard import CheckResult, build_scorecard, write_json_atomic
+
+
+def ensure_writable_file(path: Path, flag: str) -> None:
+    """Fail before the run, not after it, when the scorecard could not be written."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".unlearn-probe-"):
+            pass
+    except OSError as exc:
+        raise UnlearnError(f"{flag} {path}: cannot write there ({exc.strerror or exc}); pick a writable path") from None
+
+
+def ensure_writable_dir(path: Path, flag: str) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".unlearn-probe-"):
+            pass
+    except OSError as exc:
+        raise UnlearnError(f"{flag} {path}: cannot write there ({exc.strerror or exc}); pick a writable folder") from None
+
+
+@dataclass
+class RunState:
+    manifest: SuiteManifest
+    backend: Backend
+    settings: RunSettings
+    scorecard_path: Path
+    results: dict[str, CheckResult] = field(default_factory=dict)
+    selected: list[str] = field(default_factory=list)
+    started: float = field(default_factory=time.perf_counter)
+
+    @classmethod
+    def start(cls, suite: str, settings: RunSettings, scorecard_path: Path) -> RunState:
+        manifest = apply_threshold_overrides(resolve_suite(suite), settings.thresholds)
+        ensure_writable_file(scorecard_path, "--scorecard")
+        ensure_writable_dir(settings.artifacts, "--artifacts")
+        backend = create_backend(manifest, settings)
+        return cls(manifest, backend, settings, scorecard_path)
+
+    def record(self, result: CheckResult) -> None:
+        self.results[result.id] = result
+
+    def ordered_results(self) -> list[CheckResult]:
+        order = [spec.id for spec in self.manifest.checks]
+        return sorted(self.results.values(), key=lambda r: order.index(r.id) if r.id in order else len(order))
+
+    def scorecard(
+        self,
+        *,
+        interrupted: bool,
+        aggregates: dict[str, Any] | None = None,
+        artifacts: dict[str, str] | None = None,
+        timings: dict[str, float] | None = None,
+        device: str | None = None,
+    ) -> dict[str, Any]:
+        missing = [check_id for check_id in self.selected if check_id not in self.results]
+        all_timings = {"total": time.perf_counter() - self.started}
+        all_timings.update(timings if timings is not None else self.backend.timings)
+        settings = self.backend.settings_record()
+        settings["seed"] = self.manifest.settings.get("seed", 0)
+        settings["bootstrap_samples"] = self.manifest.settings.get("bootstrap_samples", 1000)
+        settings["threshold_overrides"] = dict(self.settings.thresholds)
+        return build_scorecard(
+            suite={
+                "name": self.manifest.name,
+                "version": self.manifest.version,
+                "manifest": str(self.manifest.path),
+                "manifest_sha256": self.manifest.sha256,
+            },
+            model=self.backend.model_record(),
+            checks=self.ordered_results(),
+            aggregates=aggregates if aggregates is not None else self.backend.aggregates(),
+            artifacts=artifacts if artifacts is not None else self.backend.artifacts(),
+            settings=settings,
+            device=device if device is not None else self.backend.device(),
+            timings=all_timings,
+            complete=not interrupted and not missing,
+            missing=missing,
+        )
+
+    def write(self, card: dict[str, Any]) -> None:
+        write_json_atomic(self.scorecard_path, card)
+
+
+def default_artifacts_dir(scorecard: Path) -> Path:
+    return scorecard.with_name(scorecard.stem + "-artifacts")
+

@@ -1,0 +1,8 @@
+"""Built-in suite manifests and their bundled sample data (installed as pytest_unlearn.suites)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SEMEVAL = HERE / "semeval" / "manifest.toml"

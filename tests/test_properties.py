@@ -1,0 +1,72 @@
+"""Hypothesis properties of the metric functions and the bootstrap."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pytest_unlearn.semeval import metrics as sm
+from pytest_unlearn.stats import bootstrap_ci, resample
+
+unit = st.floats(min_value=0.0, max_value=1.0, allow_nan=False)
+losses = st.lists(st.floats(min_value=0.0, max_value=20.0, allow_nan=False), min_size=1, max_size=30)
+
+
+@given(st.lists(unit, min_size=1, max_size=12))
+def test_harmonic_mean_bounds_and_zero_rule(values):
+    aggregate = sm.task_aggregate(values)
+    if min(values) == 0.0:
+        assert aggregate == 0.0
+    else:
+        assert min(values) - 1e-12 <= aggregate <= min(values) * len(values) + 1e-12
+        assert aggregate <= sum(values) / len(values) + 1e-12  # HM <= AM
+
+
+@given(st.floats(min_value=0.0, max_value=1.0))
+def test_mia_score_is_symmetric_around_one_half_and_in_unit_interval(auc):
+    score = sm.mia_score(auc)
+    assert 0.0 <= score <= 1.0
+    assert abs(score - sm.mia_score(1.0 - auc)) < 1e-12
+
+
+@given(losses)
+def test_auc_of_identical_score_lists_is_one_half(values):
+    assert abs(sm.mia_auc(values, values) - 0.5) < 1e-12
+
+
+@given(losses, losses)
+def test_auc_swaps_to_one_minus_auc_when_sets_swap(members, nonmembers):
+    assert abs(sm.mia_auc(members, nonmembers) + sm.mia_auc(nonmembers, members) - 1.0) < 1e-9
+
+
+@given(unit)
+def test_forget_inversion(value):
+    assert sm.aggregated_term("forget", value) == 1.0 - value
+    assert sm.aggregated_term("retain", value) == value
+
+
+@given(st.text(max_size=40), st.text(max_size=40))
+def test_exact_match_is_binary_and_symmetric(a, b):
+    score = sm.knowledge_score(a, b)
+    assert score in (0.0, 1.0)
+    assert score == sm.knowledge_score(b, a)
+    assert sm.knowledge_score(a, f"  {a.upper()}  ") == float(a.strip().lower() == a.upper().strip().lower())
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.text(alphabet="abcde ", max_size=30), st.text(alphabet="abcde ", max_size=30))
+def test_rouge_recall_in_unit_interval_and_full_on_identity(expected, generated):
+    assert 0.0 <= sm.regurgitation_score(expected, generated) <= 1.0
+    if expected.split():
+        assert sm.regurgitation_score(expected, expected + " " + generated) == 1.0
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(unit, min_size=2, max_size=20), st.integers(0, 2**31))
+def test_bootstrap_interval_brackets_the_resampled_means_and_is_deterministic(values, seed):
+    data = np.asarray(values)
+    ci = bootstrap_ci(lambda rng: float(resample(data, rng).mean()), samples=200, seed=seed)
+    again = bootstrap_ci(lambda rng: float(resample(data, rng).mean()), samples=200, seed=seed)
+    assert ci == again
+    assert data.min() - 1e-12 <= ci[0] <= ci[1] <= data.max() + 1e-12
