@@ -49,9 +49,9 @@ def parse_threshold(text: str) -> tuple[str, float]:
     try:
         value = float(raw)
     except ValueError:
-        raise ValueError(f"needs a number after '=', got {raw!r}") from None
+        raise ValueError("needs a number after '=' in CHECK=VALUE") from None
     if not math.isfinite(value):
-        raise ValueError(f"needs a finite number after '=', got {raw!r}")
+        raise ValueError("needs a finite number after '=' in CHECK=VALUE")
     return check_id.strip(), value
 
 

@@ -98,7 +98,7 @@ class SemevalBackend(Backend):
         return path
 
     # -- model ---------------------------------------------------------------------------------
-    def _require_model(self, what: str) -> tuple[Any, Any, str]:
+    def require_model(self, what: str) -> tuple[Any, Any, str]:
         if self.settings.model is None:
             raise UnlearnError(f"{what} needs the model itself: pass --model PATH")
         if self._model is None:
@@ -145,7 +145,7 @@ class SemevalBackend(Backend):
         else:
             from pytest_unlearn.semeval.backend import generate_greedy
 
-            model, tokenizer, device = self._require_model("generation")
+            model, tokenizer, device = self.require_model("generation")
             outputs = generate_greedy(
                 model,
                 tokenizer,
@@ -183,7 +183,7 @@ class SemevalBackend(Backend):
             )
         from pytest_unlearn.semeval.backend import document_nll
 
-        model, tokenizer, device = self._require_model("the membership-inference check")
+        model, tokenizer, device = self.require_model("the membership-inference check")
         members, nonmembers = self.mia
         losses = document_nll(
             model,
@@ -216,7 +216,7 @@ class SemevalBackend(Backend):
             raise UnlearnError("no MMLU data: pass --mmlu DIR (dev/ and test/ CSVs)")
         from pytest_unlearn.semeval.backend import mmlu_predict, mmlu_prompts
 
-        model, tokenizer, device = self._require_model("the MMLU gate")
+        model, tokenizer, device = self.require_model("the MMLU gate")
         prompts = mmlu_prompts(tokenizer, self.mmlu_data, self.shots)
         predictions = mmlu_predict(
             model, tokenizer, [p for _, _, p in prompts], batch_size=self.settings.batch_size, device=device
