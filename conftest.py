@@ -1,0 +1,37 @@
+"""Fixtures of the miniature world (tiny models trained offline), shared by the repo's tests.
+
+Models are built once and cached on disk by ``fixtures/`` (keyed by the builder's inputs), so
+only the first run on a fresh clone pays for training.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def semeval_models() -> dict[str, Path]:
+    """Paths of the tiny OLMo models: target, retrained, over_unlearned."""
+    # Import the C-extension stack here, in the outer process: pytester's in-process runs
+    # cannot import torch or tokenizers a second time after dropping them.
+    import safetensors  # noqa: F401
+    import tokenizers  # noqa: F401
+    import torch  # noqa: F401
+    import transformers  # noqa: F401
+
+    from fixtures.semeval_world import build_models
+
+    return build_models()
+
+
+@pytest.fixture(scope="session")
+def semeval_target(semeval_models: dict[str, Path]):
+    """The memorizing target model, loaded in float32 on CPU, with its tokenizer."""
+    from pytest_unlearn.loading import load_causal_lm
+
+    model, tokenizer, _ = load_causal_lm(
+        semeval_models["target"], device="cpu", dtype="float32", allow_pickle=False
+    )
+    return model, tokenizer
