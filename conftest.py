@@ -31,7 +31,5 @@ def semeval_target(semeval_models: dict[str, Path]):
     """The memorizing target model, loaded in float32 on CPU, with its tokenizer."""
     from pytest_unlearn.loading import load_causal_lm
 
-    model, tokenizer, _ = load_causal_lm(
-        semeval_models["target"], device="cpu", dtype="float32", allow_pickle=False
-    )
+    model, tokenizer, _ = load_causal_lm(semeval_models["target"], device="cpu", dtype="float32", allow_pickle=False)
     return model, tokenizer

@@ -68,7 +68,10 @@ def main() -> int:
 
     our_rows = [json.loads(line) for line in Path(backend.artifacts()["generations"]).read_text().splitlines()]
     our_losses = [json.loads(line)["nll"] for line in Path(backend.artifacts()["mia_losses"]).read_text().splitlines()]
-    our_letters = [json.loads(line)["prediction"] for line in Path(backend.artifacts()["mmlu_predictions"]).read_text().splitlines()]
+    our_letters = [
+        json.loads(line)["prediction"]
+        for line in Path(backend.artifacts()["mmlu_predictions"]).read_text().splitlines()
+    ]
     same_generations = [r["output"] for r in our_rows] == generations
     same_scores = [r["score"] for r in our_rows] == scores
     max_loss_gap = max(abs(a - b) for a, b in zip(our_losses, losses))
@@ -78,8 +81,10 @@ def main() -> int:
     print(f"official one-at-a-time: {official:.2f} s")
     print(f"pytest-unlearn batched (batch {args.batch_size}): {ours:.2f} s")
     print(f"speed ratio: {official / ours:.1f}x (target >= 10x)")
-    print(f"identical generations: {same_generations}; identical scores: {same_scores}; "
-          f"identical MMLU letters: {same_letters}; max |NLL difference|: {max_loss_gap:.2e}")
+    print(
+        f"identical generations: {same_generations}; identical scores: {same_scores}; "
+        f"identical MMLU letters: {same_letters}; max |NLL difference|: {max_loss_gap:.2e}"
+    )
     return 0 if same_generations and same_scores and same_letters and max_loss_gap < 1e-5 else 1
 
 

@@ -51,8 +51,7 @@ def check_metric_params(manifest: SuiteManifest) -> None:
             inspect.signature(metric.fn).bind(None, **spec.params)
         except TypeError as exc:
             raise UnlearnError(
-                f"suite manifest {manifest.path}: check {spec.id!r}: bad params for metric "
-                f"{spec.metric!r} ({exc})"
+                f"suite manifest {manifest.path}: check {spec.id!r}: bad params for metric {spec.metric!r} ({exc})"
             ) from None
 
 

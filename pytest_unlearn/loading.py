@@ -31,8 +31,7 @@ def inspect_model_folder(path: Path, *, allow_pickle: bool, flag: str = "--model
         raise UnlearnError(f"{flag} {path}: expected a model folder (with config.json), got a file")
     if not (path / "config.json").is_file() and not (path / "model_index.json").is_file():
         raise UnlearnError(
-            f"{flag} {path}: not a model folder (no config.json); pass the folder written by "
-            "save_pretrained"
+            f"{flag} {path}: not a model folder (no config.json); pass the folder written by save_pretrained"
         )
     safetensors = tuple(sorted(path.rglob("*.safetensors")))
     pickles = tuple(sorted(p for p in path.rglob("*") if p.suffix in PICKLE_SUFFIXES))
@@ -58,9 +57,7 @@ def resolve_device(name: str) -> str:
             raise UnlearnError(f"--device {name}: CUDA is not available here; use --device cpu")
         index = int(name.split(":")[1]) if ":" in name else 0
         if index >= torch.cuda.device_count():
-            raise UnlearnError(
-                f"--device {name}: only {torch.cuda.device_count()} GPU(s) visible; pick a lower index"
-            )
+            raise UnlearnError(f"--device {name}: only {torch.cuda.device_count()} GPU(s) visible; pick a lower index")
     return name
 
 
@@ -73,9 +70,7 @@ def resolve_dtype(name: str, device: str) -> Any:
     return getattr(torch, name)
 
 
-def load_causal_lm(
-    path: Path, *, device: str, dtype: str, allow_pickle: bool
-) -> tuple[Any, Any, str]:
+def load_causal_lm(path: Path, *, device: str, dtype: str, allow_pickle: bool) -> tuple[Any, Any, str]:
     """Model (eval mode, on ``device``) and tokenizer with the scorer's padding conventions.
 
     Returns ``(model, tokenizer, device)``. The official scorer sets ``pad_token = eos_token``;

@@ -195,20 +195,15 @@ def resolve_suite(name_or_path: str) -> SuiteManifest:
     return load_manifest(Path(manifest_path))
 
 
-def apply_threshold_overrides(
-    manifest: SuiteManifest, overrides: dict[str, float]
-) -> SuiteManifest:
+def apply_threshold_overrides(manifest: SuiteManifest, overrides: dict[str, float]) -> SuiteManifest:
     """Return a manifest whose checks carry the ``--threshold CHECK=VALUE`` overrides."""
     known = {spec.id for spec in manifest.checks}
     for check_id in overrides:
         if check_id not in known:
             close = difflib.get_close_matches(check_id, known, n=1, cutoff=0.5)
             hint = f" Did you mean: {close[0]}?" if close else ""
-            raise UnlearnError(
-                f"--threshold {check_id}=…: suite {manifest.name!r} has no check {check_id!r}.{hint}"
-            )
+            raise UnlearnError(f"--threshold {check_id}=…: suite {manifest.name!r} has no check {check_id!r}.{hint}")
     checks = tuple(
-        replace(spec, threshold=overrides[spec.id]) if spec.id in overrides else spec
-        for spec in manifest.checks
+        replace(spec, threshold=overrides[spec.id]) if spec.id in overrides else spec for spec in manifest.checks
     )
     return replace(manifest, checks=checks)

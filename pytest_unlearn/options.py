@@ -132,8 +132,7 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec(
         ("--dtype",),
         "unlearn_dtype",
-        "Weights dtype: auto (bfloat16 on CUDA as the official scorer, float32 on CPU), "
-        "float32, bfloat16 or float16.",
+        "Weights dtype: auto (bfloat16 on CUDA as the official scorer, float32 on CPU), float32, bfloat16 or float16.",
         default="auto",
         parse=parse_dtype,
     ),
@@ -163,8 +162,7 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec(
         ("--predictions",),
         "unlearn_predictions",
-        "Score generations produced elsewhere (jsonl/csv with id and output); the text "
-        "metrics then need no model.",
+        "Score generations produced elsewhere (jsonl/csv with id and output); the text metrics then need no model.",
         metavar="FILE",
     ),
     OptionSpec(

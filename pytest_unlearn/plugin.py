@@ -217,7 +217,6 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     session.config.stash[CARD_KEY] = card
 
 
-
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     state = _state(config)
     card = config.stash.get(CARD_KEY, None)

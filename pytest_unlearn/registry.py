@@ -52,9 +52,7 @@ class Registry(Generic[T]):
 
     def register(self, name: str, entry: T | str, *, replace: bool = False) -> None:
         if not replace and name in self._entries:
-            raise UnlearnError(
-                f"{self.kind} {name!r} is registered twice; rename one or pass replace=True"
-            )
+            raise UnlearnError(f"{self.kind} {name!r} is registered twice; rename one or pass replace=True")
         self._entries[name] = entry
 
     def _load_entry_points(self) -> None:
@@ -148,7 +146,9 @@ def metric(
     """Decorator that turns a function into a registered :class:`Metric`."""
 
     def wrap(fn: Callable[..., Measurement]) -> Metric:
-        entry = Metric(name, fn, higher_is_better, unit, requires, description or (fn.__doc__ or "").strip().split("\n")[0])
+        entry = Metric(
+            name, fn, higher_is_better, unit, requires, description or (fn.__doc__ or "").strip().split("\n")[0]
+        )
         registry.register(name, entry, replace=True)
         return entry
 

@@ -184,4 +184,3 @@ def render_table(results: list[CheckResult]) -> list[str]:
     out = [line, "  ".join("-" * w for w in widths)]
     out += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)) for row in rows]
     return out
-

@@ -34,7 +34,9 @@ def ensure_writable_dir(path: Path, flag: str) -> None:
         with tempfile.NamedTemporaryFile(dir=path, prefix=".unlearn-probe-"):
             pass
     except OSError as exc:
-        raise UnlearnError(f"{flag} {path}: cannot write there ({exc.strerror or exc}); pick a writable folder") from None
+        raise UnlearnError(
+            f"{flag} {path}: cannot write there ({exc.strerror or exc}); pick a writable folder"
+        ) from None
 
 
 @dataclass
@@ -102,4 +104,3 @@ class RunState:
 
 def default_artifacts_dir(scorecard: Path) -> Path:
     return scorecard.with_name(scorecard.stem + "-artifacts")
-

@@ -44,7 +44,7 @@ def test_bundled_semeval_manifest_has_the_sixteen_official_checks():
     [
         ('op = ">="', 'op = "=>"', "op must be one of >=, <="),
         ("threshold = 0.4\n", "", "missing required key 'threshold'"),
-        ('threshold = 0.4', 'threshold = "high"', "'threshold' must be a int or float"),
+        ("threshold = 0.4", 'threshold = "high"', "'threshold' must be a int or float"),
         ('id = "mmlu"', 'id = "bad id"', "check ids use letters"),
         ('backend = "semeval"\n', "", "missing required key 'backend'"),
     ],
@@ -76,8 +76,7 @@ checks = st.lists(
 @given(checks)
 def test_manifest_round_trip(generated):
     body = "".join(
-        f'\n[[checks]]\nid = "{cid}"\nmetric = "m"\nop = "{op}"\nthreshold = {thr!r}\n'
-        for cid, op, thr in generated
+        f'\n[[checks]]\nid = "{cid}"\nmetric = "m"\nop = "{op}"\nthreshold = {thr!r}\n' for cid, op, thr in generated
     )
     manifest = parse('[suite]\nname = "s"\nversion = "1"\nbackend = "b"\n' + body)
     assert [(c.id, c.op, c.threshold) for c in manifest.checks] == [(c, o, float(t)) for c, o, t in generated]

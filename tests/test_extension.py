@@ -39,8 +39,8 @@ def test_a_metric_from_another_package_runs_in_a_custom_manifest(pytester, perfe
             backend = "semeval"
 
             [data]
-            forget = "{SEMEVAL_DATA / 'forget.jsonl'}"
-            retain = "{SEMEVAL_DATA / 'retain.jsonl'}"
+            forget = "{SEMEVAL_DATA / "forget.jsonl"}"
+            retain = "{SEMEVAL_DATA / "retain.jsonl"}"
 
             [settings]
             bootstrap_samples = 50

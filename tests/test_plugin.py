@@ -21,7 +21,9 @@ def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
 
 
 def test_each_check_is_a_test_with_a_readable_id(pytester, perfect_unlearning_predictions):
-    result = run(pytester, "--suite", "semeval", f"--predictions={perfect_unlearning_predictions}", "-v", "-k", TEXT_CHECKS)
+    result = run(
+        pytester, "--suite", "semeval", f"--predictions={perfect_unlearning_predictions}", "-v", "-k", TEXT_CHECKS
+    )
     result.stdout.fnmatch_lines(
         [
             "*collected 16 items / 3 deselected / 13 selected",
@@ -38,7 +40,16 @@ def test_each_check_is_a_test_with_a_readable_id(pytester, perfect_unlearning_pr
 
 
 def test_scorecard_contract(pytester, perfect_unlearning_predictions):
-    result = run(pytester, "--suite", "semeval", f"--predictions={perfect_unlearning_predictions}", "-k", TEXT_CHECKS, "--scorecard", "out/card.json")
+    result = run(
+        pytester,
+        "--suite",
+        "semeval",
+        f"--predictions={perfect_unlearning_predictions}",
+        "-k",
+        TEXT_CHECKS,
+        "--scorecard",
+        "out/card.json",
+    )
     assert result.ret == 0
     card = json.loads((pytester.path / "out" / "card.json").read_text())
     assert card["schema"] == "pytest-unlearn/scorecard/1"
@@ -47,9 +58,18 @@ def test_scorecard_contract(pytester, perfect_unlearning_predictions):
     check = next(c for c in card["checks"] if c["id"] == "task2-knowledge-forget")
     # 12 forget QA prompts of Task2, none answered: raw exact match 0, inverted term 1.
     assert check == {
-        "id": "task2-knowledge-forget", "metric": "semeval.subtask", "value": 1.0, "threshold": 0.6,
-        "op": ">=", "passed": True, "n": 12, "ci95": [1.0, 1.0], "higher_is_better": True,
-        "unit": "score", "details": {"raw_mean": 0.0}, "error": None,
+        "id": "task2-knowledge-forget",
+        "metric": "semeval.subtask",
+        "value": 1.0,
+        "threshold": 0.6,
+        "op": ">=",
+        "passed": True,
+        "n": 12,
+        "ci95": [1.0, 1.0],
+        "higher_is_better": True,
+        "unit": "score",
+        "details": {"raw_mean": 0.0},
+        "error": None,
     }
     assert card["aggregates"]["task_aggregate"] == 1.0
     assert set(card) >= {"model", "artifacts", "environment", "timings", "settings"}
@@ -70,9 +90,20 @@ def test_failing_check_fails_the_run_with_one_line(pytester, tmp_path):
 
 
 def test_threshold_override_changes_the_verdict_and_the_id(pytester, perfect_unlearning_predictions):
-    result = run(pytester, "--suite", "semeval", f"--predictions={perfect_unlearning_predictions}", "-v",
-                 "-k", "task-aggregate", "--threshold", "task-aggregate=1.5")
-    result.stdout.fnmatch_lines(["*unlearn: overrides --threshold task-aggregate=1.5*", "semeval::task-aggregate[[]>=1.5] FAILED*"])
+    result = run(
+        pytester,
+        "--suite",
+        "semeval",
+        f"--predictions={perfect_unlearning_predictions}",
+        "-v",
+        "-k",
+        "task-aggregate",
+        "--threshold",
+        "task-aggregate=1.5",
+    )
+    result.stdout.fnmatch_lines(
+        ["*unlearn: overrides --threshold task-aggregate=1.5*", "semeval::task-aggregate[[]>=1.5] FAILED*"]
+    )
 
 
 def test_checks_needing_the_model_fail_clearly_in_predictions_mode(pytester, perfect_unlearning_predictions):
@@ -82,7 +113,16 @@ def test_checks_needing_the_model_fail_clearly_in_predictions_mode(pytester, per
 
 
 def test_junit_xml_carries_value_and_threshold_properties(pytester, perfect_unlearning_predictions):
-    run(pytester, "--suite", "semeval", f"--predictions={perfect_unlearning_predictions}", "-k", "task-aggregate", "--junitxml", "junit.xml")
+    run(
+        pytester,
+        "--suite",
+        "semeval",
+        f"--predictions={perfect_unlearning_predictions}",
+        "-k",
+        "task-aggregate",
+        "--junitxml",
+        "junit.xml",
+    )
     case = ET.parse(pytester.path / "junit.xml").getroot().find(".//testcase")
     props = {p.get("name"): p.get("value") for p in case.iter("property")}
     assert props["unlearn.value"] == "1.0" and props["unlearn.threshold"] == "0.5"
@@ -119,7 +159,10 @@ def test_keyboard_interrupt_keeps_finished_checks_in_an_incomplete_scorecard(pyt
     card = json.loads((pytester.path / "unlearn-scorecard.json").read_text())
     assert card["status"] == "incomplete"
     assert [c["id"] for c in card["checks"]] == [
-        "task1-regurgitation-forget", "task1-knowledge-forget", "task2-regurgitation-forget", "task2-knowledge-forget",
+        "task1-regurgitation-forget",
+        "task1-knowledge-forget",
+        "task2-regurgitation-forget",
+        "task2-knowledge-forget",
     ]
     assert "task3-regurgitation-forget" in card["missing_checks"]
 
@@ -146,7 +189,15 @@ def test_parquet_data_is_read_like_jsonl(pytester, perfect_unlearning_prediction
     data.mkdir()
     for split in ("forget", "retain"):
         pq.write_table(pa.Table.from_pylist(semeval_rows(split)), data / f"{split}_train-00000-of-00001.parquet")
-    result = run(pytester, "--suite", "semeval", f"--data={data}", f"--predictions={perfect_unlearning_predictions}", "-k", TEXT_CHECKS)
+    result = run(
+        pytester,
+        "--suite",
+        "semeval",
+        f"--data={data}",
+        f"--predictions={perfect_unlearning_predictions}",
+        "-k",
+        TEXT_CHECKS,
+    )
     result.assert_outcomes(passed=13, deselected=3)
 
 

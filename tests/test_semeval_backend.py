@@ -19,7 +19,10 @@ def test_batched_greedy_generation_equals_the_official_loop_in_float32(semeval_t
     prompts = [r.input for r in rows][::3]  # every kind, task and split, prompts of many lengths
     official = official_generate(model, tokenizer, prompts, max_new_tokens=48)
     for batch_size in (1, 7, 64):
-        assert generate_greedy(model, tokenizer, prompts, max_new_tokens=48, batch_size=batch_size, device="cpu") == official
+        assert (
+            generate_greedy(model, tokenizer, prompts, max_new_tokens=48, batch_size=batch_size, device="cpu")
+            == official
+        )
     # The target memorized its data, so these are real continuations, not empty strings.
     assert sum(bool(o.strip()) for o in official) == len(official)
 

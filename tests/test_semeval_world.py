@@ -22,8 +22,14 @@ RETAIN = [f"task{t}-{k}-retain" for t in (1, 2, 3) for k in ("regurgitation", "k
 def run_suite(pytester: pytest.Pytester, model: Path) -> tuple[int, dict]:
     """The whole suite on one model, through pytest and the plugin."""
     result = pytester.runpytest_inprocess(
-        "-p", "no:cacheprovider", f"--model={model}", "--suite", "semeval", "--batch-size=64",
-        "--scorecard=card.json", "--junitxml=junit.xml",
+        "-p",
+        "no:cacheprovider",
+        f"--model={model}",
+        "--suite",
+        "semeval",
+        "--batch-size=64",
+        "--scorecard=card.json",
+        "--junitxml=junit.xml",
     )
     return int(result.ret), json.loads((pytester.path / "card.json").read_text())
 

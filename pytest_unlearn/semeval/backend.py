@@ -101,9 +101,7 @@ def document_nll(
         targets = ids[:, 1:]
         # A target counts when it and the token predicting it are both real (not padding).
         valid = (mask[:, 1:] * mask[:, :-1]).float()
-        token_nll = torch.nn.functional.cross_entropy(
-            logits.transpose(1, 2), targets, reduction="none"
-        )
+        token_nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
         per_doc = (token_nll * valid).sum(-1) / valid.sum(-1)
         for index, value in zip(batch, per_doc.tolist()):
             losses[index] = value

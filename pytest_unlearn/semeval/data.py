@@ -112,15 +112,11 @@ def load_prompts(path: Path, split: str) -> list[PromptRow]:
         seen.add(row_id)
         task = record["task"]
         if task not in TASKS:
-            raise UnlearnError(
-                f"{path}: row {row_id!r} has task {task!r}; expected one of {', '.join(TASKS)}"
-            )
+            raise UnlearnError(f"{path}: row {row_id!r} has task {task!r}; expected one of {', '.join(TASKS)}")
         for name in ("input", "output"):
             if not isinstance(record[name], str):
                 raise UnlearnError(f"{path}: row {row_id!r} has a non-text {name} ({record[name]!r})")
-        rows.append(
-            PromptRow(row_id, record["input"], record["output"], task, split, prompt_kind(row_id, path))
-        )
+        rows.append(PromptRow(row_id, record["input"], record["output"], task, split, prompt_kind(row_id, path)))
     return rows
 
 
@@ -129,19 +125,13 @@ def find_split_file(folder: Path, split: str, flag: str = "--data") -> Path:
     for name in (f"{split}.jsonl", f"{split}.parquet"):
         if (folder / name).is_file():
             return folder / name
-    candidates = sorted(
-        p for p in folder.glob(f"{split}*") if p.suffix in (".jsonl", ".parquet") and p.is_file()
-    )
+    candidates = sorted(p for p in folder.glob(f"{split}*") if p.suffix in (".jsonl", ".parquet") and p.is_file())
     if len(candidates) == 1:
         return candidates[0]
     if not candidates:
-        raise UnlearnError(
-            f"{flag} {folder}: no {split} file; expected {split}.jsonl or {split}.parquet"
-        )
+        raise UnlearnError(f"{flag} {folder}: no {split} file; expected {split}.jsonl or {split}.parquet")
     names = ", ".join(p.name for p in candidates)
-    raise UnlearnError(
-        f"{flag} {folder}: several {split} files ({names}); keep one or name it {split}.jsonl"
-    )
+    raise UnlearnError(f"{flag} {folder}: several {split} files ({names}); keep one or name it {split}.jsonl")
 
 
 def load_mia(folder: Path, flag: str = "--mia-data") -> tuple[list[MIADocument], list[MIADocument]]:
@@ -159,10 +149,7 @@ def load_mia(folder: Path, flag: str = "--mia-data") -> tuple[list[MIADocument],
                 raise UnlearnError(f"{path}: row {number} lacks a text 'document' field")
             docs.append(MIADocument(str(record.get("id", number)), record["document"]))
         if not docs:
-            raise UnlearnError(
-                f"{path}: no documents; the membership-inference AUC needs both members and "
-                "non-members"
-            )
+            raise UnlearnError(f"{path}: no documents; the membership-inference AUC needs both members and non-members")
         sets.append(docs)
     return sets[0], sets[1]
 
@@ -180,9 +167,7 @@ def load_predictions(path: Path) -> dict[str, str]:
     for number, record in enumerate(records, start=1):
         text = record.get("output", record.get("model_output"))
         if "id" not in record or text is None:
-            raise UnlearnError(
-                f"--predictions {path}: row {number} needs 'id' and 'output' (or 'model_output')"
-            )
+            raise UnlearnError(f"--predictions {path}: row {number} needs 'id' and 'output' (or 'model_output')")
         predictions[str(record["id"])] = str(text)
     if not predictions:
         raise UnlearnError(f"--predictions {path}: the file holds no predictions")

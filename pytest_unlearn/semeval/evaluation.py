@@ -34,7 +34,9 @@ from pytest_unlearn.semeval.data import (
 from pytest_unlearn.semeval.mmlu import MMLUData, load_mmlu
 
 
-def _optional_dir(explicit: Path | None, data_dir: Path | None, names: tuple[str, ...], bundled: Path | None) -> Path | None:
+def _optional_dir(
+    explicit: Path | None, data_dir: Path | None, names: tuple[str, ...], bundled: Path | None
+) -> Path | None:
     """An explicit flag wins; with --data, a conventional subfolder of it; else the bundled one."""
     if explicit is not None:
         return explicit
@@ -178,9 +180,7 @@ class SemevalBackend(Backend):
 
     def _compute_mia(self) -> None:
         if self.mia is None:
-            raise UnlearnError(
-                "no membership-inference data: pass --mia-data DIR (member.jsonl, nonmember.jsonl)"
-            )
+            raise UnlearnError("no membership-inference data: pass --mia-data DIR (member.jsonl, nonmember.jsonl)")
         from pytest_unlearn.semeval.backend import document_nll
 
         model, tokenizer, device = self.require_model("the membership-inference check")
@@ -227,8 +227,14 @@ class SemevalBackend(Backend):
             answer = self.mmlu_data.test[subject][index].answer
             correct.append(float(letter == answer))
             rows.append(
-                {"subject": subject, "index": index, "answer": answer, "prediction": letter,
-                 "correct": letter == answer, "probs": dict(zip("ABCD", probs))}
+                {
+                    "subject": subject,
+                    "index": index,
+                    "answer": answer,
+                    "prediction": letter,
+                    "correct": letter == answer,
+                    "probs": dict(zip("ABCD", probs)),
+                }
             )
         self.inputs = replace(self.inputs, mmlu_correct=np.asarray(correct))
         self._write_jsonl("mmlu_predictions", rows)
@@ -251,7 +257,9 @@ class SemevalBackend(Backend):
                     handle.write(json.dumps(row, ensure_ascii=False) + "\n")
             tmp.replace(path)
         except OSError as exc:
-            raise UnlearnError(f"--artifacts {folder}: cannot write {name}.jsonl ({exc}); pass a writable folder") from None
+            raise UnlearnError(
+                f"--artifacts {folder}: cannot write {name}.jsonl ({exc}); pass a writable folder"
+            ) from None
         self._artifact_files[name] = str(path)
 
     def artifacts(self) -> dict[str, str]:
@@ -276,4 +284,3 @@ class SemevalBackend(Backend):
             "dtype": self.settings.dtype,
             "data": self.data_files,
         }
-

@@ -145,9 +145,7 @@ class SemevalInputs:
 def subtask(inputs: SemevalInputs, *, split: str, task: str, kind: str) -> Measurement:
     scores = inputs.require_text().get((split, task, kind))
     if scores is None or scores.size == 0:
-        raise UnlearnError(
-            f"the {split} set has no {kind} prompts for {task}; remove the check or supply data"
-        )
+        raise UnlearnError(f"the {split} set has no {kind} prompts for {task}; remove the check or supply data")
     raw = float(scores.mean())
     return Measurement(aggregated_term(split, raw), int(scores.size), {"raw_mean": raw})
 
@@ -222,9 +220,7 @@ def final_score_metric(inputs: SemevalInputs) -> Measurement:
 
 def aggregates(inputs: SemevalInputs) -> dict[str, float | None]:
     """The scorecard's ``aggregates`` block, from whatever inputs were computed."""
-    out: dict[str, float | None] = dict.fromkeys(
-        ("task_aggregate", "mia_auc", "mia_score", "mmlu", "final_score")
-    )
+    out: dict[str, float | None] = dict.fromkeys(("task_aggregate", "mia_auc", "mia_score", "mmlu", "final_score"))
     if inputs.text is not None:
         out["task_aggregate"] = task_aggregate(inputs.subtask_terms().values())
     if inputs.member_nll is not None and inputs.nonmember_nll is not None:

@@ -61,13 +61,8 @@ def format_example(question: MMLUQuestion, include_answer: bool = True) -> str:
 
 def build_prompt(dev: list[MMLUQuestion], subject: str, question: MMLUQuestion, shots: int) -> str:
     """The k-shot prompt of the official script: header, the first ``shots`` dev rows, the question."""
-    header = (
-        "The following are multiple choice questions (with answers) about "
-        f"{format_subject(subject)}.\n\n"
-    )
-    return header + "".join(format_example(q) for q in dev[:shots]) + format_example(
-        question, include_answer=False
-    )
+    header = f"The following are multiple choice questions (with answers) about {format_subject(subject)}.\n\n"
+    return header + "".join(format_example(q) for q in dev[:shots]) + format_example(question, include_answer=False)
 
 
 def _read_csv_rows(path: Path, subject: str) -> list[MMLUQuestion]:
