@@ -7,7 +7,7 @@ Third-party packages add theirs through entry points (``pytest_unlearn.metrics``
 
 from __future__ import annotations
 
-from pytest_unlearn.registry import BACKENDS, METRICS, SUITES
+from pytest_unlearn.registry import BACKENDS, JUDGES, METRICS, SUITES
 
 _SEMEVAL_METRICS = {
     "semeval.subtask": "subtask",
@@ -21,5 +21,22 @@ _SEMEVAL_METRICS = {
 for _name, _attr in _SEMEVAL_METRICS.items():
     METRICS.register(_name, f"pytest_unlearn.semeval.metrics:{_attr}", replace=True)
 
+_GENMU_METRICS = {
+    "genmu.forget": "forget",
+    "genmu.retain": "retain",
+    "genmu.adjacent": "adjacent",
+    "genmu.err": "err_metric",
+    "genmu.weight_change_ratio": "weight_change_ratio",
+    "genmu.clip_score": "clip_score_metric",
+    "genmu.clip_score_drop": "clip_score_drop",
+}
+
+for _name, _attr in _GENMU_METRICS.items():
+    METRICS.register(_name, f"pytest_unlearn.genmu.metrics:{_attr}", replace=True)
+
 SUITES.register("semeval", "pytest_unlearn.suites:SEMEVAL", replace=True)
+SUITES.register("genmu", "pytest_unlearn.suites:GENMU", replace=True)
+SUITES.register("genmu-mini", "pytest_unlearn.suites:GENMU_MINI", replace=True)
 BACKENDS.register("semeval", "pytest_unlearn.semeval.evaluation:SemevalBackend", replace=True)
+BACKENDS.register("genmu", "pytest_unlearn.genmu.evaluation:GenmuBackend", replace=True)
+JUDGES.register("clip", "pytest_unlearn.genmu.judges:clip_judge", replace=True)

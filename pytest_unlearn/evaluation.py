@@ -10,13 +10,13 @@ from __future__ import annotations
 import inspect
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from pytest_unlearn import builtins  # noqa: F401  (registers built-in metrics, suites, backends)
 from pytest_unlearn.errors import UnlearnError
-from pytest_unlearn.manifest import CheckSpec, SuiteManifest
+from pytest_unlearn.manifest import CheckSpec, SuiteManifest, apply_threshold_overrides, expand_per_concept
 from pytest_unlearn.registry import BACKENDS, METRICS, Metric
 from pytest_unlearn.scorecard import CheckResult
 from pytest_unlearn.stats import bootstrap_ci
@@ -38,6 +38,14 @@ class RunSettings:
     mia_data: Path | None = None
     allow_pickle: bool = False
     thresholds: dict[str, float] = field(default_factory=dict)
+    # Diffusion suites.
+    original_model: Path | None = None
+    model_config: Path | None = None
+    clip_model: str | None = None
+    concepts: tuple[str, ...] = ()
+    images: Path | None = None
+    # --setting KEY=VALUE (and --judge): override the manifest's [settings].
+    overrides: dict[str, Any] = field(default_factory=dict)
 
 
 def check_metric_params(manifest: SuiteManifest) -> None:
@@ -81,6 +89,22 @@ class Backend(ABC):
     def header_lines(self) -> list[str]:
         return []
 
+    def concepts(self) -> list[str] | None:
+        """The target concepts that per-concept check templates expand over (None: no concepts)."""
+        return None
+
+    def expand_checks(self, checks: tuple[CheckSpec, ...]) -> tuple[CheckSpec, ...]:
+        templates = [spec.id for spec in checks if spec.for_each]
+        if not templates:
+            return checks
+        concepts = self.concepts()
+        if concepts is None:
+            raise UnlearnError(
+                f"suite manifest {self.manifest.path}: check {templates[0]!r} is a per-concept template, "
+                f"but the {self.manifest.backend!r} backend has no concepts"
+            )
+        return expand_per_concept(checks, concepts)
+
     def model_record(self) -> dict[str, Any]:
         return {"path": str(self.settings.model) if self.settings.model else None}
 
@@ -91,6 +115,10 @@ class Backend(ABC):
         return None
 
     def settings_record(self) -> dict[str, Any]:
+        return {}
+
+    def write_reports(self, scorecard: Path) -> dict[str, str]:
+        """Extra human-readable reports next to the scorecard; returns artifact name → path."""
         return {}
 
     # -- shared machinery --------------------------------------------------------------------
@@ -145,6 +173,8 @@ class Backend(ABC):
         )
 
     def _interval(self, metric: Metric, inputs: Any, spec: CheckSpec) -> tuple[float, float] | None:
+        if not metric.sampled:
+            return None
         samples = int(self.manifest.settings.get("bootstrap_samples", 1000))
         seed = int(self.manifest.settings.get("seed", 0))
         return bootstrap_ci(
@@ -155,10 +185,14 @@ class Backend(ABC):
 
 
 def create_backend(manifest: SuiteManifest, settings: RunSettings) -> Backend:
-    """Validate the manifest against the registry and build its backend (validates data)."""
-    check_metric_params(manifest)
+    """Build the manifest's backend (validating the data), expand per-concept check templates,
+    apply ``--threshold`` overrides and check every metric and its parameters."""
     try:
         backend_cls = BACKENDS.get(manifest.backend)
     except UnlearnError as exc:
         raise UnlearnError(f"suite manifest {manifest.path}: {exc}") from None
-    return backend_cls(manifest, settings)
+    backend = backend_cls(manifest, settings)
+    expanded = replace(manifest, checks=backend.expand_checks(manifest.checks))
+    backend.manifest = apply_threshold_overrides(expanded, settings.thresholds)
+    check_metric_params(backend.manifest)
+    return backend

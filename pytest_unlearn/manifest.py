@@ -40,7 +40,7 @@ else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
 OPS = (">=", "<=")
-CHECK_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+CHECK_ID = re.compile(r"^[A-Za-z0-9{][A-Za-z0-9_.\-{}]*$")
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,8 @@ class CheckSpec:
     threshold: float
     params: dict[str, Any] = field(default_factory=dict)
     description: str = ""
+    # "concept": a template expanded once per target concept ("{concept}" in id and params).
+    for_each: str | None = None
 
     def passes(self, value: float) -> bool:
         if math.isnan(value):
@@ -75,6 +77,8 @@ class SuiteManifest:
     data: dict[str, Path] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
     checks: tuple[CheckSpec, ...] = ()
+    columns: dict[str, str] = field(default_factory=dict)
+    adjacent: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def check(self, check_id: str) -> CheckSpec:
         for spec in self.checks:
@@ -113,7 +117,10 @@ def parse_check(table: dict[str, Any], where: str) -> CheckSpec:
     params = table.get("params", {})
     if not isinstance(params, dict):
         raise UnlearnError(f"{where}: params must be a table")
-    unknown = set(table) - {"id", "metric", "op", "threshold", "params", "description"}
+    for_each = table.get("for_each")
+    if for_each not in (None, "concept"):
+        raise UnlearnError(f"{where}: for_each must be \"concept\", got {for_each!r}")
+    unknown = set(table) - {"id", "metric", "op", "threshold", "params", "description", "for_each"}
     if unknown:
         raise UnlearnError(f"{where}: unknown keys {sorted(unknown)}")
     return CheckSpec(
@@ -123,6 +130,7 @@ def parse_check(table: dict[str, Any], where: str) -> CheckSpec:
         threshold=float(threshold),
         params=dict(params),
         description=str(table.get("description", "")),
+        for_each=for_each,
     )
 
 
@@ -145,6 +153,14 @@ def parse_manifest(text: str, path: Path) -> SuiteManifest:
     settings = doc.get("settings", {})
     if not isinstance(settings, dict):
         raise UnlearnError(f"{where}: [settings] must be a table")
+    columns = doc.get("columns", {})
+    if not isinstance(columns, dict) or not all(isinstance(v, str) for v in columns.values()):
+        raise UnlearnError(f"{where}: [columns] must map expected column names to the file's headers")
+    adjacent = doc.get("adjacent", {})
+    if not isinstance(adjacent, dict) or not all(
+        isinstance(v, list) and all(isinstance(x, str) for x in v) for v in adjacent.values()
+    ):
+        raise UnlearnError(f"{where}: [adjacent] must map each concept to a list of concept names")
     raw_checks = doc.get("checks", [])
     if not isinstance(raw_checks, list) or not raw_checks:
         raise UnlearnError(f"{where}: no [[checks]] defined; a suite needs at least one check")
@@ -167,6 +183,8 @@ def parse_manifest(text: str, path: Path) -> SuiteManifest:
         data={key: (root / value) for key, value in data_table.items()},
         settings=dict(settings),
         checks=checks,
+        columns=dict(columns),
+        adjacent={k: tuple(v) for k, v in adjacent.items()},
     )
 
 
@@ -193,6 +211,32 @@ def resolve_suite(name_or_path: str) -> SuiteManifest:
     except UnlearnError as exc:
         raise UnlearnError(f"--suite: {exc} (or pass the path of a suite manifest .toml)") from None
     return load_manifest(Path(manifest_path))
+
+
+def slug(name: str) -> str:
+    """``"Van Gogh"`` → ``"van-gogh"``: concept names inside check ids."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+def expand_per_concept(checks: tuple[CheckSpec, ...], concepts: list[str]) -> tuple[CheckSpec, ...]:
+    """Each ``for_each = "concept"`` template becomes one check per concept, in template order."""
+    expanded: list[CheckSpec] = []
+    for spec in checks:
+        if spec.for_each != "concept":
+            expanded.append(spec)
+            continue
+        for name in concepts:
+            params = {k: name if v == "{concept}" else v for k, v in spec.params.items()}
+            expanded.append(
+                replace(
+                    spec,
+                    id=spec.id.replace("{concept}", slug(name)),
+                    params=params,
+                    description=spec.description.replace("{concept}", name),
+                    for_each=None,
+                )
+            )
+    return tuple(expanded)
 
 
 def apply_threshold_overrides(manifest: SuiteManifest, overrides: dict[str, float]) -> SuiteManifest:

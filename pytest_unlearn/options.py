@@ -55,6 +55,20 @@ def parse_threshold(text: str) -> tuple[str, float]:
     return check_id.strip(), value
 
 
+def parse_setting(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` with VALUE read as a TOML value (``steps=20``, ``scheduler=ddim``)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ValueError("must be KEY=VALUE, e.g. steps=20")
+    from pytest_unlearn.manifest import tomllib  # tomli on Python 3.10
+
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw  # a bare word: take it as a string
+    return key.strip(), value
+
+
 def parse_bool(text: str) -> bool:
     lowered = text.strip().lower()
     if lowered in ("1", "true", "yes", "on"):
@@ -176,6 +190,53 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "unlearn_mia_data",
         "Folder with member.jsonl and nonmember.jsonl for the membership-inference check.",
         metavar="DIR",
+    ),
+    OptionSpec(
+        ("--original-model",),
+        "unlearn_original_model",
+        "The model before unlearning (diffusion suites): weight-change ratio, CLIP-score drop, "
+        "side-by-side report.",
+        metavar="PATH",
+    ),
+    OptionSpec(
+        ("--model-config",),
+        "unlearn_model_config",
+        "Local diffusers folder describing the architecture of a single-file checkpoint.",
+        metavar="DIR",
+    ),
+    OptionSpec(
+        ("--clip-model",),
+        "unlearn_clip_model",
+        "CLIP for the concept judge and CLIP scores: a transformers CLIP folder, or "
+        "open_clip:MODEL_NAME:WEIGHTS_FILE.",
+        metavar="DIR|SPEC",
+    ),
+    OptionSpec(
+        ("--judge",),
+        "unlearn_judge",
+        "Concept judge from the registry (default: the suite's, clip).",
+        metavar="NAME",
+    ),
+    OptionSpec(
+        ("--concept",),
+        "unlearn_concept",
+        "Target concept to test (repeatable; default: the suite's targets, else every concept).",
+        metavar="NAME",
+        multiple=True,
+    ),
+    OptionSpec(
+        ("--images",),
+        "unlearn_images",
+        "Score images generated elsewhere: a folder with images.jsonl (file, prompt, seed).",
+        metavar="DIR",
+    ),
+    OptionSpec(
+        ("--setting",),
+        "unlearn_setting",
+        "Override a suite setting, KEY=VALUE (repeatable), e.g. steps=20 or images_per_prompt=4.",
+        parse=parse_setting,
+        metavar="KEY=VALUE",
+        multiple=True,
     ),
     OptionSpec(
         ("--allow-pickle",),

@@ -61,6 +61,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
         scorecard = Path(values["unlearn_scorecard"]).expanduser()
         thresholds = dict(values["unlearn_threshold"])
+        overrides = dict(values["unlearn_setting"])
+        if values["unlearn_judge"]:
+            overrides["judge"] = values["unlearn_judge"]
         settings = RunSettings(
             model=as_path(values["unlearn_model"]),
             data=as_path(values["unlearn_data"]),
@@ -74,6 +77,12 @@ def pytest_configure(config: pytest.Config) -> None:
             mia_data=as_path(values["unlearn_mia_data"]),
             allow_pickle=bool(values["unlearn_allow_pickle"]),
             thresholds=thresholds,
+            original_model=as_path(values["unlearn_original_model"]),
+            model_config=as_path(values["unlearn_model_config"]),
+            clip_model=values["unlearn_clip_model"],
+            concepts=tuple(values["unlearn_concept"]),
+            images=as_path(values["unlearn_images"]),
+            overrides=overrides,
         )
         state = RunState.start(values["unlearn_suite"], settings, scorecard)
     except UnlearnError as exc:
@@ -226,7 +235,10 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     tr.write_sep("=", f"unlearn scorecard: {state.manifest.name} {state.manifest.version}")
     for line in render_table(state.ordered_results()):
         tr.write_line(line)
-    aggregates = ", ".join(f"{k}={format_number(v)}" for k, v in card["aggregates"].items())
+    # Breakdowns (per concept, per layer) stay in the JSON; the terminal shows the numbers.
+    aggregates = ", ".join(
+        f"{k}={format_number(v)}" for k, v in card["aggregates"].items() if v is None or isinstance(v, (int, float))
+    )
     tr.write_line(f"aggregates: {aggregates}")
     status = card["status"]
     if status != "complete":

@@ -113,6 +113,8 @@ class Metric:
     unit: str
     requires: tuple[str, ...]
     description: str = ""
+    # False for deterministic quantities (e.g. a weight norm): no bootstrap interval then.
+    sampled: bool = True
 
     def __call__(self, inputs: Any, **params: Any) -> Measurement:
         return self.fn(inputs, **params)
@@ -141,14 +143,14 @@ def metric(
     unit: str,
     requires: tuple[str, ...] = (),
     description: str = "",
+    sampled: bool = True,
     registry: Registry[Metric] = METRICS,
 ) -> Callable[[Callable[..., Measurement]], Metric]:
     """Decorator that turns a function into a registered :class:`Metric`."""
 
     def wrap(fn: Callable[..., Measurement]) -> Metric:
-        entry = Metric(
-            name, fn, higher_is_better, unit, requires, description or (fn.__doc__ or "").strip().split("\n")[0]
-        )
+        doc = description or (fn.__doc__ or "").strip().split("\n")[0]
+        entry = Metric(name, fn, higher_is_better, unit, requires, doc, sampled)
         registry.register(name, entry, replace=True)
         return entry
 

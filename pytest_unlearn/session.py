@@ -14,7 +14,7 @@ from typing import Any
 
 from pytest_unlearn.errors import UnlearnError
 from pytest_unlearn.evaluation import Backend, RunSettings, create_backend
-from pytest_unlearn.manifest import SuiteManifest, apply_threshold_overrides, resolve_suite
+from pytest_unlearn.manifest import SuiteManifest, resolve_suite
 from pytest_unlearn.scorecard import CheckResult, build_scorecard, write_json_atomic
 
 
@@ -51,11 +51,11 @@ class RunState:
 
     @classmethod
     def start(cls, suite: str, settings: RunSettings, scorecard_path: Path) -> RunState:
-        manifest = apply_threshold_overrides(resolve_suite(suite), settings.thresholds)
+        manifest = resolve_suite(suite)
         ensure_writable_file(scorecard_path, "--scorecard")
         ensure_writable_dir(settings.artifacts, "--artifacts")
         backend = create_backend(manifest, settings)
-        return cls(manifest, backend, settings, scorecard_path)
+        return cls(backend.manifest, backend, settings, scorecard_path)
 
     def record(self, result: CheckResult) -> None:
         self.results[result.id] = result
@@ -90,7 +90,7 @@ class RunState:
             model=self.backend.model_record(),
             checks=self.ordered_results(),
             aggregates=aggregates if aggregates is not None else self.backend.aggregates(),
-            artifacts=artifacts if artifacts is not None else self.backend.artifacts(),
+            artifacts=artifacts if artifacts is not None else {**self.backend.artifacts(), **self.backend.write_reports(self.scorecard_path)},
             settings=settings,
             device=device if device is not None else self.backend.device(),
             timings=all_timings,

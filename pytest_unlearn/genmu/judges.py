@@ -1,0 +1,144 @@
+"""Concept judges: "is concept c in image x", and CLIP scores.
+
+The default judge is CLIP zero-shot classification of each image among the candidate concepts
+("a photo of {concept}"), with two backends: transformers ``CLIPModel`` from a local folder
+(``--clip-model DIR``) and open_clip (``--clip-model open_clip:MODEL_NAME:WEIGHTS_FILE``). Other
+judges (a fine-tuned classifier, say) register under ``pytest_unlearn.judges``: a factory
+``(spec: str, device: str) -> Judge``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from pytest_unlearn.errors import UnlearnError
+
+
+class Judge(Protocol):
+    """What the diffusion suites need from a judge."""
+
+    name: str
+
+    def embed_images(self, images: list[Any]) -> np.ndarray: ...
+
+    def embed_texts(self, texts: list[str]) -> np.ndarray: ...
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def classify(judge: Judge, images: list[Any], labels: list[str], template: str) -> np.ndarray:
+    """Index of the most similar label prompt for each image (CLIP zero-shot)."""
+    texts = _normalise(judge.embed_texts([template.format(concept=label) for label in labels]))
+    pictures = _normalise(judge.embed_images(images))
+    return np.argmax(pictures @ texts.T, axis=-1)
+
+
+class TransformersClip:
+    """CLIP through transformers' ``CLIPModel`` and ``CLIPProcessor`` from a local folder."""
+
+    name = "clip"
+
+    def __init__(self, path: Path, device: str, batch_size: int = 32) -> None:
+        import torch
+        from transformers import CLIPModel, CLIPProcessor
+
+        if not (path / "config.json").is_file():
+            raise UnlearnError(f"--clip-model {path}: not a CLIP model folder (no config.json)")
+        try:
+            self.model = CLIPModel.from_pretrained(path, local_files_only=True).to(device).eval()
+            self.processor = CLIPProcessor.from_pretrained(path, local_files_only=True)
+        except Exception as exc:
+            raise UnlearnError(f"--clip-model {path}: cannot load CLIP ({type(exc).__name__}: {exc})") from None
+        self.device = device
+        self.batch_size = batch_size
+        self._torch = torch
+
+    def _features(self, output: Any) -> Any:
+        # transformers 5 returns a model output for get_*_features; older ones a tensor.
+        return getattr(output, "pooler_output", output)
+
+    def embed_images(self, images: list[Any]) -> np.ndarray:
+        chunks = []
+        with self._torch.no_grad():
+            for start in range(0, len(images), self.batch_size):
+                batch = self.processor(images=images[start : start + self.batch_size], return_tensors="pt")
+                out = self.model.get_image_features(pixel_values=batch["pixel_values"].to(self.device))
+                chunks.append(self._features(out).float().cpu().numpy())
+        return np.concatenate(chunks)
+
+    def embed_texts(self, texts: list[str]) -> np.ndarray:
+        chunks = []
+        with self._torch.no_grad():
+            for start in range(0, len(texts), self.batch_size):
+                batch = self.processor(
+                    text=texts[start : start + self.batch_size], return_tensors="pt", padding=True, truncation=True
+                )
+                out = self.model.get_text_features(
+                    input_ids=batch["input_ids"].to(self.device), attention_mask=batch["attention_mask"].to(self.device)
+                )
+                chunks.append(self._features(out).float().cpu().numpy())
+        return np.concatenate(chunks)
+
+
+class OpenClip:
+    """CLIP through open_clip: ``open_clip:MODEL_NAME:WEIGHTS_FILE`` (local weights only)."""
+
+    name = "open_clip"
+
+    def __init__(self, spec: str, device: str, batch_size: int = 32) -> None:
+        try:
+            _, model_name, weights = spec.split(":", 2)
+        except ValueError:
+            raise UnlearnError(f"--clip-model {spec}: expected open_clip:MODEL_NAME:WEIGHTS_FILE") from None
+        try:
+            import open_clip
+            import torch
+        except ImportError as exc:
+            raise UnlearnError(f"--clip-model {spec}: open_clip is not installed ({exc}); pip install open_clip_torch") from None
+        if not Path(weights).is_file():
+            raise UnlearnError(f"--clip-model {spec}: no weights file {weights}")
+        model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=weights, device=device)
+        self.model = model.eval()
+        self.preprocess = preprocess
+        self.tokenizer = open_clip.get_tokenizer(model_name)
+        self.device = device
+        self.batch_size = batch_size
+        self._torch = torch
+
+    def embed_images(self, images: list[Any]) -> np.ndarray:
+        with self._torch.no_grad():
+            return np.concatenate(
+                [
+                    self.model.encode_image(
+                        self._torch.stack([self.preprocess(im) for im in images[i : i + self.batch_size]]).to(self.device)
+                    )
+                    .float()
+                    .cpu()
+                    .numpy()
+                    for i in range(0, len(images), self.batch_size)
+                ]
+            )
+
+    def embed_texts(self, texts: list[str]) -> np.ndarray:
+        with self._torch.no_grad():
+            return np.concatenate(
+                [
+                    self.model.encode_text(self.tokenizer(texts[i : i + self.batch_size]).to(self.device)).float().cpu().numpy()
+                    for i in range(0, len(texts), self.batch_size)
+                ]
+            )
+
+
+def clip_judge(spec: str, device: str) -> Judge:
+    """The built-in "clip" judge: open_clip when the spec starts with ``open_clip:``."""
+    from pytest_unlearn.loading import resolve_device
+
+    device = resolve_device(device)
+    if spec.startswith("open_clip:"):
+        return OpenClip(spec, device)
+    return TransformersClip(Path(spec), device)

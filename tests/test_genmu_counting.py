@@ -1,0 +1,98 @@
+"""Genμ counting rules through the real plugin, on a colour world scored by a fake judge."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pytest_unlearn.genmu import metrics as gm
+from pytest_unlearn.registry import JUDGES
+from tests.genmu_helpers import write_world
+
+
+@pytest.fixture
+def colour_world(pytester):
+    JUDGES.register("colour", "tests.genmu_helpers:colour_judge", replace=True)
+    return write_world(pytester.path)
+
+
+def test_images_mode_counts_by_hand(pytester, colour_world):
+    manifest, images = colour_world
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", f"--suite={manifest}", f"--images={images}", "-v")
+    result.stdout.fnmatch_lines(
+        [
+            "colours::red-ball-forget-direct[[]>=0.5] PASSED*",
+            "colours::red-ball-forget-indirect[[]>=0.9] PASSED*",
+            "colours::red-ball-forget-adversarial[[]>=0.9] FAILED*",
+            "colours::red-ball-retain[[]>=0.7] PASSED*",
+            "colours::red-ball-adjacent[[]>=0.7] PASSED*",
+            "colours::err[[]>=0.6] PASSED*",
+            "colours::clip-score-retain[[]>=70] PASSED*",
+        ]
+    )
+    card = json.loads((pytester.path / "unlearn-scorecard.json").read_text())
+    values = {c["id"]: c["value"] for c in card["checks"]}
+    # Red Ball: direct present/absent -> A_fgt 1/2; indirect absent twice -> A_ind 1;
+    # adversarial present/absent -> A_adv 1/2. Retention: green 2/2 present, blue 1/2 -> A_ret 3/4.
+    # Adjacent (Green Leaf) 2/2 -> A_adj 1. ERR = 5 / (2 + 1 + 2 + 4/3 + 1) = 15/22.
+    assert values["red-ball-forget-direct"] == 0.5
+    assert values["red-ball-forget-indirect"] == 1.0
+    assert values["red-ball-forget-adversarial"] == 0.5
+    assert values["red-ball-retain"] == 0.75
+    assert values["red-ball-adjacent"] == 1.0
+    assert values["err"] == pytest.approx(15 / 22)
+    # CLIP scores of retention images: the image embedding is the mean RGB, e.g. (20, 220, 20),
+    # against the one-hot colour word: a match scores 100 * 220 / |(20, 220, 20)|, a miss 100 * 20 / |.|.
+    norm = (20**2 + 220**2 + 20**2) ** 0.5
+    match, miss = 100 * 220 / norm, 100 * 20 / norm
+    # Green leaf twice and blue sky once drawn right; blue sky once drawn green.
+    assert values["clip-score-retain"] == pytest.approx((3 * match + miss) / 4)
+    assert card["aggregates"]["a_ret"] == 0.75 and card["aggregates"]["err"] == pytest.approx(15 / 22)
+    index = [json.loads(line) for line in open(card["artifacts"]["images_unlearned"])]
+    assert len(index) == 10 and {"file", "prompt", "seed", "concept", "role", "prompt_type", "judge"} <= set(index[0])
+    assert (pytester.path / "unlearn-scorecard.html").is_file()
+
+
+def test_concept_option_selects_the_targets_and_unknown_concepts_are_named(pytester, colour_world):
+    manifest, images = colour_world
+    result = pytester.runpytest_inprocess(
+        "-p", "no:cacheprovider", f"--suite={manifest}", f"--images={images}", "--concept=Blue Sky", "-v", "-k", "forget-direct"
+    )
+    result.stdout.fnmatch_lines(["colours::blue-sky-forget-direct[[]>=0.5] PASSED*"])
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", f"--suite={manifest}", f"--images={images}", "--concept=Red Bal")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --concept 'Red Bal' is not a concept of *prompts.csv. Did you mean: Red Ball?"])
+
+
+def test_images_folder_missing_an_image_fails_clearly(pytester, colour_world):
+    manifest, images = colour_world
+    lines = (images / "images.jsonl").read_text().splitlines()
+    (images / "images.jsonl").write_text("\n".join(lines[1:]) + "\n")
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", f"--suite={manifest}", f"--images={images}", "-k", "err")
+    result.stdout.fnmatch_lines([f"err: --images {images}: no image for 1 of 10 (prompt, seed) pairs, e.g. ('a red ball', 0); generate them all"])
+
+
+def test_err_helpers_by_hand():
+    assert gm.err([0.5, 1.0, 0.5, 0.75, 1.0]) == pytest.approx(15 / 22)
+    assert gm.err([0.9, 0.0, 1.0, 1.0, 1.0]) == 0.0
+
+
+def test_weight_change_adds_up_over_components_and_layers():
+    # unet.a.weight differs by (3, 4) -> squared 25; text_encoder.b.bias by (1) -> 1; vae unchanged.
+    change = gm.combine_weight_change({"unet.a.weight": (25.0, 2), "text_encoder.b.bias": (1.0, 1), "vae.c.weight": (0.0, 7)})
+    assert change.l2 == pytest.approx(26**0.5)
+    assert change.parameters == 10
+    assert change.ratio == pytest.approx(26**0.5 / 10)
+    assert change.per_component["unet"] == (5.0, 2)
+    assert change.per_layer["text_encoder.b"] == (1.0, 1)
+    assert change.summary()["top_layers"][0]["layer"] == "unet.a"
+
+
+def test_clip_score_is_100_cosine_without_clamp():
+    images = [[1.0, 0.0], [1.0, 1.0], [1.0, 0.0]]
+    texts = [[2.0, 0.0], [1.0, 0.0], [-1.0, 0.0]]
+    import numpy as np
+
+    scores = gm.clip_score(np.array(images), np.array(texts))
+    assert scores == pytest.approx([100.0, 100 / 2**0.5, -100.0])
