@@ -119,7 +119,7 @@ def parse_check(table: dict[str, Any], where: str) -> CheckSpec:
         raise UnlearnError(f"{where}: params must be a table")
     for_each = table.get("for_each")
     if for_each not in (None, "concept"):
-        raise UnlearnError(f"{where}: for_each must be \"concept\", got {for_each!r}")
+        raise UnlearnError(f'{where}: for_each must be "concept", got {for_each!r}')
     unknown = set(table) - {"id", "metric", "op", "threshold", "params", "description", "for_each"}
     if unknown:
         raise UnlearnError(f"{where}: unknown keys {sorted(unknown)}")

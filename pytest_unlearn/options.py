@@ -194,8 +194,7 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec(
         ("--original-model",),
         "unlearn_original_model",
-        "The model before unlearning (diffusion suites): weight-change ratio, CLIP-score drop, "
-        "side-by-side report.",
+        "The model before unlearning (diffusion suites): weight-change ratio, CLIP-score drop, side-by-side report.",
         metavar="PATH",
     ),
     OptionSpec(
@@ -207,8 +206,7 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec(
         ("--clip-model",),
         "unlearn_clip_model",
-        "CLIP for the concept judge and CLIP scores: a transformers CLIP folder, or "
-        "open_clip:MODEL_NAME:WEIGHTS_FILE.",
+        "CLIP for the concept judge and CLIP scores: a transformers CLIP folder, or open_clip:MODEL_NAME:WEIGHTS_FILE.",
         metavar="DIR|SPEC",
     ),
     OptionSpec(

@@ -90,7 +90,9 @@ class RunState:
             model=self.backend.model_record(),
             checks=self.ordered_results(),
             aggregates=aggregates if aggregates is not None else self.backend.aggregates(),
-            artifacts=artifacts if artifacts is not None else {**self.backend.artifacts(), **self.backend.write_reports(self.scorecard_path)},
+            artifacts=artifacts
+            if artifacts is not None
+            else {**self.backend.artifacts(), **self.backend.write_reports(self.scorecard_path)},
             settings=settings,
             device=device if device is not None else self.backend.device(),
             timings=all_timings,

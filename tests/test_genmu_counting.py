@@ -57,20 +57,37 @@ def test_images_mode_counts_by_hand(pytester, colour_world):
 def test_concept_option_selects_the_targets_and_unknown_concepts_are_named(pytester, colour_world):
     manifest, images = colour_world
     result = pytester.runpytest_inprocess(
-        "-p", "no:cacheprovider", f"--suite={manifest}", f"--images={images}", "--concept=Blue Sky", "-v", "-k", "forget-direct"
+        "-p",
+        "no:cacheprovider",
+        f"--suite={manifest}",
+        f"--images={images}",
+        "--concept=Blue Sky",
+        "-v",
+        "-k",
+        "forget-direct",
     )
     result.stdout.fnmatch_lines(["colours::blue-sky-forget-direct[[]>=0.5] PASSED*"])
-    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", f"--suite={manifest}", f"--images={images}", "--concept=Red Bal")
+    result = pytester.runpytest_inprocess(
+        "-p", "no:cacheprovider", f"--suite={manifest}", f"--images={images}", "--concept=Red Bal"
+    )
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["ERROR: --concept 'Red Bal' is not a concept of *prompts.csv. Did you mean: Red Ball?"])
+    result.stderr.fnmatch_lines(
+        ["ERROR: --concept 'Red Bal' is not a concept of *prompts.csv. Did you mean: Red Ball?"]
+    )
 
 
 def test_images_folder_missing_an_image_fails_clearly(pytester, colour_world):
     manifest, images = colour_world
     lines = (images / "images.jsonl").read_text().splitlines()
     (images / "images.jsonl").write_text("\n".join(lines[1:]) + "\n")
-    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", f"--suite={manifest}", f"--images={images}", "-k", "err")
-    result.stdout.fnmatch_lines([f"err: --images {images}: no image for 1 of 10 (prompt, seed) pairs, e.g. ('a red ball', 0); generate them all"])
+    result = pytester.runpytest_inprocess(
+        "-p", "no:cacheprovider", f"--suite={manifest}", f"--images={images}", "-k", "err"
+    )
+    result.stdout.fnmatch_lines(
+        [
+            f"err: --images {images}: no image for 1 of 10 (prompt, seed) pairs, e.g. ('a red ball', 0); generate them all"
+        ]
+    )
 
 
 def test_err_helpers_by_hand():
@@ -80,7 +97,9 @@ def test_err_helpers_by_hand():
 
 def test_weight_change_adds_up_over_components_and_layers():
     # unet.a.weight differs by (3, 4) -> squared 25; text_encoder.b.bias by (1) -> 1; vae unchanged.
-    change = gm.combine_weight_change({"unet.a.weight": (25.0, 2), "text_encoder.b.bias": (1.0, 1), "vae.c.weight": (0.0, 7)})
+    change = gm.combine_weight_change(
+        {"unet.a.weight": (25.0, 2), "text_encoder.b.bias": (1.0, 1), "vae.c.weight": (0.0, 7)}
+    )
     assert change.l2 == pytest.approx(26**0.5)
     assert change.parameters == 10
     assert change.ratio == pytest.approx(26**0.5 / 10)

@@ -23,7 +23,9 @@ class ConceptPrompts:
     prompts: dict[str, tuple[str, ...]]  # prompt type -> prompts (empty cells skipped)
 
 
-def load_prompt_csv(path: Path, mapping: dict[str, str] | None = None, flag: str = "--data") -> dict[str, ConceptPrompts]:
+def load_prompt_csv(
+    path: Path, mapping: dict[str, str] | None = None, flag: str = "--data"
+) -> dict[str, ConceptPrompts]:
     """Concepts in file order, each with its direct, indirect and adversarial prompts."""
     mapping = mapping or {}
     try:
@@ -36,7 +38,11 @@ def load_prompt_csv(path: Path, mapping: dict[str, str] | None = None, flag: str
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise UnlearnError(f"{path}: cannot read the prompt CSV ({exc})") from None
     column = {name: mapping.get(name, name) for name in COLUMNS}
-    missing = [f"{name} (as {column[name]!r})" if column[name] != name else name for name in COLUMNS if column[name] not in header]
+    missing = [
+        f"{name} (as {column[name]!r})" if column[name] != name else name
+        for name in COLUMNS
+        if column[name] not in header
+    ]
     if missing:
         raise UnlearnError(
             f"{path}: the prompt CSV lacks the column(s) {', '.join(missing)}; Genμ CSVs have "

@@ -79,7 +79,8 @@ class GenmuBackend(Backend):
         )
         if self.generation.scheduler not in ("default", *SCHEDULERS):
             raise UnlearnError(
-                f"{where}: scheduler must be default or one of {', '.join(SCHEDULERS)}, got {self.generation.scheduler!r}"
+                f"{where}: scheduler must be default or one of {', '.join(SCHEDULERS)}, "
+                f"got {self.generation.scheduler!r}"
             )
         self.images_per_prompt = _setting(merged, "images_per_prompt", int, where)
         self.seed = _setting(merged, "seed", int, where)
@@ -101,7 +102,9 @@ class GenmuBackend(Backend):
         if settings.model is not None and settings.model.is_dir():
             inspect_model_folder(settings.model, allow_pickle=settings.allow_pickle)
         elif settings.model is not None and not settings.model.is_file():
-            raise UnlearnError(f"--model {settings.model}: no such file or folder; pass a diffusers folder or checkpoint")
+            raise UnlearnError(
+                f"--model {settings.model}: no such file or folder; pass a diffusers folder or checkpoint"
+            )
         if settings.original_model is not None and settings.original_model.is_dir():
             inspect_model_folder(settings.original_model, allow_pickle=settings.allow_pickle, flag="--original-model")
         elif settings.original_model is not None and not settings.original_model.is_file():
@@ -132,7 +135,8 @@ class GenmuBackend(Backend):
             found = sorted(self.settings.data.glob("*.csv"))
             if len(found) != 1:
                 raise UnlearnError(
-                    f"--data {self.settings.data}: expected one prompt CSV in the folder, found {len(found)}; pass the file"
+                    f"--data {self.settings.data}: expected one prompt CSV in the folder, found {len(found)}; "
+                    "pass the file"
                 )
             return found[0]
         path = self.manifest.data.get("prompts")

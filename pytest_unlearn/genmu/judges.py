@@ -99,7 +99,9 @@ class OpenClip:
             import open_clip
             import torch
         except ImportError as exc:
-            raise UnlearnError(f"--clip-model {spec}: open_clip is not installed ({exc}); pip install open_clip_torch") from None
+            raise UnlearnError(
+                f"--clip-model {spec}: open_clip is not installed ({exc}); pip install open_clip_torch"
+            ) from None
         if not Path(weights).is_file():
             raise UnlearnError(f"--clip-model {spec}: no weights file {weights}")
         model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=weights, device=device)
@@ -115,7 +117,9 @@ class OpenClip:
             return np.concatenate(
                 [
                     self.model.encode_image(
-                        self._torch.stack([self.preprocess(im) for im in images[i : i + self.batch_size]]).to(self.device)
+                        self._torch.stack([self.preprocess(im) for im in images[i : i + self.batch_size]]).to(
+                            self.device
+                        )
                     )
                     .float()
                     .cpu()
@@ -128,7 +132,10 @@ class OpenClip:
         with self._torch.no_grad():
             return np.concatenate(
                 [
-                    self.model.encode_text(self.tokenizer(texts[i : i + self.batch_size]).to(self.device)).float().cpu().numpy()
+                    self.model.encode_text(self.tokenizer(texts[i : i + self.batch_size]).to(self.device))
+                    .float()
+                    .cpu()
+                    .numpy()
                     for i in range(0, len(texts), self.batch_size)
                 ]
             )
