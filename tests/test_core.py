@@ -143,3 +143,14 @@ def test_threshold_option_parses_pairs():
     for bad in ("mmlu", "=0.5", "mmlu=high", "mmlu=nan"):
         with pytest.raises(ValueError):
             parse_threshold(bad)
+
+
+def test_readme_option_table_is_generated_from_the_option_definitions():
+    from pytest_unlearn.__main__ import options_table
+    from tests.conftest import REPO
+
+    readme = (REPO / "README.md").read_text()
+    start = readme.index("<!-- options-table:start")
+    start = readme.index("\n", start) + 1
+    end = readme.index("<!-- options-table:end -->")
+    assert readme[start:end] == options_table(), "README option table drifted: run python -m pytest_unlearn options-table"
