@@ -114,7 +114,7 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec(
         ("--suite",),
         "unlearn_suite",
-        "Suite to run: a registered name (semeval, genmu, genmu-mini) or the path of a suite manifest (.toml).",
+        "Suite to run: a registered name (semeval, genmu) or the path of a suite manifest (.toml).",
         metavar="NAME|PATH",
     ),
     OptionSpec(

@@ -7,4 +7,3 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 SEMEVAL = HERE / "semeval" / "manifest.toml"
 GENMU = HERE / "genmu" / "manifest.toml"
-GENMU_MINI = HERE / "genmu-mini" / "manifest.toml"

@@ -41,7 +41,7 @@ def test_unknown_suite_suggests_the_closest(pytester):
     line = usage_error(pytester, "--suite", "semevl", "--model=x")
     assert (
         line
-        == "ERROR: --suite: Unknown suite 'semevl'. Did you mean: semeval? Known: genmu, genmu-mini, semeval (or pass the path of a suite manifest .toml)"
+        == "ERROR: --suite: Unknown suite 'semevl'. Did you mean: semeval? Known: genmu, semeval (or pass the path of a suite manifest .toml)"
     )
 
 
