@@ -19,7 +19,9 @@ def semeval_models() -> dict[str, Path]:
     import safetensors  # noqa: F401
     import tokenizers  # noqa: F401
     import torch  # noqa: F401
+    import torch.distributed._functional_collectives  # noqa: F401  (registers a torch library once)
     import transformers  # noqa: F401
+    import transformers.models.olmo.modeling_olmo  # noqa: F401
 
     from fixtures.semeval_world import build_models
 
