@@ -61,21 +61,13 @@ class RunState:
         self.results[result.id] = result
 
     def ordered_results(self) -> list[CheckResult]:
-        order = [spec.id for spec in self.manifest.checks]
-        return sorted(self.results.values(), key=lambda r: order.index(r.id) if r.id in order else len(order))
+        """Results in manifest order (checks not in the manifest, if any, last)."""
+        position = {spec.id: i for i, spec in enumerate(self.manifest.checks)}
+        return sorted(self.results.values(), key=lambda r: position.get(r.id, len(position)))
 
-    def scorecard(
-        self,
-        *,
-        interrupted: bool,
-        aggregates: dict[str, Any] | None = None,
-        artifacts: dict[str, str] | None = None,
-        timings: dict[str, float] | None = None,
-        device: str | None = None,
-    ) -> dict[str, Any]:
+    def scorecard(self, *, interrupted: bool) -> dict[str, Any]:
         missing = [check_id for check_id in self.selected if check_id not in self.results]
-        all_timings = {"total": time.perf_counter() - self.started}
-        all_timings.update(timings if timings is not None else self.backend.timings)
+        timings = {"total": time.perf_counter() - self.started, **self.backend.timings}
         settings = self.backend.settings_record()
         settings["seed"] = self.manifest.settings.get("seed", 0)
         settings["bootstrap_samples"] = self.manifest.settings.get("bootstrap_samples", 1000)
@@ -89,13 +81,11 @@ class RunState:
             },
             model=self.backend.model_record(),
             checks=self.ordered_results(),
-            aggregates=aggregates if aggregates is not None else self.backend.aggregates(),
-            artifacts=artifacts
-            if artifacts is not None
-            else {**self.backend.artifacts(), **self.backend.write_reports(self.scorecard_path)},
+            aggregates=self.backend.aggregates(),
+            artifacts={**self.backend.artifacts(), **self.backend.write_reports(self.scorecard_path)},
             settings=settings,
-            device=device if device is not None else self.backend.device(),
-            timings=all_timings,
+            device=self.backend.device(),
+            timings=timings,
             complete=not interrupted and not missing,
             missing=missing,
         )
