@@ -35,3 +35,21 @@ def semeval_target(semeval_models: dict[str, Path]):
 
     model, tokenizer, _ = load_causal_lm(semeval_models["target"], device="cpu", dtype="float32", allow_pickle=False)
     return model, tokenizer
+
+
+@pytest.fixture(scope="session")
+def genmu_models() -> dict[str, Path]:
+    """Paths of the Genμ miniature world: original and erased pipelines, and the CLIP judge."""
+    import diffusers  # noqa: F401
+    import PIL.Image  # noqa: F401
+    import safetensors  # noqa: F401
+    import tokenizers  # noqa: F401
+    import torch  # noqa: F401
+    import torch.distributed._functional_collectives  # noqa: F401
+    import transformers  # noqa: F401
+    import transformers.models.clip.modeling_clip  # noqa: F401
+    from diffusers import StableDiffusionPipeline  # noqa: F401  (resolves diffusers' lazy modules once)
+
+    from fixtures.genmu_world import build_models
+
+    return build_models()

@@ -36,6 +36,7 @@ for _module, _entries in _METRICS.items():
 
 SUITES.register("semeval", "pytest_unlearn.suites:SEMEVAL", replace=True)
 SUITES.register("genmu", "pytest_unlearn.suites:GENMU", replace=True)
+SUITES.register("genmu-mini", "pytest_unlearn.suites:GENMU_MINI", replace=True)
 BACKENDS.register("semeval", "pytest_unlearn.semeval.evaluation:SemevalBackend", replace=True)
 BACKENDS.register("genmu", "pytest_unlearn.genmu.evaluation:GenmuBackend", replace=True)
 JUDGES.register("clip", "pytest_unlearn.genmu.judges:clip_judge", replace=True)

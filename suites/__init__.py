@@ -7,3 +7,4 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 SEMEVAL = HERE / "semeval" / "manifest.toml"
 GENMU = HERE / "genmu" / "manifest.toml"
+GENMU_MINI = HERE / "genmu-mini" / "manifest.toml"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -52,6 +53,21 @@ def test_images_mode_counts_by_hand(pytester, colour_world):
     index = [json.loads(line) for line in open(card["artifacts"]["images_unlearned"])]
     assert len(index) == 10 and {"file", "prompt", "seed", "concept", "role", "prompt_type", "judge"} <= set(index[0])
     assert (pytester.path / "unlearn-scorecard.html").is_file()
+
+
+def test_kept_images_are_a_valid_images_folder_and_score_the_same(pytester, colour_world):
+    """The artifacts of one run (PNG + images.jsonl) can be scored again with --images."""
+    manifest, images = colour_world
+    first = pytester.runpytest_inprocess("-p", "no:cacheprovider", f"--suite={manifest}", f"--images={images}")
+    card = json.loads((pytester.path / "unlearn-scorecard.json").read_text())
+    kept = pytester.path / Path(card["artifacts"]["images_unlearned"]).parent  # relative to the run
+    assert kept == pytester.path / "unlearn-scorecard-artifacts" / "images" / "unlearned"
+    second = pytester.runpytest_inprocess(
+        "-p", "no:cacheprovider", f"--suite={manifest}", f"--images={kept}", "--scorecard=again.json"
+    )
+    again = json.loads((pytester.path / "again.json").read_text())
+    assert first.ret == second.ret == pytest.ExitCode.TESTS_FAILED  # the adversarial check fails both times
+    assert [(c["id"], c["value"]) for c in again["checks"]] == [(c["id"], c["value"]) for c in card["checks"]]
 
 
 def test_concept_option_selects_the_targets_and_unknown_concepts_are_named(pytester, colour_world):

@@ -17,14 +17,14 @@ import pytest
 
 from fixtures import genmu_world as world
 
-DATA = Path(__file__).resolve().parent.parent / "suites" / "genmu" / "data"
+DATA = Path(__file__).resolve().parent.parent / "suites" / "genmu-mini" / "data"
 
 
 def test_committed_data_equals_a_fresh_regeneration(tmp_path: Path) -> None:
     world.write_data(tmp_path)
     for name in ("prompts.csv", "concepts.json"):
         assert (DATA / name).read_bytes() == (tmp_path / name).read_bytes(), (
-            f"suites/genmu/data/{name} is stale: regenerate it with fixtures.genmu_world.write_data"
+            f"suites/genmu-mini/data/{name} is stale: regenerate it with fixtures.genmu_world.write_data"
         )
     assert world.diff_data(DATA) == []
 
@@ -95,7 +95,9 @@ def test_render_is_deterministic_and_varies_with_the_seed() -> None:
 
 def test_concepts_differ_in_their_mean_colour() -> None:
     """A sanity floor for the judge: the average images of any two concepts are far apart."""
-    means = {c: np.mean([np.asarray(world.render(c, s), np.float32) for s in range(16)], axis=0) for c in world.CONCEPTS}
+    means = {
+        c: np.mean([np.asarray(world.render(c, s), np.float32) for s in range(16)], axis=0) for c in world.CONCEPTS
+    }
     for a in world.CONCEPTS:
         for b in world.CONCEPTS:
             if a < b:

@@ -70,3 +70,53 @@ def test_bootstrap_interval_brackets_the_resampled_means_and_is_deterministic(va
     again = bootstrap_ci(lambda rng: float(resample(data, rng).mean()), samples=200, seed=seed)
     assert ci == again
     assert data.min() - 1e-12 <= ci[0] <= ci[1] <= data.max() + 1e-12
+
+
+# --- Genμ ------------------------------------------------------------------------------------
+
+five_parts = st.lists(unit, min_size=5, max_size=5)
+embeddings = st.integers(min_value=1, max_value=6).flatmap(
+    lambda d: st.lists(
+        st.lists(st.floats(min_value=-10, max_value=10, allow_nan=False), min_size=d, max_size=d).filter(
+            lambda v: sum(x * x for x in v) > 1e-6
+        ),
+        min_size=1,
+        max_size=8,
+    )
+)
+
+
+@given(five_parts)
+def test_err_is_zero_when_any_part_is_zero_and_at_most_five_times_the_minimum(parts):
+    from pytest_unlearn.genmu import metrics as gm
+
+    value = gm.err(parts)
+    if min(parts) == 0.0:
+        assert value == 0.0
+    else:
+        assert min(parts) - 1e-12 <= value <= 5 * min(parts) + 1e-12
+        assert value <= max(parts) + 1e-12
+    assert abs(value - gm.err(list(reversed(parts)))) < 1e-12  # order of the parts does not matter
+
+
+@given(five_parts, st.integers(min_value=0, max_value=4), unit)
+def test_err_never_decreases_when_one_part_improves(parts, index, gain):
+    from pytest_unlearn.genmu import metrics as gm
+
+    better = list(parts)
+    better[index] = min(1.0, better[index] + gain)
+    assert gm.err(better) >= gm.err(parts) - 1e-12
+
+
+@given(embeddings, st.floats(min_value=0.01, max_value=100))
+@settings(max_examples=50)
+def test_clip_score_is_a_bounded_scale_invariant_cosine(vectors, scale):
+    from pytest_unlearn.genmu import metrics as gm
+
+    images = np.asarray(vectors, dtype=np.float64)
+    texts = images[::-1].copy()
+    scores = gm.clip_score(images, texts)
+    assert np.all(np.abs(scores) <= 100 + 1e-9)
+    np.testing.assert_allclose(gm.clip_score(images * scale, texts), scores, atol=1e-9)
+    np.testing.assert_allclose(gm.clip_score(texts, images), scores, atol=1e-9)  # symmetric
+    np.testing.assert_allclose(gm.clip_score(images, images), 100.0, atol=1e-9)  # an embedding with itself

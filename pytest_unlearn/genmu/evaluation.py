@@ -276,9 +276,21 @@ class GenmuBackend(Backend):
         else:
             raise UnlearnError(f"the genmu backend cannot compute {name!r}")
 
+    def _same_weights(self) -> bool:
+        """Whether --model and --original-model hold the same weight files (a baseline run)."""
+        model, original = self.settings.model, self.settings.original_model
+        if model is None or original is None or self.image_index is not None:
+            return False
+        return model.resolve() == original.resolve() or fingerprint(model) == fingerprint(original)
+
     def _images_for(self, which: str) -> list[Any]:
+        other = "original" if which == "unlearned" else "unlearned"
         if which == "unlearned" and self.image_index is not None:
             images = self._load_external_images()
+        elif other in self._images and self._same_weights():
+            # Same weights, same (prompt, seed) requests, same settings: the images would be
+            # generated again bit for bit, so the run reuses them (checking a model against itself).
+            images = self._images[other]
         else:
             from pytest_unlearn.genmu.diffusion import generate
 
@@ -330,7 +342,8 @@ class GenmuBackend(Backend):
                 image.save(file)
                 records.append(
                     {
-                        "file": str(file.relative_to(self.settings.artifacts)),
+                        # Relative to the index, so the folder is a valid --images DIR as it is.
+                        "file": file.name,
                         "prompt": request.prompt,
                         "seed": request.seed,
                         "concept": request.concept,
@@ -340,7 +353,7 @@ class GenmuBackend(Backend):
                         "judge": {"predicted": labels[int(label)], "present": present, "clip_score": float(score)},
                     }
                 )
-            index = self.settings.artifacts / f"images-{which}.jsonl"
+            index = folder / "images.jsonl"
             index.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
         except OSError as exc:
             raise UnlearnError(f"--artifacts {self.settings.artifacts}: cannot write images ({exc})") from None
@@ -410,7 +423,8 @@ class GenmuBackend(Backend):
                     if record is None:
                         continue
                     # Relative to the report, so the folder can be moved or uploaded whole.
-                    src = html.escape(os.path.relpath(Path(root, record["file"]), path.parent))
+                    image = Path(root, "images", label, record["file"])
+                    src = html.escape(os.path.relpath(image, path.parent))
                     css = "present" if record["judge"]["present"] else "absent"
                     cells.append(
                         f"<td><img class={css} src='{src}'><br>{label}: judge sees "

@@ -56,7 +56,8 @@ class WeightChange:
 
     def summary(self, top: int = 10) -> dict[str, object]:
         """The scorecard's breakdown: every component and the layers that changed most."""
-        layers = sorted(self.per_layer.items(), key=lambda item: -item[1][0])[:top]
+        # Layers that did not change are left out: "where did the change go" is the question.
+        layers = sorted(((k, v) for k, v in self.per_layer.items() if v[0] > 0), key=lambda item: -item[1][0])[:top]
         return {
             "l2": self.l2,
             "parameters": self.parameters,

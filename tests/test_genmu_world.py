@@ -1,0 +1,104 @@
+"""The genmu suite discriminates: through the real plugin, on the miniature concept world.
+
+``original`` is a tiny Stable Diffusion pipeline that draws all eight concepts; ``erased`` is
+``original`` after ESD-x on Golf Ball (fixtures/genmu_world.py). The judge is the world's tiny
+CLIP. Each test runs ``pytest --suite genmu-mini`` in a pytester folder.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+TARGET = "golf-ball"
+FORGET = [f"{TARGET}-forget-{kind}" for kind in ("direct", "indirect", "adversarial")]
+KEPT = [f"{TARGET}-retain", f"{TARGET}-adjacent", "clip-score-retain"]
+
+
+def run_suite(pytester: pytest.Pytester, models: dict[str, Path], *args: str) -> tuple[int, dict]:
+    result = pytester.runpytest_inprocess(
+        "-p",
+        "no:cacheprovider",
+        "--suite=genmu-mini",
+        f"--clip-model={models['clip']}",
+        "--batch-size=32",
+        "--scorecard=card.json",
+        "--junitxml=junit.xml",
+        *args,
+        no_reraise_ctrlc=True,
+    )
+    card_path = pytester.path / "card.json"
+    assert card_path.is_file(), result.stdout.str()
+    return int(result.ret), json.loads(card_path.read_text())
+
+
+def by_id(card: dict) -> dict[str, dict]:
+    return {check["id"]: check for check in card["checks"]}
+
+
+def test_original_model_fails_the_forget_checks_and_changes_no_weight(pytester, genmu_models):
+    """The model before unlearning draws golf balls: every forget check of Golf Ball fails.
+
+    Checked against itself, its weight-change ratio is exactly 0 and its CLIP score drop 0.
+    """
+    exit_code, card = run_suite(
+        pytester, genmu_models, f"--model={genmu_models['original']}", f"--original-model={genmu_models['original']}"
+    )
+    checks = by_id(card)
+    assert exit_code == pytest.ExitCode.TESTS_FAILED
+    for check in FORGET:
+        assert checks[check]["passed"] is False, checks[check]
+        assert checks[check]["value"] <= 0.34, checks[check]
+    for check in KEPT:
+        assert checks[check]["passed"] is True, checks[check]
+    assert checks["weight-change-ratio"]["value"] == 0.0 and checks["weight-change-ratio"]["passed"]
+    assert checks["clip-score-drop"]["value"] == 0.0
+    assert checks[f"{TARGET}-err"]["passed"] is False
+    # Each image is generated once: the original's images are the model's own (same weights).
+    assert card["model"]["fingerprint"] == card["model"]["original"]["fingerprint"]
+
+
+def test_erased_model_passes_forget_checks_and_keeps_the_other_concepts(pytester, genmu_models):
+    exit_code, card = run_suite(
+        pytester, genmu_models, f"--model={genmu_models['erased']}", f"--original-model={genmu_models['original']}"
+    )
+    checks = by_id(card)
+    failed = [c["id"] for c in card["checks"] if not c["passed"]]
+    assert exit_code == pytest.ExitCode.OK and failed == [], failed
+    for check in FORGET:
+        assert checks[check]["value"] >= 0.8, checks[check]
+    aggregates = card["aggregates"]
+    assert aggregates["a_ret"] >= 0.8 and aggregates["a_adj"] >= 0.8
+    # ERR by hand: the harmonic mean of the five per-concept accuracies.
+    parts = aggregates["per_concept"]["Golf Ball"]
+    expected_err = 5 / sum(1 / parts[k] for k in ("a_fgt", "a_ind", "a_adv", "a_ret", "a_adj"))
+    assert checks[f"{TARGET}-err"]["value"] == pytest.approx(expected_err)
+    # ESD-x edits only cross-attention: the change is in the UNet's attn2 layers and nowhere else.
+    change = checks["weight-change-ratio"]
+    assert 0 < change["value"] <= change["threshold"]
+    components = change["details"]["per_component"]
+    assert components["unet"]["l2"] > 0 and components["vae"]["l2"] == 0 and components["text_encoder"]["l2"] == 0
+    top = change["details"]["top_layers"]
+    assert top and all(".attn2." in layer["layer"] for layer in top), top
+    # Retention CLIP score barely moves against the original model.
+    assert abs(checks["clip-score-drop"]["value"]) <= checks["clip-score-drop"]["threshold"]
+    # Artifacts: both models' images with their index, and the HTML grid showing them side by side.
+    artifacts = pytester.path / "unlearn-scorecard-artifacts" / "images"
+    for which in ("unlearned", "original"):
+        index = [json.loads(line) for line in (artifacts / which / "images.jsonl").read_text().splitlines()]
+        assert len(index) == card["settings"]["images_per_prompt"] * 30  # 9 target + 21 retention prompts
+        assert all((artifacts / which / row["file"]).is_file() for row in index)
+    report = (pytester.path / "card.html").read_text()
+    assert report.count("<img") == 2 * len(index) and "original: judge sees" in report
+
+    # --images: the kept images, scored again without any diffusion model, give the same verdicts.
+    rescored_exit, rescored = run_suite(pytester, genmu_models, f"--images={artifacts / 'unlearned'}", "-k", "not drop")
+    again = by_id(rescored)
+    for check in [*FORGET, *KEPT, f"{TARGET}-err"]:
+        assert again[check]["value"] == pytest.approx(checks[check]["value"]), check
+    assert rescored_exit == pytest.ExitCode.TESTS_FAILED  # only the weight check, which needs --model
+    assert [c["id"] for c in rescored["checks"] if not c["passed"]] == ["weight-change-ratio"]
