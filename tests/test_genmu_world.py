@@ -53,11 +53,14 @@ def test_original_model_fails_the_forget_checks_and_changes_no_weight(pytester, 
     for check in FORGET:
         assert checks[check]["passed"] is False, checks[check]
         assert checks[check]["value"] <= 0.34, checks[check]
-    for check in KEPT:
+    for check in (f"{TARGET}-retain", "clip-score-retain"):
         assert checks[check]["passed"] is True, checks[check]
+    # A_fgt = 0 makes ERR 0 by the harmonic mean's zero rule.
+    assert checks[f"{TARGET}-err"]["value"] == 0.0
+    # (A_adj is not asserted here: the tiny original draws Juggling, an adjacent concept of Golf
+    # Ball, badly enough that the judge sees golf balls in it; the erased model does better.)
     assert checks["weight-change-ratio"]["value"] == 0.0 and checks["weight-change-ratio"]["passed"]
     assert checks["clip-score-drop"]["value"] == 0.0
-    assert checks[f"{TARGET}-err"]["passed"] is False
     # Each image is generated once: the original's images are the model's own (same weights).
     assert card["model"]["fingerprint"] == card["model"]["original"]["fingerprint"]
 
@@ -84,10 +87,15 @@ def test_erased_model_passes_forget_checks_and_keeps_the_other_concepts(pytester
     assert components["unet"]["l2"] > 0 and components["vae"]["l2"] == 0 and components["text_encoder"]["l2"] == 0
     top = change["details"]["top_layers"]
     assert top and all(".attn2." in layer["layer"] for layer in top), top
-    # Retention CLIP score barely moves against the original model.
-    assert abs(checks["clip-score-drop"]["value"]) <= checks["clip-score-drop"]["threshold"]
+    # Retention CLIP score does not drop against the original model (here it even rises, with the
+    # golf balls gone from Juggling's images); the drop is original minus unlearned.
+    drop = checks["clip-score-drop"]
+    assert drop["value"] <= drop["threshold"]
+    assert drop["value"] == pytest.approx(drop["details"]["original"] - drop["details"]["unlearned"])
+    assert drop["details"]["unlearned"] == pytest.approx(checks["clip-score-retain"]["value"])
     # Artifacts: both models' images with their index, and the HTML grid showing them side by side.
-    artifacts = pytester.path / "unlearn-scorecard-artifacts" / "images"
+    artifacts = pytester.path / "card-artifacts" / "images"
+    assert pytester.path / card["artifacts"]["images_unlearned"] == artifacts / "unlearned" / "images.jsonl"
     for which in ("unlearned", "original"):
         index = [json.loads(line) for line in (artifacts / which / "images.jsonl").read_text().splitlines()]
         assert len(index) == card["settings"]["images_per_prompt"] * 30  # 9 target + 21 retention prompts
@@ -102,3 +110,42 @@ def test_erased_model_passes_forget_checks_and_keeps_the_other_concepts(pytester
         assert again[check]["value"] == pytest.approx(checks[check]["value"]), check
     assert rescored_exit == pytest.ExitCode.TESTS_FAILED  # only the weight check, which needs --model
     assert [c["id"] for c in rescored["checks"] if not c["passed"]] == ["weight-change-ratio"]
+
+
+def test_single_file_checkpoint_with_model_config(pytester, genmu_models, tmp_path):
+    """An original-format single checkpoint of the erased model, read through --model-config.
+
+    Its weight-change ratio against the original folder is recomputed here from the two models'
+    safetensors files: the L2 norm of the whole difference over the total parameter count.
+    """
+    from safetensors.numpy import load_file
+
+    from fixtures.sd_single_file import write_single_file
+
+    checkpoint = write_single_file(genmu_models["erased"], tmp_path / "erased.safetensors")
+    exit_code, card = run_suite(
+        pytester,
+        genmu_models,
+        f"--model={checkpoint}",
+        f"--model-config={genmu_models['original']}",
+        f"--original-model={genmu_models['original']}",
+        "--setting=images_per_prompt=1",
+        "-k",
+        "forget or weight",
+    )
+    checks = by_id(card)
+    assert exit_code == pytest.ExitCode.OK, card
+    assert sorted(checks) == sorted([*FORGET, "weight-change-ratio"])
+    assert all(checks[c]["value"] >= 0.8 for c in FORGET)
+    assert card["model"]["path"] == str(checkpoint)
+
+    squared, count = 0.0, 0
+    for component in ("unet", "text_encoder", "vae"):
+        (before,) = (genmu_models["original"] / component).glob("*.safetensors")
+        (after,) = (genmu_models["erased"] / component).glob("*.safetensors")
+        a, b = load_file(before), load_file(after)
+        assert a.keys() == b.keys()
+        for key in a:
+            squared += float(((a[key].astype("float64") - b[key].astype("float64")) ** 2).sum())
+            count += a[key].size
+    assert checks["weight-change-ratio"]["value"] == pytest.approx(squared**0.5 / count, rel=1e-9)
