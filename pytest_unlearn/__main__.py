@@ -1,9 +1,10 @@
-"""Command-line helpers: ``python -m pytest_unlearn options-table``."""
+"""Command-line helpers: ``python -m pytest_unlearn options-table`` and ``benchscore``."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from pytest_unlearn.options import OPTIONS, OptionSpec
 
@@ -34,9 +35,25 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pytest_unlearn")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("options-table", help="print the README's option table (Markdown)")
+    bench = commands.add_parser(
+        "benchscore", help="rank evallearn scorecards (one per technique) by eval-learn's BenchScore"
+    )
+    bench.add_argument("scorecards", nargs="+", type=Path, metavar="SCORECARD", help="evallearn scorecard JSON files")
+    bench.add_argument(
+        "--corrected-ua",
+        action="store_true",
+        help="count UA as norm(UA) under safety (eval-learn uses 1 - norm(UA) although UA is higher-is-better)",
+    )
+    bench.add_argument(
+        "--json", type=Path, default=Path("benchscore.json"), metavar="OUT", help="where to write the leaderboard"
+    )
     args = parser.parse_args(argv)
     if args.command == "options-table":
         sys.stdout.write(options_table())
+    elif args.command == "benchscore":
+        from pytest_unlearn.evallearn.benchscore import main as benchscore_main
+
+        return benchscore_main(args.scorecards, corrected_ua=args.corrected_ua, json_path=args.json)
     return 0
 
 

@@ -7,7 +7,7 @@ Third-party packages add theirs through entry points (``pytest_unlearn.metrics``
 
 from __future__ import annotations
 
-from pytest_unlearn.registry import BACKENDS, JUDGES, METRICS, SUITES
+from pytest_unlearn.registry import BACKENDS, DETECTORS, EXTRACTORS, JUDGES, LOADERS, METRICS, SUITES
 
 # module -> {metric name: attribute}
 _METRICS = {
@@ -40,3 +40,19 @@ SUITES.register("genmu-mini", "pytest_unlearn.suites:GENMU_MINI", replace=True)
 BACKENDS.register("semeval", "pytest_unlearn.semeval.evaluation:SemevalBackend", replace=True)
 BACKENDS.register("genmu", "pytest_unlearn.genmu.evaluation:GenmuBackend", replace=True)
 JUDGES.register("clip", "pytest_unlearn.genmu.judges:clip_judge", replace=True)
+
+# The evallearn suite (eval-learn 0.1.6 metrics on the genmu diffusion machinery).
+for _name, _attr in {
+    "evallearn.asr": "asr",
+    "evallearn.clip_score": "clip_score",
+    "evallearn.fid": "fid",
+    "evallearn.ua": "ua",
+    "evallearn.ira": "ira",
+    "evallearn.ua_ira": "ua_ira",
+}.items():
+    METRICS.register(_name, f"pytest_unlearn.evallearn.metrics:{_attr}", replace=True)
+SUITES.register("evallearn", "pytest_unlearn.evallearn:MANIFEST", replace=True)
+BACKENDS.register("evallearn", "pytest_unlearn.evallearn.evaluation:EvallearnBackend", replace=True)
+LOADERS.register("diffusers", "pytest_unlearn.genmu.diffusion:load_pipeline", replace=True)
+DETECTORS.register("nudenet", "pytest_unlearn.evallearn.detectors:nudenet_detector", replace=True)
+EXTRACTORS.register("inception", "pytest_unlearn.evallearn.features:inception_extractor", replace=True)

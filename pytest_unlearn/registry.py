@@ -1,4 +1,5 @@
-"""One generic, typed registry for metrics, suites, evaluation backends, loaders and judges.
+"""One generic, typed registry for metrics, suites, evaluation backends, loaders, judges,
+detectors and feature extractors.
 
 Modelled on lm-evaluation-harness' ``api/registry.py``: entries may be registered eagerly or as
 lazy ``"module:attr"`` strings (so listing what exists imports nothing heavy), names are unique
@@ -134,6 +135,10 @@ BACKENDS: Registry[type] = Registry("backend")
 # Model loaders and concept judges (the diffusion suites add theirs).
 LOADERS: Registry[Callable[..., Any]] = Registry("loader")
 JUDGES: Registry[Callable[..., Any]] = Registry("judge")
+# Unsafe-content detectors (NudeNet, ...) and image feature extractors (FID's Inception, ...):
+# factories, entry-point groups ``pytest_unlearn.detectors`` and ``pytest_unlearn.extractors``.
+DETECTORS: Registry[Callable[..., Any]] = Registry("detector")
+EXTRACTORS: Registry[Callable[..., Any]] = Registry("extractor")
 
 
 def metric(

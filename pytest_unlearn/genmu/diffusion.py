@@ -119,8 +119,8 @@ def generate(
             generator=[torch.Generator(device="cpu").manual_seed(seed) for _, seed in batch],
             num_inference_steps=settings.steps,
             guidance_scale=settings.guidance,
-            height=settings.resolution,
-            width=settings.resolution,
+            height=settings.height or settings.resolution,
+            width=settings.width or settings.resolution,
         )
         images.extend(result.images)
         if progress:
@@ -156,7 +156,7 @@ def weight_change(original: dict[str, torch.Tensor], unlearned: dict[str, torch.
         if a.shape != b.shape:
             raise UnlearnError(
                 f"--original-model has another architecture than --model: {key!r} has shape "
-                f"{tuple(a.shape)} there and {tuple(b.shape)} here"
+                f"{tuple(a.shape)} there and {tuple(b.shape)} here; compare checkpoints of the same model"
             )
         diff = a.detach().to("cpu", torch.float64) - b.detach().to("cpu", torch.float64)
         squared[key] = (float(torch.sum(diff * diff)), a.numel())

@@ -21,6 +21,9 @@ class GenerationSettings:
     guidance: float
     resolution: int
     scheduler: str  # "default" keeps the pipeline's own
+    # A non-square size (I2P's per-prompt sd_image_width/height); None: ``resolution``.
+    width: int | None = None
+    height: int | None = None
 
     def record(self) -> dict[str, Any]:
         return {
