@@ -90,7 +90,8 @@ def main() -> int:
             ]
         )
         suite_seconds = time.perf_counter() - start
-        checks = json.loads(card.read_text())["checks"]
+        scorecard = json.loads(card.read_text())
+        checks, timings = scorecard["checks"], scorecard["timings"]
     StableDiffusionPipeline.__call__ = call  # type: ignore[method-assign]
     if exit_code not in (0, 1):
         print(f"the suite run failed to run (exit {exit_code})")
@@ -117,6 +118,7 @@ def main() -> int:
     print(f"images the pipeline produced during the suite run:       {sum(produced)} in {len(produced)} calls")
     print(f"suite wall time {suite_seconds:.1f}s (loading, judging, PNGs, scorecard included)")
     print(f"bare pipeline time for the same images {bare_seconds:.1f}s ({args.steps} steps, 1 model load excluded)")
+    print("suite time by phase (s): " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
     print(f"ratio suite / bare: {suite_seconds / bare_seconds:.2f} (target <= 1.15)")
     return 0 if sum(produced) == len(needed) else 1
 

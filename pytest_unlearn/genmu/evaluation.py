@@ -292,15 +292,22 @@ class GenmuBackend(Backend):
             # generated again bit for bit, so the run reuses them (checking a model against itself).
             images = self._images[other]
         else:
+            import time
+
             from pytest_unlearn.genmu.diffusion import generate
 
+            started = time.perf_counter()
+            pipe = self.pipeline(which)
+            self.timings[f"load_{which}"] = time.perf_counter() - started
+            started = time.perf_counter()
             images = generate(
-                self.pipeline(which),
+                pipe,
                 [(r.prompt, r.seed) for r in self.requests],
                 self.generation,
                 batch_size=self.settings.batch_size,
             )
             self.generated_images += len(images)
+            self.timings[f"generate_{which}"] = time.perf_counter() - started
         self._images[which] = images
         return images
 
