@@ -7,6 +7,8 @@ Checkpoints are often someone else's: only safetensors load by default; pickle-b
 
 from __future__ import annotations
 
+import json
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,8 @@ def inspect_model_folder(path: Path, *, allow_pickle: bool, flag: str = "--model
         )
     safetensors = tuple(sorted(path.rglob("*.safetensors")))
     pickles = tuple(sorted(p for p in path.rglob("*") if p.suffix in PICKLE_SUFFIXES))
+    for file in safetensors:
+        check_safetensors_file(file, flag)
     if not safetensors:
         if pickles and not allow_pickle:
             names = ", ".join(p.name for p in pickles[:3])
@@ -45,6 +49,98 @@ def inspect_model_folder(path: Path, *, allow_pickle: bool, flag: str = "--model
         if not pickles:
             raise UnlearnError(f"{flag} {path}: no weight files (*.safetensors) in the folder")
     return ModelFolder(path, safetensors, pickles)
+
+
+def check_safetensors_file(path: Path, flag: str = "--model") -> None:
+    """Read the header of a safetensors file and check the file holds every byte it promises.
+
+    A truncated download or a garbage file is then a usage error before any model loads
+    (reading the header costs a few kilobytes, even for a 7B checkpoint).
+    Format: 8-byte little-endian header length, a JSON header of tensor offsets, the data.
+    """
+    try:
+        reason = _safetensors_problem(path)
+    except OSError as exc:
+        raise UnlearnError(f"{flag} {path}: cannot read the file ({exc.strerror or exc})") from None
+    if reason is not None:
+        raise UnlearnError(
+            f"{flag} {path}: truncated or corrupt safetensors file ({reason}); re-download it or "
+            "re-save the model with save_pretrained"
+        )
+
+
+def _safetensors_problem(path: Path) -> str | None:
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        prefix = handle.read(8)
+        if len(prefix) < 8:
+            return f"{size} bytes, shorter than a header"
+        (header_len,) = struct.unpack("<Q", prefix)
+        if header_len > size - 8:
+            return "the header length points past the end of the file"
+        raw = handle.read(header_len)
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return "the header is not JSON"
+    if not isinstance(header, dict):
+        return "the header is not a JSON object"
+    end = 0
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) for o in offsets)):
+            return f"tensor {name!r} has no data_offsets"
+        end = max(end, offsets[1])
+    held = size - 8 - header_len
+    if end != held:
+        return f"the header describes {end} bytes of tensors, the file holds {held}"
+    return None
+
+
+def first_line(exc: BaseException) -> str:
+    """``Type: first line`` of an exception: library errors can span a screen."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+
+
+def pickle_refusal(exc: BaseException) -> str | None:
+    """The reason ``torch.load(weights_only=True)`` refused a file, when that is what ``exc`` is."""
+    import pickle
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, pickle.UnpicklingError):
+            # torch words it two ways: "WeightsUnpickler error: Unsupported global: GLOBAL io.open
+            # was not an allowed global by default. Please …" and "Trying to load unsupported
+            # GLOBAL posix.system whose module posix is blocked."
+            for line in str(seen).splitlines():
+                if "GLOBAL" in line:
+                    reason = line.split("WeightsUnpickler error:", 1)[-1].strip()
+                    return reason.split(". ")[0].rstrip(".")
+            return first_line(seen)
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def check_finite(model: Any, path: Path, dtype: Any, flag: str = "--model") -> None:
+    """Refuse weights holding NaN or infinity: such a model outputs garbage that can *pass*
+    forget checks (it regurgitates nothing), so it must never reach the metrics."""
+    import torch
+
+    bad = [
+        name
+        for name, tensor in model.state_dict().items()
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())
+    ]
+    if bad:
+        total = len(model.state_dict())
+        raise UnlearnError(
+            f"{flag} {path}: the weights hold NaN or infinite values ({len(bad)} of {total} tensors, "
+            f"first {bad[0]!r}, loaded as {str(dtype).removeprefix('torch.')}); the checkpoint is broken: "
+            "check the training run or the conversion"
+        )
 
 
 def resolve_device(name: str) -> str:
@@ -88,7 +184,7 @@ def load_causal_lm(path: Path, *, device: str, dtype: str, allow_pickle: bool) -
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=False)
     except Exception as exc:
-        raise UnlearnError(f"--model {path}: cannot load the tokenizer ({type(exc).__name__}: {exc})") from None
+        raise UnlearnError(f"--model {path}: cannot load the tokenizer ({first_line(exc)})") from None
     if tokenizer.eos_token is None:
         raise UnlearnError(
             f"--model {path}: the tokenizer has no eos token, which the scorer uses for padding "
@@ -106,7 +202,16 @@ def load_causal_lm(path: Path, *, device: str, dtype: str, allow_pickle: bool) -
             weights_only=True,
         )
     except Exception as exc:
-        raise UnlearnError(f"--model {path}: cannot load the weights ({type(exc).__name__}: {exc})") from None
+        refused = pickle_refusal(exc)
+        if refused is not None:
+            names = ", ".join(p.name for p in folder.pickles[:3])
+            raise UnlearnError(
+                f"--model {path}: {names} holds more than tensors and torch.load(weights_only=True) "
+                f"refused it ({refused}); it may run code when loaded: do not load it, convert a trusted "
+                "copy to safetensors"
+            ) from None
+        raise UnlearnError(f"--model {path}: cannot load the weights ({first_line(exc)})") from None
+    check_finite(model, path, torch_dtype)
     model.to(device)
     model.eval()
     return model, tokenizer, device

@@ -132,6 +132,7 @@ def build_scorecard(
     timings: dict[str, float],
     complete: bool,
     missing: list[str],
+    warnings: list[str] | None = None,
 ) -> dict[str, Any]:
     return {
         "schema": SCHEMA,
@@ -147,6 +148,7 @@ def build_scorecard(
         "settings": _clean(settings),
         "environment": environment(device),
         "timings": {k: round(v, 3) for k, v in timings.items()},
+        "warnings": list(warnings or []),
     }
 
 

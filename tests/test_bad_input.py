@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
+# The inner runs load models: their C extensions must be imported by this process first.
+import diffusers  # noqa: F401
 import pytest
+import safetensors.torch  # noqa: F401
+import torch
+import transformers.models.olmo.modeling_olmo  # noqa: F401
 
+from pytest_unlearn.registry import JUDGES
 from tests.conftest import SEMEVAL_DATA, semeval_rows
+from tests.genmu_helpers import write_world
+from tests.tiny_models import write_tiny_olmo, write_tiny_sd
+
+torch.set_num_threads(1)
 
 
 def usage_error(pytester: pytest.Pytester, *args: str) -> str:
@@ -39,10 +50,9 @@ def data_folder(tmp_path: Path, forget: list[dict] | None = None, retain: list[d
 
 def test_unknown_suite_suggests_the_closest(pytester):
     line = usage_error(pytester, "--suite", "semevl", "--model=x")
-    assert (
-        line
-        == "ERROR: --suite: Unknown suite 'semevl'. Did you mean: semeval? Known: genmu, semeval (or pass the path of a suite manifest .toml)"
-    )
+    # The list of known suites grows; the suggestion and the way out stay.
+    assert line.startswith("ERROR: --suite: Unknown suite 'semevl'. Did you mean: semeval? Known: ")
+    assert line.endswith("(or pass the path of a suite manifest .toml)") and "semeval" in line.split("Known: ")[1]
 
 
 def test_missing_manifest_file(pytester):
@@ -230,4 +240,307 @@ def test_predictions_missing_prompts_fail_the_text_checks_clearly(pytester, tmp_
         [
             f"task-aggregate: --predictions {predictions}: no output for 107 prompt(s), e.g. *; generate every forget and retain prompt"
         ]
+    )
+
+
+# --- model files -------------------------------------------------------------------------------
+# The cases below load tiny random models (tests/tiny_models.py): a second or two each.
+
+
+@pytest.fixture(scope="module")
+def tiny_olmo_folder(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("olmo") / "model"
+    write_tiny_olmo(folder)
+    return folder
+
+
+def copy_model(source: Path, dest: Path) -> Path:
+    shutil.copytree(source, dest)
+    return dest
+
+
+def failed_checks(result: pytest.RunResult, card_path: Path) -> dict[str, str]:
+    """The error of every check of a run that failed its checks cleanly (no traceback)."""
+    output = result.stdout.str() + result.stderr.str()
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, output
+    assert "Traceback" not in output
+    card = json.loads(card_path.read_text())
+    errors = {c["id"]: c["error"] for c in card["checks"]}
+    for check_id, error in errors.items():
+        assert error is not None, (check_id, output)
+        result.stdout.fnmatch_lines([f"{check_id}: {error}"])  # the failure is that one line
+    return errors
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage"])
+def test_corrupt_safetensors_is_refused_before_loading(pytester, tiny_olmo_folder, tmp_path, damage):
+    folder = copy_model(tiny_olmo_folder, tmp_path / "model")
+    weights = folder / "model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2] if damage == "truncated" else bytes(range(256)) * 20)
+    line = usage_error(pytester, "--suite", "semeval", f"--model={folder}")
+    reason = (
+        f"the header describes {len(data) - 8 - int.from_bytes(data[:8], 'little')} bytes of tensors, the file holds"
+        if damage == "truncated"
+        else "the header length points past the end of the file"
+    )
+    assert line.startswith(f"ERROR: --model {weights}: truncated or corrupt safetensors file ({reason}")
+    assert line.endswith("re-download it or re-save the model with save_pretrained")
+
+
+def test_nan_weights_fail_every_model_check_with_one_line(pytester, tiny_olmo_folder, tmp_path):
+    """Decision: refused at load. A NaN model emits garbage, and garbage regurgitates nothing of
+    the forget set, so it would *pass* forget checks; it must never reach the metrics. Loading is
+    lazy (a --predictions run needs no model), so the refusal fails each check that needs the
+    model with the same line rather than stopping the run at configuration."""
+    from safetensors.torch import load_file, save_file
+
+    folder = copy_model(tiny_olmo_folder, tmp_path / "model")
+    state = load_file(folder / "model.safetensors")
+    state["model.layers.0.mlp.up_proj.weight"][0, 0] = float("nan")
+    save_file(state, folder / "model.safetensors", metadata={"format": "pt"})
+    result = pytester.runpytest_inprocess(
+        "-p", "no:cacheprovider", "--suite", "semeval", f"--model={folder}", "-k", "task1-knowledge-forget or mia-score"
+    )
+    errors = failed_checks(result, pytester.path / "unlearn-scorecard.json")
+    assert set(errors) == {"task1-knowledge-forget", "mia-score"}
+    assert set(errors.values()) == {
+        f"--model {folder}: the weights hold NaN or infinite values (1 of 9 tensors, first "
+        "'model.layers.0.mlp.up_proj.weight', loaded as float32); the checkpoint is broken: check the "
+        "training run or the conversion"
+    }
+
+
+def test_tokenizer_without_pad_token_is_padded_with_eos(pytester, tiny_olmo_folder):
+    """The loader fixes a missing pad token the way the official scorer does (pad = eos)."""
+    config = json.loads((tiny_olmo_folder / "tokenizer_config.json").read_text())
+    assert config.get("pad_token") is None
+    result = pytester.runpytest_inprocess(
+        "-p",
+        "no:cacheprovider",
+        "--suite",
+        "semeval",
+        f"--model={tiny_olmo_folder}",
+        "--max-new-tokens=2",
+        "-k",
+        "task1-knowledge-forget",
+    )
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()
+
+
+def test_tokenizer_without_eos_or_pad_token_fails_with_one_line(pytester, tmp_path):
+    folder = tmp_path / "model"
+    write_tiny_olmo(folder, eos=None)
+    result = pytester.runpytest_inprocess(
+        "-p", "no:cacheprovider", "--suite", "semeval", f"--model={folder}", "-k", "task1-knowledge-forget"
+    )
+    errors = failed_checks(result, pytester.path / "unlearn-scorecard.json")
+    assert errors["task1-knowledge-forget"] == (
+        f"--model {folder}: the tokenizer has no eos token, which the scorer uses for padding and stopping; "
+        "set eos_token in tokenizer_config.json"
+    )
+
+
+def test_mia_nonmember_set_empty(pytester, perfect_unlearning_predictions, tmp_path):
+    """A single class: the AUC does not exist, which is said before any model loads."""
+    mia = tmp_path / "mia"
+    mia.mkdir()
+    (mia / "member.jsonl").write_text(json.dumps({"id": "m1", "document": "text"}) + "\n")
+    (mia / "nonmember.jsonl").write_text("\n")
+    line = usage_error(
+        pytester, "--suite", "semeval", f"--predictions={perfect_unlearning_predictions}", f"--mia-data={mia}"
+    )
+    assert line == (
+        f"ERROR: {mia / 'nonmember.jsonl'}: no documents; the membership-inference AUC needs both members and non-members"
+    )
+
+
+# --- option values -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("source", "value", "expected"),
+    [
+        ("cli", "mmlu=nan", "ERROR: --threshold needs a finite number after '=' in CHECK=VALUE, got 'mmlu=nan'"),
+        ("cli", "mmlu=0,5", "ERROR: --threshold needs a number after '=' in CHECK=VALUE, got 'mmlu=0,5'"),
+        (
+            "env",
+            "mmlu=high",
+            "ERROR: --threshold needs a number after '=' in CHECK=VALUE, got 'mmlu=high' (from PYTEST_UNLEARN_THRESHOLD)",
+        ),
+        (
+            "ini",
+            "mmlu=",
+            "ERROR: --threshold needs a number after '=' in CHECK=VALUE, got 'mmlu=' (from ini option unlearn_threshold)",
+        ),
+    ],
+)
+def test_threshold_with_a_non_number_names_where_it_came_from(
+    pytester, perfect_unlearning_predictions, monkeypatch, source, value, expected
+):
+    args = ["--suite", "semeval", f"--predictions={perfect_unlearning_predictions}"]
+    if source == "cli":
+        args.append(f"--threshold={value}")
+    elif source == "env":
+        monkeypatch.setenv("PYTEST_UNLEARN_THRESHOLD", value)
+    else:
+        pytester.makeini(f"[pytest]\nunlearn_threshold =\n    {value}\n")
+    assert usage_error(pytester, *args) == expected
+
+
+# --- where results go --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("flag", ["--artifacts", "--scorecard"])
+def test_output_path_under_a_regular_file(pytester, perfect_unlearning_predictions, flag):
+    (pytester.path / "plain-file").write_text("")
+    target = pytester.path / "plain-file" / ("artifacts" if flag == "--artifacts" else "card.json")
+    line = usage_error(
+        pytester, "--suite", "semeval", f"--predictions={perfect_unlearning_predictions}", f"{flag}={target}"
+    )
+    assert line.startswith(f"ERROR: {flag} {target if flag == '--artifacts' else target}: cannot write there (")
+    assert line.endswith("pick a writable folder" if flag == "--artifacts" else "pick a writable path")
+
+
+BREAK_AFTER_COLLECTION = """
+import shutil
+from pathlib import Path
+
+def pytest_collection_finish(session):
+    # The folder was writable when the run started; it is not by the time results are written.
+    target = Path({target!r})
+    shutil.rmtree(target)
+    target.write_text("now a regular file")
+"""
+
+
+def test_artifacts_folder_lost_during_the_run_keeps_the_scores(pytester, perfect_unlearning_predictions):
+    artifacts = pytester.path / "artifacts"
+    pytester.makeconftest(BREAK_AFTER_COLLECTION.format(target=str(artifacts)))
+    result = pytester.runpytest_inprocess(
+        "-p",
+        "no:cacheprovider",
+        "--suite",
+        "semeval",
+        f"--predictions={perfect_unlearning_predictions}",
+        f"--artifacts={artifacts}",
+        "-k",
+        "task-aggregate",
+    )
+    output = result.stdout.str()
+    assert result.ret == pytest.ExitCode.OK and "Traceback" not in output
+    card = json.loads((pytester.path / "unlearn-scorecard.json").read_text())
+    assert card["checks"][0]["value"] == 1.0 and card["passed"] is True
+    assert "generations" not in card["artifacts"]
+    warning = (
+        f"--artifacts {artifacts}: cannot write generations.jsonl (File exists); the scores are kept, "
+        "the per-prompt records are not: pass a writable folder to keep them"
+    )
+    assert card["warnings"] == [warning]
+    result.stdout.fnmatch_lines([f"warning: {warning}"])
+
+
+def test_scorecard_folder_lost_during_the_run_writes_it_elsewhere_and_fails(pytester, perfect_unlearning_predictions):
+    out = pytester.path / "out"
+    out.mkdir()
+    pytester.makeconftest(BREAK_AFTER_COLLECTION.format(target=str(out)))
+    result = pytester.runpytest_inprocess(
+        "-p",
+        "no:cacheprovider",
+        "--suite",
+        "semeval",
+        f"--predictions={perfect_unlearning_predictions}",
+        f"--scorecard={out / 'card.json'}",
+        f"--artifacts={pytester.path / 'artifacts'}",
+        "-k",
+        "task-aggregate",
+    )
+    output = result.stdout.str()
+    # Every check passed, but the gate's evidence is not where the pipeline will look for it.
+    assert result.ret == pytest.ExitCode.TESTS_FAILED and "Traceback" not in output
+    result.assert_outcomes(passed=1, deselected=15)
+    errors = [line for line in result.stdout.lines if line.startswith("ERROR: --scorecard")]
+    assert len(errors) == 1, output
+    assert errors[0].startswith(f"ERROR: --scorecard {out / 'card.json'}: cannot write it (File exists); wrote it to ")
+    assert errors[0].endswith(" instead: pick a writable --scorecard path")
+    fallback = Path(errors[0].split("wrote it to ")[1].split(" instead")[0])
+    try:
+        card = json.loads(fallback.read_text())
+        assert card["passed"] is True and card["checks"][0]["id"] == "task-aggregate"
+    finally:
+        fallback.unlink()
+
+
+# --- genmu (colour world, no model) ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def colour_world(pytester):
+    JUDGES.register("colour", "tests.genmu_helpers:colour_judge", replace=True)
+    return write_world(pytester.path)
+
+
+def test_genmu_prompt_csv_without_a_required_column(pytester, colour_world):
+    manifest, images = colour_world
+    csv = pytester.path / "prompts.csv"
+    csv.write_text("\n".join(line.rsplit(",", 1)[0] for line in csv.read_text().splitlines()) + "\n")
+    line = usage_error(pytester, f"--suite={manifest}", f"--images={images}")
+    assert line == (
+        f"ERROR: {csv}: the prompt CSV lacks the column(s) adversarial_prompt; Genμ CSVs have concept_type, "
+        "concept_name, direct_prompt, indirect_prompt, adversarial_prompt (map other headers under [columns] in the manifest)"
+    )
+
+
+def test_genmu_images_folder_without_its_index(pytester, colour_world):
+    manifest, images = colour_world
+    (images / "images.jsonl").unlink()
+    line = usage_error(pytester, f"--suite={manifest}", f"--images={images}")
+    assert line == (
+        f"ERROR: --images {images}: no images.jsonl index; it lists one JSON object per image with file, prompt, seed"
+    )
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_genmu_unreadable_png_fails_the_image_checks_with_one_line(pytester, colour_world, damage):
+    manifest, images = colour_world
+    png = images / "3.png"
+    data = png.read_bytes()
+    png.write_bytes(b"definitely not a png" if damage == "garbage" else data[: len(data) // 2])
+    result = pytester.runpytest_inprocess(
+        "-p", "no:cacheprovider", f"--suite={manifest}", f"--images={images}", "-k", "err or forget-direct"
+    )
+    errors = failed_checks(result, pytester.path / "unlearn-scorecard.json")
+    assert set(errors) == {"red-ball-forget-direct", "err"}
+    (error,) = set(errors.values())
+    assert error.startswith(f"--images: cannot read {png} (") and error.endswith("); replace the file or regenerate it")
+
+
+WEIGHT_CHECK = """
+[[checks]]
+id = "weight-change"
+metric = "genmu.weight_change_ratio"
+op = "<="
+threshold = 1.0
+"""
+
+
+def test_genmu_original_model_of_another_architecture(pytester, colour_world, tmp_path):
+    manifest, images = colour_world
+    manifest.write_text(manifest.read_text() + WEIGHT_CHECK)
+    write_tiny_sd(tmp_path / "unlearned", width=8)
+    write_tiny_sd(tmp_path / "original", width=16)
+    result = pytester.runpytest_inprocess(
+        "-p",
+        "no:cacheprovider",
+        f"--suite={manifest}",
+        f"--images={images}",
+        f"--model={tmp_path / 'unlearned'}",
+        f"--original-model={tmp_path / 'original'}",
+        "-k",
+        "weight-change",
+    )
+    errors = failed_checks(result, pytester.path / "unlearn-scorecard.json")
+    assert errors["weight-change"].startswith("--original-model has another architecture than --model: ")
+    assert (
+        errors["weight-change"].endswith("here") or "compare checkpoints of the same model" in errors["weight-change"]
     )

@@ -120,3 +120,25 @@ def test_ratio_scales_linearly_and_ignores_a_common_shift(theta, data, k, shift)
     assert weight_change({"unet.w": t + shift}, {"unet.w": t + d + shift}).ratio == pytest.approx(
         base, rel=1e-6, abs=1e-9
     )
+
+
+def test_a_pipeline_with_nan_weights_is_refused_at_load(tmp_path):
+    """A NaN UNet draws black images, in which no concept is present: it would pass every forget
+    check, so loading refuses it with one line naming the flag and the first broken tensor."""
+    from safetensors.torch import load_file, save_file
+
+    from pytest_unlearn.genmu.diffusion import load_pipeline
+    from tests.tiny_models import write_tiny_sd
+
+    write_tiny_sd(tmp_path)
+    (weights,) = (tmp_path / "unet").glob("*.safetensors")
+    tensors = load_file(weights)
+    name = sorted(tensors)[0]
+    tensors[name] = tensors[name].clone()
+    tensors[name].view(-1)[0] = float("nan")
+    save_file(tensors, weights)
+    with pytest.raises(UnlearnError) as refused:
+        load_pipeline(tmp_path, device="cpu", dtype="float32", allow_pickle=False, flag="--original-model")
+    message = str(refused.value)
+    assert message.startswith(f"--original-model {tmp_path}: the weights hold NaN or infinite values")
+    assert name in message and "\n" not in message

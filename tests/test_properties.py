@@ -120,3 +120,84 @@ def test_clip_score_is_a_bounded_scale_invariant_cosine(vectors, scale):
     np.testing.assert_allclose(gm.clip_score(images * scale, texts), scores, atol=1e-9)
     np.testing.assert_allclose(gm.clip_score(texts, images), scores, atol=1e-9)  # symmetric
     np.testing.assert_allclose(gm.clip_score(images, images), 100.0, atol=1e-9)  # an embedding with itself
+
+
+# --- Suite manifests ------------------------------------------------------------------------------
+
+MANIFEST = """[suite]
+name = "demo"
+version = "1"
+backend = "semeval"
+
+[settings]
+seed = 3
+
+[[checks]]
+id = "mmlu"
+metric = "semeval.mmlu_accuracy"
+params = { split = "forget" }
+op = ">="
+threshold = 0.4
+"""
+toml_text = st.text(
+    alphabet=st.characters(min_codepoint=32, max_codepoint=0x2FFF, exclude_categories=("Cs", "Cc")), max_size=20
+)
+toml_scalars = st.one_of(
+    toml_text, st.integers(-(2**31), 2**31), st.floats(allow_nan=False, allow_infinity=False), st.booleans()
+)
+
+
+def _toml(value) -> str:
+    import json
+
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)  # JSON's escapes are TOML basic-string escapes
+    return repr(value)
+
+
+@given(
+    st.dictionaries(st.from_regex(r"[a-z][a-z_]{0,8}", fullmatch=True), toml_scalars, max_size=4),
+    st.dictionaries(st.from_regex(r"[a-z][a-z_]{0,8}", fullmatch=True), toml_scalars, max_size=4),
+    toml_text,
+)
+def test_manifest_round_trip_keeps_params_settings_and_description(params, settings, description):
+    from pathlib import Path
+
+    from pytest_unlearn.manifest import parse_manifest
+
+    inline = ", ".join(f"{k} = {_toml(v)}" for k, v in params.items())
+    text = (
+        '[suite]\nname = "s"\nversion = "1"\nbackend = "b"\n\n[settings]\n'
+        + "".join(f"{k} = {_toml(v)}\n" for k, v in settings.items())
+        + f'\n[[checks]]\nid = "c"\nmetric = "m"\nop = "<="\nthreshold = 1\nparams = {{ {inline} }}\n'
+        + f"description = {_toml(description)}\n"
+    )
+    manifest = parse_manifest(text, Path("/x/s.toml"))
+    (check,) = manifest.checks
+    assert check.params == params and manifest.settings == settings and check.description == description
+    assert check.threshold == 1.0 and isinstance(check.threshold, float)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_a_damaged_manifest_is_parsed_or_refused_with_one_clear_line(data):
+    """Whatever the damage (a line dropped, text spliced in), the parser returns a manifest or
+    raises UnlearnError with a one-line message naming the file; never another exception."""
+    from pathlib import Path
+
+    from pytest_unlearn.errors import UnlearnError
+    from pytest_unlearn.manifest import parse_manifest
+
+    lines = MANIFEST.splitlines(keepends=True)
+    if data.draw(st.booleans(), label="drop a line"):
+        del lines[data.draw(st.integers(0, len(lines) - 1), label="line")]
+    text = "".join(lines)
+    at = data.draw(st.integers(0, len(text)), label="splice at")
+    text = text[:at] + data.draw(st.text(max_size=12), label="spliced") + text[at:]
+    try:
+        parse_manifest(text, Path("/x/demo.toml"))
+    except UnlearnError as exc:
+        message = str(exc)
+        assert message.startswith("suite manifest /x/demo.toml") and "\n" not in message, message

@@ -14,7 +14,14 @@ import torch
 from pytest_unlearn.errors import UnlearnError
 from pytest_unlearn.genmu.generation import SCHEDULERS, GenerationSettings
 from pytest_unlearn.genmu.metrics import WeightChange, combine_weight_change
-from pytest_unlearn.loading import PICKLE_SUFFIXES, inspect_model_folder, resolve_device
+from pytest_unlearn.loading import (
+    PICKLE_SUFFIXES,
+    check_finite,
+    first_line,
+    inspect_model_folder,
+    pickle_refusal,
+    resolve_device,
+)
 
 # Components whose parameters define "the model" for the weight-change ratio.
 WEIGHT_COMPONENTS = ("unet", "text_encoder", "vae")
@@ -83,7 +90,20 @@ def load_pipeline(
     except UnlearnError:
         raise
     except Exception as exc:
-        raise UnlearnError(f"{flag} {path}: cannot load the pipeline ({type(exc).__name__}: {exc})") from None
+        refused = pickle_refusal(exc)
+        if refused is not None:
+            raise UnlearnError(
+                f"{flag} {path}: the pickle checkpoint was refused by torch.load(weights_only=True) ({refused}); "
+                "it holds more than weights: convert it to safetensors from a trusted source"
+            ) from None
+        reason = f"{type(exc).__name__}: {first_line(exc)}"
+        raise UnlearnError(f"{flag} {path}: cannot load the pipeline ({reason})") from None
+    # A NaN UNet draws black images, in which no concept is present: it would *pass* every forget
+    # check. Broken weights must never reach the metrics.
+    for component in WEIGHT_COMPONENTS:
+        module = getattr(pipe, component, None)
+        if module is not None:
+            check_finite(module, path, torch_dtype, flag=flag)
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
 

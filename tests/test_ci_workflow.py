@@ -1,0 +1,164 @@
+"""The documented release-gate workflow (.github/workflows/release-gate.yml) stays valid.
+
+Structure (a job whose steps gate with pytest, publish the JUnit report and upload the evidence
+even when the gate fails), options (every flag of its run lines is one of ours or pytest's), and
+the gate command itself, run on a tiny model, keeps the JUnit properties per test case.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+import torch
+import transformers.models.olmo.modeling_olmo  # noqa: F401
+import yaml
+
+from pytest_unlearn.options import OPTIONS
+from tests.conftest import REPO
+from tests.tiny_models import write_tiny_olmo
+
+torch.set_num_threads(1)
+
+WORKFLOW = REPO / ".github" / "workflows" / "release-gate.yml"
+LONG_OPTION = re.compile(r"(?<![\w-])(--[A-Za-z][\w-]*)")
+INI_OVERRIDE = re.compile(r"(?<![\w-])-o\s+([\w.]+)=")
+
+
+@pytest.fixture(scope="module")
+def workflow() -> dict:
+    return yaml.safe_load(WORKFLOW.read_text(encoding="utf-8"))
+
+
+def steps(workflow: dict) -> list[dict]:
+    (job,) = workflow["jobs"].values()
+    return job["steps"]
+
+
+def gate_step(workflow: dict) -> dict:
+    (step,) = [s for s in steps(workflow) if "run" in s and s["run"].lstrip().startswith("pytest")]
+    return step
+
+
+@pytest.fixture(scope="module")
+def pytest_help() -> str:
+    """pytest's own options and ini keys (and those of installed plugins, such as xdist's -n),
+    without ours: ours are checked against pytest_unlearn.options.OPTIONS."""
+    completed = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:unlearn", "-p", "no:cacheprovider", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert completed.returncode == 0, completed.stderr
+    return completed.stdout
+
+
+def test_workflow_structure(workflow):
+    triggers = workflow.get("on", workflow.get(True))  # YAML 1.1 reads a bare `on` as True
+    assert {"workflow_dispatch", "push"} <= set(triggers)
+    assert list(workflow["jobs"]) == ["gate"]
+    names = [s.get("uses", "").split("@")[0] for s in steps(workflow)]
+    assert "actions/checkout" in names and "actions/upload-artifact" in names
+    assert "mikepenz/action-junit-report" in names
+    gate = gate_step(workflow)
+    assert "if" not in gate  # the gate's own exit status decides the job
+    after = steps(workflow)[steps(workflow).index(gate) + 1 :]
+    assert after and all(s.get("if") == "always()" for s in after), "reporting must run when the gate fails"
+    upload = next(s for s in after if s.get("uses", "").startswith("actions/upload-artifact"))
+    assert upload["with"]["path"].rstrip("/") == "gate"
+    report = next(s for s in after if s.get("uses", "").startswith("mikepenz/action-junit-report"))
+    assert report["with"]["report_paths"] == "gate/junit.xml" and report["with"]["include_passed"] is True
+    assert workflow["permissions"]["checks"] == "write"
+
+
+def test_the_gate_writes_everything_into_the_uploaded_folder(workflow):
+    command = gate_step(workflow)["run"]
+    for flag in ("--model", "--suite", "--scorecard", "--artifacts", "--junitxml"):
+        assert f"{flag}=" in command, flag
+    assert '--scorecard="$GATE_DIR/scorecard.json"' in command  # the HTML report lands beside it
+    assert '--artifacts="$GATE_DIR/artifacts"' in command and '--junitxml="$GATE_DIR/junit.xml"' in command
+    (job,) = workflow["jobs"].values()
+    assert job["env"]["GATE_DIR"] == "gate"
+    assert "-o junit_family=xunit1" in command
+
+
+def test_every_option_in_the_run_lines_is_documented(workflow, pytest_help):
+    ours = {flag for spec in OPTIONS for flag in spec.flags}
+    theirs = set(re.findall(r"(?<![\w-])(--[A-Za-z][\w-]*)", pytest_help))
+    if "--junit-xml" in theirs:
+        theirs.add("--junitxml")  # the spelling pytest's docs use; --help lists only --junit-xml
+    theirs_short = set(re.findall(r"^\s+(-[A-Za-z])\b", pytest_help, flags=re.MULTILINE))
+    ini_keys = set(re.findall(r"^\s{2}([a-z_]+) \(", pytest_help, flags=re.MULTILINE))
+    assert {"--junitxml", "-o", "-p"} <= theirs | theirs_short and "junit_family" in ini_keys
+    used_long, used_short, used_ini = set(), set(), set()
+    for step in steps(workflow):
+        for line in step.get("run", "").splitlines():
+            if line.lstrip().startswith(("#", "print(", "import ", "from ")):
+                continue
+            used_long |= set(LONG_OPTION.findall(line))
+            used_short |= set(re.findall(r"(?<![\w-])(-[A-Za-z])[A-Za-z]*(?=[\s=]|$)", line))
+            used_ini |= set(INI_OVERRIDE.findall(line))
+    assert used_long and used_ini
+    assert sorted(used_long - ours - theirs) == []
+    assert sorted(used_short - theirs_short - {"-c", "-e", "-d"}) == []  # pip -c/-e, test -d
+    assert sorted(used_ini - ini_keys) == []
+
+
+def test_the_gate_command_runs_and_keeps_junit_properties_per_test_case(pytester, workflow, tmp_path):
+    """The workflow's own pytest line, on a tiny random model, one check."""
+    model = tmp_path / "model"
+    write_tiny_olmo(model)
+    env = {"MODEL": str(model), "SUITE": "semeval", "GATE_DIR": str(pytester.path / "gate")}
+    words = [_expand(word, env) for word in shlex.split(gate_step(workflow)["run"])]
+    assert words[0] == "pytest"
+    result = pytester.runpytest_inprocess(
+        *words[1:], "--max-new-tokens=2", "-k", "task1-knowledge-forget or task1-regurgitation-forget"
+    )
+    assert result.ret in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED), result.stdout.str()
+    gate = pytester.path / "gate"
+    assert (gate / "scorecard.json").is_file() and (gate / "artifacts" / "generations.jsonl").is_file()
+    root = ET.parse(gate / "junit.xml").getroot()
+    (suite,) = root.iter("testsuite")
+    assert suite.get("name") == "unlearn-release-gate"
+    cases = list(suite.iter("testcase"))
+    assert len(cases) == 2
+    for case in cases:
+        props = {p.get("name"): p.get("value") for p in case.find("properties")}
+        assert set(props) == {f"unlearn.{k}" for k in ("metric", "value", "op", "threshold", "passed", "n", "ci95")}
+        assert props["unlearn.metric"] == "semeval.subtask" and props["unlearn.op"] == ">="
+
+
+def _expand(word: str, env: dict[str, str]) -> str:
+    return re.sub(r"\$(\w+)", lambda m: env[m.group(1)], word)
+
+
+def test_the_summary_script_renders_a_table(workflow, tmp_path):
+    """The job-summary step's Python, run on a JUnit file of our own."""
+    step = next(s for s in steps(workflow) if s.get("name") == "Metric table in the job summary")
+    script = step["run"].split("<<'PY'", 1)[1].split("\nPY", 1)[0].split("\n", 1)[1]
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    (gate / "junit.xml").write_text(
+        '<testsuites><testsuite name="s"><testcase classname="semeval" name="mmlu[&gt;=0.371]"><properties>'
+        '<property name="unlearn.value" value="0.5" /><property name="unlearn.op" value="&gt;=" />'
+        '<property name="unlearn.threshold" value="0.371" /><property name="unlearn.passed" value="true" />'
+        "</properties></testcase></testsuite></testsuites>"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env={**os.environ, "GATE_DIR": str(gate)}
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert "| mmlu[>=0.371] | 0.5 | >= | 0.371 |  |  | true |" in completed.stdout.splitlines()
+
+
+def test_the_workflow_is_documented():
+    doc = (REPO / "docs" / "release-gate.md").read_text(encoding="utf-8")
+    assert ".github/workflows/release-gate.yml" in doc and "junit_family=xunit1" in doc
+    assert Path(WORKFLOW).is_file()
