@@ -78,6 +78,7 @@ def main() -> int:
                 "no:cacheprovider",
                 f"--rootdir={tmp}",
                 "--suite=genmu-mini",
+                "--no-cache",  # measures generation: every image made in this run
                 f"--model={models['erased']}",
                 f"--clip-model={models['clip']}",
                 f"--setting=steps={args.steps}",

@@ -10,11 +10,13 @@ from __future__ import annotations
 import inspect
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, is_dataclass, replace
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
 from typing import Any
 
 from pytest_unlearn import builtins  # noqa: F401  (registers built-in metrics, suites, backends)
+from pytest_unlearn.cache import open_cache
 from pytest_unlearn.errors import UnlearnError
 from pytest_unlearn.manifest import CheckSpec, SuiteManifest, apply_threshold_overrides, expand_per_concept
 from pytest_unlearn.registry import BACKENDS, METRICS, Metric
@@ -46,6 +48,8 @@ class RunSettings:
     images: Path | None = None
     # --setting KEY=VALUE (and --judge): override the manifest's [settings].
     overrides: dict[str, Any] = field(default_factory=dict)
+    # The content-addressed artifact cache (None: --no-cache).
+    cache_dir: Path | None = None
 
 
 def check_metric_params(manifest: SuiteManifest) -> None:
@@ -72,6 +76,10 @@ class Backend(ABC):
         self.timings: dict[str, float] = {}
         self._computed: set[str] = set()
         self._failures: dict[str, UnlearnError] = {}
+        self.cache = open_cache(settings.cache_dir)
+        # What xdist workers computed, merged into the controller's backend (import_state).
+        self._worker_device: str | None = None
+        self._worker_artifacts: dict[str, str] = {}
 
     # -- what a backend provides -------------------------------------------------------------
     @abstractmethod
@@ -120,6 +128,65 @@ class Backend(ABC):
     def write_reports(self, scorecard: Path) -> dict[str, str]:
         """Extra human-readable reports next to the scorecard; returns artifact name → path."""
         return {}
+
+    # -- xdist: inputs computed by workers, merged by the controller -------------------------
+    def export_extra(self) -> dict[str, Any]:
+        """Backend state besides ``self.inputs`` that the controller's scorecard needs."""
+        return {}
+
+    def import_extra(self, extra: dict[str, Any]) -> None:  # noqa: B027  (optional hook)
+        """Take what :meth:`export_extra` of a worker sent."""
+
+    def export_state(self) -> dict[str, Any]:
+        """What this (worker) backend computed, as builtin types for execnet."""
+        from pytest_unlearn.workers import encode
+
+        inputs = getattr(self, "inputs", None)
+        fields = {}
+        if is_dataclass(inputs):
+            fields = {f.name: getattr(inputs, f.name) for f in dataclass_fields(inputs)}
+            fields = {k: v for k, v in fields.items() if v is not None}
+        return encode(
+            {
+                "computed": sorted(self._computed),
+                "inputs": fields,
+                "artifacts": self.artifacts(),
+                "timings": dict(self.timings),
+                "device": self.device(),
+                "warnings": list(getattr(self, "warnings", [])),
+                "extra": self.export_extra(),
+            }
+        )
+
+    def import_state(self, payload: dict[str, Any]) -> None:
+        """Merge a worker's :meth:`export_state` into this (controller) backend, so aggregates,
+        artifacts and reports are the same as when one process computed everything."""
+        from pytest_unlearn.workers import decode
+
+        state = decode(payload)
+        inputs = getattr(self, "inputs", None)
+        if is_dataclass(inputs) and state["inputs"]:
+            changes = {}
+            for name, value in state["inputs"].items():
+                current = getattr(inputs, name, None)
+                # Dict-valued inputs (one entry per detector, say) may come from several workers.
+                changes[name] = {**current, **value} if isinstance(current, dict) and isinstance(value, dict) else value
+            self.inputs = replace(inputs, **changes)
+        self._computed.update(state["computed"])
+        self._worker_artifacts.update(state["artifacts"])
+        for name, seconds in state["timings"].items():
+            self.timings[name] = max(seconds, self.timings.get(name, 0.0))
+        self._worker_device = self._worker_device or state["device"]
+        warnings = getattr(self, "warnings", None)
+        if isinstance(warnings, list):
+            warnings.extend(w for w in state["warnings"] if w not in warnings)
+        self.import_extra(state["extra"])
+
+    def run_artifacts(self) -> dict[str, str]:
+        return {**self._worker_artifacts, **self.artifacts()}
+
+    def run_device(self) -> str | None:
+        return self.device() or self._worker_device
 
     # -- shared machinery --------------------------------------------------------------------
     def ensure(self, requires: tuple[str, ...]) -> None:
@@ -196,3 +263,13 @@ def create_backend(manifest: SuiteManifest, settings: RunSettings) -> Backend:
     backend.manifest = apply_threshold_overrides(expanded, settings.thresholds)
     check_metric_params(backend.manifest)
     return backend
+
+
+def check_groups(manifest: SuiteManifest, checks: list[CheckSpec] | None = None) -> dict[str, str]:
+    """Check id → xdist group: the selected checks sharing an expensive input (transitively)
+    share a worker."""
+    from pytest_unlearn.workers import input_groups
+
+    selected = manifest.checks if checks is None else checks
+    groups = input_groups({spec.id: METRICS.get(spec.metric).requires for spec in selected})
+    return {check_id: f"{manifest.name}/{group}" for check_id, group in groups.items()}

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_unlearn.errors import UnlearnError
+from pytest_unlearn.workers import parse_devices
 
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+|mps)$")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -241,6 +242,29 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "unlearn_allow_pickle",
         "Allow pickle-based weight files (.bin/.pt/.ckpt); they are still loaded with "
         "weights_only=True. Without it only safetensors load.",
+        default=False,
+        parse=parse_bool,
+        flag_only=True,
+    ),
+    OptionSpec(
+        ("--devices",),
+        "unlearn_devices",
+        "GPUs to spread xdist workers over, e.g. 0,1,2,3: worker gwN sees only entry N (modulo the "
+        "list) through CUDA_VISIBLE_DEVICES (default: the entries of CUDA_VISIBLE_DEVICES when set).",
+        parse=parse_devices,
+        metavar="N,N,...",
+    ),
+    OptionSpec(
+        ("--cache-dir",),
+        "unlearn_cache_dir",
+        "Content-addressed cache of generations, losses, predictions and images, reused by later "
+        "runs and shared by xdist workers (default: .unlearn-cache/ under the rootdir).",
+        metavar="DIR",
+    ),
+    OptionSpec(
+        ("--no-cache",),
+        "unlearn_no_cache",
+        "Neither read nor write the artifact cache: compute everything in this run.",
         default=False,
         parse=parse_bool,
         flag_only=True,

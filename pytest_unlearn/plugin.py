@@ -20,9 +20,14 @@ from pytest_unlearn.scorecard import CheckResult, format_number, render_table
 STATE_KEY = pytest.StashKey["RunState"]()
 RESULT_KEY = pytest.StashKey[CheckResult]()
 CARD_KEY = pytest.StashKey[dict]()
+WRITE_ERROR_KEY = pytest.StashKey[str]()
 # Report attribute carrying a check's result; pytest serializes extra report attributes, so
 # the result also reaches the pytest-xdist controller from its workers.
 REPORT_ATTR = "unlearn_result"
+# config.workeroutput key of what a worker's backend computed (merged by the controller).
+WORKER_STATE = "unlearn_state"
+DEFAULT_CACHE_DIR = ".unlearn-cache"
+LOADGROUP_INPUT = "unlearn_loadgroup"  # workerinput key
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -51,11 +56,61 @@ def _resolved_options(config: pytest.Config) -> dict[str, Any]:
     }
 
 
+def _gpu_count() -> int:
+    try:
+        import torch
+    except ImportError:
+        return 0
+    return torch.cuda.device_count()
+
+
+def _pin_devices(config: pytest.Config, devices: tuple[int, ...] | None, suite_selected: bool) -> None:
+    """Before anything touches CUDA: one GPU per xdist worker (CUDA_VISIBLE_DEVICES)."""
+    from pytest_unlearn import workers
+
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is None:
+        if not devices:
+            return
+        workers.check_devices(devices, os.environ, _gpu_count)
+        if getattr(config.option, "dist", "no") != "no":
+            return  # the controller evaluates nothing; its workers inherit its environment
+        pin = workers.pinned_device(0, devices, os.environ)
+    elif devices or suite_selected:
+        pin = workers.pinned_device(workers.worker_number(workerinput["workerid"]), devices, os.environ)
+    else:
+        return
+    if pin is not None:
+        os.environ[workers.CUDA_ENV] = pin
+
+
+def _prefer_loadgroup(config: pytest.Config) -> None:
+    """``-n N`` means ``--dist load``; make it ``loadgroup`` (checks sharing an input share a
+    worker) unless the user chose a mode. Runs after xdist's pytest_cmdline_main set it."""
+    chosen = getattr(config.known_args_namespace, "dist", "no")
+    if getattr(config.option, "dist", "no") == "load" and chosen == "no" and not config.option.distload:
+        config.option.dist = "loadgroup"
+
+
+def _cache_dir(config: pytest.Config, values: dict[str, Any]) -> Path | None:
+    if values["unlearn_no_cache"]:
+        return None
+    return as_path(values["unlearn_cache_dir"]) or config.rootpath / DEFAULT_CACHE_DIR
+
+
 def pytest_configure(config: pytest.Config) -> None:
     try:
         values = _resolved_options(config)
+        _pin_devices(config, values["unlearn_devices"], bool(values["unlearn_suite"]))
         if not values["unlearn_suite"]:
             return
+        if config.pluginmanager.hasplugin("xdist"):
+            if not hasattr(config, "workerinput"):
+                _prefer_loadgroup(config)
+            elif config.workerinput.get(LOADGROUP_INPUT):
+                # Workers parse the original arguments (-n N, no --dist): xdist tags nodeids
+                # with their group only where this is set.
+                config.option.loadgroup = True
         from pytest_unlearn.evaluation import RunSettings
         from pytest_unlearn.session import RunState, default_artifacts_dir
 
@@ -83,6 +138,7 @@ def pytest_configure(config: pytest.Config) -> None:
             concepts=tuple(values["unlearn_concept"]),
             images=as_path(values["unlearn_images"]),
             overrides=overrides,
+            cache_dir=_cache_dir(config, values),
         )
         state = RunState.start(values["unlearn_suite"], settings, scorecard)
     except UnlearnError as exc:
@@ -101,13 +157,17 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     manifest = state.manifest
     lines = [
         f"unlearn: suite {manifest.name} {manifest.version} ({manifest.path}), "
-        f"{len(manifest.checks)} checks, seed={manifest.settings.get('seed', 0)}, "
+        f"{len(manifest.checks)} checks, bootstrap_seed={manifest.settings.get('seed', 0)} "
         f"bootstrap_samples={manifest.settings.get('bootstrap_samples', 1000)}",
     ]
     lines += state.backend.header_lines()
     if state.settings.thresholds:
         overrides = " ".join(f"--threshold {k}={v:g}" for k, v in state.settings.thresholds.items())
         lines.append(f"unlearn: overrides {overrides}")
+    cache = state.settings.cache_dir
+    lines.append(f"unlearn: artifact cache {cache} (--no-cache to bypass)" if cache else "unlearn: artifact cache off")
+    if getattr(config.option, "dist", "no") == "loadgroup":
+        lines.append("unlearn: --dist loadgroup, checks that share an input run on one worker")
     return lines
 
 
@@ -183,6 +243,29 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     items.extend(checks)
 
 
+@pytest.hookimpl(trylast=True, specname="pytest_collection_modifyitems")
+def pytest_unlearn_group_checks(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """After -k/-m/--deselect: group the selected checks by the inputs they share (xdist)."""
+    if _state(config) is None or not config.pluginmanager.hasplugin("xdist"):
+        return
+    from pytest_unlearn.evaluation import check_groups
+
+    checks = [item for item in items if isinstance(item, CheckItem)]
+    groups = check_groups(_state(config).manifest, [item.spec for item in checks])
+    # A loadgroup worker reports nodeids ending in @group, which xdist's scheduler groups by.
+    # xdist 3.8 appends it by assigning item._nodeid, which pytest 9.2 no longer reads (nodeids
+    # live in item._id), so the checks are made again with the suffix in their nodeid.
+    suffix = hasattr(config, "workerinput") and config.getvalue("loadgroup")
+    for index, item in enumerate(items):
+        if not isinstance(item, CheckItem):
+            continue
+        group = groups[item.spec.id]
+        if suffix:
+            item = CheckItem.from_parent(item.parent, name=item.name, spec=item.spec, nodeid=f"{item.nodeid}@{group}")
+            items[index] = item
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     state = _state(session.config)
     if state is not None:
@@ -219,11 +302,43 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     state = _state(session.config)
-    if state is None or hasattr(session.config, "workerinput"):
-        return  # xdist workers send results through their reports; the controller writes
+    if state is None:
+        return
+    if hasattr(session.config, "workerinput"):
+        # Check results travel in the reports; what the scorecard needs besides them (the
+        # inputs behind the aggregates, artifacts, reports) goes once, at the end.
+        session.config.workeroutput[WORKER_STATE] = {
+            "selected": list(state.selected),
+            "backend": state.backend.export_state(),
+        }
+        return
     card = state.scorecard(interrupted=exitstatus == pytest.ExitCode.INTERRUPTED)
-    state.write(card)
+    error = state.write(card)
     session.config.stash[CARD_KEY] = card
+    if error is not None:
+        session.config.stash[WRITE_ERROR_KEY] = error
+        if session.exitstatus == pytest.ExitCode.OK:
+            # A gate whose scorecard is not where the pipeline looks for it has not passed.
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """pytest-xdist, on the controller: tell a new worker that the run switched to loadgroup."""
+    if _state(node.config) is not None and getattr(node.config.option, "dist", "no") == "loadgroup":
+        node.workerinput[LOADGROUP_INPUT] = True
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """pytest-xdist: a worker finished; merge what it computed into the controller's state."""
+    state = _state(node.config)
+    payload = getattr(node, "workeroutput", {}).get(WORKER_STATE)
+    if state is None or payload is None:
+        return
+    state.backend.import_state(payload["backend"])
+    if not state.selected:  # the controller does not collect: every worker collects all checks
+        state.selected = list(payload["selected"])
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
@@ -244,4 +359,9 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     if status != "complete":
         missing = ", ".join(card["missing_checks"]) or "none"
         tr.write_line(f"status: incomplete (checks not run: {missing})")
+    for warning in card.get("warnings", []):
+        tr.write_line(f"warning: {warning}", yellow=True)
+    error = config.stash.get(WRITE_ERROR_KEY, None)
+    if error is not None:
+        tr.write_line(f"ERROR: {error}", red=True)
     tr.write_line(f"scorecard: {state.scorecard_path}")

@@ -6,6 +6,7 @@ The plugin keeps one of these in ``config.stash``.
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -82,16 +83,32 @@ class RunState:
             model=self.backend.model_record(),
             checks=self.ordered_results(),
             aggregates=self.backend.aggregates(),
-            artifacts={**self.backend.artifacts(), **self.backend.write_reports(self.scorecard_path)},
+            artifacts={**self.backend.run_artifacts(), **self.backend.write_reports(self.scorecard_path)},
             settings=settings,
-            device=self.backend.device(),
+            device=self.backend.run_device(),
             timings=timings,
             complete=not interrupted and not missing,
             missing=missing,
+            # Backends may keep run-level findings (an artifact that could not be written).
+            warnings=list(getattr(self.backend, "warnings", [])),
         )
 
-    def write(self, card: dict[str, Any]) -> None:
-        write_json_atomic(self.scorecard_path, card)
+    def write(self, card: dict[str, Any]) -> str | None:
+        """Write the scorecard; when its path became unwritable during the run, write it to a
+        temporary file instead (results are never lost) and return the one-line error."""
+        try:
+            write_json_atomic(self.scorecard_path, card)
+        except OSError as exc:
+            wanted = self.scorecard_path
+            handle, name = tempfile.mkstemp(prefix="unlearn-scorecard-", suffix=".json")
+            os.close(handle)
+            self.scorecard_path = Path(name)
+            write_json_atomic(self.scorecard_path, card)
+            return (
+                f"--scorecard {wanted}: cannot write it ({exc.strerror or exc}); wrote it to {name} instead: "
+                "pick a writable --scorecard path"
+            )
+        return None
 
 
 def default_artifacts_dir(scorecard: Path) -> Path:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pytest_unlearn.genmu import metrics as gm
@@ -131,3 +132,30 @@ def test_clip_score_is_100_cosine_without_clamp():
 
     scores = gm.clip_score(np.array(images), np.array(texts))
     assert scores == pytest.approx([100.0, 100 / 2**0.5, -100.0])
+
+
+def test_nearest_concepts_by_hand():
+    """Cosine similarity to Golf Ball: Tennis Ball cos 0.8, Juggling 0.6, Blue Jay 0 (hand-made vectors)."""
+    from pytest_unlearn.genmu.adjacency import nearest_concepts
+
+    concepts = ["Golf Ball", "Blue Jay", "Juggling", "Tennis Ball", "Sunset"]
+    vectors = np.array(
+        [
+            [1.0, 0.0, 0.0],  # Golf Ball
+            [0.0, 5.0, 0.0],  # Blue Jay: orthogonal
+            [3.0, 4.0, 0.0],  # Juggling: cos 3/5
+            [8.0, 0.0, 6.0],  # Tennis Ball: cos 8/10 (the length does not matter)
+            [0.0, 0.0, -1.0],  # Sunset: cos 0, after Blue Jay in the CSV
+        ]
+    )
+    assert nearest_concepts(["Golf Ball"], concepts, vectors, 2) == {"Golf Ball": ("Tennis Ball", "Juggling")}
+    # Ties (Blue Jay and Sunset both at cos 0) keep the CSV order.
+    assert nearest_concepts(["Golf Ball"], concepts, vectors, 4)["Golf Ball"] == (
+        "Tennis Ball",
+        "Juggling",
+        "Blue Jay",
+        "Sunset",
+    )
+    # Targets are never each other's neighbours.
+    both = nearest_concepts(["Golf Ball", "Tennis Ball"], concepts, vectors, 1)
+    assert both == {"Golf Ball": ("Juggling",), "Tennis Ball": ("Juggling",)}

@@ -124,6 +124,9 @@ class GenmuBackend(Backend):
         self._images: dict[str, list[Any]] = {}
         self._artifact_files: dict[str, str] = {}
         self.generated_images = 0  # pipeline images produced in this run (benchmarks read it)
+        self.pipeline_loads = 0  # tests read it: a warm rerun loads no pipeline
+        self._model_digests: dict[str, str] = {}
+        self._resolved_device: str | None = None
 
     # -- configuration ---------------------------------------------------------------------------
     def _prompt_csv(self) -> Path:
@@ -217,6 +220,8 @@ class GenmuBackend(Backend):
             flag = "--model" if which == "unlearned" else "--original-model"
             if path is None:
                 raise UnlearnError(f"this check needs {flag} PATH")
+            from pytest_unlearn.workers import split_cpu_threads
+
             self._pipes[which] = load_pipeline(
                 path,
                 device=self.settings.device,
@@ -225,6 +230,8 @@ class GenmuBackend(Backend):
                 model_config=self.settings.model_config,
                 flag=flag,
             )
+            split_cpu_threads(str(self._pipes[which].device))
+            self.pipeline_loads += 1
         return self._pipes[which]
 
     def judge(self) -> Any:
@@ -236,7 +243,7 @@ class GenmuBackend(Backend):
 
     def device(self) -> str | None:
         pipe = self._pipes.get("unlearned") or self._pipes.get("original")
-        return str(pipe.device) if pipe is not None else None
+        return str(pipe.device) if pipe is not None else self._resolved_device
 
     def model_record(self) -> dict[str, Any]:
         record: dict[str, Any] = {"path": str(self.settings.model) if self.settings.model else None}
@@ -267,10 +274,32 @@ class GenmuBackend(Backend):
                 raise UnlearnError("the weight-change ratio needs the original model: pass --original-model PATH")
             if self.settings.model is None:
                 raise UnlearnError("the weight-change ratio needs the model itself: pass --model PATH")
-            from pytest_unlearn.genmu.diffusion import named_parameters, weight_change
+            from pytest_unlearn.cache import make_key, model_digest
 
-            change = weight_change(
-                named_parameters(self.pipeline("original")), named_parameters(self.pipeline("unlearned"))
+            def produce() -> dict[str, Any]:
+                from pytest_unlearn.genmu.diffusion import named_parameters, weight_change
+
+                change = weight_change(
+                    named_parameters(self.pipeline("original")), named_parameters(self.pipeline("unlearned"))
+                )
+                return {
+                    "l2": change.l2,
+                    "parameters": change.parameters,
+                    "per_component": change.per_component,
+                    "per_layer": change.per_layer,
+                }
+
+            key = make_key(
+                "genmu.weight_change",
+                original=model_digest(self.settings.original_model),
+                model=model_digest(self.settings.model),
+            )
+            raw = self.cache.get_or_create_json("genmu-weights", key, produce)
+            change = gm.WeightChange(
+                l2=raw["l2"],
+                parameters=raw["parameters"],
+                per_component={k: (v[0], v[1]) for k, v in raw["per_component"].items()},
+                per_layer={k: (v[0], v[1]) for k, v in raw["per_layer"].items()},
             )
             self.inputs = replace(self.inputs, weight_change=change)
         else:
@@ -292,23 +321,69 @@ class GenmuBackend(Backend):
             # generated again bit for bit, so the run reuses them (checking a model against itself).
             images = self._images[other]
         else:
-            import time
+            images = self._generate_cached(which)
+        self._images[which] = images
+        return images
 
+    def _generation_key(self, which: str, batch: list[tuple[str, int]]) -> str:
+        """An image batch depends on the model's content, the (prompt, seed) pairs and their
+        batching (batched UNet passes are not bitwise batch-invariant), the settings, the device
+        kind and the dtype (float16 on CUDA by default)."""
+        from pytest_unlearn.cache import make_key, model_digest
+        from pytest_unlearn.loading import resolve_device
+
+        if which not in self._model_digests:
+            path = self.settings.model if which == "unlearned" else self.settings.original_model
+            if path is None:
+                flag = "--model" if which == "unlearned" else "--original-model"
+                raise UnlearnError(f"this check needs {flag} PATH")
+            self._model_digests[which] = model_digest(path)
+        self._resolved_device = self._resolved_device or resolve_device(self.settings.device)
+        g = self.generation
+        return make_key(
+            "genmu.images",
+            model=self._model_digests[which],
+            batch=[list(pair) for pair in batch],
+            settings=g.record(),
+            size=[g.width, g.height],
+            device=self._resolved_device.split(":")[0],
+            dtype=self.settings.dtype,
+        )
+
+    def _generate_cached(self, which: str) -> list[Any]:
+        """Generate batch by batch, each batch a cache entry: a rerun reuses every finished
+        batch (also of a run killed midway) and regenerates the rest with the same batching."""
+        import time
+
+        from PIL import Image
+
+        from pytest_unlearn.cache import decode_arrays, encode_arrays
+
+        pairs = [(r.prompt, r.seed) for r in self.requests]
+        size = self.settings.batch_size
+        spent = {"load": 0.0, "generate": 0.0}
+
+        def produce(batch: list[tuple[str, int]]) -> bytes:
             from pytest_unlearn.genmu.diffusion import generate
 
             started = time.perf_counter()
             pipe = self.pipeline(which)
-            self.timings[f"load_{which}"] = time.perf_counter() - started
+            spent["load"] += time.perf_counter() - started
             started = time.perf_counter()
-            images = generate(
-                pipe,
-                [(r.prompt, r.seed) for r in self.requests],
-                self.generation,
-                batch_size=self.settings.batch_size,
-            )
-            self.generated_images += len(images)
-            self.timings[f"generate_{which}"] = time.perf_counter() - started
-        self._images[which] = images
+            made = generate(pipe, batch, self.generation, batch_size=size)
+            self.generated_images += len(made)
+            spent["generate"] += time.perf_counter() - started
+            return encode_arrays([np.asarray(image.convert("RGB")) for image in made])
+
+        images: list[Any] = []
+        for start in range(0, len(pairs), size):
+            batch = pairs[start : start + size]
+            key = self._generation_key(which, batch)
+            data = self.cache.get_or_create("genmu-images", key, ".npz", lambda batch=batch: produce(batch))
+            # Cached or not, images go through the same uint8 arrays: a warm run sees the same pixels.
+            images.extend(Image.fromarray(array) for array in decode_arrays(data))
+        self.timings[f"load_{which}"] = spent["load"]
+        self.timings[f"generate_{which}"] = spent["generate"]
         return images
 
     def _load_external_images(self) -> list[Any]:
@@ -368,6 +443,12 @@ class GenmuBackend(Backend):
         self._artifact_files[f"images_{which}"] = str(index)
         retain = np.array([r.role == "retain" for r in self.requests], dtype=bool)
         return {k: np.asarray(v) for k, v in presence.items()}, np.asarray(scores)[retain]
+
+    def export_extra(self) -> dict[str, Any]:
+        return {"records": self._records}
+
+    def import_extra(self, extra: dict[str, Any]) -> None:
+        self._records.update(extra.get("records", {}))
 
     def metric_inputs(self) -> gm.GenmuInputs:
         return self.inputs

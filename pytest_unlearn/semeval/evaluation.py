@@ -9,9 +9,10 @@ Torch is imported only when a model pass is needed.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -91,7 +92,11 @@ class SemevalBackend(Backend):
         self.inputs = sm.SemevalInputs()
         self._model: tuple[Any, Any, str] | None = None
         self._fingerprint: str | None = None
+        self._model_digest: str | None = None
+        self._resolved_device: str | None = None  # where the (cached) passes ran or would run
+        self.model_loads = 0  # models loaded in this run (tests read it: a warm rerun loads none)
         self._artifact_files: dict[str, str] = {}
+        self.warnings: list[str] = []  # run-level findings for the scorecard and the summary
 
     def _bundled(self, key: str) -> Path:
         path = self.manifest.data.get(key)
@@ -105,6 +110,7 @@ class SemevalBackend(Backend):
             raise UnlearnError(f"{what} needs the model itself: pass --model PATH")
         if self._model is None:
             from pytest_unlearn.loading import load_causal_lm
+            from pytest_unlearn.workers import split_cpu_threads
 
             self._model = load_causal_lm(
                 self.settings.model,
@@ -112,10 +118,32 @@ class SemevalBackend(Backend):
                 dtype=self.settings.dtype,
                 allow_pickle=self.settings.allow_pickle,
             )
+            split_cpu_threads(self._model[2])
+            self.model_loads += 1
         return self._model
 
+    def _cache_key(self, kind: str, **parts: Any) -> str:
+        """What a model pass's output depends on: the model's content (weights, configs,
+        tokenizer), the device kind and dtype (bf16 on CUDA by default), the batching, the inputs."""
+        from pytest_unlearn.cache import make_key, model_digest
+        from pytest_unlearn.loading import resolve_device
+
+        if self._model_digest is None:
+            self._model_digest = model_digest(self.settings.model)  # type: ignore[arg-type]
+        device = resolve_device(self.settings.device)
+        self._resolved_device = device
+        device = device.split(":")[0]
+        return make_key(
+            kind,
+            model=self._model_digest,
+            device=device,
+            dtype=self.settings.dtype,
+            batch_size=self.settings.batch_size,
+            **parts,
+        )
+
     def device(self) -> str | None:
-        return self._model[2] if self._model else None
+        return self._model[2] if self._model else self._resolved_device
 
     def model_record(self) -> dict[str, Any]:
         if self.settings.model is None:
@@ -145,17 +173,22 @@ class SemevalBackend(Backend):
                 )
             outputs = [self.predictions[r.id] for r in self.rows]
         else:
-            from pytest_unlearn.semeval.backend import generate_greedy
-
-            model, tokenizer, device = self.require_model("generation")
-            outputs = generate_greedy(
-                model,
-                tokenizer,
-                [r.input for r in self.rows],
-                max_new_tokens=self.max_new_tokens,
-                batch_size=self.settings.batch_size,
-                device=device,
-            )
+            if self.settings.model is None:
+                self.require_model("generation")  # the one-line error
+            generated: dict[str, str] = {}
+            # One cache entry per split: a run stopped after the forget set keeps it.
+            for split in ("forget", "retain"):
+                rows = [r for r in self.rows if r.split == split]
+                if not rows:
+                    continue
+                key = self._cache_key(
+                    "semeval.generations", inputs=[r.input for r in rows], max_new_tokens=self.max_new_tokens
+                )
+                texts = self.cache.get_or_create_json(
+                    "semeval-generations", key, lambda rows=rows: self._generate([r.input for r in rows])
+                )
+                generated.update(zip((r.id for r in rows), texts))
+            outputs = [generated[r.id] for r in self.rows]
         scores = [sm.prompt_score(r.kind, r.output, out) for r, out in zip(self.rows, outputs)]
         groups: dict[sm.GroupKey, list[float]] = {}
         for row, score in zip(self.rows, scores):
@@ -183,14 +216,17 @@ class SemevalBackend(Backend):
             raise UnlearnError("no membership-inference data: pass --mia-data DIR (member.jsonl, nonmember.jsonl)")
         from pytest_unlearn.semeval.backend import document_nll
 
-        model, tokenizer, device = self.require_model("the membership-inference check")
+        if self.settings.model is None:
+            self.require_model("the membership-inference check")
         members, nonmembers = self.mia
-        losses = document_nll(
-            model,
-            tokenizer,
-            [d.document for d in members + nonmembers],
-            batch_size=self.settings.batch_size,
-            device=device,
+        documents = [d.document for d in members + nonmembers]
+
+        def produce() -> list[float]:
+            model, tokenizer, device = self.require_model("the membership-inference check")
+            return document_nll(model, tokenizer, documents, batch_size=self.settings.batch_size, device=device)
+
+        losses = self.cache.get_or_create_json(
+            "semeval-mia", self._cache_key("semeval.mia_losses", documents=documents), produce
         )
         bad = [d.id for d, loss in zip(members + nonmembers, losses) if not np.isfinite(loss)]
         if bad:
@@ -216,14 +252,27 @@ class SemevalBackend(Backend):
             raise UnlearnError("no MMLU data: pass --mmlu DIR (dev/ and test/ CSVs)")
         from pytest_unlearn.semeval.backend import mmlu_predict, mmlu_prompts
 
-        model, tokenizer, device = self.require_model("the MMLU gate")
-        prompts = mmlu_prompts(tokenizer, self.mmlu_data, self.shots)
-        predictions = mmlu_predict(
-            model, tokenizer, [p for _, _, p in prompts], batch_size=self.settings.batch_size, device=device
-        )
+        if self.settings.model is None:
+            self.require_model("the MMLU gate")
+        data = self.mmlu_data
+
+        def produce() -> list[Any]:
+            model, tokenizer, device = self.require_model("the MMLU gate")
+            prompts = mmlu_prompts(tokenizer, data, self.shots)
+            predictions = mmlu_predict(
+                model, tokenizer, [p for _, _, p in prompts], batch_size=self.settings.batch_size, device=device
+            )
+            pairs = zip(prompts, predictions)
+            return [[subject, index, letter, probs] for (subject, index, _), (letter, probs) in pairs]
+
+        # The prompts are a function of the questions, the shots and the tokenizer (in the model
+        # digest), so the key needs no tokenizer: a warm rerun loads nothing.
+        questions = json.dumps(asdict(data), sort_keys=True, ensure_ascii=False)
+        digest = hashlib.sha256(questions.encode()).hexdigest()
+        key = self._cache_key("semeval.mmlu", questions=digest, shots=self.shots)
         rows = []
         correct = []
-        for (subject, index, _), (letter, probs) in zip(prompts, predictions):
+        for subject, index, letter, probs in self.cache.get_or_create_json("semeval-mmlu", key, produce):
             answer = self.mmlu_data.test[subject][index].answer
             correct.append(float(letter == answer))
             rows.append(
@@ -238,6 +287,19 @@ class SemevalBackend(Backend):
             )
         self.inputs = replace(self.inputs, mmlu_correct=np.asarray(correct))
         self._write_jsonl("mmlu_predictions", rows)
+
+    def _generate(self, prompts: list[str]) -> list[str]:
+        from pytest_unlearn.semeval.backend import generate_greedy
+
+        model, tokenizer, device = self.require_model("generation")
+        return generate_greedy(
+            model,
+            tokenizer,
+            prompts,
+            max_new_tokens=self.max_new_tokens,
+            batch_size=self.settings.batch_size,
+            device=device,
+        )
 
     def metric_inputs(self) -> sm.SemevalInputs:
         return self.inputs
@@ -257,9 +319,13 @@ class SemevalBackend(Backend):
                     handle.write(json.dumps(row, ensure_ascii=False) + "\n")
             tmp.replace(path)
         except OSError as exc:
-            raise UnlearnError(
-                f"--artifacts {folder}: cannot write {name}.jsonl ({exc}); pass a writable folder"
-            ) from None
+            # The scores are already computed (minutes of generation): keep them and say what is
+            # missing, rather than fail every check for want of the per-prompt records.
+            self.warnings.append(
+                f"--artifacts {folder}: cannot write {name}.jsonl ({exc.strerror or exc}); the scores are "
+                "kept, the per-prompt records are not: pass a writable folder to keep them"
+            )
+            return
         self._artifact_files[name] = str(path)
 
     def artifacts(self) -> dict[str, str]:
@@ -272,7 +338,8 @@ class SemevalBackend(Backend):
         source = str(self.settings.predictions) if self.settings.model is None else str(self.settings.model)
         return [
             f"unlearn: prompts forget={counts.get('forget', 0)} retain={counts.get('retain', 0)}, "
-            f"max_new_tokens={self.max_new_tokens}, mmlu_shots={self.shots}, model={source}",
+            f"max_new_tokens={self.max_new_tokens}, mmlu_shots={self.shots}, model={source}, "
+            "generation=greedy (no sampling, no seed)",
         ]
 
     def settings_record(self) -> dict[str, Any]:
