@@ -159,3 +159,62 @@ def test_nearest_concepts_by_hand():
     # Targets are never each other's neighbours.
     both = nearest_concepts(["Golf Ball", "Tennis Ball"], concepts, vectors, 1)
     assert both == {"Golf Ball": ("Juggling",), "Tennis Ball": ("Juggling",)}
+
+
+class SkyNearRedJudge:
+    """The colour judge, except that "a photo of Blue Sky" leans towards red: Blue Sky becomes
+    Red Ball's nearest concept by text embedding (cos 0.6 against Green Leaf's 0)."""
+
+    name = "sky-near-red"
+
+    def __init__(self) -> None:
+        from tests.genmu_helpers import ColourJudge
+
+        self.colours = ColourJudge()
+
+    def embed_images(self, images):
+        return self.colours.embed_images(images)
+
+    def embed_texts(self, texts):
+        out = self.colours.embed_texts(texts)
+        for row, text in enumerate(texts):
+            if text == "a photo of Blue Sky":
+                out[row] = [3.0, 0.0, 4.0]
+        return out
+
+
+def sky_near_red(spec, device):
+    return SkyNearRedJudge()
+
+
+def test_adjacent_concepts_from_the_judges_text_embeddings(pytester, colour_world):
+    """adjacent_from = clip: Red Ball's nearest non-target concept is Blue Sky, whose images are
+    blue 1 of 2 times, so A_adj = 1/2 (the manifest's neighbour, Green Leaf, gives 1)."""
+    manifest, images = colour_world
+    JUDGES.register("sky-near-red", "tests.test_genmu_counting:sky_near_red", replace=True)
+    pytester.runpytest_inprocess(
+        "-p",
+        "no:cacheprovider",
+        f"--suite={manifest}",
+        f"--images={images}",
+        "--judge=sky-near-red",
+        "--setting=adjacent_from=clip",
+        "--setting=adjacent_k=1",
+    )
+    card = json.loads((pytester.path / "unlearn-scorecard.json").read_text())
+    values = {c["id"]: c["value"] for c in card["checks"]}
+    assert card["aggregates"]["adjacent"] == {"Red Ball": ["Blue Sky"]}
+    assert values["red-ball-adjacent"] == 0.5
+    assert card["settings"]["adjacent_from"] == "clip" and card["settings"]["adjacent_k"] == 1
+    # ERR by hand: A_fgt 1/2, A_ind 1, A_adv 1/2, A_ret 3/4, A_adj 1/2 -> 5 / (2 + 1 + 2 + 4/3 + 2).
+    assert values["err"] == pytest.approx(5 / (2 + 1 + 2 + 4 / 3 + 2))
+
+
+def test_adjacent_from_must_be_manifest_or_clip(pytester, colour_world):
+    manifest, images = colour_world
+    result = pytester.runpytest_inprocess(
+        "-p", "no:cacheprovider", f"--suite={manifest}", f"--images={images}", "--setting=adjacent_from=knn"
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*adjacent_from must be manifest or clip, got 'knn'*"])
+    assert "Traceback" not in result.stderr.str() + result.stdout.str()

@@ -39,6 +39,10 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "judge": "clip",
     "judge_template": "a photo of {concept}",
     "targets": [],
+    # "manifest": the [adjacent] table; "clip": each target's adjacent_k nearest non-target
+    # concepts by the judge's text embeddings (how the FADE baseline picks them).
+    "adjacent_from": "manifest",
+    "adjacent_k": 2,
 }
 
 
@@ -95,7 +99,14 @@ class GenmuBackend(Backend):
         self.concept_prompts: dict[str, ConceptPrompts] = load_prompt_csv(csv_path, manifest.columns)
         self.data_files = {"prompts": str(csv_path)}
         self.targets = self._targets(merged.get("targets") or [])
-        self.adjacent = self._adjacency()
+        self.adjacent_from = _setting(merged, "adjacent_from", str, where)
+        self.adjacent_k = _setting(merged, "adjacent_k", int, where)
+        if self.adjacent_from not in ("manifest", "clip"):
+            raise UnlearnError(f"{where}: adjacent_from must be manifest or clip, got {self.adjacent_from!r}")
+        if self.adjacent_k < 1:
+            raise UnlearnError(f"{where}: adjacent_k must be at least 1, got {self.adjacent_k}")
+        # With "clip" the neighbours are chosen once the judge is loaded (see _nearest_adjacency).
+        self.adjacent = self._adjacency() if self.adjacent_from == "manifest" else {}
 
         if settings.images is None and settings.model is None:
             raise UnlearnError("--suite genmu needs --model PATH (or --images DIR with images made elsewhere)")
@@ -160,6 +171,15 @@ class GenmuBackend(Backend):
                 raise UnlearnError(f"--concept {name!r} is not a concept of {self.data_files['prompts']}.{hint}")
             targets.append(by_lower[name.lower()])
         return targets
+
+    def _nearest_adjacency(self) -> dict[str, tuple[str, ...]]:
+        from pytest_unlearn.genmu.adjacency import nearest_concepts
+
+        concepts = list(self.concept_prompts)
+        if len(concepts) - len(self.targets) < 1:
+            raise UnlearnError("adjacent_from = clip: every concept of the prompt CSV is a target, none is adjacent")
+        texts = self.judge().embed_texts([self.template.format(concept=c) for c in concepts])
+        return nearest_concepts(self.targets, concepts, texts, self.adjacent_k)
 
     def _adjacency(self) -> dict[str, tuple[str, ...]]:
         table = self.manifest.adjacent
@@ -263,6 +283,9 @@ class GenmuBackend(Backend):
             images = self._images_for("unlearned")
             presence, scores = self._judge_images("unlearned", images)
             self.inputs = replace(self.inputs, presence=presence, clip_scores=scores)
+            if self.adjacent_from == "clip":
+                self.adjacent = self._nearest_adjacency()
+                self.inputs = replace(self.inputs, adjacent=self.adjacent)
         elif name == "original_images":
             if self.settings.original_model is None:
                 raise UnlearnError("the CLIP-score drop needs the original model: pass --original-model PATH")
@@ -475,6 +498,8 @@ class GenmuBackend(Backend):
             "image_seed": self.seed,
             "judge": self.judge_name,
             "judge_template": self.template,
+            "adjacent_from": self.adjacent_from,
+            "adjacent_k": self.adjacent_k if self.adjacent_from == "clip" else None,
             "clip_model": str(self.settings.clip_model),
             "clip_score_convention": "100*cos(image, prompt), not clamped at 0",
             "targets": self.targets,

@@ -287,6 +287,7 @@ def aggregates(inputs: GenmuInputs) -> dict[str, object]:
         if not any(np.isnan(v) for v in averages.values()):
             out["err"] = err(averages.values())
         out["per_concept"] = {c: inputs.parts(c) for c in inputs.targets}
+        out["adjacent"] = {c: inputs.adjacent_concepts(c) for c in inputs.targets}
     if inputs.clip_scores is not None and inputs.clip_scores.size:
         out["clip_score"] = float(inputs.clip_scores.mean())
     if inputs.original_clip_scores is not None and inputs.original_clip_scores.size:
