@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field, is_dataclass, replace
 from dataclasses import fields as dataclass_fields
 from pathlib import Path
@@ -77,6 +78,9 @@ class Backend(ABC):
         self._computed: set[str] = set()
         self._failures: dict[str, UnlearnError] = {}
         self.cache = open_cache(settings.cache_dir)
+        # Where long steps report how far they are (one line each); the plugin points it at the
+        # terminal. Silent by default, so the core stays free of any output channel.
+        self.progress: Callable[[str], None] = lambda message: None
         # What xdist workers computed, merged into the controller's backend (import_state).
         self._worker_device: str | None = None
         self._worker_artifacts: dict[str, str] = {}

@@ -144,6 +144,16 @@ def pytest_configure(config: pytest.Config) -> None:
     except UnlearnError as exc:
         raise pytest.UsageError(str(exc)) from None
     config.stash[STATE_KEY] = state
+    if not hasattr(config, "workerinput"):  # xdist workers have no terminal of their own
+        state.backend.progress = lambda message: _progress_line(config, message)
+
+
+def _progress_line(config: pytest.Config, message: str) -> None:
+    """One progress line on the terminal, past output capturing (generation takes minutes)."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None and config.get_verbosity() >= 0:
+        reporter.ensure_newline()
+        reporter.write_line(message)
 
 
 def _state(config: pytest.Config) -> Any:

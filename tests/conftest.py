@@ -14,6 +14,55 @@ import sklearn.metrics  # noqa: F401
 import pytest_unlearn.semeval.evaluation  # noqa: F401
 import pytest_unlearn.semeval.metrics  # noqa: F401
 
+
+def _import_the_diffusion_stack() -> None:
+    """diffusers and transformers import submodules lazily, on first use. A submodule first
+    imported inside an inner run is dropped after it and imported again by the next run, and
+    then its classes are no longer the ones other modules hold: ``isinstance`` checks fail in
+    odd places (a CLIP processor refusing its own image processor, from_single_file finding "no
+    weights"). Importing the whole path here, once, keeps one copy of each."""
+    import importlib
+
+    for name in (
+        "torch",
+        "torch.distributed._functional_collectives",
+        "safetensors.torch",
+        "PIL.Image",
+        "transformers.image_processing_utils",
+        "transformers.processing_utils",
+        "transformers.models.clip.modeling_clip",
+        "transformers.models.clip.processing_clip",
+        "transformers.models.clip.tokenization_clip",
+        "transformers.models.clip.image_processing_pil_clip",
+        "transformers.models.olmo.modeling_olmo",
+        "diffusers",
+        "diffusers.loaders.single_file",
+        "diffusers.loaders.single_file_model",
+        "diffusers.loaders.single_file_utils",
+        "diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion",
+        "diffusers.models.unets.unet_2d_condition",
+        "diffusers.models.autoencoders.autoencoder_kl",
+        "diffusers.schedulers.scheduling_ddim",
+        "diffusers.schedulers.scheduling_ddpm",
+        "pytest_unlearn.genmu.diffusion",
+        "pytest_unlearn.genmu.judges",
+    ):
+        try:
+            importlib.import_module(name)
+        except ImportError:  # an optional extra that is not installed: its tests skip or fail clearly
+            pass
+    import diffusers
+    import transformers
+
+    # Resolve the lazy top-level names the plugin uses (each resolution imports a submodule).
+    for attr in ("StableDiffusionPipeline", "DDIMScheduler", "PNDMScheduler", "AutoencoderKL", "UNet2DConditionModel"):
+        getattr(diffusers, attr, None)
+    for attr in ("CLIPModel", "CLIPProcessor", "CLIPTokenizer", "CLIPTextModel", "CLIPImageProcessor"):
+        getattr(transformers, attr, None)
+
+
+_import_the_diffusion_stack()
+
 REPO = Path(__file__).resolve().parent.parent
 SEMEVAL_DATA = REPO / "suites" / "semeval" / "data"
 

@@ -124,7 +124,7 @@ def test_semeval_rerun_reuses_generations_losses_and_mmlu(tmp_path, semeval_mode
     assert calls.count("generate_greedy") == 2
 
 
-def test_genmu_rerun_loads_no_pipeline(tmp_path, genmu_models):
+def test_genmu_rerun_loads_no_pipeline_and_no_judge(tmp_path, genmu_models):
     import torch
 
     from pytest_unlearn.evaluation import RunSettings, create_backend
@@ -146,6 +146,7 @@ def test_genmu_rerun_loads_no_pipeline(tmp_path, genmu_models):
     warm = create_backend(resolve_suite("genmu-mini"), settings)
     assert evaluate_all(warm) == first
     assert warm.generated_images == 0 and warm.pipeline_loads == 0
+    assert cold._judge is not None and warm._judge is None  # the judge's verdicts are cached too
     assert json.dumps(warm.aggregates()) == json.dumps(cold.aggregates())
 
 
@@ -205,7 +206,9 @@ def test_a_run_killed_during_generation_resumes_from_the_finished_batches(tmp_pa
     assert resumed.returncode in (0, 1), resumed.stdout + resumed.stderr
     resumed_card = json.loads((tmp_path / "card.json").read_text())
     probe = json.loads((tmp_path / "probe.json").read_text())
-    total = len(list(images.rglob("*.npz")))
+    # The image batches and the judge's verdicts on all of them (one entry, made after the kill).
+    total = len(list(images.rglob("*.npz"))) + len(list((cache / "genmu-judge").rglob("*.json")))
+    assert len(list((cache / "genmu-judge").rglob("*.json"))) == 1
     # Every batch finished before the kill was read back, only the others were generated.
     assert probe["hits"] >= len(finished) and probe["misses"] == total - probe["hits"], (probe, len(finished))
     (tmp_path / "card.json").unlink()

@@ -159,6 +159,6 @@ def test_the_summary_script_renders_a_table(workflow, tmp_path):
 
 
 def test_the_workflow_is_documented():
-    doc = (REPO / "docs" / "release-gate.md").read_text(encoding="utf-8")
+    doc = (REPO / "README.md").read_text(encoding="utf-8")
     assert ".github/workflows/release-gate.yml" in doc and "junit_family=xunit1" in doc
     assert Path(WORKFLOW).is_file()

@@ -33,6 +33,7 @@ def run_suite(pytester: pytest.Pytester, models: dict[str, Path], *args: str) ->
     )
     card_path = pytester.path / "card.json"
     assert card_path.is_file(), result.stdout.str()
+    pytester.last_output = result.stdout.str()  # type: ignore[attr-defined]
     return int(result.ret), json.loads(card_path.read_text())
 
 
@@ -70,6 +71,9 @@ def test_erased_model_passes_forget_checks_and_keeps_the_other_concepts(pytester
         pytester, genmu_models, f"--model={genmu_models['erased']}", f"--original-model={genmu_models['original']}"
     )
     checks = by_id(card)
+    # Generation reports its progress on the terminal, past pytest's output capturing.
+    assert "unlearn: unlearned images 60/60 (60 generated, the rest from the cache)" in pytester.last_output
+    assert "unlearn: original images 60/60 (60 generated" in pytester.last_output
     failed = [c["id"] for c in card["checks"] if not c["passed"]]
     assert exit_code == pytest.ExitCode.OK and failed == [], failed
     for check in FORGET:

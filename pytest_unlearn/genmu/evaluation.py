@@ -399,12 +399,20 @@ class GenmuBackend(Backend):
             return encode_arrays([np.asarray(image.convert("RGB")) for image in made])
 
         images: list[Any] = []
+        reported, generated_before = -1, self.generated_images
         for start in range(0, len(pairs), size):
             batch = pairs[start : start + size]
             key = self._generation_key(which, batch)
             data = self.cache.get_or_create("genmu-images", key, ".npz", lambda batch=batch: produce(batch))
             # Cached or not, images go through the same uint8 arrays: a warm run sees the same pixels.
             images.extend(Image.fromarray(array) for array in decode_arrays(data))
+            tenth = 10 * len(images) // len(pairs)
+            if tenth > reported:  # a line per tenth of the way, not per batch
+                reported = tenth
+                self.progress(
+                    f"unlearn: {which} images {len(images)}/{len(pairs)} "
+                    f"({self.generated_images - generated_before} generated, the rest from the cache)"
+                )
         self.timings[f"load_{which}"] = spent["load"]
         self.timings[f"generate_{which}"] = spent["generate"]
         return images
@@ -429,12 +437,8 @@ class GenmuBackend(Backend):
         return images
 
     def _judge_images(self, which: str, images: list[Any]) -> tuple[dict[tuple[str, str], np.ndarray], np.ndarray]:
-        from pytest_unlearn.genmu.judges import classify
-
-        judge = self.judge()
         labels = list(self.concept_prompts)
-        predicted = classify(judge, images, labels, self.template)
-        scores = gm.clip_score(judge.embed_images(images), judge.embed_texts([r.prompt for r in self.requests]))
+        predicted, scores = self._judged(images, labels)
         presence: dict[tuple[str, str], list[float]] = {}
         records = []
         folder = self.settings.artifacts / "images" / which
@@ -466,6 +470,46 @@ class GenmuBackend(Backend):
         self._artifact_files[f"images_{which}"] = str(index)
         retain = np.array([r.role == "retain" for r in self.requests], dtype=bool)
         return {k: np.asarray(v) for k, v in presence.items()}, np.asarray(scores)[retain]
+
+    def _judged(self, images: list[Any], labels: list[str]) -> tuple[list[int], np.ndarray]:
+        """The judge's verdict (index into ``labels``) and CLIP score for each image, cached.
+
+        The key is the pixels, the judge and its weights, the labels, template and prompts: a
+        warm rerun neither loads nor runs the judge. Cached or not, results go through the same
+        JSON round trip, so a warm run sees the same numbers.
+        """
+        from pytest_unlearn.cache import make_key, model_digest
+        from pytest_unlearn.loading import resolve_device
+
+        pixels = hashlib.sha256()
+        for image in images:
+            array = np.asarray(image.convert("RGB"))
+            pixels.update(str(array.shape).encode() + array.tobytes())
+        spec = self.settings.clip_model or ""
+        spec_path = Path(spec.split(":")[-1]) if spec else None
+        weights = model_digest(spec_path) if spec_path is not None and spec_path.exists() else None
+        key = make_key(
+            "genmu.judge",
+            pixels=pixels.hexdigest(),
+            judge=self.judge_name,
+            spec=spec,
+            weights=weights,
+            labels=labels,
+            template=self.template,
+            prompts=[r.prompt for r in self.requests],
+            device=resolve_device(self.settings.device).split(":")[0],
+        )
+
+        def produce() -> dict[str, list[Any]]:
+            from pytest_unlearn.genmu.judges import classify
+
+            judge = self.judge()
+            predicted = classify(judge, images, labels, self.template)
+            scores = gm.clip_score(judge.embed_images(images), judge.embed_texts([r.prompt for r in self.requests]))
+            return {"predicted": [int(x) for x in predicted], "scores": [float(x) for x in scores]}
+
+        judged = self.cache.get_or_create_json("genmu-judge", key, produce)
+        return judged["predicted"], np.asarray(judged["scores"], dtype=np.float64)
 
     def export_extra(self) -> dict[str, Any]:
         return {"records": self._records}
