@@ -71,6 +71,9 @@ def check_metric_params(manifest: SuiteManifest) -> None:
 class Backend(ABC):
     """Base class of suite backends: memoized inputs, failures remembered, checks evaluated."""
 
+    #: Settings ``--setting KEY=VALUE`` may override even when the manifest does not list them.
+    SETTINGS: tuple[str, ...] = ("seed", "bootstrap_samples")
+
     def __init__(self, manifest: SuiteManifest, settings: RunSettings) -> None:
         self.manifest = manifest
         self.settings = settings
@@ -255,6 +258,26 @@ class Backend(ABC):
         )
 
 
+def apply_setting_overrides(manifest: SuiteManifest, overrides: dict[str, Any], backend_cls: type) -> SuiteManifest:
+    """``--setting KEY=VALUE`` (and ``--judge``) replace the manifest's ``[settings]``.
+
+    A key that neither the manifest nor the backend knows is a usage error: a typo such as
+    ``--setting step=10`` must not leave the run on its defaults without a word.
+    """
+    known = set(manifest.settings) | set(getattr(backend_cls, "SETTINGS", ()))
+    for key in overrides:
+        if key not in known:
+            import difflib
+
+            close = difflib.get_close_matches(key, sorted(known), n=1)
+            hint = f" Did you mean: {close[0]}?" if close else ""
+            flag = "--judge" if key == "judge" else f"--setting {key}"
+            raise UnlearnError(
+                f"{flag}: suite {manifest.name} has no such setting.{hint} Known: {', '.join(sorted(known))}"
+            )
+    return replace(manifest, settings={**manifest.settings, **overrides})
+
+
 def create_backend(manifest: SuiteManifest, settings: RunSettings) -> Backend:
     """Build the manifest's backend (validating the data), expand per-concept check templates,
     apply ``--threshold`` overrides and check every metric and its parameters."""
@@ -262,6 +285,7 @@ def create_backend(manifest: SuiteManifest, settings: RunSettings) -> Backend:
         backend_cls = BACKENDS.get(manifest.backend)
     except UnlearnError as exc:
         raise UnlearnError(f"suite manifest {manifest.path}: {exc}") from None
+    manifest = apply_setting_overrides(manifest, settings.overrides, backend_cls)
     backend = backend_cls(manifest, settings)
     expanded = replace(manifest, checks=backend.expand_checks(manifest.checks))
     backend.manifest = apply_threshold_overrides(expanded, settings.thresholds)

@@ -101,6 +101,15 @@ def test_suite_without_model_or_predictions(pytester):
         (("--dtype=int8",), "ERROR: --dtype must be one of auto, float32, bfloat16, float16, got 'int8'"),
         (("--threshold=mmlu",), "ERROR: --threshold must be CHECK=VALUE, e.g. task-aggregate=0.5, got 'mmlu'"),
         (("--threshold=mmlu=high",), "ERROR: --threshold needs a number after '=' in CHECK=VALUE, got 'mmlu=high'"),
+        (
+            ("--setting=max_new_token=64",),
+            "ERROR: --setting max_new_token: suite semeval has no such setting. Did you mean: max_new_tokens? "
+            "Known: bootstrap_samples, max_new_tokens, mmlu_shots, seed",
+        ),
+        (
+            ("--judge=clip",),
+            "ERROR: --judge: suite semeval has no such setting. Known: bootstrap_samples, max_new_tokens, mmlu_shots, seed",
+        ),
     ],
 )
 def test_invalid_option_values_name_the_flag(pytester, perfect_unlearning_predictions, args, expected):

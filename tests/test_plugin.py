@@ -213,3 +213,26 @@ def test_loading_the_plugin_imports_no_heavy_library():
 
 def test_bundled_data_files_are_where_the_manifest_says():
     assert (SEMEVAL_DATA / "forget.jsonl").is_file() and (SEMEVAL_DATA / "mia" / "member.jsonl").is_file()
+
+
+def test_setting_overrides_the_manifest_and_is_recorded(pytester, perfect_unlearning_predictions):
+    """--setting replaces a [settings] value for every backend: here the bootstrap's count and
+    seed, visible in the report header and the scorecard."""
+    cards = {}
+    for seed in (0, 7):
+        result = run(
+            pytester,
+            "--suite",
+            "semeval",
+            f"--predictions={perfect_unlearning_predictions}",
+            "-k",
+            "task-aggregate",
+            "--setting=bootstrap_samples=50",
+            f"--setting=seed={seed}",
+            f"--scorecard=card{seed}.json",
+        )
+        result.stdout.fnmatch_lines([f"unlearn: suite semeval *bootstrap_seed={seed} bootstrap_samples=50*"])
+        cards[seed] = json.loads((pytester.path / f"card{seed}.json").read_text())
+        assert cards[seed]["settings"]["bootstrap_samples"] == 50 and cards[seed]["settings"]["seed"] == seed
+    (first,), (second,) = cards[0]["checks"], cards[7]["checks"]
+    assert first["value"] == second["value"]

@@ -104,6 +104,9 @@ def _registered(registry: Any, name: str, flag: str) -> None:
 
 
 class EvallearnBackend(Backend):
+    #: What --setting may override (besides the manifest's own [settings]).
+    SETTINGS = (*DEFAULT_SETTINGS, "seed", "bootstrap_samples")
+
     def __init__(self, manifest: SuiteManifest, settings: RunSettings) -> None:
         super().__init__(manifest, settings)
         where = f"suite manifest {manifest.path}"

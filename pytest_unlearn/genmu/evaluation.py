@@ -71,6 +71,9 @@ def _setting(settings: dict[str, Any], key: str, kind: type, where: str) -> Any:
 
 
 class GenmuBackend(Backend):
+    #: What --setting may override (besides the manifest's own [settings]).
+    SETTINGS = (*DEFAULT_SETTINGS, "seed", "bootstrap_samples")
+
     def __init__(self, manifest: SuiteManifest, settings: RunSettings) -> None:
         super().__init__(manifest, settings)
         where = f"suite manifest {manifest.path}"

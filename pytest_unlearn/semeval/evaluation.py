@@ -50,6 +50,9 @@ def _optional_dir(
 
 
 class SemevalBackend(Backend):
+    #: What --setting may override.
+    SETTINGS = ("max_new_tokens", "mmlu_shots", "seed", "bootstrap_samples")
+
     def __init__(self, manifest: SuiteManifest, settings: RunSettings) -> None:
         super().__init__(manifest, settings)
         self.shots = int(manifest.settings.get("mmlu_shots", 5))
