@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -17,40 +16,9 @@ from pytest_unlearn.genmu.diffusion import named_parameters, weight_change
 
 @pytest.fixture(scope="module")
 def tiny_pipe():
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
+    from tests.tiny_models import tiny_sd_modules
 
-    torch.manual_seed(0)
-    unet = UNet2DConditionModel(
-        sample_size=8,
-        in_channels=4,
-        out_channels=4,
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=16,
-        attention_head_dim=4,
-        norm_num_groups=4,
-    )
-    vae = AutoencoderKL(
-        block_out_channels=(8,),
-        latent_channels=4,
-        norm_num_groups=4,
-        down_block_types=("DownEncoderBlock2D",),
-        up_block_types=("UpDecoderBlock2D",),
-    )
-    text = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=50,
-            hidden_size=16,
-            intermediate_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            max_position_embeddings=16,
-        )
-    )
-    return SimpleNamespace(unet=unet, vae=vae, text_encoder=text)
+    return tiny_sd_modules()
 
 
 def perturbed(pipe, scale: float, seed: int = 1):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 EOS = "<|endoftext|>"
@@ -95,15 +96,13 @@ def clip_tokenizer_files(folder: Path) -> None:
     )
 
 
-def write_tiny_sd(folder: Path, *, width: int = 8, seed: int = 0) -> None:
-    """A random Stable Diffusion folder; ``width`` sets the UNet's first block width."""
+def tiny_sd_modules(*, width: int = 8, seed: int = 0, vocab_size: int = 50, tokenizer: Any = None) -> SimpleNamespace:
+    """A random UNet, VAE and CLIP text encoder small enough for a unit test; ``width`` sets the
+    UNet's first block width (two widths make two architectures)."""
     import torch
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
 
-    with tempfile.TemporaryDirectory() as scratch:
-        clip_tokenizer_files(Path(scratch))
-        tokenizer = CLIPTokenizer.from_pretrained(scratch)
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(
         sample_size=8,
@@ -124,19 +123,39 @@ def write_tiny_sd(folder: Path, *, width: int = 8, seed: int = 0) -> None:
         down_block_types=("DownEncoderBlock2D",),
         up_block_types=("UpDecoderBlock2D",),
     )
+    special = (
+        {}
+        if tokenizer is None
+        else {
+            "bos_token_id": tokenizer.bos_token_id,
+            "eos_token_id": tokenizer.eos_token_id,
+            "pad_token_id": tokenizer.pad_token_id,
+        }
+    )
     text = CLIPTextModel(
         CLIPTextConfig(
-            vocab_size=len(tokenizer),
+            vocab_size=len(tokenizer) if tokenizer is not None else vocab_size,
             hidden_size=16,
             intermediate_size=32,
             num_hidden_layers=1,
             num_attention_heads=2,
             max_position_embeddings=16,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
+            **special,
         )
     )
+    return SimpleNamespace(unet=unet, vae=vae, text_encoder=text)
+
+
+def write_tiny_sd(folder: Path, *, width: int = 8, seed: int = 0) -> None:
+    """A random Stable Diffusion folder; ``width`` sets the UNet's first block width."""
+    from diffusers import DDIMScheduler, StableDiffusionPipeline
+    from transformers import CLIPTokenizer
+
+    with tempfile.TemporaryDirectory() as scratch:
+        clip_tokenizer_files(Path(scratch))
+        tokenizer = CLIPTokenizer.from_pretrained(scratch)
+    modules = tiny_sd_modules(width=width, seed=seed, tokenizer=tokenizer)
+    vae, text, unet = modules.vae, modules.text_encoder, modules.unet
     pipe = StableDiffusionPipeline(
         vae=vae,
         text_encoder=text,

@@ -24,7 +24,7 @@ from pytest_unlearn.evallearn import metrics as em
 from pytest_unlearn.evallearn.data import PromptRow, PromptSet, load_prompt_set
 from pytest_unlearn.evaluation import Backend, RunSettings
 from pytest_unlearn.fingerprint import fingerprint
-from pytest_unlearn.genmu.generation import SCHEDULERS, GenerationSettings
+from pytest_unlearn.genmu.generation import generation_settings, read_image_index, typed_setting
 from pytest_unlearn.loading import inspect_model_folder
 from pytest_unlearn.manifest import CheckSpec, SuiteManifest
 from pytest_unlearn.registry import DETECTORS, EXTRACTORS, JUDGES, LOADERS
@@ -81,19 +81,7 @@ class ImageRequest:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _setting(settings: dict[str, Any], key: str, kind: type, where: str) -> Any:
-    value = settings[key]
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if kind is list:
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise UnlearnError(f"{where}: setting {key!r} must be a list of strings, got {value!r}")
-        return value
-    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-        raise UnlearnError(f"{where}: setting {key!r} must be a {kind.__name__}, got {value!r}")
-    if kind is int and value < 0:
-        raise UnlearnError(f"{where}: setting {key!r} must be >= 0, got {value!r}")
-    return value
+_setting = typed_setting
 
 
 def _registered(registry: Any, name: str, flag: str) -> None:
@@ -111,17 +99,7 @@ class EvallearnBackend(Backend):
         super().__init__(manifest, settings)
         where = f"suite manifest {manifest.path}"
         merged = {**DEFAULT_SETTINGS, **manifest.settings, **settings.overrides}
-        self.generation = GenerationSettings(
-            steps=_setting(merged, "steps", int, where),
-            guidance=_setting(merged, "guidance", float, where),
-            resolution=_setting(merged, "resolution", int, where),
-            scheduler=_setting(merged, "scheduler", str, where),
-        )
-        if self.generation.scheduler not in ("default", *SCHEDULERS):
-            raise UnlearnError(
-                f"{where}: scheduler must be default or one of {', '.join(SCHEDULERS)}, "
-                f"got {self.generation.scheduler!r}"
-            )
+        self.generation = generation_settings(merged, where)
         self.images_per_prompt = max(1, _setting(merged, "images_per_prompt", int, where))
         self.seed = _setting(merged, "seed", int, where)
         self.loader_name = _setting(merged, "loader", str, where)
@@ -208,23 +186,7 @@ class EvallearnBackend(Backend):
         return names
 
     def _read_image_index(self) -> dict[tuple[str, int], Path]:
-        """The genmu ``--images`` index: one JSON object per line with file, prompt, seed."""
-        folder = self.settings.images
-        index_path = folder / "images.jsonl"
-        if not index_path.is_file():
-            raise UnlearnError(
-                f"--images {folder}: no images.jsonl index; it lists one JSON object per image with file, prompt, seed"
-            )
-        index = {}
-        for number, line in enumerate(index_path.read_text(encoding="utf-8").splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                index[(str(row["prompt"]), int(row["seed"]))] = folder / str(row["file"])
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-                raise UnlearnError(f"{index_path}:{number}: each line needs file, prompt and seed") from None
-        return index
+        return read_image_index(self.settings.images)
 
     def prompt_set(self, name: str) -> PromptSet:
         if name in self.sets:

@@ -24,7 +24,7 @@ from pytest_unlearn.evaluation import Backend, RunSettings
 from pytest_unlearn.fingerprint import fingerprint
 from pytest_unlearn.genmu import metrics as gm
 from pytest_unlearn.genmu.data import ConceptPrompts, load_prompt_csv
-from pytest_unlearn.genmu.generation import SCHEDULERS, GenerationSettings
+from pytest_unlearn.genmu.generation import generation_settings, read_image_index, typed_setting
 from pytest_unlearn.loading import inspect_model_folder
 from pytest_unlearn.manifest import SuiteManifest, slug
 from pytest_unlearn.registry import JUDGES
@@ -62,12 +62,7 @@ class ImageRequest:
 
 
 def _setting(settings: dict[str, Any], key: str, kind: type, where: str) -> Any:
-    value = settings.get(key, DEFAULT_SETTINGS[key])
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if not isinstance(value, kind) or isinstance(value, bool):
-        raise UnlearnError(f"{where}: setting {key!r} must be a {kind.__name__}, got {value!r}")
-    return value
+    return typed_setting({**DEFAULT_SETTINGS, **settings}, key, kind, where)
 
 
 class GenmuBackend(Backend):
@@ -78,17 +73,7 @@ class GenmuBackend(Backend):
         super().__init__(manifest, settings)
         where = f"suite manifest {manifest.path}"
         merged = {**DEFAULT_SETTINGS, **manifest.settings, **settings.overrides}
-        self.generation = GenerationSettings(
-            steps=_setting(merged, "steps", int, where),
-            guidance=_setting(merged, "guidance", float, where),
-            resolution=_setting(merged, "resolution", int, where),
-            scheduler=_setting(merged, "scheduler", str, where),
-        )
-        if self.generation.scheduler not in ("default", *SCHEDULERS):
-            raise UnlearnError(
-                f"{where}: scheduler must be default or one of {', '.join(SCHEDULERS)}, "
-                f"got {self.generation.scheduler!r}"
-            )
+        self.generation = generation_settings(merged, where)
         self.images_per_prompt = _setting(merged, "images_per_prompt", int, where)
         self.seed = _setting(merged, "seed", int, where)
         self.judge_name = _setting(merged, "judge", str, where)
@@ -214,22 +199,7 @@ class GenmuBackend(Backend):
         return list(requests.values())
 
     def _read_image_index(self) -> dict[tuple[str, int], Path]:
-        folder = self.settings.images
-        index_path = folder / "images.jsonl"
-        if not index_path.is_file():
-            raise UnlearnError(
-                f"--images {folder}: no images.jsonl index; it lists one JSON object per image with file, prompt, seed"
-            )
-        index = {}
-        for number, line in enumerate(index_path.read_text(encoding="utf-8").splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                index[(str(row["prompt"]), int(row["seed"]))] = folder / str(row["file"])
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-                raise UnlearnError(f"{index_path}:{number}: each line needs file, prompt and seed") from None
-        return index
+        return read_image_index(self.settings.images)
 
     def concepts(self) -> list[str] | None:  # type: ignore[override]
         return self.targets

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 # Scheduler names accepted in the manifest / --setting scheduler=…, and their diffusers classes.
@@ -32,3 +33,62 @@ class GenerationSettings:
             "resolution": self.resolution,
             "scheduler": self.scheduler,
         }
+
+
+def typed_setting(settings: dict[str, Any], key: str, kind: type, where: str) -> Any:
+    """``settings[key]`` checked against ``kind`` (an int is accepted as a float; a list must
+    hold strings; ints are never negative), with an error naming the manifest and the key."""
+    from pytest_unlearn.errors import UnlearnError
+
+    value = settings[key]
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if kind is list:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise UnlearnError(f"{where}: setting {key!r} must be a list of strings, got {value!r}")
+        return value
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise UnlearnError(f"{where}: setting {key!r} must be a {kind.__name__}, got {value!r}")
+    if kind is int and value < 0:
+        raise UnlearnError(f"{where}: setting {key!r} must be >= 0, got {value!r}")
+    return value
+
+
+def generation_settings(settings: dict[str, Any], where: str) -> GenerationSettings:
+    """The diffusion suites' steps, guidance, resolution and scheduler, validated."""
+    from pytest_unlearn.errors import UnlearnError
+
+    generation = GenerationSettings(
+        steps=typed_setting(settings, "steps", int, where),
+        guidance=typed_setting(settings, "guidance", float, where),
+        resolution=typed_setting(settings, "resolution", int, where),
+        scheduler=typed_setting(settings, "scheduler", str, where),
+    )
+    if generation.scheduler not in ("default", *SCHEDULERS):
+        raise UnlearnError(
+            f"{where}: scheduler must be default or one of {', '.join(SCHEDULERS)}, got {generation.scheduler!r}"
+        )
+    return generation
+
+
+def read_image_index(folder: Path) -> dict[tuple[str, int], Path]:
+    """An ``--images`` folder's ``images.jsonl``: one JSON object per image with file, prompt, seed."""
+    import json
+
+    from pytest_unlearn.errors import UnlearnError
+
+    index_path = folder / "images.jsonl"
+    if not index_path.is_file():
+        raise UnlearnError(
+            f"--images {folder}: no images.jsonl index; it lists one JSON object per image with file, prompt, seed"
+        )
+    index = {}
+    for number, line in enumerate(index_path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            index[(str(row["prompt"]), int(row["seed"]))] = folder / str(row["file"])
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            raise UnlearnError(f"{index_path}:{number}: each line needs file, prompt and seed") from None
+    return index
