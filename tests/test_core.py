@@ -153,4 +153,6 @@ def test_readme_option_table_is_generated_from_the_option_definitions():
     start = readme.index("<!-- options-table:start")
     start = readme.index("\n", start) + 1
     end = readme.index("<!-- options-table:end -->")
-    assert readme[start:end] == options_table(), "README option table drifted: run python -m pytest_unlearn options-table"
+    assert readme[start:end] == options_table(), (
+        "README option table drifted: run python -m pytest_unlearn options-table"
+    )
