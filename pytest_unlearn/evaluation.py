@@ -81,6 +81,8 @@ class Backend(ABC):
         self._computed: set[str] = set()
         self._failures: dict[str, UnlearnError] = {}
         self.cache = open_cache(settings.cache_dir)
+        # Run-level findings for the scorecard and the summary (an artifact not written, say).
+        self.warnings: list[str] = []
         # Where long steps report how far they are (one line each); the plugin points it at the
         # terminal. Silent by default, so the core stays free of any output channel.
         self.progress: Callable[[str], None] = lambda message: None
@@ -160,7 +162,7 @@ class Backend(ABC):
                 "artifacts": self.artifacts(),
                 "timings": dict(self.timings),
                 "device": self.device(),
-                "warnings": list(getattr(self, "warnings", [])),
+                "warnings": list(self.warnings),
                 "extra": self.export_extra(),
             }
         )
@@ -184,9 +186,7 @@ class Backend(ABC):
         for name, seconds in state["timings"].items():
             self.timings[name] = max(seconds, self.timings.get(name, 0.0))
         self._worker_device = self._worker_device or state["device"]
-        warnings = getattr(self, "warnings", None)
-        if isinstance(warnings, list):
-            warnings.extend(w for w in state["warnings"] if w not in warnings)
+        self.warnings.extend(w for w in state["warnings"] if w not in self.warnings)
         self.import_extra(state["extra"])
 
     def run_artifacts(self) -> dict[str, str]:

@@ -89,8 +89,7 @@ class RunState:
             timings=timings,
             complete=not interrupted and not missing,
             missing=missing,
-            # Backends may keep run-level findings (an artifact that could not be written).
-            warnings=list(getattr(self.backend, "warnings", [])),
+            warnings=list(self.backend.warnings),
         )
 
     def write(self, card: dict[str, Any]) -> str | None:

@@ -99,7 +99,6 @@ class SemevalBackend(Backend):
         self._resolved_device: str | None = None  # where the (cached) passes ran or would run
         self.model_loads = 0  # models loaded in this run (tests read it: a warm rerun loads none)
         self._artifact_files: dict[str, str] = {}
-        self.warnings: list[str] = []  # run-level findings for the scorecard and the summary
 
     def _bundled(self, key: str) -> Path:
         path = self.manifest.data.get(key)
