@@ -553,3 +553,28 @@ def test_genmu_original_model_of_another_architecture(pytester, colour_world, tm
     assert (
         errors["weight-change"].endswith("here") or "compare checkpoints of the same model" in errors["weight-change"]
     )
+
+
+def test_genmu_artifacts_folder_lost_during_the_run_keeps_the_scores(pytester, colour_world):
+    """The images cannot be kept, the verdicts on them are: one warning, every value as usual
+    (the colour world's hand counts: A_fgt 1/2, A_ind 1, A_ret 3/4)."""
+    manifest, images = colour_world
+    artifacts = pytester.path / "artifacts"
+    pytester.makeconftest(BREAK_AFTER_COLLECTION.format(target=str(artifacts)))
+    result = pytester.runpytest_inprocess(
+        "-p", "no:cacheprovider", f"--suite={manifest}", f"--images={images}", f"--artifacts={artifacts}"
+    )
+    output = result.stdout.str()
+    assert "Traceback" not in output
+    result.assert_outcomes(passed=6, failed=1)  # the adversarial check fails, as in the intact world
+    card = json.loads((pytester.path / "unlearn-scorecard.json").read_text())
+    values = {c["id"]: c["value"] for c in card["checks"]}
+    assert values["red-ball-forget-direct"] == 0.5 and values["red-ball-forget-indirect"] == 1.0
+    assert values["red-ball-retain"] == 0.75
+    assert "images_unlearned" not in card["artifacts"] and "report" not in card["artifacts"]
+    warning = (
+        f"--artifacts {artifacts}: cannot write the unlearned images (Not a directory); the scores are kept, "
+        "the images and the HTML report are not: pass a writable folder to keep them"
+    )
+    assert card["warnings"] == [warning]
+    result.stdout.fnmatch_lines([f"warning: {warning}"])

@@ -414,35 +414,44 @@ class GenmuBackend(Backend):
         predicted, scores = self._judged(images, labels)
         presence: dict[tuple[str, str], list[float]] = {}
         records = []
+        for request, label, score in zip(self.requests, predicted, scores):
+            present = labels[int(label)] == request.concept
+            presence.setdefault((request.concept, request.prompt_type), []).append(float(present))
+            records.append(
+                {
+                    # Relative to the index, so the folder is a valid --images DIR as it is.
+                    "file": f"{slug(request.concept)}-{request.prompt_type}-{request.key}.png",
+                    "prompt": request.prompt,
+                    "seed": request.seed,
+                    "concept": request.concept,
+                    "role": request.role,
+                    "prompt_type": request.prompt_type,
+                    "model": which,
+                    "judge": {"predicted": labels[int(label)], "present": present, "clip_score": float(score)},
+                }
+            )
+        self._write_images(which, images, records)
+        retain = np.array([r.role == "retain" for r in self.requests], dtype=bool)
+        return {k: np.asarray(v) for k, v in presence.items()}, np.asarray(scores)[retain]
+
+    def _write_images(self, which: str, images: list[Any], records: list[dict[str, Any]]) -> None:
+        """The images as PNG with their ``images.jsonl`` index under ``<artifacts>/images/<which>/``."""
         folder = self.settings.artifacts / "images" / which
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            for request, image, label, score in zip(self.requests, images, predicted, scores):
-                present = labels[int(label)] == request.concept
-                presence.setdefault((request.concept, request.prompt_type), []).append(float(present))
-                file = folder / f"{slug(request.concept)}-{request.prompt_type}-{request.key}.png"
-                image.save(file)
-                records.append(
-                    {
-                        # Relative to the index, so the folder is a valid --images DIR as it is.
-                        "file": file.name,
-                        "prompt": request.prompt,
-                        "seed": request.seed,
-                        "concept": request.concept,
-                        "role": request.role,
-                        "prompt_type": request.prompt_type,
-                        "model": which,
-                        "judge": {"predicted": labels[int(label)], "present": present, "clip_score": float(score)},
-                    }
-                )
+            for image, record in zip(images, records):
+                image.save(folder / record["file"])
             index = folder / "images.jsonl"
             index.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
         except OSError as exc:
-            raise UnlearnError(f"--artifacts {self.settings.artifacts}: cannot write images ({exc})") from None
+            # The verdicts are computed (minutes of generation): keep them, say what is missing.
+            self.warnings.append(
+                f"--artifacts {self.settings.artifacts}: cannot write the {which} images ({exc.strerror or exc}); "
+                "the scores are kept, the images and the HTML report are not: pass a writable folder to keep them"
+            )
+            return
         self._records[which] = records
         self._artifact_files[f"images_{which}"] = str(index)
-        retain = np.array([r.role == "retain" for r in self.requests], dtype=bool)
-        return {k: np.asarray(v) for k, v in presence.items()}, np.asarray(scores)[retain]
 
     def _judged(self, images: list[Any], labels: list[str]) -> tuple[list[int], np.ndarray]:
         """The judge's verdict (index into ``labels``) and CLIP score for each image, cached.
