@@ -6,6 +6,7 @@ artifact cache keys on it); file names are part of the hash so a renamed shard c
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from pathlib import Path
 
@@ -20,15 +21,29 @@ def weight_files(path: Path) -> list[Path]:
     return sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in WEIGHT_SUFFIXES)
 
 
+def _file_digest(file: Path) -> bytes:
+    inner = hashlib.sha256()
+    with file.open("rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            inner.update(chunk)
+    return inner.digest()
+
+
+# A run asks for the same folder's fingerprint several times (the scorecard, cache keys, the
+# same-weights test of a baseline run); reading 4 GB of SD weights once is enough. The memo is
+# keyed on each file's inode, size and change times, so a rewritten file is hashed again.
+@functools.lru_cache(maxsize=64)
+def _cached_file_digest(file: str, inode: int, size: int, mtime_ns: int, ctime_ns: int) -> bytes:
+    return _file_digest(Path(file))
+
+
 def fingerprint(path: str | Path) -> str:
     """``sha256:<hex>`` over (relative name, content digest) of every weight file."""
     root = Path(path)
     outer = hashlib.sha256()
     for file in weight_files(root):
-        inner = hashlib.sha256()
-        with file.open("rb") as handle:
-            while chunk := handle.read(_CHUNK):
-                inner.update(chunk)
+        stat = file.stat()
+        digest = _cached_file_digest(str(file.resolve()), stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
         name = file.name if root.is_file() else file.relative_to(root).as_posix()
-        outer.update(name.encode("utf-8") + b"\0" + inner.digest())
+        outer.update(name.encode("utf-8") + b"\0" + digest)
     return "sha256:" + outer.hexdigest()

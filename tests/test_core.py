@@ -156,3 +156,22 @@ def test_readme_option_table_is_generated_from_the_option_definitions():
     assert readme[start:end] == options_table(), (
         "README option table drifted: run python -m pytest_unlearn options-table"
     )
+
+
+def test_fingerprint_is_memoised_but_sees_a_rewritten_file(tmp_path):
+    """sha256 over (name, sha256 of content), by hand; a second call hashes nothing again;
+    rewriting the file (other content, same size) changes the fingerprint."""
+    import hashlib
+
+    from pytest_unlearn import fingerprint as fp
+
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(b"abcd")
+    expected = hashlib.sha256(b"model.safetensors\0" + hashlib.sha256(b"abcd").digest()).hexdigest()
+    assert fp.fingerprint(tmp_path) == f"sha256:{expected}"
+    hits = fp._cached_file_digest.cache_info().hits
+    assert fp.fingerprint(tmp_path) == f"sha256:{expected}"
+    assert fp._cached_file_digest.cache_info().hits == hits + 1
+    weights.write_bytes(b"wxyz")
+    changed = hashlib.sha256(b"model.safetensors\0" + hashlib.sha256(b"wxyz").digest()).hexdigest()
+    assert fp.fingerprint(tmp_path) == f"sha256:{changed}"
