@@ -321,12 +321,18 @@ class GenmuBackend(Backend):
         self._images[which] = images
         return images
 
+    def _device_kind(self) -> str:
+        """``cuda``/``cpu``/``mps`` as ``--device`` resolves here (part of the cache keys)."""
+        from pytest_unlearn.loading import resolve_device
+
+        self._resolved_device = self._resolved_device or resolve_device(self.settings.device)
+        return self._resolved_device.split(":")[0]
+
     def _generation_key(self, which: str, batch: list[tuple[str, int]]) -> str:
         """An image batch depends on the model's content, the (prompt, seed) pairs and their
         batching (batched UNet passes are not bitwise batch-invariant), the settings, the device
         kind and the dtype (float16 on CUDA by default)."""
         from pytest_unlearn.cache import make_key, model_digest
-        from pytest_unlearn.loading import resolve_device
 
         if which not in self._model_digests:
             path = self.settings.model if which == "unlearned" else self.settings.original_model
@@ -334,7 +340,6 @@ class GenmuBackend(Backend):
                 flag = "--model" if which == "unlearned" else "--original-model"
                 raise UnlearnError(f"this check needs {flag} PATH")
             self._model_digests[which] = model_digest(path)
-        self._resolved_device = self._resolved_device or resolve_device(self.settings.device)
         g = self.generation
         return make_key(
             "genmu.images",
@@ -342,7 +347,7 @@ class GenmuBackend(Backend):
             batch=[list(pair) for pair in batch],
             settings=g.record(),
             size=[g.width, g.height],
-            device=self._resolved_device.split(":")[0],
+            device=self._device_kind(),
             dtype=self.settings.dtype,
         )
 
@@ -461,7 +466,6 @@ class GenmuBackend(Backend):
         JSON round trip, so a warm run sees the same numbers.
         """
         from pytest_unlearn.cache import make_key, model_digest
-        from pytest_unlearn.loading import resolve_device
 
         pixels = hashlib.sha256()
         for image in images:
@@ -479,7 +483,7 @@ class GenmuBackend(Backend):
             labels=labels,
             template=self.template,
             prompts=[r.prompt for r in self.requests],
-            device=resolve_device(self.settings.device).split(":")[0],
+            device=self._device_kind(),
         )
 
         def produce() -> dict[str, list[Any]]:
