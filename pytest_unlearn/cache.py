@@ -18,19 +18,13 @@ import contextlib
 import hashlib
 import io
 import json
-import os
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from pytest_unlearn.files import file_lock, write_bytes_atomic
 from pytest_unlearn.fingerprint import WEIGHT_SUFFIXES, fingerprint
-
-try:  # POSIX; elsewhere the cache works without cross-process locking
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
 
 # Bump when any producer (generation, losses, MMLU, image generation) changes what it writes
 # for the same inputs, so old entries are no longer found.
@@ -78,21 +72,9 @@ class ArtifactCache:
     def path(self, kind: str, key: str, suffix: str) -> Path:
         return self.root / kind / key[:2] / f"{key}{suffix}"
 
-    @contextlib.contextmanager
-    def _lock(self, key: str) -> Iterator[None]:
-        if fcntl is None:
-            yield
-            return
-        folder = self.root / "locks"
-        folder.mkdir(parents=True, exist_ok=True)
-        with open(folder / f"{key}.lock", "a+b") as handle:
-            # Blocks while another process produces this entry; the kernel drops the lock when
-            # that process dies (even by SIGKILL), so a killed run never leaves a stale lock.
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    def _lock(self, key: str) -> contextlib.AbstractContextManager[None]:
+        # Blocks while another process produces this entry.
+        return file_lock(self.root / "locks" / f"{key}.lock")
 
     def read(self, kind: str, key: str, suffix: str) -> bytes | None:
         try:
@@ -103,18 +85,8 @@ class ArtifactCache:
     def write(self, kind: str, key: str, suffix: str, data: bytes) -> Path:
         """Atomically store ``data`` (readers see the old state or the whole new file)."""
         target = self.path(kind, key, suffix)
-        target.parent.mkdir(parents=True, exist_ok=True)
         self._ensure_gitignore()
-        handle, name = tempfile.mkstemp(dir=target.parent, prefix=f".{key[:16]}.", suffix=".tmp")
-        try:
-            with os.fdopen(handle, "wb") as out:
-                out.write(data)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(name, target)
-        except BaseException:
-            Path(name).unlink(missing_ok=True)
-            raise
+        write_bytes_atomic(target, data)
         return target
 
     def get_or_create(self, kind: str, key: str, suffix: str, produce: Callable[[], bytes]) -> bytes:
