@@ -82,7 +82,11 @@ class CheckResult:
 def format_number(value: float | None) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
-    return f"{value:.4f}" if abs(value) < 1000 else f"{value:.6g}"
+    # Fixed point reads best for scores and accuracies; a weight-change ratio (1e-6) would print
+    # as 0.0000, so small values keep 4 significant digits, large ones (an FID) 6.
+    if value == 0 or 1e-3 <= abs(value) < 1000:
+        return f"{value:.4f}"
+    return f"{value:.4g}" if abs(value) < 1e-3 else f"{value:.6g}"
 
 
 def package_versions() -> dict[str, str]:

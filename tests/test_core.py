@@ -175,3 +175,27 @@ def test_fingerprint_is_memoised_but_sees_a_rewritten_file(tmp_path):
     weights.write_bytes(b"wxyz")
     changed = hashlib.sha256(b"model.safetensors\0" + hashlib.sha256(b"wxyz").digest()).hexdigest()
     assert fp.fingerprint(tmp_path) == f"sha256:{changed}"
+
+
+def test_numbers_in_messages_and_tables_keep_their_digits():
+    """A weight-change ratio of 4.65e-6 against a budget of 1e-6 must not read "0.0000 <= 0.0000"."""
+    from pytest_unlearn.scorecard import CheckResult, format_number
+
+    assert [format_number(v) for v in (0.0, 0.5, 4.65e-06, 1e-05, 6676.93, -3.7413, None)] == [
+        "0.0000",
+        "0.5000",
+        "4.65e-06",
+        "1e-05",
+        "6676.93",
+        "-3.7413",
+        "n/a",
+    ]
+    result = CheckResult(
+        id="weight-change-ratio",
+        metric="genmu.weight_change_ratio",
+        value=4.65e-06,
+        threshold=1e-06,
+        op="<=",
+        passed=False,
+    )
+    assert result.sentence() == "weight-change-ratio = 4.65e-06, needs <= 1e-06"
