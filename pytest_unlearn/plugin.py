@@ -98,6 +98,17 @@ def _cache_dir(config: pytest.Config, values: dict[str, Any]) -> Path | None:
     return as_path(values["unlearn_cache_dir"]) or config.rootpath / DEFAULT_CACHE_DIR
 
 
+def _pytest_strict(config: pytest.Config) -> bool:
+    """pytest's own ``--strict`` / ``strict = true`` (pytest >= 9) enables every strictness
+    option, ours included."""
+    if config.getoption("strict", False):
+        return True
+    try:
+        return bool(config.getini("strict"))
+    except ValueError:  # pytest < 9 has no such ini option
+        return False
+
+
 def pytest_configure(config: pytest.Config) -> None:
     try:
         values = _resolved_options(config)
@@ -139,6 +150,7 @@ def pytest_configure(config: pytest.Config) -> None:
             images=as_path(values["unlearn_images"]),
             overrides=overrides,
             cache_dir=_cache_dir(config, values),
+            strict=bool(values["unlearn_strict"]) or _pytest_strict(config),
         )
         state = RunState.start(values["unlearn_suite"], settings, scorecard)
     except UnlearnError as exc:

@@ -323,7 +323,7 @@ class SemevalBackend(Backend):
         except OSError as exc:
             # The scores are already computed (minutes of generation): keep them and say what is
             # missing, rather than fail every check for want of the per-prompt records.
-            self.warnings.append(
+            self.warn(
                 f"--artifacts {folder}: cannot write {name}.jsonl ({exc.strerror or exc}); the scores are "
                 "kept, the per-prompt records are not: pass a writable folder to keep them"
             )
