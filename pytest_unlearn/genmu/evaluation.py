@@ -199,7 +199,7 @@ class GenmuBackend(Backend):
         return list(requests.values())
 
     def _read_image_index(self) -> dict[tuple[str, int], Path]:
-        return read_image_index(self.settings.images)
+        return read_image_index(self.settings.images, self.warn)
 
     def concepts(self) -> list[str] | None:  # type: ignore[override]
         return self.targets
