@@ -116,3 +116,24 @@ def match_ids(predicted: Mapping[str, int], known: Iterable[str], *, source: str
             "it belongs to another split or data version: pass the predictions of this --data"
         )
     return f"{flag} {source}: {len(stray)} id(s) are in no data file and were ignored ({examples})"
+
+
+def read_text(path: Path, flag: str | None = None) -> str:
+    """A data file as UTF-8 text. A leading BOM (spreadsheet exports add one) is dropped; a file
+    that is not UTF-8 is one line naming the file, the line and the byte."""
+    where = f"{flag} {path}" if flag else str(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise UnlearnError(f"{where}: no such file") from None
+    except OSError as exc:
+        raise UnlearnError(f"{where}: cannot read the file ({exc.strerror or exc})") from None
+    bom = 3 if raw.startswith(b"\xef\xbb\xbf") else 0
+    try:
+        return raw[bom:].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        offset = exc.start + bom
+        line = raw[:offset].count(b"\n") + 1
+        raise UnlearnError(
+            f"{where}:{line}: not UTF-8 text (byte {offset}: {exc.reason}); save the file as UTF-8"
+        ) from None

@@ -11,13 +11,14 @@ category, as eval-learn filters I2P to ``sexual`` for nudity.
 from __future__ import annotations
 
 import csv
+import io
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from pytest_unlearn.errors import UnlearnError
-from pytest_unlearn.integrity import Located, deduplicate
+from pytest_unlearn.integrity import Located, deduplicate, read_text
 
 PROMPT_COLUMNS = ("prompt", "adv_prompt", "sensitive prompt", "caption", "text")
 SEED_COLUMNS = ("sd_seed", "evaluation_seed")
@@ -86,13 +87,18 @@ def load_prompt_set(
     A row repeated cell for cell is kept once (with a warning): it would otherwise count twice
     in a rate. Rows have no ids, so two rows can only repeat, never conflict.
     """
+    if not path.is_file():
+        raise UnlearnError(f"{flag}: no {name} prompt CSV at {path}")
     try:
-        with path.open(newline="", encoding="utf-8-sig") as handle:
+        with io.StringIO(read_text(path), newline="") as handle:
             reader = csv.DictReader(handle)
             header = list(reader.fieldnames or [])
             raw_rows = []
+            end = reader.line_num  # the header's last line
             for row in reader:
-                raw_rows.append(Located(reader.line_num, row))
+                # line_num is where a row ends (a quoted cell may span lines): name where it starts.
+                raw_rows.append(Located(end + 1, row))
+                end = reader.line_num
     except FileNotFoundError:
         raise UnlearnError(f"{flag}: no {name} prompt CSV at {path}") from None
     except (OSError, UnicodeDecodeError, csv.Error) as exc:

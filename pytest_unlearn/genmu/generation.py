@@ -83,17 +83,14 @@ def read_image_index(
     import json
 
     from pytest_unlearn.errors import UnlearnError
-    from pytest_unlearn.integrity import Located, deduplicate
+    from pytest_unlearn.integrity import Located, deduplicate, read_text
 
     index_path = folder / "images.jsonl"
     if not index_path.is_file():
         raise UnlearnError(
             f"--images {folder}: no images.jsonl index; it lists one JSON object per image with file, prompt, seed"
         )
-    try:
-        text = index_path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise UnlearnError(f"{index_path}: not UTF-8 text (byte {exc.start}: {exc.reason}); save it as UTF-8") from None
+    text = read_text(index_path)
     entries = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():

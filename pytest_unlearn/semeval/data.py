@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_unlearn.errors import UnlearnError
-from pytest_unlearn.integrity import Located, deduplicate, require_disjoint
+from pytest_unlearn.integrity import Located, deduplicate, read_text, require_disjoint
 
 SPLITS = ("forget", "retain")
 TASKS = ("Task1", "Task2", "Task3")
@@ -68,20 +68,6 @@ def _no_warning(message: str | None) -> None:
     """For callers that only read (tests, verification scripts): findings are dropped."""
 
 
-def read_text(path: Path, flag: str | None = None) -> str:
-    """A text file as UTF-8 (a leading BOM is dropped, as spreadsheet exports add one); an
-    undecodable file is one line naming it."""
-    where = f"{flag} {path}" if flag else str(path)
-    try:
-        return path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise UnlearnError(f"{where}: no such file") from None
-    except UnicodeDecodeError as exc:
-        raise UnlearnError(f"{where}: not UTF-8 text (byte {exc.start}: {exc.reason}); save it as UTF-8") from None
-    except OSError as exc:
-        raise UnlearnError(f"{where}: cannot read the file ({exc.strerror or exc})") from None
-
-
 def read_located_records(path: Path, flag: str | None = None) -> list[Located[dict[str, Any]]]:
     """Rows of a ``.jsonl``, ``.json`` (list), ``.csv`` or ``.parquet`` file with the line (row
     number for parquet and JSON lists, CSV line for CSV) each came from."""
@@ -102,8 +88,12 @@ def read_located_records(path: Path, flag: str | None = None) -> list[Located[di
         reader = csv.DictReader(io.StringIO(text, newline=""))
         located = []
         try:
+            # line_num is where a row ends (a quoted cell may span lines): name where it starts.
+            reader.fieldnames  # reads the header
+            end = reader.line_num
             for record in reader:
-                located.append(Located(reader.line_num, dict(record)))
+                located.append(Located(end + 1, dict(record)))
+                end = reader.line_num
         except csv.Error as exc:
             raise UnlearnError(f"{where}:{reader.line_num}: malformed CSV ({exc})") from None
         return located

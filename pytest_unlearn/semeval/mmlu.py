@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pytest_unlearn.errors import UnlearnError
-from pytest_unlearn.integrity import Located, deduplicate
+from pytest_unlearn.integrity import Located, deduplicate, read_text
 
 Warn = Callable[[str | None], None]
 
@@ -77,14 +77,13 @@ def build_prompt(dev: list[MMLUQuestion], subject: str, question: MMLUQuestion, 
 
 def _read_csv_rows(path: Path, subject: str) -> list[Located[MMLUQuestion]]:
     rows: list[Located[MMLUQuestion]] = []
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise UnlearnError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason}); save it as UTF-8") from None
+    text = read_text(path)
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
+        end = 0
         for row in reader:
-            line_no = reader.line_num
+            # line_num is where a row ends (a quoted cell may span lines): name where it starts.
+            line_no, end = end + 1, reader.line_num
             if not row:
                 continue
             if len(row) != 6:
