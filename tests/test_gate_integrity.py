@@ -344,3 +344,12 @@ def test_evallearn_rows_and_image_indexes(tmp_path):
         UnlearnError, match=r"image \(prompt, seed\) \('p', 0\) appears on lines 1 and 3 with different"
     ):
         read_image_index(folder)
+
+
+def test_readme_inventory_of_what_the_gate_was_tried_against_is_current():
+    from tests.conftest import REPO
+    from tests.gate_inventory import current_block, render
+
+    assert current_block((REPO / "README.md").read_text()) == render(), (
+        "README gate inventory drifted: run python -m tests.gate_inventory --write"
+    )

@@ -89,7 +89,8 @@ def read_located_records(path: Path, flag: str | None = None) -> list[Located[di
         located = []
         try:
             # line_num is where a row ends (a quoted cell may span lines): name where it starts.
-            reader.fieldnames  # reads the header
+            if reader.fieldnames is None:  # reading it reads the header; None: an empty file
+                return []
             end = reader.line_num
             for record in reader:
                 located.append(Located(end + 1, dict(record)))
