@@ -31,6 +31,7 @@ MATRIX = (
         "duplicates, conflicts, stray ids, overlapping sets, `--unlearn-strict`, no-check runs",
     ),
     ("tests.test_determinism", "determinism: byte-identical scorecards and artifacts across runs"),
+    ("tests.test_baseline", "regressions against the last release (`--baseline`, `compare`)"),
 )
 
 
