@@ -137,6 +137,25 @@ class Backend(ABC):
     def model_record(self) -> dict[str, Any]:
         return {"path": str(self.settings.model) if self.settings.model else None}
 
+    # -- what the user's own tests get (the unlearn_* fixtures) ---------------------------------
+    #: What the fixtures offer for this suite: any of "model", "generate", "nll", "data",
+    #: "original", "images", "judge". A fixture the suite does not offer skips its test.
+    USER_API: tuple[str, ...] = ("data",)
+
+    def user_model(self, role: str = "model") -> Any:
+        """The loaded model of ``role`` ("model", "original"), shared with the suite's checks."""
+        raise UnlearnError(f"the {self.manifest.name} suite loads no {role} for your tests")
+
+    def user_generate(self, prompts: list[str], **overrides: Any) -> list[str]:
+        raise UnlearnError(f"the {self.manifest.name} suite has no text generation")
+
+    def user_nll(self, texts: list[str]) -> list[float]:
+        raise UnlearnError(f"the {self.manifest.name} suite has no text losses")
+
+    def user_data(self) -> Any:
+        """The suite's parsed data (rows, concepts, sets), as its loaders read them."""
+        return None
+
     def artifacts(self) -> dict[str, str]:
         return {}
 

@@ -18,13 +18,13 @@ from pytest_unlearn.options import OPTIONS, as_path, resolve
 from pytest_unlearn.scorecard import CheckResult, format_number, render_table
 
 STATE_KEY = pytest.StashKey["RunState"]()
-RESULT_KEY = pytest.StashKey[CheckResult]()
+RESULT_KEY = pytest.StashKey[list]()  # the check results a test produced (a suite check: one)
 CARD_KEY = pytest.StashKey[dict]()
 WRITE_ERROR_KEY = pytest.StashKey[str]()
 NO_CARD_KEY = pytest.StashKey[str]()
-# Report attribute carrying a check's result; pytest serializes extra report attributes, so
-# the result also reaches the pytest-xdist controller from its workers.
-REPORT_ATTR = "unlearn_result"
+# Report attribute carrying a test's check results; pytest serializes extra report attributes,
+# so the results also reach the pytest-xdist controller from its workers.
+REPORT_ATTR = "unlearn_results"
 # config.workeroutput key of what a worker's backend computed (merged by the controller).
 WORKER_STATE = "unlearn_state"
 DEFAULT_CACHE_DIR = ".unlearn-cache"
@@ -228,6 +228,23 @@ class CheckFailed(Exception):
         self.result = result
 
 
+def _keep_result(item: pytest.Item, result: CheckResult) -> None:
+    """A check's result travels with the test's report (to the xdist controller too) and its
+    numbers become JUnit properties."""
+    item.stash.setdefault(RESULT_KEY, []).append(result)
+    item.user_properties.extend(
+        [
+            ("unlearn.metric", result.metric),
+            ("unlearn.value", "" if result.value is None else repr(result.value)),
+            ("unlearn.op", result.op),
+            ("unlearn.threshold", repr(result.threshold)),
+            ("unlearn.passed", str(result.passed).lower()),
+            ("unlearn.n", "" if result.n is None else str(result.n)),
+            ("unlearn.ci95", "" if result.ci95 is None else f"{result.ci95[0]!r},{result.ci95[1]!r}"),
+        ]
+    )
+
+
 class CheckItem(pytest.Item):
     def __init__(self, *, spec: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -235,18 +252,7 @@ class CheckItem(pytest.Item):
 
     def runtest(self) -> None:
         result = _state(self.config).evaluate(self.spec)
-        self.stash[RESULT_KEY] = result
-        self.user_properties.extend(
-            [
-                ("unlearn.metric", result.metric),
-                ("unlearn.value", "" if result.value is None else repr(result.value)),
-                ("unlearn.op", result.op),
-                ("unlearn.threshold", repr(result.threshold)),
-                ("unlearn.passed", str(result.passed).lower()),
-                ("unlearn.n", "" if result.n is None else str(result.n)),
-                ("unlearn.ci95", "" if result.ci95 is None else f"{result.ci95[0]!r},{result.ci95[1]!r}"),
-            ]
-        )
+        _keep_result(self, result)
         if not result.passed:
             raise CheckFailed(result)
 
@@ -305,28 +311,33 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     report = yield
     if call.when == "call" and RESULT_KEY in item.stash:
-        setattr(report, REPORT_ATTR, item.stash[RESULT_KEY].to_json())
+        setattr(report, REPORT_ATTR, [result.to_json() for result in item.stash[RESULT_KEY]])
     return report
 
 
 class _ResultSink:
     """Receives check results from reports (in this process or from xdist workers)."""
 
-    def __init__(self, state: Any) -> None:
+    def __init__(self, state: Any, controller: bool) -> None:
         self.state = state
+        self.controller = controller
 
     @pytest.hookimpl
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         payload = getattr(report, REPORT_ATTR, None)
         if payload is not None and report.when == "call":
-            self.state.record(CheckResult.from_json(payload))
+            for result in payload:
+                self.state.record(CheckResult.from_json(result))
+                if self.controller:
+                    self.state.start_checks()  # a user's check counts as a check that ran
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_sessionstart(session: pytest.Session) -> None:
     state = _state(session.config)
     if state is not None:
-        session.config.pluginmanager.register(_ResultSink(state), "unlearn-result-sink")
+        controller = not hasattr(session.config, "workerinput")
+        session.config.pluginmanager.register(_ResultSink(state, controller), "unlearn-result-sink")
         if not hasattr(session.config, "workerinput"):
             session.config.pluginmanager.register(_StartWatcher(state), "unlearn-start-watcher")
 
@@ -389,6 +400,110 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
     state.backend.import_state(payload["backend"])
     if not state.selected:  # the controller does not collect: every worker collects all checks
         state.selected = list(payload["selected"])
+
+
+# -- fixtures for the user's own tests -------------------------------------------------------------
+NO_SUITE = "the unlearn_* fixtures need a suite: pass --suite NAME and --model PATH (see --help, group unlearn)"
+
+
+def _offered(request: pytest.FixtureRequest, capability: str) -> Any:
+    """The run's state when its suite offers ``capability`` to the user's tests, else a skip."""
+    state = _state(request.config)
+    if state is None:
+        pytest.skip(NO_SUITE)
+    if capability not in state.backend.USER_API:
+        pytest.skip(f"{request.fixturename}: the {state.manifest.name} suite does not offer it")
+    return state
+
+
+def _needs_model(request: pytest.FixtureRequest, state: Any, flag: str = "--model", attr: str = "model") -> None:
+    if getattr(state.settings, attr, None) is None:
+        pytest.skip(f"{request.fixturename} needs the model: pass {flag} PATH")
+
+
+def _fail_clearly(call: Any, *args: Any, **kwargs: Any) -> Any:
+    try:
+        return call(*args, **kwargs)
+    except UnlearnError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def unlearn_model(request: pytest.FixtureRequest) -> Any:
+    """The run's loaded model (--model), loaded once and shared with the suite's own checks."""
+    state = _offered(request, "model")
+    _needs_model(request, state)
+    return _fail_clearly(state.backend.user_model, "model")
+
+
+@pytest.fixture(scope="session")
+def unlearn_original_model(request: pytest.FixtureRequest) -> Any:
+    """The model before unlearning (--original-model), loaded once."""
+    state = _offered(request, "original")
+    _needs_model(request, state, "--original-model", "original_model")
+    return _fail_clearly(state.backend.user_model, "original")
+
+
+@pytest.fixture(scope="session")
+def unlearn_generate(request: pytest.FixtureRequest) -> Any:
+    """``unlearn_generate(prompts, **overrides)``: greedy continuations with the suite's settings,
+    batched, through the artifact cache."""
+    state = _offered(request, "generate")
+    _needs_model(request, state)
+    return lambda prompts, **overrides: _fail_clearly(state.backend.user_generate, list(prompts), **overrides)
+
+
+@pytest.fixture(scope="session")
+def unlearn_nll(request: pytest.FixtureRequest) -> Any:
+    """``unlearn_nll(texts)``: each text's mean token NLL under the model, through the cache."""
+    state = _offered(request, "nll")
+    _needs_model(request, state)
+    return lambda texts: _fail_clearly(state.backend.user_nll, list(texts))
+
+
+@pytest.fixture(scope="session")
+def unlearn_data(request: pytest.FixtureRequest) -> Any:
+    """The suite's parsed data: forget/retain rows, MIA sets, MMLU (semeval); concepts (genmu)."""
+    state = _offered(request, "data")
+    return state.backend.user_data()
+
+
+@pytest.fixture
+def unlearn_check(request: pytest.FixtureRequest) -> Any:
+    """``unlearn_check(id, value, op, threshold, n=None, samples=None)``: a check of your own in
+    the scorecard, the table and JUnit; the test fails when it misses."""
+    state = _state(request.config)
+    if state is None:
+        pytest.skip(NO_SUITE)
+    from pytest_unlearn.user import user_check
+
+    def check(check_id: str, value: float, op: str, threshold: float, n: int | None = None, samples: Any = None):
+        settings = state.manifest.settings
+        owner = state.user_checks.setdefault(check_id, request.node.nodeid)
+        if owner != request.node.nodeid:
+            pytest.fail(
+                f"unlearn_check({check_id!r}): {owner} records a check of that id already; ids must be unique",
+                pytrace=False,
+            )
+        result = _fail_clearly(
+            user_check,
+            check_id,
+            value,
+            op,
+            threshold,
+            n=n,
+            samples=samples,
+            nodeid=request.node.nodeid,
+            suite_checks=[spec.id for spec in state.manifest.checks],
+            seed=int(settings.get("seed", 0)),
+            bootstrap_samples=int(settings.get("bootstrap_samples", 1000)),
+        )
+        _keep_result(request.node, result)
+        if not result.passed:
+            pytest.fail(result.sentence(), pytrace=False)
+        return result
+
+    return check
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:

@@ -59,6 +59,8 @@ class RunState:
     # --baseline: a previous scorecard every check is also compared with.
     baseline: Baseline | None = None
     baseline_tolerance: float | None = None
+    # Check id -> the test that recorded it with unlearn_check (ids are unique in a scorecard).
+    user_checks: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def start(
@@ -88,6 +90,14 @@ class RunState:
         return result
 
     def record(self, result: CheckResult) -> None:
+        earlier = self.results.get(result.id)
+        if earlier is not None and earlier.details.get("test") != result.details.get("test"):
+            # Two xdist workers' tests chose one id: keep both, say so (never a silent overwrite).
+            self.backend.warnings.append(
+                f"check id {result.id!r} recorded by {earlier.details.get('test')} and {result.details.get('test')}; "
+                f"the second is kept as {result.id}@{result.details.get('test')}"
+            )
+            result.id = f"{result.id}@{result.details.get('test')}"
         self.results[result.id] = result
 
     def ordered_results(self) -> list[CheckResult]:

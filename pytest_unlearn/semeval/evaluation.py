@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,26 @@ def _optional_dir(
                 return data_dir / name
         return None  # never mix a user's data with our bundled sample sets
     return bundled
+
+
+@dataclass(frozen=True)
+class LanguageModel:
+    """What ``unlearn_model`` gives a test: the loaded causal LM, its tokenizer, where it runs."""
+
+    model: Any
+    tokenizer: Any
+    device: str
+    path: Path
+
+
+@dataclass(frozen=True)
+class SemevalData:
+    """What ``unlearn_data`` gives a test: the prompt rows by split, the MIA sets, MMLU."""
+
+    forget: list[PromptRow]
+    retain: list[PromptRow]
+    mia: tuple[list[MIADocument], list[MIADocument]] | None
+    mmlu: MMLUData | None
 
 
 class SemevalBackend(Backend):
@@ -111,6 +131,72 @@ class SemevalBackend(Backend):
         self._resolved_device: str | None = None  # where the (cached) passes ran or would run
         self.model_loads = 0  # models loaded in this run (tests read it: a warm rerun loads none)
         self._artifact_files: dict[str, str] = {}
+        self._original: tuple[Any, Any, str] | None = None  # --original-model, for the user's tests
+
+    # -- the user's own tests ---------------------------------------------------------------
+    USER_API = ("model", "original", "generate", "nll", "data")
+
+    def user_model(self, role: str = "model") -> Any:
+        if role == "model":
+            model, tokenizer, device = self.require_model("unlearn_model")
+            return LanguageModel(model, tokenizer, device, self.settings.model)  # type: ignore[arg-type]
+        path = self.settings.original_model
+        if path is None:
+            raise UnlearnError("unlearn_original_model needs --original-model PATH")
+        if self._original is None:
+            from pytest_unlearn.loading import load_causal_lm
+
+            self._original = load_causal_lm(
+                path, device=self.settings.device, dtype=self.settings.dtype, allow_pickle=self.settings.allow_pickle
+            )
+        model, tokenizer, device = self._original
+        return LanguageModel(model, tokenizer, device, path)
+
+    def user_generate(self, prompts: list[str], **overrides: Any) -> list[str]:
+        """Greedy continuations with the suite's settings (``max_new_tokens`` may be overridden),
+        batched and through the artifact cache, under the same key as the suite's own."""
+        unknown = sorted(set(overrides) - {"max_new_tokens"})
+        if unknown:
+            raise UnlearnError(f"unlearn_generate: unknown setting(s) {', '.join(unknown)}; it takes max_new_tokens")
+        max_new_tokens = int(overrides.get("max_new_tokens", self.max_new_tokens))
+        if self.settings.model is None:
+            self.require_model("unlearn_generate")
+        key = self._cache_key("semeval.generations", inputs=list(prompts), max_new_tokens=max_new_tokens)
+
+        def produce() -> list[str]:
+            from pytest_unlearn.semeval.backend import generate_greedy
+
+            model, tokenizer, device = self.require_model("unlearn_generate")
+            return generate_greedy(
+                model, tokenizer, list(prompts), max_new_tokens=max_new_tokens,
+                batch_size=self.settings.batch_size, device=device,
+            )  # fmt: skip
+
+        return self.cache.get_or_create_json("semeval-generations", key, produce)
+
+    def user_nll(self, texts: list[str]) -> list[float]:
+        """Mean token NLL of each text (as the MIA check scores documents), through the cache."""
+        if self.settings.model is None:
+            self.require_model("unlearn_nll")
+
+        def produce() -> list[float]:
+            from pytest_unlearn.semeval.backend import document_nll
+
+            model, tokenizer, device = self.require_model("unlearn_nll")
+            return document_nll(model, tokenizer, list(texts), batch_size=self.settings.batch_size, device=device)
+
+        return self.cache.get_or_create_json(
+            "semeval-mia", self._cache_key("semeval.mia_losses", documents=list(texts)), produce
+        )
+
+    def user_data(self) -> SemevalData:
+        rows = self.rows
+        return SemevalData(
+            forget=[r for r in rows if r.split == "forget"],
+            retain=[r for r in rows if r.split == "retain"],
+            mia=self.mia,
+            mmlu=self.mmlu_data,
+        )
 
     def _bundled(self, key: str) -> Path:
         path = self.manifest.data.get(key)
