@@ -165,6 +165,10 @@ class Backend(ABC):
     def settings_record(self) -> dict[str, Any]:
         return {}
 
+    def report_sections(self, card: dict[str, Any]) -> list[str]:
+        """HTML sections of the suite for the generic report (after the check table)."""
+        return []
+
     def write_reports(self, scorecard: Path) -> dict[str, str]:
         """Extra human-readable reports next to the scorecard; returns artifact name → path."""
         return {}

@@ -136,7 +136,7 @@ class RunState:
         settings["seed"] = self.manifest.settings.get("seed", 0)
         settings["bootstrap_samples"] = self.manifest.settings.get("bootstrap_samples", 1000)
         settings["threshold_overrides"] = dict(self.settings.thresholds)
-        return build_scorecard(
+        card = build_scorecard(
             suite=self.suite_record(),
             model=self.backend.model_record(),
             checks=self.ordered_results(),
@@ -150,6 +150,14 @@ class RunState:
             warnings=list(self.backend.warnings),
             baseline=self.baseline.record() if self.baseline else None,
         )
+        if "report" not in card["artifacts"]:
+            # The suite writes no page of its own (genmu's image grids): the generic one, with
+            # the suite's sections (worst examples, histograms).
+            from pytest_unlearn.report import write_report
+
+            report = self.scorecard_path.with_suffix(".html")
+            card["artifacts"].update(write_report(report, card, self.backend.report_sections(card)))
+        return card
 
     def start_checks(self) -> None:
         """The first check starts: note what the scorecard path holds, then mark it running."""

@@ -102,6 +102,7 @@ def test_semeval_model_mode_is_byte_identical(pytester, tmp_path):
     assert card["model"]["fingerprint"].startswith("sha256:") and set(card["artifacts"]) == {
         "generations",
         "mia_losses",
+        "report",  # card.html, compared byte for byte above
     }
 
 

@@ -35,6 +35,16 @@ from pytest_unlearn.semeval.data import (
 from pytest_unlearn.semeval.mmlu import MMLUData, load_mmlu
 
 
+def _read_jsonl(path: str | None) -> list[dict[str, Any]]:
+    """An artifact file of this run (absent, or unreadable: nothing to show)."""
+    if not path:
+        return []
+    try:
+        return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line]
+    except (OSError, ValueError):
+        return []
+
+
 def _optional_dir(
     explicit: Path | None, data_dir: Path | None, names: tuple[str, ...], bundled: Path | None
 ) -> Path | None:
@@ -427,6 +437,63 @@ class SemevalBackend(Backend):
             )
             return
         self._artifact_files[name] = str(path)
+
+    def report_sections(self, card: dict[str, Any]) -> list[str]:
+        """The worst examples of each failing subtask check, the MIA loss histograms with the
+        AUC, and MMLU accuracy per subject, from this run's artifact files."""
+        from pytest_unlearn.report import E, histogram_svg
+
+        files = card.get("artifacts", {})
+        sections = []
+        generations = _read_jsonl(files.get("generations"))
+        failing = [c for c in card["checks"] if not c["passed"] and c["metric"] == "semeval.subtask"]
+        if generations and failing:
+            parts = ["<h2>Worst examples of the failing checks</h2>"]
+            for check in failing:
+                if check["id"].count("-") != 2:
+                    continue  # a check of a custom manifest, named otherwise
+                task, kind, split = check["id"].split("-")
+                rows = [g for g in generations if (g["task"].lower(), g["kind"], g["split"]) == (task, kind, split)]
+                # Forget: the outputs closest to the answer; retain: the furthest from it.
+                rows.sort(key=lambda g: -g["score"] if split == "forget" else g["score"])
+                parts.append(f"<h3>{E(check['id'])}</h3><table><tr><th>input</th><th>expected</th>"
+                             "<th>generated</th><th>score</th></tr>")  # fmt: skip
+                for g in rows[: self.REPORT_EXAMPLES]:
+                    parts.append(
+                        f"<tr><td><pre>{E(g['input'])}</pre></td><td><pre>{E(g['expected'])}</pre></td>"
+                        f"<td><pre>{E(g['output'])}</pre></td><td>{g['score']:.3f}</td></tr>"
+                    )
+                parts.append("</table>")
+            sections.append("".join(parts))
+        losses = _read_jsonl(files.get("mia_losses"))
+        if losses:
+            series = {
+                "members": [r["nll"] for r in losses if r["set"] == "member"],
+                "non-members": [r["nll"] for r in losses if r["set"] == "nonmember"],
+            }
+            auc = card.get("aggregates", {}).get("mia_auc")
+            sections.append(
+                f"<h2>Membership inference</h2><p>mean token NLL per document; ROC AUC "
+                f"{'n/a' if auc is None else f'{auc:.4f}'} (0.5: members look like non-members)</p>"
+                + histogram_svg(series, label="mean token NLL")
+            )
+        mmlu = _read_jsonl(files.get("mmlu_predictions"))
+        if mmlu:
+            by_subject: dict[str, list[bool]] = {}
+            for row in mmlu:
+                by_subject.setdefault(row["subject"], []).append(bool(row["correct"]))
+            rows = "".join(
+                f"<tr><td>{E(s)}</td><td>{sum(v)}/{len(v)}</td><td>{sum(v) / len(v):.3f}</td></tr>"
+                for s, v in sorted(by_subject.items())
+            )
+            sections.append(
+                "<h2>MMLU per subject</h2><table><tr><th>subject</th><th>correct</th><th>accuracy</th></tr>"
+                + rows + "</table>"
+            )  # fmt: skip
+        return sections
+
+    #: Examples shown per failing check in the HTML report.
+    REPORT_EXAMPLES = 5
 
     def artifacts(self) -> dict[str, str]:
         return dict(self._artifact_files)
