@@ -298,11 +298,17 @@ def test_a_run_that_executes_no_check_never_replaces_a_scorecard(pytester, tmp_p
     created = json.loads(before)["created"]
     result.stdout.fnmatch_lines([f"scorecard: {card_path.name} (replaced the earlier complete scorecard of {created})"])
     assert len(json.loads(card_path.read_text())["checks"]) == 4
-    # --lf with nothing failed to rerun: pytest deselects everything, nothing is written.
+    # -k matching nothing, and --lf with nothing failed to rerun: nothing is written.
     fresh = tmp_path / "fresh.json"
     result = run(pytester, *args, f"--scorecard={fresh}", "-k", "nothing-matches")
     assert not fresh.exists()
     result.stdout.fnmatch_lines(["unlearn: no check ran (no check selected); scorecard none written"])
+    lf = ("--suite", "semeval", f"--predictions={perfect_unlearning_predictions}", "-k", "task1-knowledge-retain")
+    assert pytester.runpytest_inprocess(*lf, "--scorecard=lf.json").ret == pytest.ExitCode.OK  # nothing failed
+    (pytester.path / "lf.json").write_text(before)
+    result = pytester.runpytest_inprocess(*lf, "--scorecard=lf.json", "--lf", "--lfnf=none")
+    assert (pytester.path / "lf.json").read_text() == before
+    result.stdout.fnmatch_lines(["unlearn: no check ran (no check selected); scorecard lf.json left as it was"])
 
 
 def test_a_check_that_starts_marks_the_scorecard_running(pytester, perfect_unlearning_predictions):
