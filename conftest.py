@@ -53,3 +53,19 @@ def genmu_models() -> dict[str, Path]:
     from fixtures.genmu_world import build_models
 
     return build_models()
+
+
+@pytest.fixture(scope="session")
+def genmu_extra_models(genmu_models: dict[str, Path]) -> dict[str, Path]:
+    """Two more single-concept erased models of the Genμ world: erased-sunset, erased-neon."""
+    from fixtures.genmu_extra import build_models
+
+    return build_models()
+
+
+@pytest.fixture(scope="session")
+def genmu_classifier(genmu_models: dict[str, Path]) -> Path:
+    """The Genμ world's tiny image classifier (a transformers ResNet), for the classifier judge."""
+    from fixtures.genmu_classifier import build_models
+
+    return build_models()["classifier"]

@@ -40,6 +40,7 @@ SUITES.register("genmu-mini", "pytest_unlearn.suites:GENMU_MINI", replace=True)
 BACKENDS.register("semeval", "pytest_unlearn.semeval.evaluation:SemevalBackend", replace=True)
 BACKENDS.register("genmu", "pytest_unlearn.genmu.evaluation:GenmuBackend", replace=True)
 JUDGES.register("clip", "pytest_unlearn.genmu.judges:clip_judge", replace=True)
+JUDGES.register("classifier", "pytest_unlearn.genmu.judges:classifier_judge", replace=True)
 
 # The evallearn suite (eval-learn 0.1.6 metrics on the genmu diffusion machinery).
 for _name, _attr in {
