@@ -50,6 +50,7 @@ for _name, _attr in {
     "evallearn.ua": "ua",
     "evallearn.ira": "ira",
     "evallearn.ua_ira": "ua_ira",
+    "evallearn.err": "err",
 }.items():
     METRICS.register(_name, f"pytest_unlearn.evallearn.metrics:{_attr}", replace=True)
 SUITES.register("evallearn", "pytest_unlearn.evallearn:MANIFEST", replace=True)

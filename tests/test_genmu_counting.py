@@ -243,3 +243,26 @@ def test_fade_neighbours_by_hand():
     # A concept the same model erases is never a neighbour; the next one moves up.
     both, _ = fade_neighbours(["Golf Ball"], candidates, features, 2, excluded={"Golf Ball": {"Sunset"}})
     assert both == {"Golf Ball": ("Tennis Ball", "Juggling")}
+
+
+def test_adjacent_from_clip_is_the_text_method_and_says_so(pytester, colour_world):
+    manifest, images = colour_world
+    JUDGES.register("sky-near-red", "tests.test_genmu_counting:sky_near_red", replace=True)
+    args = ["-p", "no:cacheprovider", f"--suite={manifest}", f"--images={images}", "--judge=sky-near-red"]
+    pytester.runpytest_inprocess(*args, "--setting=adjacent_from=clip", "--setting=adjacent_k=1")
+    card = json.loads((pytester.path / "unlearn-scorecard.json").read_text())
+    assert card["settings"]["adjacent_from"] == "clip-text"
+    assert card["aggregates"]["adjacent"] == {"Red Ball": ["Blue Sky"]}
+    assert card["warnings"] == [
+        "adjacent_from = clip means clip-text (the judge's text embeddings); FADE ranks neighbours by the "
+        "original model's images: use clip-image"
+    ]
+    # clip-image ranks the original model's images: without one, a usage error naming the fix.
+    result = pytester.runpytest_inprocess(*args, "--setting=adjacent_from=clip-image")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            "ERROR: --setting adjacent_from=clip-image ranks neighbours by the original model's images: "
+            "pass --original-model PATH"
+        ]
+    )
