@@ -69,3 +69,10 @@ def genmu_classifier(genmu_models: dict[str, Path]) -> Path:
     from fixtures.genmu_classifier import build_models
 
     return build_models()["classifier"]
+
+
+@pytest.fixture(scope="session")
+def genmu_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One artifact cache for the world runs of several test modules: a (model, prompt, seed)
+    batch one test generated is read by the next instead of generated again."""
+    return tmp_path_factory.mktemp("genmu-artifact-cache")

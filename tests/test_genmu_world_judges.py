@@ -12,9 +12,15 @@ from pytest_unlearn.genmu.judges import present_concepts
 CONCEPTS = ["Golf Ball", "Tennis Ball", "Blue Jay", "Goldfish", "Sunset", "Night Sky", "Neon", "Juggling"]
 
 
-def run(pytester, *args):
+def run(pytester, cache, *args):
     result = pytester.runpytest_inprocess(
-        "-p", "no:cacheprovider", "--suite=genmu-mini", "--batch-size=32", "--scorecard=card.json", *args
+        "-p",
+        "no:cacheprovider",
+        "--suite=genmu-mini",
+        "--batch-size=32",
+        "--scorecard=card.json",
+        f"--cache-dir={cache}",
+        *args,
     )
     return result, json.loads((pytester.path / "card.json").read_text())
 
@@ -27,7 +33,7 @@ def test_present_concepts_by_hand():
 
 
 @pytest.mark.slow
-def test_clip_image_neighbours_of_golf_ball_as_fade_ranks_them(pytester, genmu_models):
+def test_clip_image_neighbours_of_golf_ball_as_fade_ranks_them(pytester, genmu_models, genmu_cache):
     """The neighbours are recomputed here from the original's images with transformers' CLIP
     directly: per image features L2-normalised, averaged per concept, cosine × logit scale."""
     import torch
@@ -36,6 +42,7 @@ def test_clip_image_neighbours_of_golf_ball_as_fade_ranks_them(pytester, genmu_m
 
     result, card = run(
         pytester,
+        genmu_cache,
         f"--model={genmu_models['erased']}",
         f"--original-model={genmu_models['original']}",
         f"--clip-model={genmu_models['clip']}",
@@ -71,22 +78,25 @@ def test_clip_image_neighbours_of_golf_ball_as_fade_ranks_them(pytester, genmu_m
 
 
 @pytest.mark.slow
-def test_classifier_judge_tells_the_erased_model_from_the_original(pytester, genmu_models, genmu_classifier):
+def test_classifier_judge_tells_the_erased_model_from_the_original(
+    pytester, genmu_models, genmu_classifier, genmu_cache
+):
     info = json.loads((genmu_classifier / "BUILD_INFO.json").read_text())
     assert info["held_out_accuracy"] >= 0.95, info
-    args = ["--judge=classifier", f"--setting=classifier_model={genmu_classifier}", "--setting=images_per_prompt=1"]
+    # The same images as the clip-image test's (the shared cache): only the judge runs here.
+    args = ["--judge=classifier", f"--setting=classifier_model={genmu_classifier}"]
     selected = ["-k", "golf-ball-forget or golf-ball-retain"]
-    _, erased = run(pytester, f"--model={genmu_models['erased']}", *args, *selected)
+    _, erased = run(pytester, genmu_cache, f"--model={genmu_models['erased']}", *args, *selected)
     checks = {c["id"]: c for c in erased["checks"]}
     assert all(checks[f"golf-ball-forget-{k}"]["passed"] for k in ("direct", "indirect", "adversarial")), checks
     assert checks["golf-ball-retain"]["value"] >= 0.7, checks["golf-ball-retain"]
     assert erased["settings"]["judge"] == "classifier"
     assert erased["settings"]["judge_model"] == str(genmu_classifier)
-    _, original = run(pytester, f"--model={genmu_models['original']}", *args, *selected)
+    _, original = run(pytester, genmu_cache, f"--model={genmu_models['original']}", *args, *selected)
     checks = {c["id"]: c for c in original["checks"]}
     assert not any(checks[f"golf-ball-forget-{k}"]["passed"] for k in ("direct", "indirect", "adversarial"))
     # Without a CLIP model the CLIP-score checks say what they need.
-    result, card = run(pytester, f"--model={genmu_models['erased']}", *args, "-k", "clip-score-retain")
+    result, card = run(pytester, genmu_cache, f"--model={genmu_models['erased']}", *args, "-k", "clip-score-retain")
     result.stdout.fnmatch_lines(
         ["*no CLIP scores: the judge is not CLIP; pass --clip-model DIR to score retention images"]
     )
