@@ -105,6 +105,15 @@ def test_a_folder_of_single_concept_models(pytester, genmu_models, genmu_extra_m
         assert term["ratio"] == pytest.approx(ratio, rel=1e-9)
         assert term["per_component"]["vae"]["l2"] == 0 and term["per_component"]["unet"]["l2"] > 0
     assert sorted(card["model"]["models"]) == sorted(CONCEPTS)
+    # The HTML report: one section per model, each of its 60 images beside the original's.
+    report = (pytester.path / "card.html").read_text()
+    assert report.count("<h1>model of ") == 3 and report.count("<img") == 2 * 3 * 60
+    assert sorted(k for k in card["artifacts"] if k.startswith("images_")) == [
+        "images_original",
+        "images_unlearned-golf-ball",
+        "images_unlearned-neon",
+        "images_unlearned-sunset",
+    ]
 
 
 def test_concept_equals_path_and_two_workers_give_the_same_scorecard(
@@ -160,6 +169,10 @@ def test_model_errors_are_one_line(pytester, genmu_models, semeval_models):
         (
             ["--suite=genmu-mini", f"--model=Neon={genmu_models['erased']}", "--concept=Sunset"],
             "ERROR: --concept 'Sunset' has no model: pass --model Sunset=PATH",
+        ),
+        (
+            ["--suite=genmu-mini", f"--model=Neon={genmu_models['erased']}", f"--images={genmu_models['clip']}"],
+            "ERROR: --images scores the images of one model: drop it, or pass a single --model",
         ),
         (
             ["--suite=semeval", f"--model={semeval_models['target']}", f"--model={semeval_models['retrained']}"],
