@@ -184,3 +184,26 @@ def test_model_errors_are_one_line(pytester, genmu_models, semeval_models):
         assert result.ret == pytest.ExitCode.USAGE_ERROR, args
         result.stderr.fnmatch_lines([line])
         assert "Traceback" not in result.stderr.str() + result.stdout.str()
+
+
+def test_concept_selects_some_of_the_models(genmu_models, genmu_extra_models):
+    """``--concept`` with per-concept models: the other models draw nothing, not even for the original."""
+    from pytest_unlearn.evaluation import RunSettings, create_backend
+    from pytest_unlearn.session import resolve_suite
+
+    models = three_models(genmu_models, genmu_extra_models)
+    settings = RunSettings(
+        models=tuple(f"{concept}={path}" for concept, path in models.items()),
+        concepts=("neon",),
+        clip_model=str(genmu_models["clip"]),
+        original_model=genmu_models["original"],
+    )
+    backend = create_backend(resolve_suite("genmu-mini"), settings)
+    assert backend.targets == ["Neon"] and list(backend.model_paths) == ["Neon"]
+    # Neon's 9 prompts and the 21 direct prompts of the 7 other concepts, 2 seeds each.
+    assert len(backend._original_pairs()) == 60
+    assert [spec.id for spec in backend.manifest.checks][:3] == [
+        "neon-forget-direct",
+        "neon-forget-indirect",
+        "neon-forget-adversarial",
+    ]

@@ -156,6 +156,8 @@ class GenmuBackend(Backend):
         # Model key -> path ("" is the one multi-concept model); which concepts each model has.
         self.model_paths, concept_models, self.model_line = self._models(settings)
         self.targets = self._targets(merged.get("targets") or [], concept_models)
+        if concept_models:  # --concept may test some of the models only: the others draw nothing
+            self.model_paths = {c: path for c, path in self.model_paths.items() if c in self.targets}
         self.model_of = {c: (c if concept_models else "") for c in self.targets}
         self.erased = {m: tuple(c for c in self.targets if self.model_of[c] == m) for m in self.model_paths}
         if settings.images is not None and concept_models:
