@@ -131,3 +131,14 @@ def test_classifier_judge_errors_are_one_line(pytester, tmp_path):
         )
         assert result.ret == pytest.ExitCode.USAGE_ERROR, extra
         result.stderr.fnmatch_lines([line])
+
+
+def test_the_classifier_reads_the_world_classifier_folder_and_gives_top_k_labels(genmu_classifier):
+    from fixtures.genmu_world import HELD_OUT_SEED, render
+    from pytest_unlearn.genmu.judges import classifier_judge
+
+    judge = classifier_judge(str(genmu_classifier), "cpu")
+    images = [render(concept, HELD_OUT_SEED) for concept in ("Golf Ball", "Blue Jay", "Juggling")]
+    top = judge.top_labels(images, 2)
+    assert [labels[0] for labels in top] == ["golf ball", "jay", "juggler"]
+    assert all(len(labels) == 2 and labels[0] != labels[1] for labels in top)
