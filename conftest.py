@@ -53,3 +53,26 @@ def genmu_models() -> dict[str, Path]:
     from fixtures.worlds import models
 
     return models("genmu")
+
+
+@pytest.fixture(scope="session")
+def genmu_extra_models(genmu_models: dict[str, Path]) -> dict[str, Path]:
+    """Two more single-concept erased models of the Genμ world: erased-sunset, erased-neon."""
+    from fixtures.worlds import models
+
+    return models("genmu-extra")
+
+
+@pytest.fixture(scope="session")
+def genmu_classifier(genmu_models: dict[str, Path]) -> Path:
+    """The Genμ world's tiny image classifier (a transformers ResNet), for the classifier judge."""
+    from fixtures.worlds import models
+
+    return models("genmu-classifier")["classifier"]
+
+
+@pytest.fixture(scope="session")
+def genmu_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One artifact cache for the world runs of several test modules: a (model, prompt, seed)
+    batch one test generated is read by the next instead of generated again."""
+    return tmp_path_factory.mktemp("genmu-artifact-cache")

@@ -40,6 +40,7 @@ SUITES.register("genmu-mini", "pytest_unlearn.suites:GENMU_MINI", replace=True)
 BACKENDS.register("semeval", "pytest_unlearn.semeval.evaluation:SemevalBackend", replace=True)
 BACKENDS.register("genmu", "pytest_unlearn.genmu.evaluation:GenmuBackend", replace=True)
 JUDGES.register("clip", "pytest_unlearn.genmu.judges:clip_judge", replace=True)
+JUDGES.register("classifier", "pytest_unlearn.genmu.judges:classifier_judge", replace=True)
 
 # The evallearn suite (eval-learn 0.1.6 metrics on the genmu diffusion machinery).
 for _name, _attr in {
@@ -49,6 +50,7 @@ for _name, _attr in {
     "evallearn.ua": "ua",
     "evallearn.ira": "ira",
     "evallearn.ua_ira": "ua_ira",
+    "evallearn.err": "err",
 }.items():
     METRICS.register(_name, f"pytest_unlearn.evallearn.metrics:{_attr}", replace=True)
 SUITES.register("evallearn", "pytest_unlearn.evallearn:MANIFEST", replace=True)

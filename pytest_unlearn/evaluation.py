@@ -30,6 +30,8 @@ class RunSettings:
     """What the user asked for on the command line / ini / environment, already validated."""
 
     model: Path | None = None
+    # Every --model value as given (a suite that takes several, genmu's CONCEPT=PATH, reads these).
+    models: tuple[str, ...] = ()
     data: Path | None = None
     artifacts: Path = Path("unlearn-scorecard-artifacts")
     device: str = "auto"
@@ -75,6 +77,8 @@ class Backend(ABC):
 
     #: Settings ``--setting KEY=VALUE`` may override even when the manifest does not list them.
     SETTINGS: tuple[str, ...] = ("seed", "bootstrap_samples")
+    #: Whether ``--model`` may be given more than once (one model per concept, say).
+    MULTIPLE_MODELS: bool = False
 
     def __init__(self, manifest: SuiteManifest, settings: RunSettings) -> None:
         self.manifest = manifest
@@ -117,6 +121,11 @@ class Backend(ABC):
 
     def header_lines(self) -> list[str]:
         return []
+
+    def requires(self, spec: CheckSpec) -> tuple[str, ...]:
+        """The inputs check ``spec`` needs: its metric's ``requires``; a backend may name them
+        more finely (one input per model), which also makes finer xdist groups."""
+        return METRICS.get(spec.metric).requires
 
     def concepts(self) -> list[str] | None:
         """The target concepts that per-concept check templates expand over (None: no concepts)."""
@@ -165,13 +174,10 @@ class Backend(ABC):
     def settings_record(self) -> dict[str, Any]:
         return {}
 
-    def report_sections(self, card: dict[str, Any]) -> list[str]:
-        """HTML sections of the suite for the generic report (after the check table)."""
+    def report_sections(self, card: dict[str, Any], report: Path) -> list[str]:
+        """HTML sections of the suite for the report at ``report`` (after the check table);
+        files they show are linked relative to it."""
         return []
-
-    def write_reports(self, scorecard: Path) -> dict[str, str]:
-        """Extra human-readable reports next to the scorecard; returns artifact name → path."""
-        return {}
 
     # -- xdist: inputs computed by workers, merged by the controller -------------------------
     def export_extra(self) -> dict[str, Any]:
@@ -251,7 +257,7 @@ class Backend(ABC):
     def evaluate(self, spec: CheckSpec) -> CheckResult:
         metric = METRICS.get(spec.metric)
         try:
-            self.ensure(metric.requires)
+            self.ensure(self.requires(spec))
             inputs = self.metric_inputs()
             measured = metric(inputs, **spec.params)
             ci = self._interval(metric, inputs, spec)
@@ -321,6 +327,11 @@ def create_backend(manifest: SuiteManifest, settings: RunSettings) -> Backend:
     except UnlearnError as exc:
         raise UnlearnError(f"suite manifest {manifest.path}: {exc}") from None
     manifest = apply_setting_overrides(manifest, settings.overrides, backend_cls)
+    if len(settings.models) > 1 and not backend_cls.MULTIPLE_MODELS:
+        raise UnlearnError(
+            f"--model given {len(settings.models)} times: suite {manifest.name} certifies one model; "
+            "pass one --model PATH"
+        )
     backend = backend_cls(manifest, settings)
     expanded = replace(manifest, checks=backend.expand_checks(manifest.checks))
     backend.manifest = apply_threshold_overrides(expanded, settings.thresholds)
@@ -328,11 +339,14 @@ def create_backend(manifest: SuiteManifest, settings: RunSettings) -> Backend:
     return backend
 
 
-def check_groups(manifest: SuiteManifest, checks: list[CheckSpec] | None = None) -> dict[str, str]:
+def check_groups(
+    manifest: SuiteManifest, checks: list[CheckSpec] | None = None, backend: Backend | None = None
+) -> dict[str, str]:
     """Check id → xdist group: the selected checks sharing an expensive input (transitively)
-    share a worker."""
+    share a worker (inputs as the backend names them, when given)."""
     from pytest_unlearn.workers import input_groups
 
     selected = manifest.checks if checks is None else checks
-    groups = input_groups({spec.id: METRICS.get(spec.metric).requires for spec in selected})
+    needs = backend.requires if backend is not None else (lambda spec: METRICS.get(spec.metric).requires)
+    groups = input_groups({spec.id: needs(spec) for spec in selected})
     return {check_id: f"{manifest.name}/{group}" for check_id, group in groups.items()}

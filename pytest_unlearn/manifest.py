@@ -79,6 +79,10 @@ class SuiteManifest:
     checks: tuple[CheckSpec, ...] = ()
     columns: dict[str, str] = field(default_factory=dict)
     adjacent: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # Genμ: the concepts FADE-style adjacency ranks (``[candidates] concepts = [...]``) and the
+    # classifier judge's label sets per concept (``[labels]``).
+    candidates: tuple[str, ...] = ()
+    labels: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def check(self, check_id: str) -> CheckSpec:
         for spec in self.checks:
@@ -161,6 +165,15 @@ def parse_manifest(text: str, path: Path) -> SuiteManifest:
         isinstance(v, list) and all(isinstance(x, str) for x in v) for v in adjacent.values()
     ):
         raise UnlearnError(f"{where}: [adjacent] must map each concept to a list of concept names")
+    candidates = doc.get("candidates", {})
+    listed = candidates.get("concepts", []) if isinstance(candidates, dict) else None
+    if not isinstance(listed, list) or not all(isinstance(x, str) for x in listed):
+        raise UnlearnError(f"{where}: [candidates] must hold concepts = [a list of concept names]")
+    labels = doc.get("labels", {})
+    if not isinstance(labels, dict) or not all(
+        isinstance(v, list) and all(isinstance(x, str) for x in v) for v in labels.values()
+    ):
+        raise UnlearnError(f"{where}: [labels] must map each concept to a list of classifier labels")
     raw_checks = doc.get("checks", [])
     if not isinstance(raw_checks, list) or not raw_checks:
         raise UnlearnError(f"{where}: no [[checks]] defined; a suite needs at least one check")
@@ -185,6 +198,8 @@ def parse_manifest(text: str, path: Path) -> SuiteManifest:
         checks=checks,
         columns=dict(columns),
         adjacent={k: tuple(v) for k, v in adjacent.items()},
+        candidates=tuple(listed),
+        labels={k: tuple(v) for k, v in labels.items()},
     )
 
 

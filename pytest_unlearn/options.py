@@ -101,6 +101,7 @@ class OptionSpec:
     metavar: str | None = None
     multiple: bool = False  # repeatable flag; ini value is a list of lines
     flag_only: bool = False  # store_true flag
+    env_split: bool = True  # a repeatable option's environment value holds several, space-separated
 
     @property
     def ini(self) -> str:
@@ -119,8 +120,12 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec(
         ("--model", "--unlearn-model"),
         "unlearn_model",
-        "Path of the model to certify: a local model folder (from_pretrained) or checkpoint.",
+        "Path of the model to certify: a local model folder (from_pretrained) or checkpoint. "
+        "genmu also takes one single-concept model per concept, CONCEPT=PATH, or a folder of "
+        "sub-folders named after concepts; other suites take one.",
         metavar="PATH",
+        multiple=True,
+        env_split=False,
     ),
     OptionSpec(
         ("--suite",),
@@ -321,7 +326,7 @@ def resolve(
             return _parse_many(spec, cli_value, spec.flag), spec.flag
         env_raw = environ.get(spec.env)
         if env_raw:
-            return _parse_many(spec, env_raw.split(), spec.env), spec.env
+            return _parse_many(spec, env_raw.split() if spec.env_split else [env_raw], spec.env), spec.env
         if ini_value:
             return _parse_many(spec, ini_value, f"ini option {spec.ini}"), f"ini option {spec.ini}"
         return [], "default"

@@ -132,7 +132,8 @@ def pytest_configure(config: pytest.Config) -> None:
         if values["unlearn_judge"]:
             overrides["judge"] = values["unlearn_judge"]
         settings = RunSettings(
-            model=as_path(values["unlearn_model"]),
+            model=as_path(values["unlearn_model"][0]) if len(values["unlearn_model"]) == 1 else None,
+            models=tuple(values["unlearn_model"]),
             data=as_path(values["unlearn_data"]),
             artifacts=as_path(values["unlearn_artifacts"]) or default_artifacts_dir(scorecard),
             device=values["unlearn_device"],
@@ -286,7 +287,7 @@ def pytest_unlearn_group_checks(session: pytest.Session, config: pytest.Config, 
     from pytest_unlearn.evaluation import check_groups
 
     checks = [item for item in items if isinstance(item, CheckItem)]
-    groups = check_groups(_state(config).manifest, [item.spec for item in checks])
+    groups = check_groups(_state(config).manifest, [item.spec for item in checks], _state(config).backend)
     # A loadgroup worker reports nodeids ending in @group, which xdist's scheduler groups by.
     # xdist 3.8 appends it by assigning item._nodeid, which pytest 9.2 no longer reads (nodeids
     # live in item._id), so the checks are made again with the suffix in their nodeid.

@@ -22,6 +22,8 @@ CSS = (
     ".PASS{color:#1a7f37;font-weight:bold}.FAIL,.ERROR{color:#c62828;font-weight:bold}"
     ".regressed{color:#c62828}pre{white-space:pre-wrap;margin:0;max-width:40em}h2{margin-top:2em}"
     "svg text{font-size:11px;font-family:system-ui,sans-serif}"
+    # genmu's grids: the judge sees the concept (red outline) or not (green).
+    "img{width:128px;image-rendering:pixelated}.absent{outline:3px solid #2a2}.present{outline:3px solid #c22}"
 )
 E = html.escape
 

@@ -141,7 +141,7 @@ class RunState:
             model=self.backend.model_record(),
             checks=self.ordered_results(),
             aggregates=self.backend.aggregates(),
-            artifacts={**self.backend.run_artifacts(), **self.backend.write_reports(self.scorecard_path)},
+            artifacts=self.backend.run_artifacts(),
             settings=settings,
             device=self.backend.run_device(),
             timings=timings,
@@ -150,13 +150,12 @@ class RunState:
             warnings=list(self.backend.warnings),
             baseline=self.baseline.record() if self.baseline else None,
         )
-        if "report" not in card["artifacts"]:
-            # The suite writes no page of its own (genmu's image grids): the generic one, with
-            # the suite's sections (worst examples, histograms).
-            from pytest_unlearn.report import write_report
+        # The page beside the scorecard: the check table, then the suite's own sections
+        # (semeval's worst examples and histograms, genmu's image grids).
+        from pytest_unlearn.report import write_report
 
-            report = self.scorecard_path.with_suffix(".html")
-            card["artifacts"].update(write_report(report, card, self.backend.report_sections(card)))
+        report = self.scorecard_path.with_suffix(".html")
+        card["artifacts"].update(write_report(report, card, self.backend.report_sections(card, report)))
         return card
 
     def start_checks(self) -> None:

@@ -194,7 +194,9 @@ def test_a_run_killed_during_generation_resumes_from_the_finished_batches(tmp_pa
     os.kill(killed.pid, signal.SIGKILL)
     killed.wait()
     finished = {p.name for p in images.rglob("*.npz")}
-    assert not (tmp_path / "card.json").exists()
+    # What a killed run leaves: the card its first check marked running, never a result.
+    killed_card = json.loads((tmp_path / "card.json").read_text())
+    assert killed_card["status"] == "running" and killed_card["passed"] is False and killed_card["checks"] == []
 
     resumed = subprocess.run(
         [*genmu_command(genmu_models, f"--cache-dir={cache}"), "-p", "tests.test_cache_probe"],

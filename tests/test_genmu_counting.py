@@ -188,7 +188,7 @@ def sky_near_red(spec, device):
 
 
 def test_adjacent_concepts_from_the_judges_text_embeddings(pytester, colour_world):
-    """adjacent_from = clip: Red Ball's nearest non-target concept is Blue Sky, whose images are
+    """adjacent_from = clip-text: Red Ball's nearest non-target concept is Blue Sky, whose images are
     blue 1 of 2 times, so A_adj = 1/2 (the manifest's neighbour, Green Leaf, gives 1)."""
     manifest, images = colour_world
     JUDGES.register("sky-near-red", "tests.test_genmu_counting:sky_near_red", replace=True)
@@ -198,23 +198,71 @@ def test_adjacent_concepts_from_the_judges_text_embeddings(pytester, colour_worl
         f"--suite={manifest}",
         f"--images={images}",
         "--judge=sky-near-red",
-        "--setting=adjacent_from=clip",
+        "--setting=adjacent_from=clip-text",
         "--setting=adjacent_k=1",
     )
     card = json.loads((pytester.path / "unlearn-scorecard.json").read_text())
     values = {c["id"]: c["value"] for c in card["checks"]}
     assert card["aggregates"]["adjacent"] == {"Red Ball": ["Blue Sky"]}
     assert values["red-ball-adjacent"] == 0.5
-    assert card["settings"]["adjacent_from"] == "clip" and card["settings"]["adjacent_k"] == 1
+    assert card["settings"]["adjacent_from"] == "clip-text" and card["settings"]["adjacent_k"] == 1
     # ERR by hand: A_fgt 1/2, A_ind 1, A_adv 1/2, A_ret 3/4, A_adj 1/2 -> 5 / (2 + 1 + 2 + 4/3 + 2).
     assert values["err"] == pytest.approx(5 / (2 + 1 + 2 + 4 / 3 + 2))
 
 
-def test_adjacent_from_must_be_manifest_or_clip(pytester, colour_world):
+def test_adjacent_from_must_be_a_known_method(pytester, colour_world):
     manifest, images = colour_world
     result = pytester.runpytest_inprocess(
         "-p", "no:cacheprovider", f"--suite={manifest}", f"--images={images}", "--setting=adjacent_from=knn"
     )
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*adjacent_from must be manifest or clip, got 'knn'*"])
+    result.stderr.fnmatch_lines(["*adjacent_from must be manifest, clip-text, clip-image, got 'knn'*"])
     assert "Traceback" not in result.stderr.str() + result.stdout.str()
+
+
+def test_fade_neighbours_by_hand():
+    """clip-image ranks as FADE does: each image feature L2-normalised, then averaged per concept,
+    then cosine × logit scale. Golf Ball's images [2,0,0] and [0,0,5] average to (½, 0, ½)."""
+    from pytest_unlearn.genmu.adjacency import fade_neighbours
+
+    features = {
+        "Golf Ball": np.array([[2.0, 0.0, 0.0], [0.0, 0.0, 5.0]]),
+        # Normalised first, (½, ½, 0): cos ½. Averaged first, (5, ½, 0) would give cos 0.70 and
+        # rank it above Tennis Ball: the order of the two steps matters.
+        "Juggling": np.array([[10.0, 0.0, 0.0], [0.0, 1.0, 0.0]]),
+        "Tennis Ball": np.array([[2.0, 1.0, 0.0]]),  # cos 1/√5 / (1/√2) = √(2/5) = 0.632
+        "Blue Jay": np.array([[0.0, 7.0, 0.0]]),  # orthogonal: 0
+        "Sunset": np.array([[0.0, 0.0, 3.0]]),  # cos ½ / (1/√2) = 1/√2 = 0.707
+    }
+    candidates = ["Juggling", "Tennis Ball", "Blue Jay", "Sunset", "Golf Ball"]
+    chosen, scores = fade_neighbours(["Golf Ball"], candidates, features, 2, logit_scale=100.0)
+    assert chosen == {"Golf Ball": ("Sunset", "Tennis Ball")}
+    assert scores["Golf Ball"] == pytest.approx(
+        {"Juggling": 50.0, "Tennis Ball": 100 * (2 / 5) ** 0.5, "Blue Jay": 0.0, "Sunset": 100 / 2**0.5}
+    )
+    # A concept the same model erases is never a neighbour; the next one moves up.
+    both, _ = fade_neighbours(["Golf Ball"], candidates, features, 2, excluded={"Golf Ball": {"Sunset"}})
+    assert both == {"Golf Ball": ("Tennis Ball", "Juggling")}
+
+
+def test_adjacent_from_clip_is_the_text_method_and_says_so(pytester, colour_world):
+    manifest, images = colour_world
+    JUDGES.register("sky-near-red", "tests.test_genmu_counting:sky_near_red", replace=True)
+    args = ["-p", "no:cacheprovider", f"--suite={manifest}", f"--images={images}", "--judge=sky-near-red"]
+    pytester.runpytest_inprocess(*args, "--setting=adjacent_from=clip", "--setting=adjacent_k=1")
+    card = json.loads((pytester.path / "unlearn-scorecard.json").read_text())
+    assert card["settings"]["adjacent_from"] == "clip-text"
+    assert card["aggregates"]["adjacent"] == {"Red Ball": ["Blue Sky"]}
+    assert card["warnings"] == [
+        "adjacent_from = clip means clip-text (the judge's text embeddings); FADE ranks neighbours by the "
+        "original model's images: use clip-image"
+    ]
+    # clip-image ranks the original model's images: without one, a usage error naming the fix.
+    result = pytester.runpytest_inprocess(*args, "--setting=adjacent_from=clip-image")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            "ERROR: --setting adjacent_from=clip-image ranks neighbours by the original model's images: "
+            "pass --original-model PATH"
+        ]
+    )

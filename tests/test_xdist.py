@@ -106,15 +106,18 @@ def test_worker_state_round_trip_is_exact():
     inputs = GenmuInputs(
         targets=("Golf Ball",),
         adjacent={"Golf Ball": ("Juggling",)},
-        presence={("Golf Ball", "direct"): np.array([0.0, 1.0])},
-        clip_scores=np.array([0.1 + 0.2, 1 / 3], dtype=np.float64),
-        weight_change=WeightChange(1.5, 10, {"unet": (1.5, 10)}, {"unet.a": (1.5, 10)}),
+        model_of={"Golf Ball": "Golf Ball"},
+        erased={"Golf Ball": ("Golf Ball",)},
+        presence={("Golf Ball", "Golf Ball", "direct"): np.array([0.0, 1.0])},
+        clip_scores={"Golf Ball": np.array([0.1 + 0.2, 1 / 3], dtype=np.float64)},
+        weight_change={"Golf Ball": WeightChange(1.5, 10, {"unet": (1.5, 10)}, {"unet.a": (1.5, 10)})},
     )
     wire = json.loads(json.dumps(encode(inputs)))  # builtin types only, as execnet needs
     back = decode(wire)
-    assert back.presence[("Golf Ball", "direct")].tolist() == [0.0, 1.0]
-    assert back.clip_scores.tolist() == inputs.clip_scores.tolist()
+    assert back.presence[("Golf Ball", "Golf Ball", "direct")].tolist() == [0.0, 1.0]
+    assert back.clip_scores["Golf Ball"].tolist() == inputs.clip_scores["Golf Ball"].tolist()
     assert back.weight_change == inputs.weight_change and back.adjacent == inputs.adjacent
+    assert back.erased == inputs.erased and back.model_of == inputs.model_of
     with pytest.raises(UnlearnError, match="foreign class"):
         decode({"__dataclass__": "os:stat_result", "fields": {}})
 

@@ -180,3 +180,75 @@ def clip_judge(spec: str, device: str) -> Judge:
     if spec.startswith("open_clip:"):
         return OpenClip(spec, device)
     return TransformersClip(Path(spec), device)
+
+
+def logit_scale(judge: Judge) -> float:
+    """CLIP's learned temperature ``exp(logit_scale)`` of a judge (1.0 for a judge without one)."""
+    value = getattr(judge, "logit_scale", None)
+    if value is None:
+        value = getattr(getattr(judge, "model", None), "logit_scale", None)
+        if value is None:
+            return 1.0
+        value = value.exp()
+    return float(value.item() if hasattr(value, "item") else value)
+
+
+class ImageClassifier:
+    """A transformers image classifier as the concept judge (``--judge classifier --setting
+    classifier_model=DIR``): ``AutoModelForImageClassification`` and its image processor from a
+    local folder, safetensors only. A concept is present when one of its labels (the manifest's
+    ``[labels]``) is among the image's top-k predicted labels, as UnlearnDiffAtk and FADE judge
+    objects with an ImageNet ResNet-50."""
+
+    name = "classifier"
+
+    def __init__(self, path: Path, device: str, batch_size: int = 32) -> None:
+        import torch
+        from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+        if not (path / "config.json").is_file():
+            raise UnlearnError(
+                f"--setting classifier_model={path}: not an image-classification folder (no config.json)"
+            )
+        try:
+            self.model = (
+                AutoModelForImageClassification.from_pretrained(path, local_files_only=True, use_safetensors=True)
+                .to(device)
+                .eval()
+            )
+            self.processor = AutoImageProcessor.from_pretrained(path, local_files_only=True)
+        except Exception as exc:
+            raise UnlearnError(
+                f"--setting classifier_model={path}: cannot load the classifier ({type(exc).__name__}: {exc})"
+            ) from None
+        self.path = path
+        self.device = device
+        self.batch_size = batch_size
+        self._torch = torch
+
+    def top_labels(self, images: list[Any], k: int) -> list[list[str]]:
+        """The ``k`` most probable label names of each image, most probable first."""
+        names = self.model.config.id2label
+        out: list[list[str]] = []
+        with self._torch.no_grad():
+            for start in range(0, len(images), self.batch_size):
+                batch = self.processor(images=images[start : start + self.batch_size], return_tensors="pt")
+                logits = self.model(pixel_values=batch["pixel_values"].to(self.device)).logits.float()
+                top = logits.topk(min(k, logits.shape[-1]), dim=-1).indices.cpu().tolist()
+                out.extend([str(names[i]) for i in row] for row in top)
+        return out
+
+
+def classifier_judge(spec: str, device: str) -> ImageClassifier:
+    """The built-in "classifier" judge; ``spec`` is the classifier's folder."""
+    from pytest_unlearn.loading import resolve_device
+
+    if not spec:
+        raise UnlearnError("--judge classifier needs --setting classifier_model=DIR (a transformers image classifier)")
+    return ImageClassifier(Path(spec), resolve_device(device))
+
+
+def present_concepts(top: list[str], concepts: list[str], labels: dict[str, tuple[str, ...]]) -> list[str]:
+    """The concepts one of whose labels is among ``top`` (case-insensitive)."""
+    seen = {label.casefold() for label in top}
+    return [c for c in concepts if any(label.casefold() in seen for label in labels.get(c, ()))]

@@ -438,7 +438,7 @@ class SemevalBackend(Backend):
             return
         self._artifact_files[name] = str(path)
 
-    def report_sections(self, card: dict[str, Any]) -> list[str]:
+    def report_sections(self, card: dict[str, Any], report: Path) -> list[str]:
         """The worst examples of each failing subtask check, the MIA loss histograms with the
         AUC, and MMLU accuracy per subject, from this run's artifact files."""
         from pytest_unlearn.report import E, histogram_svg
