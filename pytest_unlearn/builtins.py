@@ -19,6 +19,14 @@ _METRICS = {
         "semeval.mmlu_accuracy": "mmlu_accuracy",
         "semeval.final_score": "final_score_metric",
     },
+    "pytest_unlearn.tofu.metrics": {
+        "tofu.probability": "probability_metric",
+        "tofu.rouge": "rouge_metric",
+        "tofu.truth_ratio": "truth_ratio_metric",
+        "tofu.model_utility": "model_utility_metric",
+        "tofu.model_utility_ratio": "model_utility_ratio",
+        "tofu.forget_quality": "forget_quality_metric",
+    },
     "pytest_unlearn.genmu.metrics": {
         "genmu.forget": "forget",
         "genmu.retain": "retain",
