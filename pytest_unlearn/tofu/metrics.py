@@ -201,7 +201,8 @@ def _check_task(task: str) -> None:
     higher_is_better=False,
     unit="probability",
     requires=("tofu",),
-    description="Mean exp(-answer loss) (forget/retain) or normalised over perturbed answers (real authors, world facts).",
+    description="Mean exp(-answer loss) (forget/retain), normalised over the perturbed answers "
+    "(real authors, world facts).",
 )
 def probability_metric(inputs: TofuInputs, *, task: str) -> Measurement:
     _check_task(task)
