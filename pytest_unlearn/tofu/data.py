@@ -1,0 +1,150 @@
+"""TOFU's data files (locuslab/TOFU on the Hugging Face hub, one JSON object per line or a JSON
+array): ``forget{01,05,10}_perturbed.json`` and ``retain_perturbed.json`` with ``question``,
+``answer``, ``paraphrased_answer``, ``perturbed_answer`` (a list); ``real_authors_perturbed.json``
+and ``world_facts_perturbed.json`` with ``question``, ``answer``, ``perturbed_answer``.
+
+Prompts follow TOFU's ``convert_raw_data_to_model_format``: question_start_tag + question +
+question_end_tag, then answer_tag + answer, with the tags of the model family
+(``config/model_config.yaml``). Pure Python, so bad data stops a run before any model loads.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pytest_unlearn.errors import UnlearnError
+
+#: Our task name -> (the file's stem, or None for the forget split; whether the base answer of the
+#: truth ratio is the paraphrased answer). TOFU's eval_everything.yaml: base_answer_key is
+#: paraphrased_answer on retain and forget, answer on real authors and world facts.
+TASK_FILES = {
+    "retain": "retain_perturbed",
+    "real_authors": "real_authors_perturbed",
+    "world_facts": "world_facts_perturbed",
+}
+PARAPHRASED_BASE = ("retain", "forget")
+FORGET_SPLIT = re.compile(r"^forget\d\d$")
+
+
+@dataclass(frozen=True)
+class Tags:
+    """A model family's prompt tags (TOFU's ``model_config.yaml``)."""
+
+    question_start: str
+    question_end: str
+    answer: str
+
+    def prompt(self, question: str) -> str:
+        """What the model is asked (and generation starts from)."""
+        return self.question_start + question + self.question_end
+
+    def answer_text(self, answer: str) -> str:
+        return self.answer + answer
+
+
+@dataclass(frozen=True)
+class Question:
+    index: str
+    question: str
+    answer: str
+    base_answer: str  # paraphrased answer (retain, forget) or the answer itself
+    perturbed: tuple[str, ...]
+
+
+def read_json_records(path: Path) -> list[dict[str, Any]]:
+    """A JSON array of objects, or one object per line (the hub's files)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UnlearnError(f"{path}: cannot read ({exc})") from None
+    stripped = text.lstrip()
+    try:
+        if stripped.startswith("["):
+            rows = json.loads(text)
+        else:
+            rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+    except json.JSONDecodeError as exc:
+        raise UnlearnError(f"{path}: not JSON or JSON lines ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise UnlearnError(f"{path}: expected a list of objects (question, answer, ...)")
+    return rows
+
+
+def load_task(path: Path, task: str, ds_size: int) -> list[Question]:
+    """One task's questions, the first ``ds_size`` (TOFU's ``ds_size``; 0 = all)."""
+    rows = read_json_records(path)
+    base_key = "paraphrased_answer" if task in PARAPHRASED_BASE else "answer"
+    need = ("question", "answer", base_key, "perturbed_answer")
+    questions = []
+    width = None
+    for line, row in enumerate(rows, 1):
+        missing = [k for k in need if k not in row]
+        if missing:
+            raise UnlearnError(f"{path}: record {line} has no {', '.join(missing)}; TOFU's {path.name} has {need}")
+        perturbed = row["perturbed_answer"]
+        if isinstance(perturbed, str):
+            perturbed = [perturbed]
+        if not isinstance(perturbed, list) or not perturbed or not all(isinstance(p, str) for p in perturbed):
+            raise UnlearnError(f"{path}: record {line}: perturbed_answer must be a non-empty list of strings")
+        if width is not None and len(perturbed) != width:
+            raise UnlearnError(
+                f"{path}: record {line} has {len(perturbed)} perturbed answers, record 1 has {width}; "
+                "TOFU averages the same number for every question"
+            )
+        width = len(perturbed)
+        texts = [row["question"], row["answer"], row[base_key]]
+        if not all(isinstance(t, str) for t in texts):
+            raise UnlearnError(f"{path}: record {line}: question and answers must be strings")
+        questions.append(Question(str(line - 1), texts[0], texts[1], texts[2], tuple(perturbed)))
+    if not questions:
+        raise UnlearnError(f"{path}: no questions")
+    return questions[:ds_size] if ds_size > 0 else questions
+
+
+def task_paths(data_dir: Path, forget_split: str) -> dict[str, Path]:
+    """Where each task's file is in a TOFU data folder."""
+    if not FORGET_SPLIT.match(forget_split):
+        raise UnlearnError(f"--setting forget_split={forget_split}: expected forget01, forget05 or forget10")
+    paths = {t: data_dir / f"{stem}.json" for t, stem in TASK_FILES.items()}
+    paths["forget"] = data_dir / f"{forget_split}_perturbed.json"
+    return paths
+
+
+def load_data(data_dir: Path, forget_split: str, ds_size: int, flag: str) -> dict[str, list[Question]]:
+    if not data_dir.is_dir():
+        raise UnlearnError(f"{flag} {data_dir}: no such folder; pass the folder with TOFU's JSON files")
+    paths = task_paths(data_dir, forget_split)
+    missing = [p.name for p in paths.values() if not p.is_file()]
+    if missing:
+        raise UnlearnError(
+            f"{flag} {data_dir}: no {', '.join(missing)} (forget_split={forget_split}); TOFU's layout has "
+            f"{forget_split}_perturbed.json, retain_perturbed.json, real_authors_perturbed.json, "
+            "world_facts_perturbed.json"
+        )
+    return {task: load_task(path, task, ds_size) for task, path in paths.items()}
+
+
+def family_tags(settings: dict[str, Any]) -> Tags:
+    """The tags of ``model_family`` from the manifest's ``families`` table; each tag may be
+    overridden with ``--setting question_start_tag=...`` (and question_end_tag, answer_tag)."""
+    families = settings.get("families") or {}
+    family = str(settings.get("model_family", ""))
+    if family not in families:
+        known = ", ".join(sorted(families)) or "none"
+        raise UnlearnError(
+            f"--setting model_family={family}: unknown model family (known: {known}); or set "
+            "question_start_tag, question_end_tag and answer_tag"
+        )
+    base = families[family]
+    values = {}
+    for key in ("question_start_tag", "question_end_tag", "answer_tag"):
+        value = settings.get(key)
+        value = base.get(key, "") if value is None else value
+        if not isinstance(value, str):
+            raise UnlearnError(f"--setting {key}: must be a string")
+        values[key] = value
+    return Tags(values["question_start_tag"], values["question_end_tag"], values["answer_tag"])
