@@ -53,3 +53,18 @@ def genmu_models() -> dict[str, Path]:
     from fixtures.genmu_world import build_models
 
     return build_models()
+
+
+@pytest.fixture(scope="session")
+def tofu_models() -> dict[str, Path]:
+    """Paths of the miniature TOFU world's tiny OLMo models: target, retain, retain2, over_unlearned."""
+    import safetensors  # noqa: F401
+    import tokenizers  # noqa: F401
+    import torch  # noqa: F401
+    import torch.distributed._functional_collectives  # noqa: F401
+    import transformers  # noqa: F401
+    import transformers.models.olmo.modeling_olmo  # noqa: F401
+
+    from fixtures.tofu_world import build_models
+
+    return build_models()

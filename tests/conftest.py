@@ -7,12 +7,14 @@ from pathlib import Path
 
 import numpy  # noqa: F401
 import pytest
+import scipy.stats  # noqa: F401
 import sklearn.metrics  # noqa: F401
 
 # pytester's in-process runs drop modules first imported inside them, and C extensions cannot
 # be imported twice in one process: import what the inner runs use out here, once.
 import pytest_unlearn.semeval.evaluation  # noqa: F401
 import pytest_unlearn.semeval.metrics  # noqa: F401
+import pytest_unlearn.tofu.evaluation  # noqa: F401
 
 
 def _import_the_diffusion_stack() -> None:
