@@ -189,35 +189,44 @@ class TofuBackend(Backend):
 
     def _evaluate_model(self, path: Path, what: str) -> dict[str, tm.TaskLog]:
         assert self.data is not None  # loaded in __init__ whenever a model is evaluated
-        logs = {}
+        from pytest_unlearn.semeval.metrics import regurgitation_score
+
+        # One pass over every task's texts (fewer, fuller batches than one pass per task).
+        prompts: list[str] = []
+        pairs: list[tuple[str, str]] = []
         for task in tm.TASKS:
-            questions = self.data[task]
-            prompts = [self.tags.prompt(q.question) for q in questions]
-            pairs: list[tuple[str, str]] = []
-            for q, prompt in zip(questions, prompts):
+            for q in self.data[task]:
+                prompt = self.tags.prompt(q.question)
+                prompts.append(prompt)
                 pairs.append((prompt, self.tags.answer_text(q.answer)))
                 pairs.append((prompt, self.tags.answer_text(q.base_answer)))
                 pairs.extend((prompt, self.tags.answer_text(p)) for p in q.perturbed)
-            losses = self._losses(path, pairs)
-            answers = self._generate(path, prompts)
+        losses = self._losses(path, pairs)
+        answers = self._generate(path, prompts)
+        logs = {}
+        for task in tm.TASKS:
+            questions = self.data[task]
             k = 2 + len(questions[0].perturbed)
             per_q = [losses[i * k : (i + 1) * k] for i in range(len(questions))]
+            task_answers, losses, answers = (
+                answers[: len(questions)],
+                losses[len(questions) * k :],
+                answers[len(questions) :],
+            )
             bad = [q.index for q, row in zip(questions, per_q) if not all(np.isfinite(row))]
             if bad:
                 raise UnlearnError(
                     f"{what}: TOFU {task} questions {bad[:3]} give no finite answer loss (an empty answer, a "
                     "prompt over max_length, or NaN outputs); fix the data or raise --setting max_length"
                 )
-            from pytest_unlearn.semeval.metrics import regurgitation_score
-
             logs[task] = tm.TaskLog(
                 task=task,
                 indices=tuple(q.index for q in questions),
                 gt_loss=np.array([row[0] for row in per_q]),
                 paraphrased_loss=np.array([row[1] for row in per_q]),
                 perturbed_loss=np.array([row[2:] for row in per_q]),
-                rouge=np.array([regurgitation_score(q.answer, a) for q, a in zip(questions, answers)]),
-                generations=tuple(answers),
+                rouge=np.array([regurgitation_score(q.answer, a) for q, a in zip(questions, task_answers)]),
+                generations=tuple(task_answers),
             )
         return logs
 
