@@ -65,9 +65,8 @@ class TofuBackend(Backend):
         self.model_loads = 0
         self._artifact_files: dict[str, str] = {}
 
-        needs_data = settings.model is not None or (
-            settings.reference is not None and _is_model_folder(settings.reference)
-        )
+        reference_is_model = settings.reference is not None and _is_model_folder(settings.reference)
+        needs_data = settings.model is not None or reference_is_model
         self.data: dict[str, list[Question]] | None = None
         self.data_dir: Path | None = None
         if settings.data is not None or needs_data:
@@ -77,19 +76,30 @@ class TofuBackend(Backend):
             flag = "--data" if settings.data is not None else "bundled data"
             self.data = load_data(self.data_dir, self.forget_split, self.ds_size, flag)
 
+        # Logs are read now, so a malformed one stops the run before any model loads.
+        self._prediction_logs: dict[str, tm.TaskLog] | None = None
+        self._reference_logs: dict[str, tm.TaskLog] | None = None
         if settings.model is not None:
             inspect_model_folder(settings.model, allow_pickle=settings.allow_pickle)
         elif settings.predictions is None:
             raise UnlearnError(f"--suite {manifest.name} needs --model PATH (or --predictions FILE with TOFU logs)")
         elif not settings.predictions.exists():
             raise UnlearnError(f"--predictions {settings.predictions}: no such file or folder")
+        else:
+            self._prediction_logs = load_logs(settings.predictions, "--predictions")
+            self._check_against_data(self._prediction_logs, "--predictions", settings.predictions)
         if settings.reference is not None:
             if not settings.reference.exists():
                 raise UnlearnError(
                     f"--reference {settings.reference}: no such file or folder; pass the retain model or its logs"
                 )
-            if _is_model_folder(settings.reference):
+            if reference_is_model:
                 inspect_model_folder(settings.reference, allow_pickle=settings.allow_pickle)
+            else:
+                self._reference_logs = load_logs(settings.reference, "--reference")
+                own = self._prediction_logs or {}
+                forget_n = own["forget"].n if "forget" in own else len((self.data or {}).get("forget", [])) or None
+                self._check_reference(self._reference_logs, forget_n)
 
     # -- models --------------------------------------------------------------------------------
     def _model(self, path: Path) -> tuple[Any, Any, str]:
@@ -143,23 +153,24 @@ class TofuBackend(Backend):
     # -- inputs ----------------------------------------------------------------------------------
     def compute(self, name: str) -> None:
         if name == "tofu":
-            if self.settings.model is not None:
-                logs = self._evaluate_model(self.settings.model, "the model")
+            if self._prediction_logs is not None:
+                logs = self._prediction_logs
             else:
-                logs = load_logs(self.settings.predictions, "--predictions")  # type: ignore[arg-type]
-                self._check_against_data(logs, "--predictions", self.settings.predictions)  # type: ignore[arg-type]
+                logs = self._evaluate_model(self.settings.model, "the model")  # type: ignore[arg-type]
             self.inputs = replace(self.inputs, logs=logs)
             self._write(LOG_ARTIFACT, "tofu", logs)
         elif name == "reference":
             path = self.settings.reference
             if path is None:
                 raise UnlearnError("forget quality needs the retain model: pass --reference PATH (a model or its logs)")
-            if _is_model_folder(path):
+            if self._reference_logs is not None:
+                logs = self._reference_logs
+            else:
                 logs = self._evaluate_model(path, "the reference")
                 self._write(REFERENCE_ARTIFACT, "tofu-reference", logs)
-            else:
-                logs = load_logs(path, "--reference")
-            self._check_reference(logs)
+                self.ensure(("tofu",))
+                own = self.inputs.logs or {}
+                self._check_reference(logs, own["forget"].n if "forget" in own else None)
             self.inputs = replace(self.inputs, reference=logs)
         else:
             raise UnlearnError(f"the tofu backend cannot compute {name!r}")
@@ -175,17 +186,19 @@ class TofuBackend(Backend):
                     f"(forget_split={self.forget_split}, ds_size={self.ds_size}); evaluate the same questions"
                 )
 
-    def _check_reference(self, reference: dict[str, tm.TaskLog]) -> None:
+    def _check_reference(self, reference: dict[str, tm.TaskLog], forget_n: int | None) -> None:
         """The reference must be evaluated on the same forget questions as the model."""
-        self.ensure(("tofu",))
-        own = self.inputs.logs
-        if own is not None and "forget" in own and "forget" in reference:
-            mine, theirs = own["forget"].n, reference["forget"].n
-            if mine != theirs:
-                raise UnlearnError(
-                    f"--reference {self.settings.reference}: its forget log has {theirs} samples, the model's {mine}; "
-                    f"evaluate the reference on the same forget split (forget_split={self.forget_split})"
-                )
+        if "forget" not in reference:
+            raise UnlearnError(
+                f"--reference {self.settings.reference}: no forget log (eval_log_forget.json); "
+                f"evaluate the reference on the forget split too (forget_split={self.forget_split})"
+            )
+        theirs = reference["forget"].n
+        if forget_n is not None and theirs != forget_n:
+            raise UnlearnError(
+                f"--reference {self.settings.reference}: its forget log has {theirs} samples, the model's {forget_n}; "
+                f"evaluate the reference on the same forget split (forget_split={self.forget_split})"
+            )
 
     def _evaluate_model(self, path: Path, what: str) -> dict[str, tm.TaskLog]:
         assert self.data is not None  # loaded in __init__ whenever a model is evaluated

@@ -1,0 +1,110 @@
+"""Bad TOFU input is one clear line naming the flag or file, before any model loads."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pytest_unlearn.tofu.logs import dump_logs
+from tests.test_bad_input import usage_error
+from tests.test_tofu_metrics import _random_logs
+
+DATA = Path(__file__).resolve().parent.parent / "suites" / "tofu-mini" / "data"
+
+
+def write_logs(path: Path, n: int = 10, forget_n: int | None = None, edit=None) -> Path:
+    logs = dump_logs(_random_logs(np.random.default_rng(n), n=n))
+    if forget_n is not None:
+        logs["eval_log_forget.json"] = dump_logs(_random_logs(np.random.default_rng(1), n=forget_n))[
+            "eval_log_forget.json"
+        ]
+    if edit:
+        edit(logs)
+    path.write_text(json.dumps(logs))
+    return path
+
+
+@pytest.fixture
+def model_folder(tmp_path: Path) -> Path:
+    from tests.tiny_models import write_tiny_olmo
+
+    folder = tmp_path / "model"
+    write_tiny_olmo(folder)
+    return folder
+
+
+def test_missing_split_file(pytester, tmp_path, model_folder):
+    line = usage_error(pytester, "--suite=tofu-mini", f"--model={model_folder}", "--setting", "forget_split=forget01")
+    assert line == (
+        f"ERROR: bundled data {DATA}: no forget01_perturbed.json (forget_split=forget01); TOFU's layout has "
+        "forget01_perturbed.json, retain_perturbed.json, real_authors_perturbed.json, world_facts_perturbed.json"
+    )
+
+
+def test_tofu_suite_has_no_bundled_data(pytester, model_folder):
+    line = usage_error(pytester, "--suite=tofu", f"--model={model_folder}")
+    assert line.startswith("ERROR: suite manifest ") and line.endswith("no bundled TOFU data; pass --data DIR")
+
+
+def test_wrong_keys_in_a_log(pytester, tmp_path):
+    def drop(logs):
+        del logs["eval_log.json"]["avg_paraphrased_loss"]
+
+    logs = write_logs(tmp_path / "model.json", edit=drop)
+    line = usage_error(pytester, "--suite=tofu-mini", f"--predictions={logs}")
+    assert line == (
+        f"ERROR: --predictions {logs} eval_log.json: no avg_paraphrased_loss (has average_perturb_loss, avg_gt_loss, "
+        "rougeL_recall); pass the log TOFU's evaluate_util.py writes"
+    )
+
+
+def test_not_a_tofu_log(pytester, tmp_path):
+    path = tmp_path / "card.json"
+    path.write_text(json.dumps({"results": {}}))
+    line = usage_error(pytester, "--suite=tofu-mini", f"--predictions={tmp_path / 'nope.json'}")
+    assert line == f"ERROR: --predictions {tmp_path / 'nope.json'}: no such file or folder"
+    line = usage_error(pytester, "--suite=tofu-mini", f"--predictions={path}")
+    assert line.startswith(f"ERROR: --predictions {path}: neither TOFU's eval_log_aggregated.json")
+
+
+def test_reference_of_another_split_or_size(pytester, tmp_path):
+    model = write_logs(tmp_path / "model.json")
+    reference = write_logs(tmp_path / "ref.json", forget_n=5)
+    line = usage_error(pytester, "--suite=tofu-mini", f"--predictions={model}", f"--reference={reference}")
+    assert line == (
+        f"ERROR: --reference {reference}: its forget log has 5 samples, the model's 10; evaluate the reference "
+        "on the same forget split (forget_split=forget10)"
+    )
+
+
+def test_logs_of_different_lengths(pytester, tmp_path):
+    def shorten(logs):
+        del logs["eval_log_forget.json"]["rougeL_recall"]["9"]
+
+    logs = write_logs(tmp_path / "model.json", edit=shorten)
+    line = usage_error(pytester, "--suite=tofu-mini", f"--predictions={logs}")
+    assert line == (
+        f"ERROR: --predictions {logs} eval_log_forget.json: rougeL_recall has 9 samples but avg_gt_loss has 10; "
+        "the values of one log must cover the same samples"
+    )
+
+
+def test_logs_not_matching_the_data(pytester, tmp_path):
+    logs = write_logs(tmp_path / "model.json", n=7)
+    line = usage_error(pytester, "--suite=tofu-mini", f"--predictions={logs}", f"--data={DATA}")
+    assert line == (
+        f"ERROR: --predictions {logs}: the retain log has 7 samples, the data 90 (forget_split=forget10, "
+        "ds_size=300); evaluate the same questions"
+    )
+
+
+def test_missing_reference_is_one_line_per_check(pytester, tmp_path):
+    logs = write_logs(tmp_path / "model.json")
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--suite=tofu-mini", f"--predictions={logs}")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(
+        ["forget-quality: forget quality needs the retain model: pass --reference PATH (a model or its logs)"]
+    )
