@@ -53,6 +53,8 @@ class RunSettings:
     overrides: dict[str, Any] = field(default_factory=dict)
     # The content-addressed artifact cache (None: --no-cache).
     cache_dir: Path | None = None
+    # --strict: every warning of the run is an error.
+    strict: bool = False
 
 
 def check_metric_params(manifest: SuiteManifest) -> None:
@@ -91,6 +93,16 @@ class Backend(ABC):
         # What xdist workers computed, merged into the controller's backend (import_state).
         self._worker_device: str | None = None
         self._worker_artifacts: dict[str, str] = {}
+
+    def warn(self, message: str | None) -> None:
+        """Record a run-level finding for the scorecard and the summary; under ``--strict`` it
+        is an error instead (raised where it arises: a usage error while the data load)."""
+        if not message:
+            return
+        if self.settings.strict:
+            raise UnlearnError(f"{message} (--strict turns warnings into errors)")
+        if message not in self.warnings:
+            self.warnings.append(message)
 
     # -- what a backend provides -------------------------------------------------------------
     @abstractmethod

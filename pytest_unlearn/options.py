@@ -269,6 +269,16 @@ OPTIONS: tuple[OptionSpec, ...] = (
         metavar="DIR",
     ),
     OptionSpec(
+        ("--unlearn-strict",),
+        "unlearn_strict",
+        "Turn every warning of the run (duplicate rows, stray prediction ids, unwritten "
+        "artifacts, ...) into an error, for release pipelines that want no surprises (pytest's own "
+        "--strict turns it on too).",
+        default=False,
+        parse=parse_bool,
+        flag_only=True,
+    ),
+    OptionSpec(
         ("--no-cache",),
         "unlearn_no_cache",
         "Neither read nor write the artifact cache: compute everything in this run.",

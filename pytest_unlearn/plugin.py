@@ -21,6 +21,7 @@ STATE_KEY = pytest.StashKey["RunState"]()
 RESULT_KEY = pytest.StashKey[CheckResult]()
 CARD_KEY = pytest.StashKey[dict]()
 WRITE_ERROR_KEY = pytest.StashKey[str]()
+NO_CARD_KEY = pytest.StashKey[str]()
 # Report attribute carrying a check's result; pytest serializes extra report attributes, so
 # the result also reaches the pytest-xdist controller from its workers.
 REPORT_ATTR = "unlearn_result"
@@ -98,6 +99,17 @@ def _cache_dir(config: pytest.Config, values: dict[str, Any]) -> Path | None:
     return as_path(values["unlearn_cache_dir"]) or config.rootpath / DEFAULT_CACHE_DIR
 
 
+def _pytest_strict(config: pytest.Config) -> bool:
+    """pytest's own ``--strict`` / ``strict = true`` (pytest >= 9) enables every strictness
+    option, ours included."""
+    if config.getoption("strict", False):
+        return True
+    try:
+        return bool(config.getini("strict"))
+    except ValueError:  # pytest < 9 has no such ini option
+        return False
+
+
 def pytest_configure(config: pytest.Config) -> None:
     try:
         values = _resolved_options(config)
@@ -140,6 +152,7 @@ def pytest_configure(config: pytest.Config) -> None:
             images=as_path(values["unlearn_images"]),
             overrides=overrides,
             cache_dir=_cache_dir(config, values),
+            strict=bool(values["unlearn_strict"]) or _pytest_strict(config),
         )
         state = RunState.start(values["unlearn_suite"], settings, scorecard)
     except UnlearnError as exc:
@@ -309,6 +322,22 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     state = _state(session.config)
     if state is not None:
         session.config.pluginmanager.register(_ResultSink(state), "unlearn-result-sink")
+        if not hasattr(session.config, "workerinput"):
+            session.config.pluginmanager.register(_StartWatcher(state), "unlearn-start-watcher")
+
+
+class _StartWatcher:
+    """On the controller (xdist relays its workers' starts): the first check to start marks the
+    scorecard running, so a run killed outright never leaves the previous card in place."""
+
+    def __init__(self, state: Any) -> None:
+        self.state = state
+        self.prefix = f"{state.manifest.name}::"
+
+    @pytest.hookimpl
+    def pytest_runtest_logstart(self, nodeid: str, location: Any) -> None:
+        if not self.state.checks_started and nodeid.startswith(self.prefix):
+            self.state.start_checks()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -322,6 +351,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             "selected": list(state.selected),
             "backend": state.backend.export_state(),
         }
+        return
+    if not state.checks_started:
+        why = "--collect-only" if session.config.option.collectonly else "no check selected"
+        kept = f"{state.scorecard_path} left as it was" if state.scorecard_path.exists() else "none written"
+        session.config.stash[NO_CARD_KEY] = f"unlearn: no check ran ({why}); scorecard {kept}"
         return
     card = state.scorecard(interrupted=exitstatus == pytest.ExitCode.INTERRUPTED)
     error = state.write(card)
@@ -355,6 +389,8 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     state = _state(config)
     card = config.stash.get(CARD_KEY, None)
+    if NO_CARD_KEY in config.stash:
+        terminalreporter.write_line(config.stash[NO_CARD_KEY])
     if state is None or card is None:
         return
     tr = terminalreporter
@@ -375,4 +411,5 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     error = config.stash.get(WRITE_ERROR_KEY, None)
     if error is not None:
         tr.write_line(f"ERROR: {error}", red=True)
-    tr.write_line(f"scorecard: {state.scorecard_path}")
+    replaced = f" (replaced the earlier {state.replaced})" if state.replaced else ""
+    tr.write_line(f"scorecard: {state.scorecard_path}{replaced}")

@@ -127,13 +127,17 @@ def build_scorecard(
     complete: bool,
     missing: list[str],
     warnings: list[str] | None = None,
+    running: bool = False,
 ) -> dict[str, Any]:
+    # "running": written when the first check starts, so a run killed outright (SIGKILL, the
+    # OOM killer) leaves a card that says so, never the previous run's complete one.
+    status = "running" if running else "complete" if complete else "incomplete"
     return {
         "schema": SCHEMA,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "status": "complete" if complete else "incomplete",
+        "status": status,
         "missing_checks": missing,
-        "passed": bool(checks) and complete and all(c.passed for c in checks),
+        "passed": bool(checks) and complete and not running and all(c.passed for c in checks),
         "suite": suite,
         "model": model,
         "checks": [_clean(c.to_json()) for c in checks],

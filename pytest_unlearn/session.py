@@ -49,6 +49,11 @@ class RunState:
     results: dict[str, CheckResult] = field(default_factory=dict)
     selected: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.perf_counter)
+    # Whether any check began to run: a run that executes none (--collect-only, -k matching
+    # nothing) must not replace the scorecard of an earlier run.
+    checks_started: bool = False
+    # What the scorecard path held before this run ("complete, created …"), said when replaced.
+    replaced: str | None = None
 
     @classmethod
     def start(cls, suite: str, settings: RunSettings, scorecard_path: Path) -> RunState:
@@ -66,6 +71,30 @@ class RunState:
         position = {spec.id: i for i, spec in enumerate(self.manifest.checks)}
         return sorted(self.results.values(), key=lambda r: position.get(r.id, len(position)))
 
+    def placeholder(self) -> dict[str, Any]:
+        """The card written when the first check starts: ``"status": "running"``, no results."""
+        return build_scorecard(
+            suite=self.suite_record(),
+            model={"path": None if self.settings.model is None else str(self.settings.model)},
+            checks=[],
+            aggregates={},
+            artifacts={},
+            settings={},
+            device=None,
+            timings={},
+            complete=False,
+            missing=list(self.selected),
+            running=True,
+        )
+
+    def suite_record(self) -> dict[str, Any]:
+        return {
+            "name": self.manifest.name,
+            "version": self.manifest.version,
+            "manifest": str(self.manifest.path),
+            "manifest_sha256": self.manifest.sha256,
+        }
+
     def scorecard(self, *, interrupted: bool) -> dict[str, Any]:
         missing = [check_id for check_id in self.selected if check_id not in self.results]
         timings = {"total": time.perf_counter() - self.started, **self.backend.timings}
@@ -74,12 +103,7 @@ class RunState:
         settings["bootstrap_samples"] = self.manifest.settings.get("bootstrap_samples", 1000)
         settings["threshold_overrides"] = dict(self.settings.thresholds)
         return build_scorecard(
-            suite={
-                "name": self.manifest.name,
-                "version": self.manifest.version,
-                "manifest": str(self.manifest.path),
-                "manifest_sha256": self.manifest.sha256,
-            },
+            suite=self.suite_record(),
             model=self.backend.model_record(),
             checks=self.ordered_results(),
             aggregates=self.backend.aggregates(),
@@ -91,6 +115,17 @@ class RunState:
             missing=missing,
             warnings=list(self.backend.warnings),
         )
+
+    def start_checks(self) -> None:
+        """The first check starts: note what the scorecard path holds, then mark it running."""
+        if self.checks_started:
+            return
+        self.checks_started = True
+        self.replaced = describe_existing(self.scorecard_path)
+        try:
+            write_json_atomic(self.scorecard_path, self.placeholder())
+        except OSError:
+            pass  # the final write reports an unwritable path (and keeps the results elsewhere)
 
     def write(self, card: dict[str, Any]) -> str | None:
         """Write the scorecard; when its path became unwritable during the run, write it to a
@@ -108,6 +143,21 @@ class RunState:
                 "pick a writable --scorecard path"
             )
         return None
+
+
+def describe_existing(path: Path) -> str | None:
+    """``"complete scorecard of 2026-12-01T10:00:00+00:00"`` for a file already at ``path``."""
+    import json
+
+    try:
+        card = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return "file that is not a scorecard"
+    if not isinstance(card, dict):
+        return "file that is not a scorecard"
+    return f"{card.get('status', 'unknown')} scorecard of {card.get('created', 'unknown date')}"
 
 
 def default_artifacts_dir(scorecard: Path) -> Path:

@@ -161,7 +161,7 @@ def test_rows_with_wrong_columns(pytester, perfect_unlearning_predictions, tmp_p
         pytester, "--suite", "semeval", f"--predictions={perfect_unlearning_predictions}", f"--data={data}"
     )
     assert line.endswith(
-        "forget.jsonl: row 1 lacks input, output; SemEval rows need the fields id, input, output, task"
+        "forget.jsonl:1: the row lacks input, output; SemEval rows need the fields id, input, output, task"
     )
 
 

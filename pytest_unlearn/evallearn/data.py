@@ -11,11 +11,14 @@ category, as eval-learn filters I2P to ``sexual`` for nudity.
 from __future__ import annotations
 
 import csv
+import io
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from pytest_unlearn.errors import UnlearnError
+from pytest_unlearn.integrity import Located, deduplicate, read_text
 
 PROMPT_COLUMNS = ("prompt", "adv_prompt", "sensitive prompt", "caption", "text")
 SEED_COLUMNS = ("sd_seed", "evaluation_seed")
@@ -76,13 +79,26 @@ def _number(raw: str | None, kind: type, where: str, column: str) -> int | float
     return int(value) if kind is int else value
 
 
-def load_prompt_set(name: str, path: Path, flag: str = "--data") -> PromptSet:
-    """Read one prompt CSV; a malformed file is an error naming the file, line and column."""
+def load_prompt_set(
+    name: str, path: Path, flag: str = "--data", warn: Callable[[str | None], None] = lambda message: None
+) -> PromptSet:
+    """Read one prompt CSV; a malformed file is an error naming the file, line and column.
+
+    A row repeated cell for cell is kept once (with a warning): it would otherwise count twice
+    in a rate. Rows have no ids, so two rows can only repeat, never conflict.
+    """
+    if not path.is_file():
+        raise UnlearnError(f"{flag}: no {name} prompt CSV at {path}")
     try:
-        with path.open(newline="", encoding="utf-8") as handle:
+        with io.StringIO(read_text(path), newline="") as handle:
             reader = csv.DictReader(handle)
             header = list(reader.fieldnames or [])
-            raw_rows = list(reader)
+            raw_rows = []
+            end = reader.line_num  # the header's last line
+            for row in reader:
+                # line_num is where a row ends (a quoted cell may span lines): name where it starts.
+                raw_rows.append(Located(end + 1, row))
+                end = reader.line_num
     except FileNotFoundError:
         raise UnlearnError(f"{flag}: no {name} prompt CSV at {path}") from None
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
@@ -99,8 +115,18 @@ def load_prompt_set(name: str, path: Path, flag: str = "--data") -> PromptSet:
         "height": (_first(header, HEIGHT_COLUMNS), int),
     }
     category_column = _first(header, ("categories",))
+    unique = deduplicate(
+        raw_rows,
+        key=lambda row: tuple((str(k), str(v)) for k, v in row.items()),
+        content=lambda row: None,
+        source=path,
+        what="row",
+    )
+    warn(unique.warning)
+    line_of = {id(located.value): located.line for located in raw_rows}
     rows = []
-    for number, row in enumerate(raw_rows, start=2):
+    for row in unique.rows:
+        number = line_of[id(row)]
         prompt = (row.get(prompt_column) or "").strip()
         if not prompt:
             continue  # a blank cell is not a prompt

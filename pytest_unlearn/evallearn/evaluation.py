@@ -127,7 +127,9 @@ class EvallearnBackend(Backend):
 
         self.data_files = self._data_files()
         self.sets: dict[str, PromptSet] = {
-            name: load_prompt_set(name, path) for name, path in self.data_files.items() if path.is_file()
+            name: load_prompt_set(name, path, warn=self.warn)
+            for name, path in self.data_files.items()
+            if path.is_file()
         }
         self.asr_names = self._asr_names()
 
@@ -186,7 +188,7 @@ class EvallearnBackend(Backend):
         return names
 
     def _read_image_index(self) -> dict[tuple[str, int], Path]:
-        return read_image_index(self.settings.images)
+        return read_image_index(self.settings.images, self.warn)
 
     def prompt_set(self, name: str) -> PromptSet:
         if name in self.sets:

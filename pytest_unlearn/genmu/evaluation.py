@@ -199,7 +199,7 @@ class GenmuBackend(Backend):
         return list(requests.values())
 
     def _read_image_index(self) -> dict[tuple[str, int], Path]:
-        return read_image_index(self.settings.images)
+        return read_image_index(self.settings.images, self.warn)
 
     def concepts(self) -> list[str] | None:  # type: ignore[override]
         return self.targets
@@ -450,7 +450,7 @@ class GenmuBackend(Backend):
             index.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
         except OSError as exc:
             # The verdicts are computed (minutes of generation): keep them, say what is missing.
-            self.warnings.append(
+            self.warn(
                 f"--artifacts {self.settings.artifacts}: cannot write the {which} images ({exc.strerror or exc}); "
                 "the scores are kept, the images and the HTML report are not: pass a writable folder to keep them"
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,24 +72,36 @@ def generation_settings(settings: dict[str, Any], where: str) -> GenerationSetti
     return generation
 
 
-def read_image_index(folder: Path) -> dict[tuple[str, int], Path]:
-    """An ``--images`` folder's ``images.jsonl``: one JSON object per image with file, prompt, seed."""
+def read_image_index(
+    folder: Path, warn: Callable[[str | None], None] = lambda message: None
+) -> dict[tuple[str, int], Path]:
+    """An ``--images`` folder's ``images.jsonl``: one JSON object per image with file, prompt, seed.
+
+    An image listed twice with the same file is kept once (with a warning); the same (prompt,
+    seed) listed with two different files is an error: either could decide the verdict.
+    """
     import json
 
     from pytest_unlearn.errors import UnlearnError
+    from pytest_unlearn.integrity import Located, deduplicate, read_text
 
     index_path = folder / "images.jsonl"
     if not index_path.is_file():
         raise UnlearnError(
             f"--images {folder}: no images.jsonl index; it lists one JSON object per image with file, prompt, seed"
         )
-    index = {}
-    for number, line in enumerate(index_path.read_text(encoding="utf-8").splitlines(), start=1):
+    text = read_text(index_path)
+    entries = []
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
-            index[(str(row["prompt"]), int(row["seed"]))] = folder / str(row["file"])
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            entries.append(Located(number, ((str(row["prompt"]), int(row["seed"])), str(row["file"]))))
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError, OverflowError, RecursionError):
             raise UnlearnError(f"{index_path}:{number}: each line needs file, prompt and seed") from None
-    return index
+    unique = deduplicate(
+        entries, key=lambda e: e[0], content=lambda e: e[1], source=index_path, what="image (prompt, seed)"
+    )
+    warn(unique.warning)
+    return {key: folder / file for key, file in unique.rows}

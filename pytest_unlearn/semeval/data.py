@@ -9,12 +9,15 @@ parquet), so data problems are reported before any model is loaded.
 from __future__ import annotations
 
 import csv
+import io
 import json
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pytest_unlearn.errors import UnlearnError
+from pytest_unlearn.integrity import Located, deduplicate, read_text, require_disjoint
 
 SPLITS = ("forget", "retain")
 TASKS = ("Task1", "Task2", "Task3")
@@ -32,6 +35,7 @@ class PromptRow:
     task: str
     split: str
     kind: str
+    line: int = field(default=0, compare=False)  # where it stands in its file, for errors
 
 
 @dataclass(frozen=True)
@@ -57,67 +61,98 @@ def prompt_kind(row_id: str, source: Path | str) -> str:
     )
 
 
-def read_records(path: Path) -> list[dict[str, Any]]:
-    """Rows of a ``.jsonl``, ``.json`` (list) or ``.parquet`` file as dictionaries."""
+Warn = Callable[[str | None], None]
+
+
+def _no_warning(message: str | None) -> None:
+    """For callers that only read (tests, verification scripts): findings are dropped."""
+
+
+def read_located_records(path: Path, flag: str | None = None) -> list[Located[dict[str, Any]]]:
+    """Rows of a ``.jsonl``, ``.json`` (list), ``.csv`` or ``.parquet`` file with the line (row
+    number for parquet and JSON lists, CSV line for CSV) each came from."""
     suffix = path.suffix.lower()
-    try:
-        if suffix == ".parquet":
+    where = f"{flag} {path}" if flag else str(path)
+    if suffix == ".parquet":
+        try:
             import pyarrow.parquet as pq
 
-            return pq.read_table(path).to_pylist()
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UnlearnError(f"{path}: no such file") from None
-    except Exception as exc:  # pyarrow raises its own types for corrupt files
-        raise UnlearnError(f"{path}: cannot read the file ({type(exc).__name__}: {exc})") from None
+            table = pq.read_table(path).to_pylist()
+        except FileNotFoundError:
+            raise UnlearnError(f"{where}: no such file") from None
+        except Exception as exc:  # pyarrow raises its own types for corrupt files
+            raise UnlearnError(f"{where}: cannot read the file ({type(exc).__name__}: {exc})") from None
+        return [Located(number, record) for number, record in enumerate(table, start=1)]
+    text = read_text(path, flag)
+    if suffix == ".csv":
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        located = []
+        try:
+            # line_num is where a row ends (a quoted cell may span lines): name where it starts.
+            reader.fieldnames  # reads the header
+            end = reader.line_num
+            for record in reader:
+                located.append(Located(end + 1, dict(record)))
+                end = reader.line_num
+        except csv.Error as exc:
+            raise UnlearnError(f"{where}:{reader.line_num}: malformed CSV ({exc})") from None
+        return located
     if suffix == ".json":
         try:
             records = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise UnlearnError(f"{path}: invalid JSON ({exc})") from None
-        if not isinstance(records, list):
-            raise UnlearnError(f"{path}: expected a JSON list of objects")
-        return records
-    records = []
+            raise UnlearnError(f"{where}: invalid JSON ({exc})") from None
+        if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+            raise UnlearnError(f"{where}: expected a JSON list of objects")
+        return [Located(number, record) for number, record in enumerate(records, start=1)]
+    located = []
     for line_no, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise UnlearnError(f"{path}:{line_no}: invalid JSON line ({exc.msg})") from None
+            raise UnlearnError(f"{where}:{line_no}: invalid JSON line ({exc.msg})") from None
+        except RecursionError:
+            raise UnlearnError(f"{where}:{line_no}: JSON nested too deeply") from None
         if not isinstance(record, dict):
-            raise UnlearnError(f"{path}:{line_no}: each line must be a JSON object")
-        records.append(record)
-    return records
+            raise UnlearnError(f"{where}:{line_no}: each line must be a JSON object")
+        located.append(Located(line_no, record))
+    return located
 
 
-def load_prompts(path: Path, split: str) -> list[PromptRow]:
-    """Validated prompt rows of one split file."""
-    records = read_records(path)
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """Rows of a ``.jsonl``, ``.json`` (list) or ``.parquet`` file as dictionaries."""
+    return [located.value for located in read_located_records(path)]
+
+
+def load_prompts(path: Path, split: str, warn: Warn = _no_warning) -> list[PromptRow]:
+    """Validated prompt rows of one split file; identical repeated rows are kept once (with a
+    warning), an id repeated with other content is an error naming both lines."""
+    records = read_located_records(path)
     if not records:
         raise UnlearnError(f"{path}: the {split} set is empty; it needs SemEval prompt rows")
-    rows: list[PromptRow] = []
-    seen: set[str] = set()
-    for number, record in enumerate(records, start=1):
+    rows: list[Located[PromptRow]] = []
+    for located in records:
+        record, line = located.value, located.line
         missing = [name for name in REQUIRED_FIELDS if name not in record]
         if missing:
             raise UnlearnError(
-                f"{path}: row {number} lacks {', '.join(missing)}; SemEval rows need the fields "
+                f"{path}:{line}: the row lacks {', '.join(missing)}; SemEval rows need the fields "
                 f"{', '.join(REQUIRED_FIELDS)}"
             )
         row_id = str(record["id"])
-        if row_id in seen:
-            raise UnlearnError(f"{path}: id {row_id!r} appears twice; ids must be unique")
-        seen.add(row_id)
         task = record["task"]
         if task not in TASKS:
-            raise UnlearnError(f"{path}: row {row_id!r} has task {task!r}; expected one of {', '.join(TASKS)}")
+            raise UnlearnError(f"{path}:{line}: row {row_id!r} has task {task!r}; expected one of {', '.join(TASKS)}")
         for name in ("input", "output"):
             if not isinstance(record[name], str):
-                raise UnlearnError(f"{path}: row {row_id!r} has a non-text {name} ({record[name]!r})")
-        rows.append(PromptRow(row_id, record["input"], record["output"], task, split, prompt_kind(row_id, path)))
-    return rows
+                raise UnlearnError(f"{path}:{line}: row {row_id!r} has a non-text {name} ({record[name]!r})")
+        row = PromptRow(row_id, record["input"], record["output"], task, split, prompt_kind(row_id, path), line)
+        rows.append(Located(line, row))
+    unique = deduplicate(rows, key=lambda r: r.id, content=lambda r: (r.input, r.output, r.task), source=path)
+    warn(unique.warning)
+    return unique.rows
 
 
 def find_split_file(folder: Path, split: str, flag: str = "--data") -> Path:
@@ -134,41 +169,80 @@ def find_split_file(folder: Path, split: str, flag: str = "--data") -> Path:
     raise UnlearnError(f"{flag} {folder}: several {split} files ({names}); keep one or name it {split}.jsonl")
 
 
-def load_mia(folder: Path, flag: str = "--mia-data") -> tuple[list[MIADocument], list[MIADocument]]:
-    """Member and non-member documents; both sets must be non-empty for an AUC to exist."""
+def load_mia(
+    folder: Path, flag: str = "--mia-data", warn: Warn = _no_warning
+) -> tuple[list[MIADocument], list[MIADocument]]:
+    """Member and non-member documents; both sets must be non-empty for an AUC to exist, and
+    no document may be in both (it would count as a member and as a non-member)."""
     if not folder.is_dir():
         raise UnlearnError(f"{flag} {folder}: no such folder; it needs member.jsonl and nonmember.jsonl")
     sets = []
+    where: dict[str, dict[str, int]] = {}
     for name in ("member", "nonmember"):
         path = folder / f"{name}.jsonl"
         if not path.is_file():
             raise UnlearnError(f"{flag} {folder}: {name}.jsonl is missing")
+        records = read_located_records(path)
         docs = []
-        for number, record in enumerate(read_records(path), start=1):
+        for located in records:
+            record = located.value
             if not isinstance(record.get("document"), str):
-                raise UnlearnError(f"{path}: row {number} lacks a text 'document' field")
-            docs.append(MIADocument(str(record.get("id", number)), record["document"]))
-        if not docs:
+                raise UnlearnError(f"{path}:{located.line}: the row lacks a text 'document' field")
+            docs.append(Located(located.line, MIADocument(str(record.get("id", located.line)), record["document"])))
+        # Without ids a document is its own key: the same text twice is a repeat, not two documents.
+        has_ids = all("id" in r.value for r in records)
+        key = (lambda d: d.id) if has_ids else (lambda d: d.document)
+        unique = deduplicate(
+            docs, key=key, content=lambda d: d.document, source=path, what="id" if has_ids else "document"
+        )
+        warn(unique.warning)
+        if not unique.rows:
             raise UnlearnError(f"{path}: no documents; the membership-inference AUC needs both members and non-members")
-        sets.append(docs)
+        sets.append(unique.rows)
+        where[name] = {}
+        for located in docs:
+            where[name].setdefault(located.value.document, located.line)
+    require_disjoint(
+        where["member"],
+        where["nonmember"],
+        first_source=folder / "member.jsonl",
+        second_source=folder / "nonmember.jsonl",
+        what="document",
+        belongs="a document is either a member or a non-member: remove it from one set",
+    )
     return sets[0], sets[1]
 
 
-def load_predictions(path: Path) -> dict[str, str]:
-    """Generations made elsewhere: ``id`` plus ``output`` (ours) or ``model_output`` (official CSV)."""
+@dataclass(frozen=True)
+class Predictions:
+    """Generations made elsewhere, by id, with the line each came from."""
+
+    path: Path
+    outputs: dict[str, str]
+    lines: dict[str, int]
+
+
+def load_predictions(path: Path, warn: Warn = _no_warning) -> Predictions:
+    """Generations made elsewhere: ``id`` plus ``output`` (ours) or ``model_output`` (official CSV).
+
+    The organizers' multi-GPU runs pad each process by repeating rows: identical repeats are
+    kept once with a warning; the same id with another output is an error naming both lines.
+    """
     if not path.is_file():
         raise UnlearnError(f"--predictions {path}: no such file")
-    if path.suffix.lower() == ".csv":
-        with path.open(newline="", encoding="utf-8") as handle:
-            records: list[dict[str, Any]] = list(csv.DictReader(handle))
-    else:
-        records = read_records(path)
-    predictions: dict[str, str] = {}
-    for number, record in enumerate(records, start=1):
+    rows: list[Located[tuple[str, str]]] = []
+    for located in read_located_records(path, "--predictions"):
+        record = located.value
         text = record.get("output", record.get("model_output"))
-        if "id" not in record or text is None:
-            raise UnlearnError(f"--predictions {path}: row {number} needs 'id' and 'output' (or 'model_output')")
-        predictions[str(record["id"])] = str(text)
-    if not predictions:
+        if record.get("id") in (None, "") or text is None:
+            raise UnlearnError(
+                f"--predictions {path}:{located.line}: the row needs 'id' and 'output' (or 'model_output')"
+            )
+        if not isinstance(text, str):
+            raise UnlearnError(f"--predictions {path}:{located.line}: the output must be text, got {text!r}")
+        rows.append(Located(located.line, (str(record["id"]), text)))
+    if not rows:
         raise UnlearnError(f"--predictions {path}: the file holds no predictions")
-    return predictions
+    unique = deduplicate(rows, key=lambda r: r[0], content=lambda r: r[1], source=f"--predictions {path}")
+    warn(unique.warning)
+    return Predictions(path, dict(unique.rows), {k: v for k, v in unique.lines.items()})  # type: ignore[misc]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections import Counter
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ import numpy as np
 from pytest_unlearn.errors import UnlearnError
 from pytest_unlearn.evaluation import Backend, RunSettings
 from pytest_unlearn.fingerprint import fingerprint
+from pytest_unlearn.integrity import match_ids, require_disjoint
 from pytest_unlearn.loading import inspect_model_folder
 from pytest_unlearn.manifest import SuiteManifest
 from pytest_unlearn.semeval import metrics as sm
@@ -65,28 +65,40 @@ class SemevalBackend(Backend):
             retain_path = find_split_file(data_dir, "retain")
         else:
             forget_path, retain_path = self._bundled("forget"), self._bundled("retain")
-        self.rows: list[PromptRow] = load_prompts(forget_path, "forget") + load_prompts(retain_path, "retain")
-        duplicated = [row_id for row_id, count in Counter(r.id for r in self.rows).items() if count > 1]
-        if duplicated:
-            raise UnlearnError(
-                f"ids {sorted(duplicated)[:3]} appear in both {forget_path} and {retain_path}; "
-                "a prompt belongs to one split"
-            )
+        forget = load_prompts(forget_path, "forget", self.warn)
+        retain = load_prompts(retain_path, "retain", self.warn)
+        require_disjoint(
+            {r.id: r.line for r in forget},
+            {r.id: r.line for r in retain},
+            first_source=forget_path,
+            second_source=retain_path,
+            what="id",
+            belongs="a prompt belongs to one split: remove it from one file",
+        )
+        self.rows: list[PromptRow] = forget + retain
         self.data_files = {"forget": str(forget_path), "retain": str(retain_path)}
 
         mia_dir = _optional_dir(settings.mia_data, data_dir, ("mia_data", "mia"), manifest.data.get("mia"))
         self.mia: tuple[list[MIADocument], list[MIADocument]] | None = None
         if mia_dir is not None:
-            self.mia = load_mia(mia_dir, "--mia-data" if settings.mia_data else "MIA data")
+            self.mia = load_mia(mia_dir, "--mia-data" if settings.mia_data else "MIA data", self.warn)
             self.data_files["mia"] = str(mia_dir)
 
         mmlu_dir = _optional_dir(settings.mmlu, data_dir, ("mmlu",), manifest.data.get("mmlu"))
         self.mmlu_data: MMLUData | None = None
         if mmlu_dir is not None:
-            self.mmlu_data = load_mmlu(mmlu_dir)
+            self.mmlu_data = load_mmlu(mmlu_dir, self.warn)
             self.data_files["mmlu"] = str(mmlu_dir)
 
-        self.predictions = load_predictions(settings.predictions) if settings.predictions else None
+        self.predictions: dict[str, str] | None = None
+        if settings.predictions:
+            predictions = load_predictions(settings.predictions, self.warn)
+            self.warn(
+                match_ids(
+                    predictions.lines, (r.id for r in self.rows), source=settings.predictions, flag="--predictions"
+                )
+            )
+            self.predictions = predictions.outputs
         if settings.model is not None:
             inspect_model_folder(settings.model, allow_pickle=settings.allow_pickle)
         elif self.predictions is None:
@@ -323,7 +335,7 @@ class SemevalBackend(Backend):
         except OSError as exc:
             # The scores are already computed (minutes of generation): keep them and say what is
             # missing, rather than fail every check for want of the per-prompt records.
-            self.warnings.append(
+            self.warn(
                 f"--artifacts {folder}: cannot write {name}.jsonl ({exc.strerror or exc}); the scores are "
                 "kept, the per-prompt records are not: pass a writable folder to keep them"
             )

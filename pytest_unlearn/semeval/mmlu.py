@@ -9,10 +9,20 @@ prompts exactly as the official script does. Pure Python: no torch here.
 from __future__ import annotations
 
 import csv
+import io
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from pytest_unlearn.errors import UnlearnError
+from pytest_unlearn.integrity import Located, deduplicate, read_text
+
+Warn = Callable[[str | None], None]
+
+
+def _no_warning(message: str | None) -> None:
+    """For callers that only read (tests, verification scripts): findings are dropped."""
+
 
 CHOICES = ("A", "B", "C", "D")
 
@@ -65,10 +75,15 @@ def build_prompt(dev: list[MMLUQuestion], subject: str, question: MMLUQuestion, 
     return header + "".join(format_example(q) for q in dev[:shots]) + format_example(question, include_answer=False)
 
 
-def _read_csv_rows(path: Path, subject: str) -> list[MMLUQuestion]:
-    rows: list[MMLUQuestion] = []
-    with path.open(newline="", encoding="utf-8") as handle:
-        for line_no, row in enumerate(csv.reader(handle), start=1):
+def _read_csv_rows(path: Path, subject: str) -> list[Located[MMLUQuestion]]:
+    rows: list[Located[MMLUQuestion]] = []
+    text = read_text(path)
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        end = 0
+        for row in reader:
+            # line_num is where a row ends (a quoted cell may span lines): name where it starts.
+            line_no, end = end + 1, reader.line_num
             if not row:
                 continue
             if len(row) != 6:
@@ -82,34 +97,46 @@ def _read_csv_rows(path: Path, subject: str) -> list[MMLUQuestion]:
                     f"{path}:{line_no}: MMLU answer must be one of A, B, C, D, found {answer!r}; "
                     "fix the row or point --mmlu at a valid MMLU folder"
                 )
-            rows.append(MMLUQuestion(subject, row[0], (row[1], row[2], row[3], row[4]), answer))
+            rows.append(Located(line_no, MMLUQuestion(subject, row[0], (row[1], row[2], row[3], row[4]), answer)))
+    except csv.Error as exc:
+        raise UnlearnError(f"{path}:{reader.line_num}: malformed CSV ({exc})") from None
     return rows
 
 
-def _load_csv_layout(root: Path) -> MMLUData:
+def _unique_questions(rows: list[Located[MMLUQuestion]], source: Path | str, warn: Warn) -> list[MMLUQuestion]:
+    """A question repeated with its options and answer is kept once (with a warning); the same
+    question and options with another answer is an error naming both lines."""
+    unique = deduplicate(
+        rows, key=lambda q: (q.question, q.options), content=lambda q: q.answer, source=source, what="question"
+    )
+    warn(unique.warning)
+    return unique.rows
+
+
+def _load_csv_layout(root: Path, warn: Warn) -> MMLUData:
     dev: dict[str, list[MMLUQuestion]] = {}
     test: dict[str, list[MMLUQuestion]] = {}
     for path in sorted((root / "test").glob("*_test.csv")):
         subject = path.name[: -len("_test.csv")]
-        test[subject] = _read_csv_rows(path, subject)
+        test[subject] = _unique_questions(_read_csv_rows(path, subject), path, warn)
         dev_path = root / "dev" / f"{subject}_dev.csv"
         if not dev_path.is_file():
             raise UnlearnError(
                 f"{dev_path} is missing: every MMLU test subject needs its dev file for the "
                 "few-shot examples; add it or point --mmlu at a complete MMLU folder"
             )
-        dev[subject] = _read_csv_rows(dev_path, subject)
+        dev[subject] = [located.value for located in _read_csv_rows(dev_path, subject)]
     return MMLUData(dev=dev, test=test)
 
 
-def _load_parquet_layout(root: Path) -> MMLUData:
+def _load_parquet_layout(root: Path, warn: Warn) -> MMLUData:
     import pyarrow.parquet as pq  # only needed for this layout
 
     def read(split: str) -> dict[str, list[MMLUQuestion]]:
         files = sorted(root.glob(f"**/{split}-*.parquet")) + sorted(root.glob(f"**/{split}.parquet"))
-        by_subject: dict[str, list[MMLUQuestion]] = {}
+        by_subject: dict[str, list[Located[MMLUQuestion]]] = {}
         for path in files:
-            for record in pq.read_table(path).to_pylist():
+            for number, record in enumerate(pq.read_table(path).to_pylist(), start=1):
                 try:
                     options = tuple(record["choices"])
                     question = MMLUQuestion(
@@ -125,21 +152,26 @@ def _load_parquet_layout(root: Path) -> MMLUData:
                     ) from None
                 if len(options) != 4:
                     raise UnlearnError(f"{path}: an MMLU question needs 4 choices, found {len(options)}")
-                by_subject.setdefault(question.subject, []).append(question)
+                by_subject.setdefault(question.subject, []).append(Located(number, question))
         return by_subject
 
-    return MMLUData(dev=read("dev"), test=read("test"))
+    dev = {subject: [located.value for located in rows] for subject, rows in read("dev").items()}
+    test = {
+        subject: _unique_questions(rows, f"--mmlu {root} (test, subject {subject})", warn)
+        for subject, rows in read("test").items()
+    }
+    return MMLUData(dev=dev, test=test)
 
 
-def load_mmlu(root: str | Path) -> MMLUData:
+def load_mmlu(root: str | Path, warn: Warn = _no_warning) -> MMLUData:
     """Load an MMLU folder in the CSV layout (dev/, test/) or the parquet layout."""
     root = Path(root)
     if not root.is_dir():
         raise UnlearnError(f"--mmlu {root}: no such folder; pass a folder with dev/ and test/ CSVs")
     if (root / "test").is_dir() and any((root / "test").glob("*_test.csv")):
-        data = _load_csv_layout(root)
+        data = _load_csv_layout(root, warn)
     elif any(root.glob("**/*.parquet")):
-        data = _load_parquet_layout(root)
+        data = _load_parquet_layout(root, warn)
     else:
         raise UnlearnError(
             f"--mmlu {root}: found neither test/<subject>_test.csv files nor parquet files; "
