@@ -108,3 +108,29 @@ def test_missing_reference_is_one_line_per_check(pytester, tmp_path):
     result.stdout.fnmatch_lines(
         ["forget-quality: forget quality needs the retain model: pass --reference PATH (a model or its logs)"]
     )
+
+
+def test_duplicate_and_shared_questions(pytester, tmp_path, model_folder):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(DATA, data)
+    retain = data / "retain_perturbed.json"
+    lines = retain.read_text().splitlines()
+    retain.write_text("\n".join([*lines, lines[0]]) + "\n")
+    result = pytester.runpytest_inprocess(
+        "-p", "no:cacheprovider", "--suite=tofu-mini", f"--model={model_folder}", f"--data={data}", "--co"
+    )
+    assert result.ret == pytest.ExitCode.OK
+    line = usage_error(pytester, "--suite=tofu-mini", f"--model={model_folder}", f"--data={data}", "--unlearn-strict")
+    assert line == (
+        f"ERROR: {retain}: 1 identical duplicate record(s) kept once ('Where was Taspel Renpelvi born?' on records "
+        "1 and 91); multi-process runs pad their output this way (--strict turns warnings into errors)"
+    )
+    forget = data / "forget10_perturbed.json"
+    forget.write_text(forget.read_text() + lines[3] + "\n")
+    line = usage_error(pytester, "--suite=tofu-mini", f"--model={model_folder}", f"--data={data}")
+    assert line == (
+        f"ERROR: question 'What is a famous book by Taspel Renpelvi?' is in both {forget} (line 11) and {retain} "
+        "(line 4); a question belongs to the forget or the retain set, not both"
+    )

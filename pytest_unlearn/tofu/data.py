@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_unlearn.errors import UnlearnError
+from pytest_unlearn.integrity import Located, deduplicate, read_text, require_disjoint
 
 #: Our task name -> (the file's stem, or None for the forget split; whether the base answer of the
 #: truth ratio is the paraphrased answer). TOFU's eval_everything.yaml: base_answer_key is
@@ -57,10 +58,7 @@ class Question:
 
 def read_json_records(path: Path) -> list[dict[str, Any]]:
     """A JSON array of objects, or one object per line (the hub's files)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UnlearnError(f"{path}: cannot read ({exc})") from None
+    text = read_text(path)
     stripped = text.lstrip()
     try:
         if stripped.startswith("["):
@@ -74,9 +72,13 @@ def read_json_records(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def load_task(path: Path, task: str, ds_size: int) -> list[Question]:
-    """One task's questions, the first ``ds_size`` (TOFU's ``ds_size``; 0 = all)."""
+def load_task(path: Path, task: str, ds_size: int, warnings: list[str] | None = None) -> list[Question]:
+    """One task's questions, the first ``ds_size`` (TOFU's ``ds_size``; 0 = all). A question
+    repeated with the same answers is kept once (a warning in ``warnings``); repeated with other
+    answers, it is an error naming both records."""
     rows = read_json_records(path)
+    if ds_size > 0:
+        rows = rows[:ds_size]
     base_key = "paraphrased_answer" if task in PARAPHRASED_BASE else "answer"
     need = ("question", "answer", base_key, "perturbed_answer")
     questions = []
@@ -102,7 +104,16 @@ def load_task(path: Path, task: str, ds_size: int) -> list[Question]:
         questions.append(Question(str(line - 1), texts[0], texts[1], texts[2], tuple(perturbed)))
     if not questions:
         raise UnlearnError(f"{path}: no questions")
-    return questions[:ds_size] if ds_size > 0 else questions
+    kept = deduplicate(
+        [Located(int(q.index) + 1, q) for q in questions],
+        key=lambda q: q.question,
+        content=lambda q: (q.answer, q.base_answer, q.perturbed),
+        source=path,
+        what="question",
+    )
+    if kept.warning and warnings is not None:
+        warnings.append(kept.warning.replace("row(s)", "record(s)").replace("lines", "records"))
+    return kept.rows
 
 
 def task_paths(data_dir: Path, forget_split: str) -> dict[str, Path]:
@@ -114,7 +125,9 @@ def task_paths(data_dir: Path, forget_split: str) -> dict[str, Path]:
     return paths
 
 
-def load_data(data_dir: Path, forget_split: str, ds_size: int, flag: str) -> dict[str, list[Question]]:
+def load_data(
+    data_dir: Path, forget_split: str, ds_size: int, flag: str, warnings: list[str] | None = None
+) -> dict[str, list[Question]]:
     if not data_dir.is_dir():
         raise UnlearnError(f"{flag} {data_dir}: no such folder; pass the folder with TOFU's JSON files")
     paths = task_paths(data_dir, forget_split)
@@ -125,7 +138,17 @@ def load_data(data_dir: Path, forget_split: str, ds_size: int, flag: str) -> dic
             f"{forget_split}_perturbed.json, retain_perturbed.json, real_authors_perturbed.json, "
             "world_facts_perturbed.json"
         )
-    return {task: load_task(path, task, ds_size) for task, path in paths.items()}
+    data = {task: load_task(path, task, ds_size, warnings) for task, path in paths.items()}
+    # A forget question that is also a retain question would be scored as both.
+    require_disjoint(
+        {q.question: int(q.index) + 1 for q in data["forget"]},
+        {q.question: int(q.index) + 1 for q in data["retain"]},
+        first_source=paths["forget"],
+        second_source=paths["retain"],
+        what="question",
+        belongs="a question belongs to the forget or the retain set, not both",
+    )
+    return data
 
 
 def family_tags(settings: dict[str, Any]) -> Tags:

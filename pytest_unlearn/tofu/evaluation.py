@@ -74,7 +74,10 @@ class TofuBackend(Backend):
             if self.data_dir is None:
                 raise UnlearnError(f"suite manifest {manifest.path}: no bundled TOFU data; pass --data DIR")
             flag = "--data" if settings.data is not None else "bundled data"
-            self.data = load_data(self.data_dir, self.forget_split, self.ds_size, flag)
+            found: list[str] = []
+            self.data = load_data(self.data_dir, self.forget_split, self.ds_size, flag, found)
+            for message in found:
+                self.warn(message)
 
         # Logs are read now, so a malformed one stops the run before any model loads.
         self._prediction_logs: dict[str, tm.TaskLog] | None = None
@@ -291,7 +294,7 @@ class TofuBackend(Backend):
         try:
             write_logs(path, logs, extra)
         except OSError as exc:
-            self.warnings.append(
+            self.warn(
                 f"--artifacts {self.settings.artifacts}: cannot write {folder}/{AGGREGATED} ({exc.strerror or exc}); "
                 "the scores are kept, the per-sample logs are not: pass a writable folder to keep them"
             )
