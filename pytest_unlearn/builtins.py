@@ -7,7 +7,7 @@ Third-party packages add theirs through entry points (``pytest_unlearn.metrics``
 
 from __future__ import annotations
 
-from pytest_unlearn.registry import BACKENDS, DETECTORS, EXTRACTORS, JUDGES, LOADERS, METRICS, SUITES
+from pytest_unlearn.registry import ATTACKS, BACKENDS, DETECTORS, EXTRACTORS, JUDGES, LOADERS, METRICS, SUITES
 
 # module -> {metric name: attribute}
 _METRICS = {
@@ -67,3 +67,7 @@ BACKENDS.register("evallearn", "pytest_unlearn.evallearn.evaluation:EvallearnBac
 LOADERS.register("diffusers", "pytest_unlearn.genmu.diffusion:load_pipeline", replace=True)
 DETECTORS.register("nudenet", "pytest_unlearn.evallearn.detectors:nudenet_detector", replace=True)
 EXTRACTORS.register("inception", "pytest_unlearn.evallearn.features:inception_extractor", replace=True)
+
+# Membership-inference attacks (open-unlearning's src/evals/metrics/mia/), shared by suites.
+for _name, _attr in {"loss": "LOSS", "zlib": "ZLIB", "min_k": "MIN_K", "min_k_plus_plus": "MIN_K_PLUS_PLUS"}.items():
+    ATTACKS.register(_name, f"pytest_unlearn.attacks:{_attr}", replace=True)

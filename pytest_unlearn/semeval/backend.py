@@ -208,3 +208,41 @@ def answer_span_nll(
         if progress:
             progress(len(batch))
     return results
+
+
+@torch.no_grad()
+def token_statistics(
+    model: Any,
+    tokenizer: Any,
+    documents: Sequence[str],
+    *,
+    batch_size: int,
+    device: str,
+    vocabulary: bool = False,
+    progress: Progress | None = None,
+) -> list[dict[str, list[float]]]:
+    """Per document, the log-prob of every token given its prefix (the targets
+    :func:`document_nll` averages); with ``vocabulary`` also the mean and variance of log p
+    under the full next-token distribution at each position (Min-K%++)."""
+    encoded = [tokenizer(d).input_ids for d in documents]
+    out: list[dict[str, list[float]]] = [{} for _ in documents]
+    for batch in _batches([len(e) for e in encoded], batch_size):
+        ids, mask = _left_pad([encoded[i] for i in batch], tokenizer.pad_token_id, device)
+        logits = model(input_ids=ids, attention_mask=mask, position_ids=_position_ids(mask)).logits
+        logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+        target = logp.gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+        valid = (mask[:, 1:] * mask[:, :-1]).bool()
+        if vocabulary:
+            p = logp.exp()
+            mu = (p * logp).sum(-1)
+            sigma2 = (p * logp.square()).sum(-1) - mu.square()
+        for row, index in enumerate(batch):
+            keep = valid[row]
+            stats = {"logprobs": target[row][keep].tolist()}
+            if vocabulary:
+                stats["mu"] = mu[row][keep].tolist()
+                stats["sigma2"] = sigma2[row][keep].tolist()
+            out[index] = stats
+        if progress:
+            progress(len(batch))
+    return out
