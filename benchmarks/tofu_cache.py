@@ -24,9 +24,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 
-def run(
-    models: dict[str, Path], folder: Path, cache: Path, max_new_tokens: int, env: dict[str, str]
-) -> tuple[float, dict]:
+def run(models: dict[str, Path], folder: Path, cache: Path, tokens: int, env: dict[str, str]) -> tuple[float, dict]:
     command = [
         sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--rootdir={folder}",
         "--suite=tofu-mini", f"--model={models['target']}", f"--reference={models['retain']}",
@@ -62,10 +60,9 @@ def main() -> int:
     for name, seconds, card in (("cold", cold, cold_card), ("warm", warm, warm_card)):
         t = card["timings"]
         print(f"{name}: {seconds:.1f} s wall (tofu {t.get('tofu', 0):.2f} s, reference {t.get('reference', 0):.2f} s)")
-    print(
-        f"warm / cold = {warm / cold:.1%}; scorecards identical apart from timings: {strip(cold_card) == strip(warm_card)}"
-    )
-    return 0 if strip(cold_card) == strip(warm_card) else 1
+    same = strip(cold_card) == strip(warm_card)
+    print(f"warm / cold = {warm / cold:.1%}; scorecards identical apart from timings: {same}")
+    return 0 if same else 1
 
 
 if __name__ == "__main__":
