@@ -150,3 +150,27 @@ def test_batched_answer_losses_equal_tofus_one_at_a_time_losses(tofu_models):
         expected = _tofu_reference_losses(model, tokenizer, pairs, max_length)
         ours = answer_span_nll(model, tokenizer, pairs, max_length=max_length, batch_size=5, device="cpu")
         assert [total / count for total, count in ours] == pytest.approx(expected, rel=1e-5, abs=1e-6)
+
+
+def test_warm_rerun_loads_no_model(tofu_models, cache_dir, tmp_path):
+    from pytest_unlearn.evaluation import RunSettings, create_backend
+    from pytest_unlearn.manifest import resolve_suite
+
+    def run() -> tuple[int, dict]:
+        settings = RunSettings(
+            model=tofu_models["retain2"],
+            reference=tofu_models["retain"],
+            artifacts=tmp_path / "artifacts",
+            device="cpu",
+            batch_size=64,
+            cache_dir=cache_dir,
+        )
+        backend = create_backend(resolve_suite("tofu-mini"), settings)
+        backend.ensure(("tofu", "reference"))
+        return backend.model_loads, backend.aggregates()
+
+    # The module's earlier tests scored both models through this cache (or this first run does).
+    run()
+    loads, aggregates = run()
+    assert loads == 0
+    assert aggregates["forget_quality"] > 0.05
