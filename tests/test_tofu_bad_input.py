@@ -134,3 +134,29 @@ def test_duplicate_and_shared_questions(pytester, tmp_path, model_folder):
         f"ERROR: question 'What is a famous book by Taspel Renpelvi?' is in both {forget} (line 11) and {retain} "
         "(line 4); a question belongs to the forget or the retain set, not both"
     )
+
+
+def test_reference_scorecard_of_another_split(pytester, tmp_path):
+    model = write_logs(tmp_path / "model.json")
+    logs = write_logs(tmp_path / "ref-logs.json")
+    card = tmp_path / "ref-card.json"
+    card.write_text(
+        json.dumps(
+            {
+                "schema": "pytest-unlearn/scorecard/1",
+                "settings": {"forget_split": "forget05"},
+                "artifacts": {"tofu_logs": str(logs)},
+            }
+        )
+    )
+    line = usage_error(pytester, "--suite=tofu-mini", f"--predictions={model}", f"--reference={card}")
+    assert line == (
+        f"ERROR: --reference {card}: a scorecard of forget_split=forget05, this run is forget_split=forget10; "
+        "evaluate the reference on the same forget split"
+    )
+    semeval_card = tmp_path / "semeval-card.json"
+    semeval_card.write_text(json.dumps({"schema": "pytest-unlearn/scorecard/1", "artifacts": {"generations": "g"}}))
+    line = usage_error(pytester, "--suite=tofu-mini", f"--predictions={model}", f"--reference={semeval_card}")
+    assert line == (
+        f"ERROR: --reference {semeval_card}: a scorecard without tofu_logs artifacts; pass a --suite tofu scorecard"
+    )

@@ -100,6 +100,7 @@ class TofuBackend(Backend):
                 inspect_model_folder(settings.reference, allow_pickle=settings.allow_pickle)
             else:
                 self._reference_logs = load_logs(settings.reference, "--reference")
+                self._check_scorecard_split(settings.reference)
                 own = self._prediction_logs or {}
                 forget_n = own["forget"].n if "forget" in own else len((self.data or {}).get("forget", [])) or None
                 self._check_reference(self._reference_logs, forget_n)
@@ -188,6 +189,23 @@ class TofuBackend(Backend):
                     f"{flag} {path}: the {task} log has {log.n} samples, the data {expected} "
                     f"(forget_split={self.forget_split}, ds_size={self.ds_size}); evaluate the same questions"
                 )
+
+    def _check_scorecard_split(self, path: Path) -> None:
+        """A pytest-unlearn scorecard says which forget split its logs are of: it must be ours."""
+        if not path.is_file():
+            return
+        import json
+
+        try:
+            card = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            return  # load_logs has read it already; nothing more to learn
+        split = (card.get("settings") or {}).get("forget_split") if isinstance(card, dict) else None
+        if split is not None and split != self.forget_split:
+            raise UnlearnError(
+                f"--reference {path}: a scorecard of forget_split={split}, this run is forget_split="
+                f"{self.forget_split}; evaluate the reference on the same forget split"
+            )
 
     def _check_reference(self, reference: dict[str, tm.TaskLog], forget_n: int | None) -> None:
         """The reference must be evaluated on the same forget questions as the model."""
