@@ -201,3 +201,23 @@ def test_bad_logs_are_one_line(tmp_path):
     (tmp_path / "c.json").write_text(json.dumps({"foo": 1}))
     with pytest.raises(UnlearnError, match="neither TOFU's eval_log_aggregated.json"):
         load_logs(tmp_path / "c.json", "--reference")
+
+
+def test_log_folders_in_each_layout_read_the_same(tmp_path):
+    logs = _random_logs(np.random.default_rng(5), n=4)
+    aggregated = dump_logs(logs)
+    (tmp_path / "tofu").mkdir()
+    for name, entry in aggregated.items():  # TOFU writes one eval_*.json per task as well
+        (tmp_path / "tofu" / name).write_text(json.dumps(entry))
+    (tmp_path / "agg").mkdir()
+    (tmp_path / "agg" / "eval_log_aggregated.json").write_text(json.dumps(aggregated))
+    (tmp_path / "ou").mkdir()
+    (tmp_path / "ou" / "TOFU_EVAL.json").write_text(json.dumps(_open_unlearning(logs)))
+    expected = tm.sub_metrics(logs)
+    for folder in ("tofu", "agg", "ou"):
+        loaded = load_logs(tmp_path / folder, "--reference")
+        assert set(loaded) == set(tm.TASKS)
+        assert tm.sub_metrics(loaded) == pytest.approx(expected)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UnlearnError, match="no eval_log_aggregated.json, TOFU_EVAL.json or eval_log"):
+        load_logs(tmp_path / "empty", "--reference")
