@@ -18,7 +18,7 @@ Pure numpy and scipy (imported on first use); no torch.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -156,7 +156,6 @@ class TofuInputs:
 
     logs: dict[str, TaskLog] | None = None
     reference: dict[str, TaskLog] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def resample(self, rng: np.random.Generator, requires: tuple[str, ...]) -> TofuInputs:
         """A bootstrap replicate: each task's questions drawn with replacement, separately
