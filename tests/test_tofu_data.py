@@ -32,3 +32,24 @@ def test_data_reads_in_tofus_layout_and_forget_authors_are_not_retained():
         for wrong in q.perturbed:
             assert wrong != q.base_answer
             assert wrong.split()[:3] == q.base_answer.split()[:3]
+
+
+def test_family_tags_build_tofus_prompts():
+    from pytest_unlearn.manifest import resolve_suite
+    from pytest_unlearn.tofu.data import family_tags
+
+    settings = resolve_suite("tofu").settings
+    llama = family_tags(settings)
+    assert llama.prompt("Who?") == "[INST] Who? [/INST]" and llama.answer_text("A.") == "A."
+    phi = family_tags({**settings, "model_family": "phi"})
+    assert phi.prompt("Who?") == "Question: Who?\n" and phi.answer_text("A.") == "Answer: A."
+    custom = family_tags({**settings, "question_start_tag": "<q>", "answer_tag": "<a>"})
+    assert custom.prompt("Who?") == "<q>Who? [/INST]" and custom.answer_text("A.") == "<a>A."
+    import pytest
+
+    from pytest_unlearn.errors import UnlearnError
+
+    with pytest.raises(
+        UnlearnError, match=r"--setting model_family=gpt9: unknown model family \(known: llama2-7b, phi"
+    ):
+        family_tags({**settings, "model_family": "gpt9"})
