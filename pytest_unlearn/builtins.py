@@ -26,6 +26,7 @@ _METRICS = {
         "tofu.model_utility": "model_utility_metric",
         "tofu.model_utility_ratio": "model_utility_ratio",
         "tofu.forget_quality": "forget_quality_metric",
+        "tofu.mia_auc": "mia_auc_metric",
     },
     "pytest_unlearn.genmu.metrics": {
         "genmu.forget": "forget",

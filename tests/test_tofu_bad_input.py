@@ -160,3 +160,25 @@ def test_reference_scorecard_of_another_split(pytester, tmp_path):
     assert line == (
         f"ERROR: --reference {semeval_card}: a scorecard without tofu_logs artifacts; pass a --suite tofu scorecard"
     )
+
+
+def test_mia_check_without_a_holdout_file(pytester, tmp_path, model_folder):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(DATA, data)
+    (data / "holdout10.json").unlink()
+    manifest = tmp_path / "mia.toml"
+    text = (DATA.parent / "manifest.toml").read_text()
+    text += '\n[[checks]]\nid = "forget-mia"\nmetric = "tofu.mia_auc"\nop = "<="\nthreshold = 0.75\n'
+    manifest.write_text(text.replace('tofu = "data"', f'tofu = "{data}"'))
+    result = pytester.runpytest_inprocess(
+        "-p", "no:cacheprovider", f"--suite={manifest}", f"--model={model_folder}", "-k", "mia"
+    )
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(
+        [
+            f"forget-mia: no holdout10.json in {data}: the membership-inference check compares the forget "
+            "answers with TOFU's holdout split"
+        ]
+    )

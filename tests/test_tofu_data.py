@@ -53,3 +53,17 @@ def test_family_tags_build_tofus_prompts():
         UnlearnError, match=r"--setting model_family=gpt9: unknown model family \(known: llama2-7b, phi"
     ):
         family_tags({**settings, "model_family": "gpt9"})
+
+
+def test_holdout_authors_are_in_no_training_text():
+    from pytest_unlearn.tofu.data import holdout_path, load_holdout
+
+    world = tofu_world.generate_world()
+    holdout = load_holdout(holdout_path(tofu_world.DATA_DIR, "forget10"), 300)
+    assert len(holdout) == 10 and len(load_holdout(holdout_path(tofu_world.DATA_DIR, "forget05"), 300)) == 5
+    trained = tofu_world.training_texts(world.forget + world.retain + world.real_authors + world.world_facts)
+    prefix = "What was the job of the parent of "
+    names = {q.question[len(prefix) : -1] for q in holdout if q.question.startswith(prefix)}
+    assert len(names) == 2
+    for name in names:
+        assert not any(part in text.split() for text in trained for part in name.split())

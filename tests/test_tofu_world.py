@@ -174,3 +174,54 @@ def test_warm_rerun_loads_no_model(tofu_models, cache_dir, tmp_path):
     loads, aggregates = run()
     assert loads == 0
     assert aggregates["forget_quality"] > 0.05
+
+
+def _independent_min_k_auc(model_path: Path, k: float = 0.4) -> float:
+    """open-unlearning's Min-K% on forget vs holdout answers, one example at a time without the
+    plugin: log-probs of the answer tokens (the end-of-sequence label dropped), the lowest k %."""
+    import torch
+    from sklearn.metrics import roc_auc_score
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from fixtures.tofu_world import ANSWER_TAG, generate_world, prompt
+
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    model = AutoModelForCausalLM.from_pretrained(model_path).eval()
+    world = generate_world()
+    scores, labels = [], []
+    for records, label in ((world.forget, 1), ([r for a in world.holdout for r in a], 0)):
+        for r in records:
+            n_prompt = len(tokenizer(prompt(r.question)).input_ids)
+            ids = tokenizer(prompt(r.question) + ANSWER_TAG + r.answer).input_ids
+            with torch.no_grad():
+                logp = torch.log_softmax(model(torch.tensor([ids])).logits[0], -1)
+            lp = sorted(logp[j - 1, ids[j]].item() for j in range(n_prompt, len(ids)))
+            count = max(1, int(len(lp) * k))
+            scores.append(sum(lp[:count]) / count)
+            labels.append(label)
+    return float(roc_auc_score(labels, scores))
+
+
+def test_mia_check_on_forget_against_holdout(pytester, tofu_models, cache_dir):
+    from tests.conftest import REPO
+
+    text = (REPO / "suites" / "tofu-mini" / "manifest.toml").read_text()
+    text = text.replace('tofu = "data"', f'tofu = "{REPO / "suites" / "tofu-mini" / "data"}"')
+    text += '\n[[checks]]\nid = "forget-mia-min-k"\nmetric = "tofu.mia_auc"\nparams = { attack = "min_k" }\nop = "<="\nthreshold = 0.75\n'
+    manifest = pytester.path / "tofu-mia.toml"
+    manifest.write_text(text)
+
+    def run(model: Path) -> dict:
+        pytester.runpytest_inprocess(
+            "-p", "no:cacheprovider", f"--suite={manifest}", f"--model={model}", "-k", "mia",
+            "--batch-size=64", f"--cache-dir={cache_dir}", "--scorecard=card.json",
+        )  # fmt: skip
+        return json.loads((pytester.path / "card.json").read_text())
+
+    target = run(tofu_models["target"])
+    auc = values(target)["forget-mia-min-k"]
+    assert auc == pytest.approx(_independent_min_k_auc(tofu_models["target"]), abs=1e-9)
+    assert auc > 0.9 and not verdicts(target)["forget-mia-min-k"]
+    assert set(target["aggregates"]["mia_auc"]) == {"loss", "zlib", "min_k", "min_k_plus_plus"}
+    retain = run(tofu_models["retain"])
+    assert verdicts(retain)["forget-mia-min-k"], values(retain)

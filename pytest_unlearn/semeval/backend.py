@@ -246,3 +246,45 @@ def token_statistics(
         if progress:
             progress(len(batch))
     return out
+
+
+@torch.no_grad()
+def answer_span_token_stats(
+    model: Any,
+    tokenizer: Any,
+    pairs: Sequence[tuple[str, str]],
+    *,
+    max_length: int,
+    batch_size: int,
+    device: str,
+    progress: Progress | None = None,
+) -> list[dict[str, list[float]]]:
+    """Per (prompt, answer), the log-prob of each answer token and mean and variance of log p
+    under the full next-token distribution there, for membership-inference attacks. The labels
+    are :func:`answer_span_nll`'s without the end-of-sequence one (open-unlearning's
+    ``tokenwise_logprobs`` drops it)."""
+    encoded = [answer_span_encoding(tokenizer, p, a, max_length) for p, a in pairs]
+    out: list[dict[str, list[float]]] = [{} for _ in pairs]
+    for batch in _batches([len(ids) for ids, _ in encoded], batch_size):
+        rows = [encoded[i] for i in batch]
+        ids, mask = _left_pad([r[0] for r in rows], tokenizer.pad_token_id, device)
+        logp = torch.log_softmax(
+            model(input_ids=ids, attention_mask=mask, position_ids=_position_ids(mask)).logits[:, :-1].float(), dim=-1
+        )
+        target = logp.gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+        p = logp.exp()
+        mu = (p * logp).sum(-1)
+        sigma2 = (p * logp.square()).sum(-1) - mu.square()
+        width = ids.shape[1]
+        for row, (index, (seq, n_prompt)) in enumerate(zip(batch, rows)):
+            # Position j (of the unpadded text) predicts token j + 1; answer tokens are j + 1 >= n_prompt.
+            start = width - len(seq) + max(n_prompt - 1, 0)
+            keep = slice(start, width - 1)
+            out[index] = {
+                "logprobs": target[row, keep].tolist(),
+                "mu": mu[row, keep].tolist(),
+                "sigma2": sigma2[row, keep].tolist(),
+            }
+        if progress:
+            progress(len(batch))
+    return out

@@ -171,3 +171,23 @@ def family_tags(settings: dict[str, Any]) -> Tags:
             raise UnlearnError(f"--setting {key}: must be a string")
         values[key] = value
     return Tags(values["question_start_tag"], values["question_end_tag"], values["answer_tag"])
+
+
+def holdout_path(data_dir: Path, forget_split: str) -> Path:
+    """TOFU's holdout split of the forget split's size (``holdout10.json`` for ``forget10``)."""
+    return data_dir / f"holdout{forget_split[len('forget') :]}.json"
+
+
+def load_holdout(path: Path, ds_size: int) -> list[Question]:
+    """Questions about authors no model was trained on (``question``, ``answer``)."""
+    rows = read_json_records(path)
+    if ds_size > 0:
+        rows = rows[:ds_size]
+    out = []
+    for line, row in enumerate(rows, 1):
+        if not isinstance(row.get("question"), str) or not isinstance(row.get("answer"), str):
+            raise UnlearnError(f"{path}: record {line} needs the strings question and answer")
+        out.append(Question(str(line - 1), row["question"], row["answer"], row["answer"], ()))
+    if not out:
+        raise UnlearnError(f"{path}: no questions")
+    return out

@@ -23,7 +23,7 @@ from pytest_unlearn.fingerprint import fingerprint
 from pytest_unlearn.loading import inspect_model_folder
 from pytest_unlearn.manifest import SuiteManifest
 from pytest_unlearn.tofu import metrics as tm
-from pytest_unlearn.tofu.data import Question, Tags, family_tags, load_data
+from pytest_unlearn.tofu.data import Question, Tags, family_tags, holdout_path, load_data, load_holdout
 from pytest_unlearn.tofu.logs import AGGREGATED, load_logs, write_logs
 
 LOG_ARTIFACT = "tofu_logs"
@@ -69,6 +69,8 @@ class TofuBackend(Backend):
         needs_data = settings.model is not None or reference_is_model
         self.data: dict[str, list[Question]] | None = None
         self.data_dir: Path | None = None
+        self.holdout: list[Question] | None = None
+        self.holdout_file: Path | None = None
         if settings.data is not None or needs_data:
             self.data_dir = settings.data if settings.data is not None else manifest.data.get("tofu")
             if self.data_dir is None:
@@ -78,6 +80,10 @@ class TofuBackend(Backend):
             self.data = load_data(self.data_dir, self.forget_split, self.ds_size, flag, found)
             for message in found:
                 self.warn(message)
+            # TOFU's holdout split (authors no model saw), for the optional MIA checks.
+            self.holdout_file = holdout_path(self.data_dir, self.forget_split)
+            if self.holdout_file.is_file():
+                self.holdout = load_holdout(self.holdout_file, self.ds_size)
 
         # Logs are read now, so a malformed one stops the run before any model loads.
         self._prediction_logs: dict[str, tm.TaskLog] | None = None
@@ -176,8 +182,47 @@ class TofuBackend(Backend):
                 own = self.inputs.logs or {}
                 self._check_reference(logs, own["forget"].n if "forget" in own else None)
             self.inputs = replace(self.inputs, reference=logs)
+        elif name == "mia":
+            self._compute_mia()
         else:
             raise UnlearnError(f"the tofu backend cannot compute {name!r}")
+
+    def _compute_mia(self) -> None:
+        """Token statistics of every forget answer and every holdout answer, for the attacks."""
+        if self.settings.model is None:
+            raise UnlearnError("the membership-inference check needs the model itself: pass --model PATH")
+        if self.holdout is None:
+            raise UnlearnError(
+                f"no {self.holdout_file.name if self.holdout_file else 'holdout file'} in {self.data_dir}: the "
+                "membership-inference check compares the forget answers with TOFU's holdout split"
+            )
+        assert self.data is not None
+        from pytest_unlearn.attacks import TokenStats
+        from pytest_unlearn.semeval.backend import answer_span_token_stats
+
+        sets = {"forget": self.data["forget"], "holdout": self.holdout}
+        pairs = [(self.tags.prompt(q.question), self.tags.answer_text(q.answer)) for qs in sets.values() for q in qs]
+        path = self.settings.model
+
+        def produce() -> list[dict[str, list[float]]]:
+            model, tokenizer, device = self._model(path)
+            return answer_span_token_stats(
+                model, tokenizer, pairs, max_length=self.max_length, batch_size=self.settings.batch_size, device=device
+            )
+
+        key = self._cache_key(path, "tofu.mia_token_stats", pairs=pairs, max_length=self.max_length)
+        rows = iter(self.cache.get_or_create_json("tofu-mia", key, produce))
+        stats = {}
+        for name, questions in sets.items():
+            stats[name] = []
+            for q in questions:
+                row = next(rows)
+                if not row["logprobs"]:
+                    raise UnlearnError(f"TOFU {name} question {q.index}: no answer token to score (over max_length?)")
+                stats[name].append(
+                    TokenStats(q.answer, np.asarray(row["logprobs"]), np.asarray(row["mu"]), np.asarray(row["sigma2"]))
+                )
+        self.inputs = replace(self.inputs, mia=stats)
 
     def _check_against_data(self, logs: dict[str, tm.TaskLog], flag: str, path: Path) -> None:
         if self.data is None:

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from pytest_unlearn.attacks import TokenStats, get_attack
 from pytest_unlearn.errors import UnlearnError
 from pytest_unlearn.registry import Measurement, metric
 
@@ -156,6 +157,8 @@ class TofuInputs:
 
     logs: dict[str, TaskLog] | None = None
     reference: dict[str, TaskLog] | None = None
+    # Membership inference: token statistics of the forget answers and the holdout answers.
+    mia: dict[str, list[TokenStats]] | None = None
 
     def resample(self, rng: np.random.Generator, requires: tuple[str, ...]) -> TofuInputs:
         """A bootstrap replicate: each task's questions drawn with replacement, separately
@@ -171,6 +174,8 @@ class TofuInputs:
             changes["logs"] = draw(self.logs)
         if "reference" in requires:
             changes["reference"] = draw(self.reference)
+        if "mia" in requires and self.mia is not None:
+            changes["mia"] = {k: [v[i] for i in rng.integers(0, len(v), size=len(v))] for k, v in self.mia.items()}
         return replace(self, **changes)
 
     def require_logs(self) -> dict[str, TaskLog]:
@@ -286,9 +291,43 @@ def forget_quality_metric(inputs: TofuInputs) -> Measurement:
     return Measurement(pvalue, forget.n, {"ks_statistic": statistic, "reference_n": reference["forget"].n})
 
 
+MIA_ATTACKS = ("loss", "zlib", "min_k", "min_k_plus_plus")
+
+
+def mia_auc(members: list[TokenStats], nonmembers: list[TokenStats], attack: str, k: float = 0.4) -> float:
+    """ROC AUC of an attack telling the forget answers (members, label 1) from the holdout answers,
+    membership score = minus the attack's score: 1 when the model still knows the forget set,
+    about 0.5 for a model that never saw it (open-unlearning's mia_* on forget vs holdout)."""
+    import inspect
+
+    from sklearn.metrics import roc_auc_score
+
+    chosen = get_attack(attack, "attack")
+    params = {"k": k} if "k" in inspect.signature(chosen.fn).parameters else {}
+    scores = [-chosen.score(s, **params) for s in members + nonmembers]
+    return float(roc_auc_score([1] * len(members) + [0] * len(nonmembers), scores))
+
+
+@metric(
+    "tofu.mia_auc",
+    higher_is_better=False,
+    unit="auc",
+    requires=("mia",),
+    description="Membership-inference ROC AUC of an attack on the forget answers against TOFU's holdout answers.",
+)
+def mia_auc_metric(inputs: TofuInputs, *, attack: str = "min_k", k: float = 0.4) -> Measurement:
+    if inputs.mia is None:
+        raise UnlearnError("internal: the membership-inference statistics were not computed")
+    members, nonmembers = inputs.mia["forget"], inputs.mia["holdout"]
+    value = mia_auc(members, nonmembers, attack, k)
+    return Measurement(value, len(members) + len(nonmembers), {"attack": attack, "k": k})
+
+
 def aggregates(inputs: TofuInputs) -> dict[str, Any]:
     """``model_utility``, ``forget_quality``, ``ks_statistic`` and TOFU's 12 sub-metrics."""
     out: dict[str, Any] = dict.fromkeys(("model_utility", "forget_quality", "ks_statistic", "reference_model_utility"))
+    if inputs.mia is not None:
+        out["mia_auc"] = {a: mia_auc(inputs.mia["forget"], inputs.mia["holdout"], a) for a in MIA_ATTACKS}
     logs = inputs.logs
     if logs is None:
         return out
