@@ -23,9 +23,9 @@ def semeval_models() -> dict[str, Path]:
     import transformers  # noqa: F401
     import transformers.models.olmo.modeling_olmo  # noqa: F401
 
-    from fixtures.semeval_world import build_models
+    from fixtures.worlds import models
 
-    return build_models()
+    return models("semeval")
 
 
 @pytest.fixture(scope="session")
@@ -50,9 +50,9 @@ def genmu_models() -> dict[str, Path]:
     import transformers.models.clip.modeling_clip  # noqa: F401
     from diffusers import StableDiffusionPipeline  # noqa: F401  (resolves diffusers' lazy modules once)
 
-    from fixtures.genmu_world import build_models
+    from fixtures.worlds import models
 
-    return build_models()
+    return models("genmu")
 
 
 @pytest.fixture(scope="session")
@@ -65,6 +65,6 @@ def tofu_models() -> dict[str, Path]:
     import transformers  # noqa: F401
     import transformers.models.olmo.modeling_olmo  # noqa: F401
 
-    from fixtures.tofu_world import build_models
+    from fixtures.worlds import models
 
-    return build_models()
+    return models("tofu")

@@ -46,9 +46,9 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
 
-    from fixtures.genmu_world import build_models
+    from fixtures.worlds import models as world_models
 
-    models = build_models()
+    models = world_models("genmu")
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONPATH": str(REPO)}
     with tempfile.TemporaryDirectory() as tmp:
         folder, cache = Path(tmp), Path(tmp, "cache")

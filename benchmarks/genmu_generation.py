@@ -50,11 +50,11 @@ def main() -> int:
     import torch
     from diffusers import StableDiffusionPipeline
 
-    from fixtures.genmu_world import build_models
+    from fixtures.worlds import models as world_models
     from pytest_unlearn.manifest import resolve_suite
 
     torch.set_num_threads(args.threads)
-    models = build_models()
+    models = world_models("genmu")
     manifest = resolve_suite("genmu-mini")
     targets = list(manifest.settings["targets"])
     seed = int(manifest.settings.get("seed", 0))

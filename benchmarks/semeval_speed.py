@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from fixtures.official_semeval import official_generate, official_mmlu_letters, official_nll  # noqa: E402
-from fixtures.semeval_world import build_models  # noqa: E402
+from fixtures.worlds import models as world_models  # noqa: E402
 from pytest_unlearn.evaluation import RunSettings  # noqa: E402
 from pytest_unlearn.manifest import resolve_suite  # noqa: E402
 from pytest_unlearn.semeval import metrics as sm  # noqa: E402
@@ -39,7 +39,7 @@ def main() -> int:
     torch.manual_seed(0)
     if args.threads:
         torch.set_num_threads(args.threads)
-    model_dir = build_models()["target"]
+    model_dir = world_models("semeval")["target"]
     settings = RunSettings(
         model=model_dir,
         artifacts=Path(tempfile.mkdtemp(prefix="unlearn-bench-")),

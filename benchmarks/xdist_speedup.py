@@ -76,9 +76,9 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=20)
     args = parser.parse_args()
 
-    from fixtures.genmu_world import build_models
+    from fixtures.worlds import models as world_models
 
-    models = build_models()
+    models = world_models("genmu")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         manifest = write_suite(folder)

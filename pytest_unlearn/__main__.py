@@ -1,4 +1,4 @@
-"""Command-line helpers: ``python -m pytest_unlearn options-table`` and ``benchscore``."""
+"""Command-line helpers: ``python -m pytest_unlearn options-table``, ``benchscore`` and ``compare``."""
 
 from __future__ import annotations
 
@@ -47,7 +47,16 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument(
         "--json", type=Path, default=Path("benchscore.json"), metavar="OUT", help="where to write the leaderboard"
     )
+    compare = commands.add_parser(
+        "compare", help="checks and aggregates of scorecards side by side; exit 1 on a regression against the first"
+    )
+    compare.add_argument("scorecards", nargs="+", type=Path, metavar="SCORECARD", help="OLD.json NEW.json [...]")
+    compare.add_argument("--markdown", action="store_true", help="a Markdown table (e.g. for a CI job summary)")
     args = parser.parse_args(argv)
+    if args.command == "compare":
+        from pytest_unlearn.baseline import compare_main
+
+        return compare_main(args.scorecards, markdown=args.markdown)
     if args.command == "options-table":
         sys.stdout.write(options_table())
     elif args.command == "benchscore":

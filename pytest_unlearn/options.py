@@ -70,6 +70,16 @@ def parse_setting(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
+def parse_tolerance(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError("must be a non-negative number") from None
+    if not math.isfinite(value) or value < 0:
+        raise ValueError("must be a non-negative number")
+    return value
+
+
 def parse_bool(text: str) -> bool:
     lowered = text.strip().lower()
     if lowered in ("1", "true", "yes", "on"):
@@ -267,6 +277,21 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "Content-addressed cache of generations, losses, predictions and images, reused by later "
         "runs and shared by xdist workers (default: .unlearn-cache/ under the rootdir).",
         metavar="DIR",
+    ),
+    OptionSpec(
+        ("--baseline",),
+        "unlearn_baseline",
+        "A previous scorecard of the same suite: every check also fails as a regression when it is "
+        "worse than the baseline's value by more than --baseline-tolerance.",
+        metavar="PATH",
+    ),
+    OptionSpec(
+        ("--baseline-tolerance",),
+        "unlearn_baseline_tolerance",
+        "How much worse than the baseline a check may be (default: the baseline check's own 95% "
+        "interval half-width, else 0).",
+        parse=parse_tolerance,
+        metavar="VALUE",
     ),
     OptionSpec(
         ("--unlearn-strict",),

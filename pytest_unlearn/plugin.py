@@ -154,7 +154,13 @@ def pytest_configure(config: pytest.Config) -> None:
             cache_dir=_cache_dir(config, values),
             strict=bool(values["unlearn_strict"]) or _pytest_strict(config),
         )
-        state = RunState.start(values["unlearn_suite"], settings, scorecard)
+        state = RunState.start(
+            values["unlearn_suite"],
+            settings,
+            scorecard,
+            baseline=as_path(values["unlearn_baseline"]),
+            baseline_tolerance=values["unlearn_baseline_tolerance"],
+        )
     except UnlearnError as exc:
         raise pytest.UsageError(str(exc)) from None
     config.stash[STATE_KEY] = state
@@ -229,7 +235,7 @@ class CheckItem(pytest.Item):
         self.spec = spec
 
     def runtest(self) -> None:
-        result = _state(self.config).backend.evaluate(self.spec)
+        result = _state(self.config).evaluate(self.spec)
         self.stash[RESULT_KEY] = result
         self.user_properties.extend(
             [

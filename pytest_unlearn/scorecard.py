@@ -71,6 +71,8 @@ class CheckResult:
         """``task2-knowledge-forget = 0.420, needs >= 0.900 (n=40, 95% CI 0.30-0.55)``."""
         if self.error is not None:
             return f"{self.id}: {self.error}"
+        if "regression" in self.details:
+            return str(self.details["regression"])
         extra = []
         if self.n is not None:
             extra.append(f"n={self.n}")
@@ -129,6 +131,7 @@ def build_scorecard(
     missing: list[str],
     warnings: list[str] | None = None,
     running: bool = False,
+    baseline: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     # "running": written when the first check starts, so a run killed outright (SIGKILL, the
     # OOM killer) leaves a card that says so, never the previous run's complete one.
@@ -148,6 +151,7 @@ def build_scorecard(
         "environment": environment(device),
         "timings": {k: round(v, 3) for k, v in timings.items()},
         "warnings": list(warnings or []),
+        **({"baseline": baseline} if baseline else {}),
     }
 
 
@@ -166,22 +170,26 @@ def _clean(value: Any) -> Any:
 
 def render_table(results: list[CheckResult]) -> list[str]:
     """The terminal summary: one row per check with its value, threshold and verdict."""
-    headers = ("check", "value", "threshold", "95% CI", "n", "verdict")
+    with_baseline = any("baseline" in r.details for r in results)
+    headers = ("check", "value", "threshold", "95% CI", "n", "verdict") + (("vs baseline",) if with_baseline else ())
     rows = []
     for r in results:
         ci = f"{r.ci95[0]:.3f}-{r.ci95[1]:.3f}" if r.ci95 else ""
-        rows.append(
-            (
-                r.id,
-                format_number(r.value),
-                f"{r.op} {format_number(r.threshold)}",
-                ci,
-                "" if r.n is None else str(r.n),
-                r.verdict(),
-            )
+        row = (
+            r.id,
+            format_number(r.value),
+            f"{r.op} {format_number(r.threshold)}",
+            ci,
+            "" if r.n is None else str(r.n),
+            r.verdict(),
         )
+        if with_baseline:
+            compared = r.details.get("baseline", {})
+            delta = f"{compared['delta']:+.4g}" if "delta" in compared else compared.get("note", "")
+            row += (delta + (" REGRESSION" if compared.get("regressed") else ""),)
+        rows.append(row)
     widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(headers)]
-    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths))
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()
     out = [line, "  ".join("-" * w for w in widths)]
-    out += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)) for row in rows]
+    out += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
     return out

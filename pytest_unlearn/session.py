@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pytest_unlearn.baseline import Baseline, load_baseline
+from pytest_unlearn.baseline import apply as apply_baseline
 from pytest_unlearn.errors import UnlearnError
 from pytest_unlearn.evaluation import Backend, RunSettings, create_backend
 from pytest_unlearn.manifest import SuiteManifest, resolve_suite
@@ -54,14 +56,36 @@ class RunState:
     checks_started: bool = False
     # What the scorecard path held before this run ("complete, created …"), said when replaced.
     replaced: str | None = None
+    # --baseline: a previous scorecard every check is also compared with.
+    baseline: Baseline | None = None
+    baseline_tolerance: float | None = None
 
     @classmethod
-    def start(cls, suite: str, settings: RunSettings, scorecard_path: Path) -> RunState:
+    def start(
+        cls,
+        suite: str,
+        settings: RunSettings,
+        scorecard_path: Path,
+        baseline: Path | None = None,
+        baseline_tolerance: float | None = None,
+    ) -> RunState:
         manifest = resolve_suite(suite)
         ensure_writable_file(scorecard_path, "--scorecard")
         ensure_writable_dir(settings.artifacts, "--artifacts")
+        loaded = load_baseline(baseline, manifest.name, manifest.version) if baseline else None
+        if baseline_tolerance is not None and loaded is None:
+            raise UnlearnError("--baseline-tolerance needs --baseline PATH (the scorecard to compare with)")
         backend = create_backend(manifest, settings)
-        return cls(backend.manifest, backend, settings, scorecard_path)
+        return cls(
+            backend.manifest, backend, settings, scorecard_path, baseline=loaded, baseline_tolerance=baseline_tolerance
+        )
+
+    def evaluate(self, spec: Any) -> CheckResult:
+        """One check's result, compared with the baseline when there is one."""
+        result = self.backend.evaluate(spec)
+        if self.baseline is not None:
+            result = apply_baseline(result, self.baseline, self.baseline_tolerance)
+        return result
 
     def record(self, result: CheckResult) -> None:
         self.results[result.id] = result
@@ -114,6 +138,7 @@ class RunState:
             complete=not interrupted and not missing,
             missing=missing,
             warnings=list(self.backend.warnings),
+            baseline=self.baseline.record() if self.baseline else None,
         )
 
     def start_checks(self) -> None:

@@ -9,6 +9,7 @@ import numpy  # noqa: F401
 import pytest
 import scipy.stats  # noqa: F401
 import sklearn.metrics  # noqa: F401
+from hypothesis import settings
 
 # pytester's in-process runs drop modules first imported inside them, and C extensions cannot
 # be imported twice in one process: import what the inner runs use out here, once.
@@ -66,6 +67,9 @@ def _import_the_diffusion_stack() -> None:
 _import_the_diffusion_stack()
 
 REPO = Path(__file__).resolve().parent.parent
+
+# A long local run of the input fuzzers (tests/test_fuzz_inputs.py): --hypothesis-profile=unlearn-fuzz
+settings.register_profile("unlearn-fuzz", max_examples=40, deadline=None)
 SEMEVAL_DATA = REPO / "suites" / "semeval" / "data"
 
 

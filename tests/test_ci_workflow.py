@@ -90,7 +90,7 @@ def test_the_gate_writes_everything_into_the_uploaded_folder(workflow):
 
 
 def test_every_option_in_the_run_lines_is_documented(workflow, pytest_help):
-    ours = {flag for spec in OPTIONS for flag in spec.flags}
+    ours = {flag for spec in OPTIONS for flag in spec.flags} | {"--markdown"}  # + compare's (test below)
     theirs = set(re.findall(r"(?<![\w-])(--[A-Za-z][\w-]*)", pytest_help))
     if "--junit-xml" in theirs:
         theirs.add("--junitxml")  # the spelling pytest's docs use; --help lists only --junit-xml
@@ -107,7 +107,7 @@ def test_every_option_in_the_run_lines_is_documented(workflow, pytest_help):
             used_ini |= set(INI_OVERRIDE.findall(line))
     assert used_long and used_ini
     assert sorted(used_long - ours - theirs) == []
-    assert sorted(used_short - theirs_short - {"-c", "-e", "-d"}) == []  # pip -c/-e, test -d
+    assert sorted(used_short - theirs_short - {"-c", "-e", "-d", "-f"}) == []  # pip -c/-e, test -d/-f
     assert sorted(used_ini - ini_keys) == []
 
 
@@ -162,3 +162,16 @@ def test_the_workflow_is_documented():
     doc = (REPO / "README.md").read_text(encoding="utf-8")
     assert ".github/workflows/release-gate.yml" in doc and "junit_family=xunit1" in doc
     assert Path(WORKFLOW).is_file()
+
+
+def test_the_compare_step_uses_the_compare_command(workflow, tmp_path):
+    """The summary's comparison is ``python -m pytest_unlearn compare`` with flags it has."""
+    from pytest_unlearn.__main__ import main
+
+    step = next(s for s in steps(workflow) if s.get("name") == "Compare with the previous release in the job summary")
+    assert "python -m pytest_unlearn compare baseline/scorecard.json" in step["run"] and "--markdown" in step["run"]
+    with pytest.raises(SystemExit):
+        main(["compare", "--help"])
+    fetch = next(s for s in steps(workflow) if s.get("name") == "Use it as the baseline")
+    assert "PYTEST_UNLEARN_BASELINE=baseline/scorecard.json" in fetch["run"]
+    assert any(spec.env == "PYTEST_UNLEARN_BASELINE" for spec in OPTIONS)

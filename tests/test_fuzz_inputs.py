@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 
 from tests.conftest import SEMEVAL_DATA, semeval_rows
 
-settings.register_profile("unlearn-fuzz", max_examples=40, deadline=None)
-EXAMPLES = settings.default.max_examples if settings.get_current_profile_name() == "unlearn-fuzz" else 2
+CI_EXAMPLES = 2
+EXAMPLES = settings.default.max_examples if settings.get_current_profile_name() == "unlearn-fuzz" else CI_EXAMPLES
 FUZZ = settings(
     max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture], database=None
 )

@@ -161,6 +161,19 @@ def test_official_csv_predictions_with_a_bom_and_padding(pytester, tmp_path):
     )
 
 
+def test_a_nan_output_is_scored_as_text_and_said(tmp_path):
+    from pytest_unlearn.semeval.data import load_predictions
+
+    path = tmp_path / "official.csv"
+    path.write_text("id,model_output\na1qa0,NaN\na1qa1,Paris\n")
+    found: list[str | None] = []
+    assert load_predictions(path, found.append).outputs == {"a1qa0": "NaN", "a1qa1": "Paris"}
+    assert found[-1] == (
+        f"--predictions {path}: 1 output(s) are the text 'nan' (e.g. 'a1qa0'), what an empty generation becomes "
+        "through pandas; they are scored as that text"
+    )
+
+
 def data_copy(tmp_path: Path) -> Path:
     folder = tmp_path / "data"
     shutil.copytree(SEMEVAL_DATA, folder)
@@ -344,3 +357,12 @@ def test_evallearn_rows_and_image_indexes(tmp_path):
         UnlearnError, match=r"image \(prompt, seed\) \('p', 0\) appears on lines 1 and 3 with different"
     ):
         read_image_index(folder)
+
+
+def test_readme_inventory_of_what_the_gate_was_tried_against_is_current():
+    from tests.conftest import REPO
+    from tests.gate_inventory import current_block, render
+
+    assert current_block((REPO / "README.md").read_text()) == render(), (
+        "README gate inventory drifted: run python -m tests.gate_inventory --write"
+    )

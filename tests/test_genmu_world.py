@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from fixtures.figures import GENMU_ARGS, genmu_table, readme_block
+
 pytestmark = pytest.mark.slow
 
 TARGET = "golf-ball"
@@ -19,13 +21,19 @@ FORGET = [f"{TARGET}-forget-{kind}" for kind in ("direct", "indirect", "adversar
 KEPT = [f"{TARGET}-retain", f"{TARGET}-adjacent", "clip-score-retain"]
 
 
+@pytest.fixture(scope="module")
+def world_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One artifact cache for this module: the README-figures check reuses the other tests' images."""
+    return tmp_path_factory.mktemp("genmu-world-cache")
+
+
 def run_suite(pytester: pytest.Pytester, models: dict[str, Path], *args: str) -> tuple[int, dict]:
+    """genmu-mini through the plugin, as ``fixtures.figures`` runs it (pass ``--cache-dir`` to share)."""
     result = pytester.runpytest_inprocess(
         "-p",
         "no:cacheprovider",
-        "--suite=genmu-mini",
+        *GENMU_ARGS,
         f"--clip-model={models['clip']}",
-        "--batch-size=32",
         "--scorecard=card.json",
         "--junitxml=junit.xml",
         *args,
@@ -41,13 +49,17 @@ def by_id(card: dict) -> dict[str, dict]:
     return {check["id"]: check for check in card["checks"]}
 
 
-def test_original_model_fails_the_forget_checks_and_changes_no_weight(pytester, genmu_models):
+def test_original_model_fails_the_forget_checks_and_changes_no_weight(pytester, genmu_models, world_cache):
     """The model before unlearning draws golf balls: every forget check of Golf Ball fails.
 
     Checked against itself, its weight-change ratio is exactly 0 and its CLIP score drop 0.
     """
     exit_code, card = run_suite(
-        pytester, genmu_models, f"--model={genmu_models['original']}", f"--original-model={genmu_models['original']}"
+        pytester,
+        genmu_models,
+        f"--model={genmu_models['original']}",
+        f"--original-model={genmu_models['original']}",
+        f"--cache-dir={world_cache}",
     )
     checks = by_id(card)
     assert exit_code == pytest.ExitCode.TESTS_FAILED
@@ -66,14 +78,19 @@ def test_original_model_fails_the_forget_checks_and_changes_no_weight(pytester, 
     assert card["model"]["fingerprint"] == card["model"]["original"]["fingerprint"]
 
 
-def test_erased_model_passes_forget_checks_and_keeps_the_other_concepts(pytester, genmu_models):
+def test_erased_model_passes_forget_checks_and_keeps_the_other_concepts(pytester, genmu_models, world_cache):
     exit_code, card = run_suite(
-        pytester, genmu_models, f"--model={genmu_models['erased']}", f"--original-model={genmu_models['original']}"
+        pytester,
+        genmu_models,
+        f"--model={genmu_models['erased']}",
+        f"--original-model={genmu_models['original']}",
+        f"--cache-dir={world_cache}",
     )
     checks = by_id(card)
     # Generation reports its progress on the terminal, past pytest's output capturing.
+    # (The original's images may come from the module's cache, made by the test before.)
     assert "unlearn: unlearned images 60/60 (60 generated, the rest from the cache)" in pytester.last_output
-    assert "unlearn: original images 60/60 (60 generated" in pytester.last_output
+    assert "unlearn: original images 60/60 (" in pytester.last_output
     failed = [c["id"] for c in card["checks"] if not c["passed"]]
     assert exit_code == pytest.ExitCode.OK and failed == [], failed
     for check in FORGET:
@@ -153,3 +170,15 @@ def test_single_file_checkpoint_with_model_config(pytester, genmu_models, tmp_pa
             squared += float(((a[key].astype("float64") - b[key].astype("float64")) ** 2).sum())
             count += a[key].size
     assert checks["weight-change-ratio"]["value"] == pytest.approx(squared**0.5 / count, rel=1e-9)
+
+
+def test_readme_figures_are_those_of_the_committed_world(pytester, genmu_models, world_cache):
+    """The README's table of this world is what the plugin measures on it (python -m fixtures.figures)."""
+    original = f"--original-model={genmu_models['original']}"
+    cards = {
+        name: run_suite(
+            pytester, genmu_models, f"--model={genmu_models[name]}", original, f"--cache-dir={world_cache}"
+        )[1]
+        for name in ("original", "erased")
+    }
+    assert readme_block("genmu") == genmu_table(cards), "README figures drifted: run python -m fixtures.figures --write"

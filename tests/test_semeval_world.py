@@ -13,21 +13,28 @@ from pathlib import Path
 
 import pytest
 
+from fixtures.figures import SEMEVAL_ARGS, readme_block, semeval_table
+
 pytestmark = pytest.mark.slow
 
 FORGET = [f"task{t}-{k}-forget" for t in (1, 2, 3) for k in ("regurgitation", "knowledge")]
 RETAIN = [f"task{t}-{k}-retain" for t in (1, 2, 3) for k in ("regurgitation", "knowledge")]
 
 
-def run_suite(pytester: pytest.Pytester, model: Path) -> tuple[int, dict]:
-    """The whole suite on one model, through pytest and the plugin."""
+@pytest.fixture(scope="module")
+def world_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One artifact cache for this module: the README-figures check reuses the other tests' passes."""
+    return tmp_path_factory.mktemp("semeval-world-cache")
+
+
+def run_suite(pytester: pytest.Pytester, model: Path, cache: Path) -> tuple[int, dict]:
+    """The whole suite on one model, through pytest and the plugin, as ``fixtures.figures`` runs it."""
     result = pytester.runpytest_inprocess(
         "-p",
         "no:cacheprovider",
         f"--model={model}",
-        "--suite",
-        "semeval",
-        "--batch-size=64",
+        *SEMEVAL_ARGS,
+        f"--cache-dir={cache}",
         "--scorecard=card.json",
         "--junitxml=junit.xml",
     )
@@ -42,8 +49,8 @@ def values(card: dict) -> dict[str, float]:
     return {check["id"]: check["value"] for check in card["checks"]}
 
 
-def test_target_model_fails_every_forget_check_and_the_mia_check(pytester, semeval_models):
-    exit_code, card = run_suite(pytester, semeval_models["target"])
+def test_target_model_fails_every_forget_check_and_the_mia_check(pytester, semeval_models, world_cache):
+    exit_code, card = run_suite(pytester, semeval_models["target"], world_cache)
     assert exit_code == pytest.ExitCode.TESTS_FAILED
     assert not any(verdicts(card)[check] for check in FORGET)
     assert all(verdicts(card)[check] for check in RETAIN)
@@ -52,8 +59,8 @@ def test_target_model_fails_every_forget_check_and_the_mia_check(pytester, semev
     assert_consistent(card, semeval_models["target"])
 
 
-def test_retrained_model_passes_the_forget_checks_with_an_mia_score_near_one(pytester, semeval_models):
-    exit_code, card = run_suite(pytester, semeval_models["retrained"])
+def test_retrained_model_passes_the_forget_checks_with_an_mia_score_near_one(pytester, semeval_models, world_cache):
+    exit_code, card = run_suite(pytester, semeval_models["retrained"], world_cache)
     assert all(verdicts(card)[check] for check in FORGET + RETAIN)
     assert card["aggregates"]["mia_score"] >= 0.7
     assert verdicts(card)["mmlu"] and verdicts(card)["final-score"]
@@ -61,8 +68,8 @@ def test_retrained_model_passes_the_forget_checks_with_an_mia_score_near_one(pyt
     assert_consistent(card, semeval_models["retrained"])
 
 
-def test_over_unlearned_model_fails_the_mmlu_gate_and_the_retain_checks(pytester, semeval_models):
-    exit_code, card = run_suite(pytester, semeval_models["over_unlearned"])
+def test_over_unlearned_model_fails_the_mmlu_gate_and_the_retain_checks(pytester, semeval_models, world_cache):
+    exit_code, card = run_suite(pytester, semeval_models["over_unlearned"], world_cache)
     assert exit_code == pytest.ExitCode.TESTS_FAILED
     assert not verdicts(card)["mmlu"] and card["aggregates"]["mmlu"] < 0.371
     assert not any(verdicts(card)[check] for check in RETAIN)
@@ -90,3 +97,11 @@ def assert_consistent(card: dict, model: Path) -> None:
     correct = sum(row["correct"] for row in predictions)
     assert card["aggregates"]["mmlu"] == pytest.approx(correct / len(predictions))
     assert card["environment"]["device"] == "cpu" and set(card["timings"]) >= {"text", "mia", "mmlu", "total"}
+
+
+def test_readme_figures_are_those_of_the_committed_world(pytester, semeval_models, world_cache):
+    """The README's table of this world is what the plugin measures on it (python -m fixtures.figures)."""
+    cards = {name: run_suite(pytester, semeval_models[name], world_cache)[1] for name in semeval_models}
+    assert readme_block("semeval") == semeval_table(cards), (
+        "README figures drifted: run python -m fixtures.figures --write"
+    )

@@ -113,6 +113,10 @@ class GenmuBackend(Backend):
                 "--suite genmu needs a CLIP judge: pass --clip-model DIR (a transformers CLIP folder) "
                 "or --clip-model open_clip:MODEL:WEIGHTS"
             )
+        if self.judge_name == "clip" and settings.clip_model.startswith("open_clip:"):
+            from pytest_unlearn.genmu.judges import parse_open_clip_spec
+
+            parse_open_clip_spec(settings.clip_model)  # its form and files, before any image is made
         self.image_index = self._read_image_index() if settings.images else None
 
         self.requests = self._requests()
@@ -474,6 +478,11 @@ class GenmuBackend(Backend):
         spec = self.settings.clip_model or ""
         spec_path = Path(spec.split(":")[-1]) if spec else None
         weights = model_digest(spec_path) if spec_path is not None and spec_path.exists() else None
+        extra = {}
+        # open_clip:CONFIG.json:WEIGHTS: the architecture (and tokenizer) the weights are read as.
+        config = Path(spec.split(":")[1]) if spec.startswith("open_clip:") and spec.count(":") >= 2 else None
+        if config is not None and config.suffix == ".json" and config.is_file():
+            extra["model_config"] = hashlib.sha256(config.read_bytes()).hexdigest()
         key = make_key(
             "genmu.judge",
             pixels=pixels.hexdigest(),
@@ -484,6 +493,7 @@ class GenmuBackend(Backend):
             template=self.template,
             prompts=[r.prompt for r in self.requests],
             device=self._device_kind(),
+            **extra,
         )
 
         def produce() -> dict[str, list[Any]]:

@@ -85,60 +85,91 @@ class TransformersClip:
         return np.concatenate(chunks)
 
 
+def _one_line(exc: BaseException, limit: int = 300) -> str:
+    """The exception as one line: torch's state-dict errors list every key over many lines."""
+    text = " ".join(str(exc).split())
+    text = text if len(text) <= limit else text[: limit - 1] + "…"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def parse_open_clip_spec(spec: str) -> tuple[str, Path, Path | None]:
+    """``open_clip:MODEL:WEIGHTS_FILE`` as (model name, weights file, model config JSON or None).
+
+    Checks the form and that the files exist, without importing open_clip, so that a mistyped
+    path is a usage error before any image is generated.
+    """
+    parts = spec.split(":", 2)
+    if len(parts) != 3 or not parts[1] or not parts[2]:
+        raise UnlearnError(f"--clip-model {spec}: expected open_clip:MODEL:WEIGHTS_FILE")
+    model_name, weights = parts[1], Path(parts[2])
+    if not weights.is_file():
+        raise UnlearnError(f"--clip-model {spec}: no weights file {weights}")
+    if not model_name.endswith(".json"):
+        return model_name, weights, None
+    config = Path(model_name)
+    if not config.is_file():
+        raise UnlearnError(f"--clip-model {spec}: no model config file {config}")
+    # open_clip.add_model_config registers a config file under its stem.
+    return config.stem, weights, config
+
+
 class OpenClip:
-    """CLIP through open_clip: ``open_clip:MODEL_NAME:WEIGHTS_FILE`` (local weights only)."""
+    """CLIP through open_clip: ``open_clip:MODEL:WEIGHTS_FILE`` (local weights only).
+
+    ``MODEL`` is a model name open_clip knows (built in, or registered with
+    ``open_clip.add_model_config``) or the path of a model config JSON, which is registered under
+    its file's stem, as ``add_model_config`` does.
+    """
 
     name = "open_clip"
 
     def __init__(self, spec: str, device: str, batch_size: int = 32) -> None:
-        try:
-            _, model_name, weights = spec.split(":", 2)
-        except ValueError:
-            raise UnlearnError(f"--clip-model {spec}: expected open_clip:MODEL_NAME:WEIGHTS_FILE") from None
+        model_name, weights, config = parse_open_clip_spec(spec)
         try:
             import open_clip
             import torch
-        except ImportError as exc:
+        except Exception as exc:  # ImportError, or a torchvision build that does not match torch
             raise UnlearnError(
-                f"--clip-model {spec}: open_clip is not installed ({exc}); pip install open_clip_torch"
+                f"--clip-model {spec}: cannot import open_clip ({_one_line(exc)}); "
+                "pip install 'pytest-unlearn[open-clip]' with a torchvision built for your torch"
             ) from None
-        if not Path(weights).is_file():
-            raise UnlearnError(f"--clip-model {spec}: no weights file {weights}")
-        model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=weights, device=device)
+        if config is not None:
+            open_clip.add_model_config(config)
+        if model_name not in open_clip.list_models():
+            raise UnlearnError(
+                f"--clip-model {spec}: open_clip knows no model {model_name!r}; pass a model config JSON "
+                "as MODEL, or register it with open_clip.add_model_config in a conftest.py"
+            )
+        try:
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                model_name, pretrained=str(weights), device=device
+            )
+            self.tokenizer = open_clip.get_tokenizer(model_name)
+        except Exception as exc:
+            raise UnlearnError(
+                f"--clip-model {spec}: cannot load open_clip {model_name} from {weights} ({_one_line(exc)})"
+            ) from None
         self.model = model.eval()
         self.preprocess = preprocess
-        self.tokenizer = open_clip.get_tokenizer(model_name)
         self.device = device
         self.batch_size = batch_size
         self._torch = torch
 
     def embed_images(self, images: list[Any]) -> np.ndarray:
+        chunks = []
         with self._torch.no_grad():
-            return np.concatenate(
-                [
-                    self.model.encode_image(
-                        self._torch.stack([self.preprocess(im) for im in images[i : i + self.batch_size]]).to(
-                            self.device
-                        )
-                    )
-                    .float()
-                    .cpu()
-                    .numpy()
-                    for i in range(0, len(images), self.batch_size)
-                ]
-            )
+            for start in range(0, len(images), self.batch_size):
+                pixels = self._torch.stack([self.preprocess(im) for im in images[start : start + self.batch_size]])
+                chunks.append(self.model.encode_image(pixels.to(self.device)).float().cpu().numpy())
+        return np.concatenate(chunks)
 
     def embed_texts(self, texts: list[str]) -> np.ndarray:
+        chunks = []
         with self._torch.no_grad():
-            return np.concatenate(
-                [
-                    self.model.encode_text(self.tokenizer(texts[i : i + self.batch_size]).to(self.device))
-                    .float()
-                    .cpu()
-                    .numpy()
-                    for i in range(0, len(texts), self.batch_size)
-                ]
-            )
+            for start in range(0, len(texts), self.batch_size):
+                tokens = self.tokenizer(texts[start : start + self.batch_size])
+                chunks.append(self.model.encode_text(tokens.to(self.device)).float().cpu().numpy())
+        return np.concatenate(chunks)
 
 
 def clip_judge(spec: str, device: str) -> Judge:

@@ -89,7 +89,8 @@ def read_located_records(path: Path, flag: str | None = None) -> list[Located[di
         located = []
         try:
             # line_num is where a row ends (a quoted cell may span lines): name where it starts.
-            reader.fieldnames  # reads the header
+            if reader.fieldnames is None:  # reading it reads the header; None: an empty file
+                return []
             end = reader.line_num
             for record in reader:
                 located.append(Located(end + 1, dict(record)))
@@ -245,4 +246,12 @@ def load_predictions(path: Path, warn: Warn = _no_warning) -> Predictions:
         raise UnlearnError(f"--predictions {path}: the file holds no predictions")
     unique = deduplicate(rows, key=lambda r: r[0], content=lambda r: r[1], source=f"--predictions {path}")
     warn(unique.warning)
+    # pandas reads an empty cell back as NaN and the organizers' script then scores the text
+    # 'nan': such an output is more likely a lost generation than the model's words.
+    nan_like = [row_id for row_id, text in unique.rows if text.strip().lower() == "nan"]
+    if nan_like:
+        warn(
+            f"--predictions {path}: {len(nan_like)} output(s) are the text 'nan' (e.g. {nan_like[0]!r}), what "
+            "an empty generation becomes through pandas; they are scored as that text"
+        )
     return Predictions(path, dict(unique.rows), {k: v for k, v in unique.lines.items()})  # type: ignore[misc]
