@@ -182,3 +182,23 @@ def test_mia_check_without_a_holdout_file(pytester, tmp_path, model_folder):
             "answers with TOFU's holdout split"
         ]
     )
+
+
+@pytest.mark.parametrize(
+    ("setting", "expected"),
+    [
+        (
+            "max_length=lots",
+            "ERROR: suite tofu-mini (manifest or --setting): setting 'max_length' must be a int, got 'lots'",
+        ),
+        (
+            "max_new_tokens=0",
+            "ERROR: suite tofu-mini (manifest or --setting): setting 'max_new_tokens' must be at least 1, got 0",
+        ),
+        ("ds_size=-1", "ERROR: suite tofu-mini (manifest or --setting): setting 'ds_size' must be >= 0, got -1"),
+        ("forget_split=forget1", "ERROR: --setting forget_split=forget1: expected forget01, forget05 or forget10"),
+    ],
+)
+def test_bad_settings(pytester, tmp_path, setting, expected):
+    logs = write_logs(tmp_path / "model.json")
+    assert usage_error(pytester, "--suite=tofu-mini", f"--predictions={logs}", "--setting", setting) == expected

@@ -23,7 +23,7 @@ from pytest_unlearn.fingerprint import fingerprint
 from pytest_unlearn.loading import inspect_model_folder
 from pytest_unlearn.manifest import SuiteManifest
 from pytest_unlearn.tofu import metrics as tm
-from pytest_unlearn.tofu.data import Question, Tags, family_tags, holdout_path, load_data, load_holdout
+from pytest_unlearn.tofu.data import FORGET_SPLIT, Question, Tags, family_tags, holdout_path, load_data, load_holdout
 from pytest_unlearn.tofu.logs import AGGREGATED, load_logs, write_logs
 
 LOG_ARTIFACT = "tofu_logs"
@@ -51,11 +51,19 @@ class TofuBackend(Backend):
 
     def __init__(self, manifest: SuiteManifest, settings: RunSettings) -> None:
         super().__init__(manifest, settings)
-        s = manifest.settings
-        self.forget_split = str(s.get("forget_split", "forget10"))
-        self.max_new_tokens = settings.max_new_tokens or int(s.get("max_new_tokens", 200))
-        self.max_length = int(s.get("max_length", 200))
-        self.ds_size = int(s.get("ds_size", 300))
+        from pytest_unlearn.genmu.generation import typed_setting
+
+        s = {"forget_split": "forget10", "max_new_tokens": 200, "max_length": 200, "ds_size": 300, **manifest.settings}
+        where = f"suite {manifest.name} (manifest or --setting)"
+        self.forget_split = typed_setting(s, "forget_split", str, where)
+        self.max_new_tokens = settings.max_new_tokens or typed_setting(s, "max_new_tokens", int, where)
+        self.max_length = typed_setting(s, "max_length", int, where)
+        self.ds_size = typed_setting(s, "ds_size", int, where)
+        if not FORGET_SPLIT.match(self.forget_split):
+            raise UnlearnError(f"--setting forget_split={self.forget_split}: expected forget01, forget05 or forget10")
+        for key, value in (("max_new_tokens", self.max_new_tokens), ("max_length", self.max_length)):
+            if value < 1:
+                raise UnlearnError(f"{where}: setting {key!r} must be at least 1, got {value!r}")
         self.tags: Tags = family_tags(s)
         self.inputs = tm.TofuInputs()
         self._models: dict[Path, tuple[Any, Any, str]] = {}
