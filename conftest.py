@@ -76,3 +76,18 @@ def genmu_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One artifact cache for the world runs of several test modules: a (model, prompt, seed)
     batch one test generated is read by the next instead of generated again."""
     return tmp_path_factory.mktemp("genmu-artifact-cache")
+
+
+@pytest.fixture(scope="session")
+def tofu_models() -> dict[str, Path]:
+    """Paths of the miniature TOFU world's tiny OLMo models: target, retain, retain2, over_unlearned."""
+    import safetensors  # noqa: F401
+    import tokenizers  # noqa: F401
+    import torch  # noqa: F401
+    import torch.distributed._functional_collectives  # noqa: F401
+    import transformers  # noqa: F401
+    import transformers.models.olmo.modeling_olmo  # noqa: F401
+
+    from fixtures.worlds import models
+
+    return models("tofu")

@@ -7,7 +7,7 @@ Third-party packages add theirs through entry points (``pytest_unlearn.metrics``
 
 from __future__ import annotations
 
-from pytest_unlearn.registry import BACKENDS, DETECTORS, EXTRACTORS, JUDGES, LOADERS, METRICS, SUITES
+from pytest_unlearn.registry import ATTACKS, BACKENDS, DETECTORS, EXTRACTORS, JUDGES, LOADERS, METRICS, SUITES
 
 # module -> {metric name: attribute}
 _METRICS = {
@@ -18,6 +18,15 @@ _METRICS = {
         "semeval.mia_score": "mia_score_metric",
         "semeval.mmlu_accuracy": "mmlu_accuracy",
         "semeval.final_score": "final_score_metric",
+    },
+    "pytest_unlearn.tofu.metrics": {
+        "tofu.probability": "probability_metric",
+        "tofu.rouge": "rouge_metric",
+        "tofu.truth_ratio": "truth_ratio_metric",
+        "tofu.model_utility": "model_utility_metric",
+        "tofu.model_utility_ratio": "model_utility_ratio",
+        "tofu.forget_quality": "forget_quality_metric",
+        "tofu.mia_auc": "mia_auc_metric",
     },
     "pytest_unlearn.genmu.metrics": {
         "genmu.forget": "forget",
@@ -37,6 +46,9 @@ for _module, _entries in _METRICS.items():
 SUITES.register("semeval", "pytest_unlearn.suites:SEMEVAL", replace=True)
 SUITES.register("genmu", "pytest_unlearn.suites:GENMU", replace=True)
 SUITES.register("genmu-mini", "pytest_unlearn.suites:GENMU_MINI", replace=True)
+SUITES.register("tofu", "pytest_unlearn.suites:TOFU", replace=True)
+SUITES.register("tofu-mini", "pytest_unlearn.suites:TOFU_MINI", replace=True)
+BACKENDS.register("tofu", "pytest_unlearn.tofu.evaluation:TofuBackend", replace=True)
 BACKENDS.register("semeval", "pytest_unlearn.semeval.evaluation:SemevalBackend", replace=True)
 BACKENDS.register("genmu", "pytest_unlearn.genmu.evaluation:GenmuBackend", replace=True)
 JUDGES.register("clip", "pytest_unlearn.genmu.judges:clip_judge", replace=True)
@@ -58,3 +70,7 @@ BACKENDS.register("evallearn", "pytest_unlearn.evallearn.evaluation:EvallearnBac
 LOADERS.register("diffusers", "pytest_unlearn.genmu.diffusion:load_pipeline", replace=True)
 DETECTORS.register("nudenet", "pytest_unlearn.evallearn.detectors:nudenet_detector", replace=True)
 EXTRACTORS.register("inception", "pytest_unlearn.evallearn.features:inception_extractor", replace=True)
+
+# Membership-inference attacks (open-unlearning's src/evals/metrics/mia/), shared by suites.
+for _name, _attr in {"loss": "LOSS", "zlib": "ZLIB", "min_k": "MIN_K", "min_k_plus_plus": "MIN_K_PLUS_PLUS"}.items():
+    ATTACKS.register(_name, f"pytest_unlearn.attacks:{_attr}", replace=True)

@@ -45,6 +45,8 @@ class RunSettings:
     thresholds: dict[str, float] = field(default_factory=dict)
     # Diffusion suites.
     original_model: Path | None = None
+    # The model trained without the forget set (TOFU's retain model), or its logs.
+    reference: Path | None = None
     model_config: Path | None = None
     clip_model: str | None = None
     concepts: tuple[str, ...] = ()

@@ -214,6 +214,13 @@ OPTIONS: tuple[OptionSpec, ...] = (
         metavar="PATH",
     ),
     OptionSpec(
+        ("--reference",),
+        "unlearn_reference",
+        "The reference model trained without the forget set (TOFU's retain model): a model folder, "
+        "its TOFU/open-unlearning evaluation logs, or a pytest-unlearn tofu scorecard.",
+        metavar="PATH",
+    ),
+    OptionSpec(
         ("--model-config",),
         "unlearn_model_config",
         "Local diffusers folder describing the architecture of a single-file checkpoint.",

@@ -146,6 +146,7 @@ def pytest_configure(config: pytest.Config) -> None:
             allow_pickle=bool(values["unlearn_allow_pickle"]),
             thresholds=thresholds,
             original_model=as_path(values["unlearn_original_model"]),
+            reference=as_path(values["unlearn_reference"]),
             model_config=as_path(values["unlearn_model_config"]),
             clip_model=values["unlearn_clip_model"],
             concepts=tuple(values["unlearn_concept"]),

@@ -141,6 +141,19 @@ DETECTORS: Registry[Callable[..., Any]] = Registry("detector")
 EXTRACTORS: Registry[Callable[..., Any]] = Registry("extractor")
 
 
+def _as_attack(obj: Any) -> Any:
+    from pytest_unlearn.attacks import Attack
+
+    if not isinstance(obj, Attack):
+        raise UnlearnError(f"attack entry {obj!r} is not a pytest_unlearn.attacks.Attack")
+    return obj
+
+
+# Membership-inference attacks on token statistics (pytest_unlearn.attacks.Attack), shared by
+# suites; entry-point group ``pytest_unlearn.attacks``.
+ATTACKS: Registry[Any] = Registry("attack", _as_attack)
+
+
 def metric(
     name: str,
     *,

@@ -29,6 +29,7 @@ REPORTED_PACKAGES = (
     "open_clip_torch",
     "rouge_score",
     "scikit-learn",
+    "scipy",
 )
 
 

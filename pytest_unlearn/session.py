@@ -155,7 +155,12 @@ class RunState:
         from pytest_unlearn.report import write_report
 
         report = self.scorecard_path.with_suffix(".html")
-        card["artifacts"].update(write_report(report, card, self.backend.report_sections(card, report)))
+        try:
+            sections = self.backend.report_sections(card, report)
+        except Exception as exc:  # a page must never cost the scorecard its results
+            sections = []
+            card["warnings"].append(f"the HTML report lacks the suite's sections ({type(exc).__name__}: {exc})")
+        card["artifacts"].update(write_report(report, card, sections))
         return card
 
     def start_checks(self) -> None:

@@ -8,3 +8,5 @@ HERE = Path(__file__).resolve().parent
 SEMEVAL = HERE / "semeval" / "manifest.toml"
 GENMU = HERE / "genmu" / "manifest.toml"
 GENMU_MINI = HERE / "genmu-mini" / "manifest.toml"
+TOFU = HERE / "tofu" / "manifest.toml"
+TOFU_MINI = HERE / "tofu-mini" / "manifest.toml"

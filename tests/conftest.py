@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy  # noqa: F401
 import pytest
+import scipy.stats  # noqa: F401
 import sklearn.metrics  # noqa: F401
 from hypothesis import settings
 
@@ -14,6 +15,7 @@ from hypothesis import settings
 # be imported twice in one process: import what the inner runs use out here, once.
 import pytest_unlearn.semeval.evaluation  # noqa: F401
 import pytest_unlearn.semeval.metrics  # noqa: F401
+import pytest_unlearn.tofu.evaluation  # noqa: F401
 
 
 def _import_the_diffusion_stack() -> None:

@@ -81,11 +81,20 @@ class SemevalData:
 
 class SemevalBackend(Backend):
     #: What --setting may override.
-    SETTINGS = ("max_new_tokens", "mmlu_shots", "seed", "bootstrap_samples")
+    SETTINGS = ("max_new_tokens", "mmlu_shots", "seed", "bootstrap_samples", "mia_attack", "mia_k")
 
     def __init__(self, manifest: SuiteManifest, settings: RunSettings) -> None:
         super().__init__(manifest, settings)
+        from pytest_unlearn.attacks import get_attack
+
         self.shots = int(manifest.settings.get("mmlu_shots", 5))
+        # The official scorer's attack is LOSS; --setting mia_attack=min_k (zlib, min_k_plus_plus)
+        # scores the same documents with another attack of the registry.
+        self.mia_attack = get_attack(str(manifest.settings.get("mia_attack", "loss")))
+        try:
+            self.mia_k = float(manifest.settings.get("mia_k", 0.4))
+        except (TypeError, ValueError):
+            raise UnlearnError(f"--setting mia_k={manifest.settings.get('mia_k')!r}: must be a number") from None
         self.max_new_tokens = settings.max_new_tokens or int(manifest.settings.get("max_new_tokens", 256))
         data_dir = settings.data
         if data_dir is not None and not data_dir.is_dir():
@@ -335,9 +344,12 @@ class SemevalBackend(Backend):
             model, tokenizer, device = self.require_model("the membership-inference check")
             return document_nll(model, tokenizer, documents, batch_size=self.settings.batch_size, device=device)
 
-        losses = self.cache.get_or_create_json(
-            "semeval-mia", self._cache_key("semeval.mia_losses", documents=documents), produce
-        )
+        if self.mia_attack.name == "loss":
+            losses = self.cache.get_or_create_json(
+                "semeval-mia", self._cache_key("semeval.mia_losses", documents=documents), produce
+            )
+        else:
+            losses = self._attack_scores(documents)
         bad = [d.id for d, loss in zip(members + nonmembers, losses) if not np.isfinite(loss)]
         if bad:
             raise UnlearnError(
@@ -352,10 +364,51 @@ class SemevalBackend(Backend):
         self._write_jsonl(
             "mia_losses",
             [
-                {"id": d.id, "set": "member" if i < len(members) else "nonmember", "nll": loss}
+                {
+                    "id": d.id,
+                    "set": "member" if i < len(members) else "nonmember",
+                    **(
+                        {"nll": loss}
+                        if self.mia_attack.name == "loss"
+                        else {"attack": self.mia_attack.name, "score": loss}
+                    ),
+                }
                 for i, (d, loss) in enumerate(zip(members + nonmembers, losses))
             ],
         )
+
+    def _attack_scores(self, documents: list[str]) -> list[float]:
+        """The selected attack's score of every document (higher: less member-like), from the
+        token statistics of one cached model pass."""
+        import inspect
+
+        from pytest_unlearn.attacks import TokenStats
+        from pytest_unlearn.semeval.backend import token_statistics
+
+        vocabulary = self.mia_attack.needs_vocab
+
+        def produce() -> list[dict[str, list[float]]]:
+            model, tokenizer, device = self.require_model("the membership-inference check")
+            return token_statistics(
+                model, tokenizer, documents, batch_size=self.settings.batch_size, device=device, vocabulary=vocabulary
+            )
+
+        key = self._cache_key("semeval.mia_token_stats", documents=documents, vocabulary=vocabulary)
+        stats = self.cache.get_or_create_json("semeval-mia-tokens", key, produce)
+        params = {"k": self.mia_k} if "k" in inspect.signature(self.mia_attack.fn).parameters else {}
+        scores = []
+        for doc, row in zip(documents, stats):
+            if not row["logprobs"]:
+                scores.append(float("nan"))  # reported below with the document ids
+                continue
+            token_stats = TokenStats(
+                text=doc,
+                logprobs=np.asarray(row["logprobs"]),
+                mu=np.asarray(row["mu"]) if "mu" in row else None,
+                sigma2=np.asarray(row["sigma2"]) if "sigma2" in row else None,
+            )
+            scores.append(self.mia_attack.score(token_stats, **params))
+        return scores
 
     def _compute_mmlu(self) -> None:
         if self.mmlu_data is None:
@@ -467,15 +520,18 @@ class SemevalBackend(Backend):
             sections.append("".join(parts))
         losses = _read_jsonl(files.get("mia_losses"))
         if losses:
+            # LOSS writes each document's mean token NLL; another attack its score.
+            field = "nll" if "nll" in losses[0] else "score"
+            what = "mean token NLL" if field == "nll" else f"{losses[0].get('attack', 'attack')} score"
             series = {
-                "members": [r["nll"] for r in losses if r["set"] == "member"],
-                "non-members": [r["nll"] for r in losses if r["set"] == "nonmember"],
+                "members": [r[field] for r in losses if r["set"] == "member"],
+                "non-members": [r[field] for r in losses if r["set"] == "nonmember"],
             }
             auc = card.get("aggregates", {}).get("mia_auc")
             sections.append(
-                f"<h2>Membership inference</h2><p>mean token NLL per document; ROC AUC "
+                f"<h2>Membership inference</h2><p>{E(what)} per document; ROC AUC "
                 f"{'n/a' if auc is None else f'{auc:.4f}'} (0.5: members look like non-members)</p>"
-                + histogram_svg(series, label="mean token NLL")
+                + histogram_svg(series, label=what)
             )
         mmlu = _read_jsonl(files.get("mmlu_predictions"))
         if mmlu:
@@ -513,6 +569,7 @@ class SemevalBackend(Backend):
         return {
             "max_new_tokens": self.max_new_tokens,
             "mmlu_shots": self.shots,
+            "mia_attack": self.mia_attack.name,
             "batch_size": self.settings.batch_size,
             "device": self.settings.device,
             "dtype": self.settings.dtype,

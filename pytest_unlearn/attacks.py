@@ -1,0 +1,103 @@
+"""Membership-inference attacks on per-token statistics, one registry shared by suites.
+
+Each attack turns one document's token statistics into a score where **higher means less
+likely a member** (a loss-like number), as open-unlearning's ``src/evals/metrics/mia/`` does;
+a suite that wants a membership score negates it. Definitions:
+
+- ``loss`` (Yeom et al. 2018): mean NLL of the document's tokens.
+- ``zlib`` (Carlini et al. 2021): mean NLL / length in bytes of ``zlib.compress`` of the UTF-8 text.
+- ``min_k`` (Min-K% Prob, Shi et al. 2024): minus the mean of the lowest k% token log-probs
+  (k = 0.4 by default, at least one token).
+- ``min_k_plus_plus`` (Min-K%++, Zhang et al. 2024): the same on (log p - mu) / sigma, with mu and
+  sigma^2 the mean and variance of log p under the model's full next-token distribution
+  (sigma^2 clamped at 1e-6).
+
+Third-party attacks join through the entry-point group ``pytest_unlearn.attacks`` (an
+:class:`Attack`). Pure numpy; no torch.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from pytest_unlearn.errors import UnlearnError
+from pytest_unlearn.registry import ATTACKS
+
+
+@dataclass(frozen=True)
+class TokenStats:
+    """One document as an attack sees it: the log-prob of each token given its prefix, and
+    (for Min-K%++) mean and variance of log p over the vocabulary at each position."""
+
+    text: str
+    logprobs: np.ndarray
+    mu: np.ndarray | None = None
+    sigma2: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Attack:
+    name: str
+    fn: Callable[..., float]
+    description: str
+    source: str
+    needs_vocab: bool = False  # needs mu and sigma^2 of the full next-token distribution
+
+    def score(self, stats: TokenStats, **params: Any) -> float:
+        if stats.logprobs.size == 0:
+            raise UnlearnError(f"the {self.name} attack needs at least one scored token per document")
+        if self.needs_vocab and (stats.mu is None or stats.sigma2 is None):
+            raise UnlearnError(f"internal: the {self.name} attack needs the vocabulary statistics")
+        return float(self.fn(stats, **params))
+
+
+def loss(stats: TokenStats) -> float:
+    return float(-stats.logprobs.mean())
+
+
+def zlib_ratio(stats: TokenStats) -> float:
+    return loss(stats) / len(zlib.compress(stats.text.encode("utf-8")))
+
+
+def _lowest_mean(values: np.ndarray, k: float) -> float:
+    if not 0 < k <= 1:
+        raise UnlearnError(f"--setting mia_k={k}: k must be in (0, 1]")
+    count = max(1, int(len(values) * k))
+    return float(np.mean(np.sort(values)[:count]))
+
+
+def min_k(stats: TokenStats, k: float = 0.4) -> float:
+    return -_lowest_mean(stats.logprobs, k)
+
+
+def min_k_plus_plus(stats: TokenStats, k: float = 0.4) -> float:
+    sigma = np.sqrt(np.maximum(stats.sigma2, 1e-6))  # type: ignore[arg-type]
+    return -_lowest_mean((stats.logprobs - stats.mu) / sigma, k)
+
+
+LOSS = Attack("loss", loss, "mean token NLL", "Yeom et al. 2018; open-unlearning mia/loss.py")
+ZLIB = Attack(
+    "zlib", zlib_ratio, "mean token NLL / zlib-compressed bytes", "Carlini et al. 2021; open-unlearning mia/zlib.py"
+)
+MIN_K = Attack("min_k", min_k, "minus the mean of the lowest k% token log-probs", "Shi et al. 2024; mia/min_k.py")
+MIN_K_PLUS_PLUS = Attack(
+    "min_k_plus_plus",
+    min_k_plus_plus,
+    "Min-K% on (log p - mu) / sigma over the next-token distribution",
+    "Zhang et al. 2024; open-unlearning mia/min_k_plus_plus.py",
+    needs_vocab=True,
+)
+
+
+def get_attack(name: str, flag: str = "--setting mia_attack") -> Attack:
+    from pytest_unlearn import builtins  # noqa: F401  (registers the built-in attacks)
+
+    try:
+        return ATTACKS.get(name)
+    except UnlearnError as exc:
+        raise UnlearnError(f"{flag}={name}: {exc}") from None

@@ -1,0 +1,404 @@
+"""The TOFU backend: per-sample logs of the model (from the model itself, or from TOFU /
+open-unlearning logs given with ``--predictions``) and of the reference (retain) model
+(``--reference``: a model folder or its logs).
+
+Inputs (each computed at most once per run, shared by every check):
+- ``tofu``: the model's four task logs (answer, paraphrased and perturbed answer losses, greedy
+  answers and their ROUGE-L recall);
+- ``reference``: the same logs of the reference model.
+Torch is imported only when a model pass is needed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pytest_unlearn.errors import UnlearnError
+from pytest_unlearn.evaluation import Backend, RunSettings
+from pytest_unlearn.fingerprint import fingerprint
+from pytest_unlearn.loading import inspect_model_folder
+from pytest_unlearn.manifest import SuiteManifest
+from pytest_unlearn.tofu import metrics as tm
+from pytest_unlearn.tofu.data import FORGET_SPLIT, Question, Tags, family_tags, holdout_path, load_data, load_holdout
+from pytest_unlearn.tofu.logs import AGGREGATED, load_logs, write_logs
+
+LOG_ARTIFACT = "tofu_logs"
+REFERENCE_ARTIFACT = "tofu_reference_logs"
+
+
+def _is_model_folder(path: Path) -> bool:
+    return path.is_dir() and (path / "config.json").is_file()
+
+
+class TofuBackend(Backend):
+    #: What --setting may override besides the manifest's [settings].
+    SETTINGS = (
+        "seed",
+        "bootstrap_samples",
+        "forget_split",
+        "model_family",
+        "question_start_tag",
+        "question_end_tag",
+        "answer_tag",
+        "max_new_tokens",
+        "max_length",
+        "ds_size",
+    )
+
+    def __init__(self, manifest: SuiteManifest, settings: RunSettings) -> None:
+        super().__init__(manifest, settings)
+        from pytest_unlearn.genmu.generation import typed_setting
+
+        s = {"forget_split": "forget10", "max_new_tokens": 200, "max_length": 200, "ds_size": 300, **manifest.settings}
+        where = f"suite {manifest.name} (manifest or --setting)"
+        self.forget_split = typed_setting(s, "forget_split", str, where)
+        self.max_new_tokens = settings.max_new_tokens or typed_setting(s, "max_new_tokens", int, where)
+        self.max_length = typed_setting(s, "max_length", int, where)
+        self.ds_size = typed_setting(s, "ds_size", int, where)
+        if not FORGET_SPLIT.match(self.forget_split):
+            raise UnlearnError(f"--setting forget_split={self.forget_split}: expected forget01, forget05 or forget10")
+        for key, value in (("max_new_tokens", self.max_new_tokens), ("max_length", self.max_length)):
+            if value < 1:
+                raise UnlearnError(f"{where}: setting {key!r} must be at least 1, got {value!r}")
+        self.tags: Tags = family_tags(s)
+        self.inputs = tm.TofuInputs()
+        self._models: dict[Path, tuple[Any, Any, str]] = {}
+        self._digests: dict[Path, str] = {}
+        self._fingerprint: str | None = None
+        self._resolved_device: str | None = None
+        self.model_loads = 0
+        self._artifact_files: dict[str, str] = {}
+
+        reference_is_model = settings.reference is not None and _is_model_folder(settings.reference)
+        needs_data = settings.model is not None or reference_is_model
+        self.data: dict[str, list[Question]] | None = None
+        self.data_dir: Path | None = None
+        self.holdout: list[Question] | None = None
+        self.holdout_file: Path | None = None
+        if settings.data is not None or needs_data:
+            self.data_dir = settings.data if settings.data is not None else manifest.data.get("tofu")
+            if self.data_dir is None:
+                raise UnlearnError(f"suite manifest {manifest.path}: no bundled TOFU data; pass --data DIR")
+            flag = "--data" if settings.data is not None else "bundled data"
+            found: list[str] = []
+            self.data = load_data(self.data_dir, self.forget_split, self.ds_size, flag, found)
+            for message in found:
+                self.warn(message)
+            # TOFU's holdout split (authors no model saw), for the optional MIA checks.
+            self.holdout_file = holdout_path(self.data_dir, self.forget_split)
+            if self.holdout_file.is_file():
+                self.holdout = load_holdout(self.holdout_file, self.ds_size)
+
+        # Logs are read now, so a malformed one stops the run before any model loads.
+        self._prediction_logs: dict[str, tm.TaskLog] | None = None
+        self._reference_logs: dict[str, tm.TaskLog] | None = None
+        if settings.model is not None:
+            inspect_model_folder(settings.model, allow_pickle=settings.allow_pickle)
+        elif settings.predictions is None:
+            raise UnlearnError(f"--suite {manifest.name} needs --model PATH (or --predictions FILE with TOFU logs)")
+        elif not settings.predictions.exists():
+            raise UnlearnError(f"--predictions {settings.predictions}: no such file or folder")
+        else:
+            self._prediction_logs = load_logs(settings.predictions, "--predictions")
+            self._check_against_data(self._prediction_logs, "--predictions", settings.predictions)
+        if settings.reference is not None:
+            if not settings.reference.exists():
+                raise UnlearnError(
+                    f"--reference {settings.reference}: no such file or folder; pass the retain model or its logs"
+                )
+            if reference_is_model:
+                inspect_model_folder(settings.reference, allow_pickle=settings.allow_pickle)
+            else:
+                self._reference_logs = load_logs(settings.reference, "--reference")
+                self._check_scorecard_split(settings.reference)
+                own = self._prediction_logs or {}
+                forget_n = own["forget"].n if "forget" in own else len((self.data or {}).get("forget", [])) or None
+                self._check_reference(self._reference_logs, forget_n)
+
+    # -- models --------------------------------------------------------------------------------
+    def _model(self, path: Path) -> tuple[Any, Any, str]:
+        if path not in self._models:
+            from pytest_unlearn.loading import load_causal_lm
+            from pytest_unlearn.workers import split_cpu_threads
+
+            loaded = load_causal_lm(
+                path, device=self.settings.device, dtype=self.settings.dtype, allow_pickle=self.settings.allow_pickle
+            )
+            split_cpu_threads(loaded[2])
+            self._models[path] = loaded
+            self.model_loads += 1
+        return self._models[path]
+
+    def _cache_key(self, path: Path, kind: str, **parts: Any) -> str:
+        from pytest_unlearn.cache import make_key, model_digest
+        from pytest_unlearn.loading import resolve_device
+
+        if path not in self._digests:
+            self._digests[path] = model_digest(path)
+        device = resolve_device(self.settings.device)
+        self._resolved_device = device
+        return make_key(
+            kind,
+            model=self._digests[path],
+            device=device.split(":")[0],
+            dtype=self.settings.dtype,
+            batch_size=self.settings.batch_size,
+            **parts,
+        )
+
+    def device(self) -> str | None:
+        for _, _, device in self._models.values():
+            return device
+        return self._resolved_device
+
+    def model_record(self) -> dict[str, Any]:
+        reference = str(self.settings.reference) if self.settings.reference else None
+        if self.settings.model is None:
+            return {
+                "path": None,
+                "fingerprint": None,
+                "predictions": str(self.settings.predictions),
+                "reference": reference,
+            }
+        if self._fingerprint is None:
+            self._fingerprint = fingerprint(self.settings.model)
+        return {"path": str(self.settings.model), "fingerprint": self._fingerprint, "reference": reference}
+
+    # -- inputs ----------------------------------------------------------------------------------
+    def compute(self, name: str) -> None:
+        if name == "tofu":
+            if self._prediction_logs is not None:
+                logs = self._prediction_logs
+            else:
+                logs = self._evaluate_model(self.settings.model, "the model")  # type: ignore[arg-type]
+            self.inputs = replace(self.inputs, logs=logs)
+            self._write(LOG_ARTIFACT, "tofu", logs)
+        elif name == "reference":
+            path = self.settings.reference
+            if path is None:
+                raise UnlearnError("forget quality needs the retain model: pass --reference PATH (a model or its logs)")
+            if self._reference_logs is not None:
+                logs = self._reference_logs
+            else:
+                logs = self._evaluate_model(path, "the reference")
+                self._write(REFERENCE_ARTIFACT, "tofu-reference", logs)
+                self.ensure(("tofu",))
+                own = self.inputs.logs or {}
+                self._check_reference(logs, own["forget"].n if "forget" in own else None)
+            self.inputs = replace(self.inputs, reference=logs)
+        elif name == "mia":
+            self._compute_mia()
+        else:
+            raise UnlearnError(f"the tofu backend cannot compute {name!r}")
+
+    def _compute_mia(self) -> None:
+        """Token statistics of every forget answer and every holdout answer, for the attacks."""
+        if self.settings.model is None:
+            raise UnlearnError("the membership-inference check needs the model itself: pass --model PATH")
+        if self.holdout is None:
+            raise UnlearnError(
+                f"no {self.holdout_file.name if self.holdout_file else 'holdout file'} in {self.data_dir}: the "
+                "membership-inference check compares the forget answers with TOFU's holdout split"
+            )
+        assert self.data is not None
+        from pytest_unlearn.attacks import TokenStats
+        from pytest_unlearn.semeval.backend import answer_span_token_stats
+
+        sets = {"forget": self.data["forget"], "holdout": self.holdout}
+        pairs = [(self.tags.prompt(q.question), self.tags.answer_text(q.answer)) for qs in sets.values() for q in qs]
+        path = self.settings.model
+
+        def produce() -> list[dict[str, list[float]]]:
+            model, tokenizer, device = self._model(path)
+            return answer_span_token_stats(
+                model, tokenizer, pairs, max_length=self.max_length, batch_size=self.settings.batch_size, device=device
+            )
+
+        key = self._cache_key(path, "tofu.mia_token_stats", pairs=pairs, max_length=self.max_length)
+        rows = iter(self.cache.get_or_create_json("tofu-mia", key, produce))
+        stats = {}
+        for name, questions in sets.items():
+            stats[name] = []
+            for q in questions:
+                row = next(rows)
+                if not row["logprobs"]:
+                    raise UnlearnError(f"TOFU {name} question {q.index}: no answer token to score (over max_length?)")
+                stats[name].append(
+                    TokenStats(q.answer, np.asarray(row["logprobs"]), np.asarray(row["mu"]), np.asarray(row["sigma2"]))
+                )
+        self.inputs = replace(self.inputs, mia=stats)
+
+    def _check_against_data(self, logs: dict[str, tm.TaskLog], flag: str, path: Path) -> None:
+        if self.data is None:
+            return
+        for task, log in logs.items():
+            expected = len(self.data[task])
+            if log.n != expected:
+                raise UnlearnError(
+                    f"{flag} {path}: the {task} log has {log.n} samples, the data {expected} "
+                    f"(forget_split={self.forget_split}, ds_size={self.ds_size}); evaluate the same questions"
+                )
+
+    def _check_scorecard_split(self, path: Path) -> None:
+        """A pytest-unlearn scorecard says which forget split its logs are of: it must be ours."""
+        if not path.is_file():
+            return
+        import json
+
+        try:
+            card = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            return  # load_logs has read it already; nothing more to learn
+        split = (card.get("settings") or {}).get("forget_split") if isinstance(card, dict) else None
+        if split is not None and split != self.forget_split:
+            raise UnlearnError(
+                f"--reference {path}: a scorecard of forget_split={split}, this run is forget_split="
+                f"{self.forget_split}; evaluate the reference on the same forget split"
+            )
+
+    def _check_reference(self, reference: dict[str, tm.TaskLog], forget_n: int | None) -> None:
+        """The reference must be evaluated on the same forget questions as the model."""
+        if "forget" not in reference:
+            raise UnlearnError(
+                f"--reference {self.settings.reference}: no forget log (eval_log_forget.json); "
+                f"evaluate the reference on the forget split too (forget_split={self.forget_split})"
+            )
+        theirs = reference["forget"].n
+        if forget_n is not None and theirs != forget_n:
+            raise UnlearnError(
+                f"--reference {self.settings.reference}: its forget log has {theirs} samples, the model's {forget_n}; "
+                f"evaluate the reference on the same forget split (forget_split={self.forget_split})"
+            )
+
+    def _evaluate_model(self, path: Path, what: str) -> dict[str, tm.TaskLog]:
+        assert self.data is not None  # loaded in __init__ whenever a model is evaluated
+        from pytest_unlearn.semeval.metrics import regurgitation_score
+
+        # One pass over every task's texts (fewer, fuller batches than one pass per task).
+        prompts: list[str] = []
+        pairs: list[tuple[str, str]] = []
+        for task in tm.TASKS:
+            for q in self.data[task]:
+                prompt = self.tags.prompt(q.question)
+                prompts.append(prompt)
+                pairs.append((prompt, self.tags.answer_text(q.answer)))
+                pairs.append((prompt, self.tags.answer_text(q.base_answer)))
+                pairs.extend((prompt, self.tags.answer_text(p)) for p in q.perturbed)
+        losses = self._losses(path, pairs)
+        answers = self._generate(path, prompts)
+        logs = {}
+        for task in tm.TASKS:
+            questions = self.data[task]
+            k = 2 + len(questions[0].perturbed)
+            per_q = [losses[i * k : (i + 1) * k] for i in range(len(questions))]
+            task_answers, losses, answers = (
+                answers[: len(questions)],
+                losses[len(questions) * k :],
+                answers[len(questions) :],
+            )
+            bad = [q.index for q, row in zip(questions, per_q) if not all(np.isfinite(row))]
+            if bad:
+                raise UnlearnError(
+                    f"{what}: TOFU {task} questions {bad[:3]} give no finite answer loss (an empty answer, a "
+                    "prompt over max_length, or NaN outputs); fix the data or raise --setting max_length"
+                )
+            logs[task] = tm.TaskLog(
+                task=task,
+                indices=tuple(q.index for q in questions),
+                gt_loss=np.array([row[0] for row in per_q]),
+                paraphrased_loss=np.array([row[1] for row in per_q]),
+                perturbed_loss=np.array([row[2:] for row in per_q]),
+                rouge=np.array([regurgitation_score(q.answer, a) for q, a in zip(questions, task_answers)]),
+                generations=tuple(task_answers),
+            )
+        return logs
+
+    def _losses(self, path: Path, pairs: list[tuple[str, str]]) -> list[float]:
+        """Mean NLL per answer token of every (prompt, answer), TOFU's avg_*_loss."""
+        from pytest_unlearn.semeval.backend import answer_span_nll
+
+        def produce() -> list[float]:
+            model, tokenizer, device = self._model(path)
+            sums = answer_span_nll(
+                model, tokenizer, pairs, max_length=self.max_length, batch_size=self.settings.batch_size, device=device
+            )
+            return [total / count if count else float("nan") for total, count in sums]
+
+        key = self._cache_key(path, "tofu.answer_losses", pairs=pairs, max_length=self.max_length)
+        return self.cache.get_or_create_json("tofu-losses", key, produce)
+
+    def _generate(self, path: Path, prompts: list[str]) -> list[str]:
+        from pytest_unlearn.semeval.backend import generate_greedy
+
+        def produce() -> list[str]:
+            model, tokenizer, device = self._model(path)
+            return generate_greedy(
+                model,
+                tokenizer,
+                prompts,
+                max_new_tokens=self.max_new_tokens,
+                batch_size=self.settings.batch_size,
+                device=device,
+            )
+
+        key = self._cache_key(path, "tofu.generations", prompts=prompts, max_new_tokens=self.max_new_tokens)
+        return self.cache.get_or_create_json("tofu-generations", key, produce)
+
+    def metric_inputs(self) -> tm.TofuInputs:
+        return self.inputs
+
+    def aggregates(self) -> dict[str, Any]:
+        return tm.aggregates(self.inputs)
+
+    # -- records -------------------------------------------------------------------------------
+    def _write(self, name: str, folder: str, logs: dict[str, tm.TaskLog]) -> None:
+        path = self.settings.artifacts / folder / AGGREGATED
+        extra: dict[str, list[str]] = {}
+        if self.data is not None:
+            for task, questions in self.data.items():
+                extra[task] = [self.tags.prompt(q.question) for q in questions]
+                extra[f"{task}:answers"] = [q.answer for q in questions]
+        try:
+            write_logs(path, logs, extra)
+        except OSError as exc:
+            self.warn(
+                f"--artifacts {self.settings.artifacts}: cannot write {folder}/{AGGREGATED} ({exc.strerror or exc}); "
+                "the scores are kept, the per-sample logs are not: pass a writable folder to keep them"
+            )
+            return
+        self._artifact_files[name] = str(path)
+
+    def artifacts(self) -> dict[str, str]:
+        return dict(self._artifact_files)
+
+    def header_lines(self) -> list[str]:
+        source = str(self.settings.model) if self.settings.model else f"logs {self.settings.predictions}"
+        sizes = ""
+        if self.data is not None:
+            sizes = " " + " ".join(f"{t}={len(q)}" for t, q in self.data.items())
+        return [
+            f"unlearn: tofu forget_split={self.forget_split}{sizes}, model={source}, "
+            f"reference={self.settings.reference}, max_new_tokens={self.max_new_tokens}, greedy (no seed)",
+        ]
+
+    def settings_record(self) -> dict[str, Any]:
+        return {
+            "forget_split": self.forget_split,
+            "model_family": self.manifest.settings.get("model_family"),
+            "tags": {
+                "question_start_tag": self.tags.question_start,
+                "question_end_tag": self.tags.question_end,
+                "answer_tag": self.tags.answer,
+            },
+            "max_new_tokens": self.max_new_tokens,
+            "max_length": self.max_length,
+            "ds_size": self.ds_size,
+            "batch_size": self.settings.batch_size,
+            "device": self.settings.device,
+            "dtype": self.settings.dtype,
+            "data": str(self.data_dir) if self.data_dir else None,
+        }

@@ -1,0 +1,186 @@
+"""Per-sample TOFU logs in, and out: locuslab/tofu's ``eval_log_aggregated.json`` (and its four
+``eval_*.json`` files), open-unlearning's ``TOFU_EVAL.json``, and a pytest-unlearn scorecard
+whose artifacts hold them. What we write is TOFU's aggregated layout, so our artifacts are
+themselves valid ``--predictions`` / ``--reference`` input. Pure Python and numpy.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pytest_unlearn.errors import UnlearnError
+from pytest_unlearn.files import write_bytes_atomic
+from pytest_unlearn.tofu.metrics import TASKS, TOFU_FILES, TaskLog
+
+AGGREGATED = "eval_log_aggregated.json"
+OPEN_UNLEARNING = "TOFU_EVAL.json"
+#: The keys of TOFU's per-task logs that the aggregation reads.
+TOFU_KEYS = ("avg_gt_loss", "avg_paraphrased_loss", "average_perturb_loss", "rougeL_recall")
+#: open-unlearning's metric names per task: (true answer, base answer, perturbed answers, ROUGE).
+OPEN_UNLEARNING_KEYS = {
+    "forget": ("forget_Q_A_Prob", "forget_Q_A_PARA_Prob", "forget_Q_A_PERT_Prob", "forget_Q_A_ROUGE"),
+    "retain": ("retain_Q_A_Prob", "retain_Q_A_PARA_Prob", "retain_Q_A_PERT_Prob", "retain_Q_A_ROUGE"),
+    "real_authors": ("ra_Q_A_Prob", "ra_Q_A_Prob", "ra_Q_A_PERT_Prob", "ra_Q_A_ROUGE"),
+    "world_facts": ("wf_Q_A_Prob", "wf_Q_A_Prob", "wf_Q_A_PERT_Prob", "wf_Q_A_ROUGE"),
+}
+
+
+def _read_json(path: Path, flag: str) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UnlearnError(f"{flag} {path}: no such file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UnlearnError(f"{flag} {path}: not a readable JSON file ({exc})") from None
+
+
+def _finite(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise UnlearnError(f"{where}: {value!r} is not a finite number")
+    return float(value)
+
+
+def _tofu_task(task: str, raw: Any, where: str) -> TaskLog:
+    """One of TOFU's per-task logs: ``{key: {index: value}}``."""
+    if not isinstance(raw, dict):
+        raise UnlearnError(f"{where}: expected an object of per-sample values, got {type(raw).__name__}")
+    missing = [k for k in TOFU_KEYS if not isinstance(raw.get(k), dict)]
+    if missing:
+        raise UnlearnError(
+            f"{where}: no {', '.join(missing)} (has {', '.join(sorted(raw)) or 'nothing'}); "
+            "pass the log TOFU's evaluate_util.py writes"
+        )
+    indices = list(raw["avg_gt_loss"])
+    for key in TOFU_KEYS[1:]:
+        if set(raw[key]) != set(indices):
+            raise UnlearnError(
+                f"{where}: {key} has {len(raw[key])} samples but avg_gt_loss has {len(indices)}; "
+                "the values of one log must cover the same samples"
+            )
+    perturbed = [raw["average_perturb_loss"][i] for i in indices]
+    widths = {len(p) if isinstance(p, list) else -1 for p in perturbed}
+    if len(widths) > 1 or -1 in widths:
+        raise UnlearnError(f"{where}: average_perturb_loss needs a list of the same length for every sample")
+    generated = raw.get("generated_text")
+    generations = None
+    if isinstance(generated, dict) and set(generated) == set(indices):
+        generations = tuple(str(g[1]) if isinstance(g, list) and len(g) > 1 else str(g) for g in generated.values())
+    return TaskLog(
+        task=task,
+        indices=tuple(str(i) for i in indices),
+        gt_loss=np.array([_finite(raw["avg_gt_loss"][i], f"{where} avg_gt_loss[{i}]") for i in indices]),
+        paraphrased_loss=np.array(
+            [_finite(raw["avg_paraphrased_loss"][i], f"{where} avg_paraphrased_loss[{i}]") for i in indices]
+        ),
+        perturbed_loss=np.array(
+            [[_finite(v, f"{where} average_perturb_loss[{i}]") for v in p] for i, p in zip(indices, perturbed)],
+            dtype=float,
+        ).reshape(len(indices), -1),
+        rouge=np.array([_finite(raw["rougeL_recall"][i], f"{where} rougeL_recall[{i}]") for i in indices]),
+        generations=generations,
+    )
+
+
+def _from_tofu(data: dict[str, Any], where: str) -> dict[str, TaskLog]:
+    return {task: _tofu_task(task, data[name], f"{where} {name}") for task, name in TOFU_FILES.items() if name in data}
+
+
+def _values(data: dict[str, Any], name: str, field: str, where: str) -> dict[str, Any]:
+    entry = data.get(name)
+    by_index = entry.get("value_by_index") if isinstance(entry, dict) else None
+    if not isinstance(by_index, dict):
+        raise UnlearnError(f"{where}: no {name}.value_by_index; run open-unlearning's TOFU eval with {name}")
+    out = {}
+    for index, value in by_index.items():
+        if not isinstance(value, dict) or field not in value:
+            raise UnlearnError(f"{where}: {name}.value_by_index[{index}] has no {field!r}")
+        out[str(index)] = value[field]
+    return out
+
+
+def _from_open_unlearning(data: dict[str, Any], where: str) -> dict[str, TaskLog]:
+    logs = {}
+    for task, (true_key, base_key, pert_key, rouge_key) in OPEN_UNLEARNING_KEYS.items():
+        if true_key not in data:
+            continue
+        true = _values(data, true_key, "avg_loss", where)
+        base = _values(data, base_key, "avg_loss", where)
+        pert = _values(data, pert_key, "avg_loss", where)
+        rouge = _values(data, rouge_key, "rougeL_recall", where)
+        raw = {"avg_gt_loss": true, "avg_paraphrased_loss": base, "average_perturb_loss": pert, "rougeL_recall": rouge}
+        logs[task] = _tofu_task(task, raw, f"{where} ({true_key}, {base_key}, {pert_key}, {rouge_key})")
+    return logs
+
+
+def load_logs(path: Path, flag: str) -> dict[str, TaskLog]:
+    """The task logs in ``path``: a TOFU aggregated log, a folder of TOFU's ``eval_*.json``, an
+    open-unlearning ``TOFU_EVAL.json``, or a pytest-unlearn tofu scorecard / artifacts folder."""
+    where = f"{flag} {path}"
+    if path.is_dir():
+        for name in (AGGREGATED, OPEN_UNLEARNING):
+            if (path / name).is_file():
+                return load_logs(path / name, flag)
+        present = {name: path / name for name in TOFU_FILES.values() if (path / name).is_file()}
+        if not present:
+            raise UnlearnError(
+                f"{where}: no {AGGREGATED}, {OPEN_UNLEARNING} or eval_log*.json in this folder; "
+                "pass TOFU's or open-unlearning's evaluation logs"
+            )
+        data = {name: _read_json(p, flag) for name, p in present.items()}
+        return _from_tofu(data, where)
+    data = _read_json(path, flag)
+    if not isinstance(data, dict):
+        raise UnlearnError(f"{where}: expected a JSON object of TOFU logs")
+    schema = data.get("schema")
+    if isinstance(schema, str) and schema.startswith("pytest-unlearn/scorecard"):
+        logs_path = (data.get("artifacts") or {}).get("tofu_logs")
+        if not logs_path:
+            raise UnlearnError(f"{where}: a scorecard without tofu_logs artifacts; pass a --suite tofu scorecard")
+        candidate = Path(logs_path)
+        if not candidate.is_absolute() and not candidate.exists():
+            candidate = path.parent / candidate
+        return load_logs(candidate, flag)
+    if any(name in data for name in TOFU_FILES.values()):
+        logs = _from_tofu(data, where)
+    elif any(keys[0] in data for keys in OPEN_UNLEARNING_KEYS.values()):
+        logs = _from_open_unlearning(data, where)
+    else:
+        raise UnlearnError(
+            f"{where}: neither TOFU's eval_log_aggregated.json (keys {', '.join(TOFU_FILES.values())}) "
+            f"nor open-unlearning's TOFU_EVAL.json (keys such as forget_Q_A_Prob); got keys "
+            f"{', '.join(sorted(data)[:6]) or 'none'}"
+        )
+    return logs
+
+
+def dump_logs(logs: dict[str, TaskLog], inputs: dict[str, list[str]] | None = None) -> dict[str, Any]:
+    """``logs`` in TOFU's aggregated layout (``{eval file: {key: {index: value}}}``)."""
+    out: dict[str, Any] = {}
+    for task in TASKS:
+        if task not in logs:
+            continue
+        log = logs[task]
+        entry: dict[str, Any] = {
+            "avg_gt_loss": dict(zip(log.indices, log.gt_loss.tolist())),
+            "avg_paraphrased_loss": dict(zip(log.indices, log.paraphrased_loss.tolist())),
+            "average_perturb_loss": dict(zip(log.indices, log.perturbed_loss.tolist())),
+            "rougeL_recall": dict(zip(log.indices, log.rouge.tolist())),
+        }
+        if log.generations is not None:
+            prompts = (inputs or {}).get(task) or [""] * log.n
+            answers = (inputs or {}).get(f"{task}:answers") or [""] * log.n
+            entry["generated_text"] = {
+                i: [p, g, a] for i, p, g, a in zip(log.indices, prompts, log.generations, answers)
+            }
+        out[TOFU_FILES[task]] = entry
+    return out
+
+
+def write_logs(path: Path, logs: dict[str, TaskLog], inputs: dict[str, list[str]] | None = None) -> None:
+    text = json.dumps(dump_logs(logs, inputs), indent=1, ensure_ascii=False) + "\n"
+    write_bytes_atomic(path, text.encode("utf-8"))
