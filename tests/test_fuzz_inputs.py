@@ -69,10 +69,16 @@ def damage(data: bytes, kind: str, rng: random.Random, *, csv_header: bool) -> b
         body[pick] = body[pick].replace(b" ", " é ".encode("latin-1"), 1)
     elif kind in ("nan", "empty", "long-line"):
         if csv_header:
-            cells = body[pick].rstrip(b"\r\n").split(b",")
+            import csv
+            import io
+
+            # Parsed, not split on commas: a quoted output holds commas of its own.
+            cells = next(csv.reader([body[pick].decode()]))
             at = rng.randrange(len(cells))
-            cells[at] = {"nan": b"NaN", "empty": b"", "long-line": b"x" * 200_000}[kind]
-            body[pick] = b",".join(cells) + b"\n"
+            cells[at] = {"nan": "NaN", "empty": "", "long-line": "x" * 200_000}[kind]
+            out = io.StringIO()
+            csv.writer(out, lineterminator="\n").writerow(cells)
+            body[pick] = out.getvalue().encode()
         else:
             record = json.loads(body[pick])
             field = rng.choice(sorted(record))
