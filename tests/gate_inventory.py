@@ -72,15 +72,15 @@ def render() -> str:
         f"carry a warning: {', '.join(fuzz.DESTRUCTIVE)}."
     )
     faults = importlib.import_module("tests.test_faults")
-    kills = len(faults.ENTRIES) + 1
     lines.append(
-        f"| SIGKILL mid-run, then rerun to the clean scorecard | `tests/test_faults.py`, `tests/test_cache.py` "
-        f"| {kills} + 1 |"
+        f"| SIGKILL during each cached pass and the scorecard write, then rerun to the clean scorecard "
+        f"| `tests/test_faults.py`, `tests/test_cache.py` | {len(faults.SUITES)} suites + genmu |"
     )
     details.append(
-        f"- `tests/test_faults.py`: semeval killed after {', '.join(str(i) for i in range(len(faults.ENTRIES)))} "
-        "finished inputs (forget generations, retain generations, MIA losses, MMLU predictions) and halfway "
-        "through the scorecard write; `tests/test_cache.py`: genmu killed between image batches."
+        f"- `tests/test_faults.py`: {', '.join(sorted(faults.SUITES))} killed after 0, 1, ... finished cached "
+        f"inputs (semeval: {', '.join(faults.ENTRIES)}; tofu: the model's and the reference's answer losses and "
+        "generations) and halfway through the scorecard write; `tests/test_cache.py`: genmu killed between "
+        "image batches."
     )
     return "\n".join(lines + [""] + details) + "\n"
 

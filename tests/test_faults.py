@@ -1,8 +1,9 @@
-"""Faults mid-run: a semeval run SIGKILLed during generation, the MIA pass, the MMLU pass and the
-scorecard write, then rerun, ends with the scorecard of a clean run (timings and dates aside); the
-cache never holds a partial entry, and a killed run's scorecard never reads as complete.
+"""Faults mid-run: a semeval or tofu run SIGKILLed during each of its cached passes (semeval:
+generation, MIA, MMLU; tofu: the model's and the reference's losses and generations) and during
+the scorecard write, then rerun, ends with the scorecard of a clean run (timings and dates aside);
+the cache never holds a partial entry, and a killed run's scorecard never reads as complete.
 
-(genmu's image batches have the same test in tests/test_cache.py.)
+(genmu's image batches have the same test in tests/test_cache.py; evallearn caches nothing.)
 """
 
 from __future__ import annotations
@@ -22,32 +23,42 @@ from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
 
-# Each input is one cache entry: the forget generations, the retain generations, the MIA
-# losses, the MMLU predictions, in the order the manifest's checks ask for them.
-ENTRIES = ("semeval-generations", "semeval-generations", "semeval-mia", "semeval-mmlu")
 
-
-def command(model: Path, cache: Path, *args: str) -> list[str]:
+def semeval_args(models: dict[str, Path]) -> list[str]:
     return [
-        sys.executable,
-        "-m",
-        "pytest",
-        "-q",
-        "-p",
-        "no:cacheprovider",
         "--suite=semeval",
-        f"--model={model}",
+        f"--model={models['semeval']['retrained']}",
         "--max-new-tokens=24",
-        "--batch-size=8",
         "--setting=bootstrap_samples=100",
-        "--scorecard=card.json",
-        f"--cache-dir={cache}",
-        *args,
     ]
 
 
+def tofu_args(models: dict[str, Path]) -> list[str]:
+    return [
+        "--suite=tofu-mini",
+        f"--model={models['tofu']['target']}",
+        f"--reference={models['tofu']['retain']}",
+        "--setting=bootstrap_samples=100",
+    ]
+
+
+# Per suite: its arguments, and what its cached inputs are (one entry each, in the order the
+# manifest's checks ask for them): semeval's forget and retain generations, MIA losses, MMLU
+# predictions; tofu's answer losses and generations of the model and of the reference.
+SUITES = {"semeval": semeval_args, "tofu": tofu_args}
+ENTRIES = ("forget generations", "retain generations", "MIA losses", "MMLU predictions")
+
+
+def command(suite_args: list[str], cache: Path, *args: str) -> list[str]:
+    return [
+        sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *suite_args,
+        "--batch-size=8", "--scorecard=card.json", f"--cache-dir={cache}", *args,
+    ]  # fmt: skip
+
+
 def entries(cache: Path) -> list[Path]:
-    return sorted(p for kind in set(ENTRIES) for p in (cache / kind).rglob("*") if p.is_file() and p.suffix != ".lock")
+    """The cache's entries (and any temporary file a kill left beside them)."""
+    return sorted(p for p in cache.rglob("*") if p.is_file() and "locks" not in p.parts and p.name != ".gitignore")
 
 
 def comparable(card: dict) -> dict:
@@ -57,17 +68,35 @@ def comparable(card: dict) -> dict:
     return card
 
 
-def test_runs_killed_at_every_phase_resume_to_the_clean_scorecard(tmp_path, semeval_models):
+@pytest.fixture(scope="module")
+def models() -> dict[str, dict[str, Path]]:
+    from fixtures.worlds import models as world_models
+
+    return {"semeval": world_models("semeval"), "tofu": world_models("tofu")}
+
+
+@pytest.mark.parametrize("suite", sorted(SUITES))
+def test_runs_killed_at_every_phase_resume_to_the_clean_scorecard(tmp_path, models, suite):
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    model = semeval_models["retrained"]
-    cache = tmp_path / "cache"
+    suite_args = SUITES[suite](models)
     card_path = tmp_path / "card.json"
+    # The clean run, in a cache of its own: its scorecard, and how many inputs a run caches.
+    clean = subprocess.run(
+        command(suite_args, tmp_path / "clean-cache"), cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert clean.returncode in (0, 1), clean.stdout + clean.stderr
+    clean_card = json.loads(card_path.read_text())
+    n_entries = len(entries(tmp_path / "clean-cache"))
+    assert n_entries >= 4 if suite == "tofu" else n_entries == len(ENTRIES)
+    card_path.unlink()
+
+    cache = tmp_path / "cache"
     rng = random.Random(20261201)
-    # Kill after 0, 1, 2 and 3 finished entries: during the forget generations, the retain
-    # generations, the MIA pass and the MMLU pass; a random moment after that entry lands.
-    for finished in range(len(ENTRIES)):
+    # Killed after 0, 1, ... finished entries: during each cached input's pass, at a random
+    # moment after the entry before it landed.
+    for finished in range(n_entries):
         run = subprocess.Popen(
-            command(model, cache), cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            command(suite_args, cache), cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         deadline = time.monotonic() + 300
         while len([p for p in entries(cache) if not p.name.startswith(".")]) < finished:
@@ -90,19 +119,15 @@ def test_runs_killed_at_every_phase_resume_to_the_clean_scorecard(tmp_path, seme
 
     # Killed halfway through writing the final scorecard: the "running" card stays.
     died = subprocess.run(
-        [*command(model, cache), "-p", "tests.kill_probe"], cwd=tmp_path, env=env, capture_output=True, text=True
+        [*command(suite_args, cache), "-p", "tests.kill_probe"], cwd=tmp_path, env=env, capture_output=True, text=True
     )
     assert died.returncode == -signal.SIGKILL, died.stdout + died.stderr
     assert json.loads(card_path.read_text())["status"] == "running"
-    assert len(entries(cache)) >= len(ENTRIES)  # every input was cached before the write
+    assert len([p for p in entries(cache) if not p.name.startswith(".")]) == n_entries  # all cached before
 
-    resumed = subprocess.run(command(model, cache), cwd=tmp_path, env=env, capture_output=True, text=True)
-    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    resumed = subprocess.run(command(suite_args, cache), cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert resumed.returncode == clean.returncode, resumed.stdout + resumed.stderr
     resumed_card = json.loads(card_path.read_text())
     assert resumed_card["status"] == "complete"
     assert "scorecard: card.json (replaced the earlier running scorecard of " in resumed.stdout
-
-    card_path.unlink()
-    clean = subprocess.run(command(model, cache, "--no-cache"), cwd=tmp_path, env=env, capture_output=True, text=True)
-    assert clean.returncode == 0, clean.stdout + clean.stderr
-    assert comparable(json.loads(card_path.read_text())) == comparable(resumed_card)
+    assert comparable(resumed_card) == comparable(clean_card)
