@@ -149,12 +149,13 @@ class Backend(ABC):
         return {"path": str(self.settings.model) if self.settings.model else None}
 
     # -- what the user's own tests get (the unlearn_* fixtures) ---------------------------------
-    #: What the fixtures offer for this suite: any of "model", "generate", "nll", "data",
-    #: "original", "images", "judge". A fixture the suite does not offer skips its test.
+    #: What the fixtures offer for this suite: any of "model", "original", "reference",
+    #: "generate", "nll", "data", "images", "judge". A fixture the suite does not offer skips.
     USER_API: tuple[str, ...] = ("data",)
 
     def user_model(self, role: str = "model") -> Any:
-        """The loaded model of ``role`` ("model", "original"), shared with the suite's checks."""
+        """The loaded model of ``role`` ("model", "original", "reference"), shared with the
+        suite's checks."""
         raise UnlearnError(f"the {self.manifest.name} suite loads no {role} for your tests")
 
     def user_generate(self, prompts: list[str], **overrides: Any) -> list[str]:
@@ -166,6 +167,12 @@ class Backend(ABC):
     def user_data(self) -> Any:
         """The suite's parsed data (rows, concepts, sets), as its loaders read them."""
         return None
+
+    def user_images(self, prompts: list[str], seeds: list[int], model: str | None = None) -> list[Any]:
+        raise UnlearnError(f"the {self.manifest.name} suite makes no images")
+
+    def user_judge(self, images: list[Any], prompts: list[str]) -> list[Any]:
+        raise UnlearnError(f"the {self.manifest.name} suite has no concept judge")
 
     def artifacts(self) -> dict[str, str]:
         return {}

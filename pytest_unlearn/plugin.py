@@ -447,6 +447,34 @@ def unlearn_original_model(request: pytest.FixtureRequest) -> Any:
 
 
 @pytest.fixture(scope="session")
+def unlearn_reference(request: pytest.FixtureRequest) -> Any:
+    """The reference model trained without the forget set (--reference), loaded once."""
+    state = _offered(request, "reference")
+    _needs_model(request, state, "--reference", "reference")
+    return _fail_clearly(state.backend.user_model, "reference")
+
+
+@pytest.fixture(scope="session")
+def unlearn_images(request: pytest.FixtureRequest) -> Any:
+    """``unlearn_images(prompts, seeds, model=None)``: one image per (prompt, seed) with the
+    suite's generation settings, through the cache (``model``: "original" or a concept's model)."""
+    state = _offered(request, "images")
+    if state.settings.model is None and state.settings.images is None:
+        pytest.skip(f"{request.fixturename} needs the model: pass --model PATH")
+    return lambda prompts, seeds, model=None: _fail_clearly(
+        state.backend.user_images, list(prompts), [int(s) for s in seeds], model
+    )
+
+
+@pytest.fixture(scope="session")
+def unlearn_judge(request: pytest.FixtureRequest) -> Any:
+    """``unlearn_judge(images, prompts)``: what the suite's judge sees in each image (``.sees``,
+    ``.label``) and its CLIP score with its prompt (``.clip_score``), through the cache."""
+    state = _offered(request, "judge")
+    return lambda images, prompts: _fail_clearly(state.backend.user_judge, list(images), list(prompts))
+
+
+@pytest.fixture(scope="session")
 def unlearn_generate(request: pytest.FixtureRequest) -> Any:
     """``unlearn_generate(prompts, **overrides)``: greedy continuations with the suite's settings,
     batched, through the artifact cache."""

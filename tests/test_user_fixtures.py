@@ -134,3 +134,88 @@ def test_user_checks_merge_under_xdist(pytester, perfect_unlearning_predictions)
     )  # fmt: skip
     result.assert_outcomes(passed=3)
     assert sorted(user_checks(pytester)) == ["mine-a", "mine-b"]
+
+
+def test_diffusion_fixtures_give_the_suites_own_images_and_verdicts(pytester):
+    """On the colour world (--images, a colour judge): a user's recount of Red Ball's direct
+    forget accuracy through unlearn_images and unlearn_judge equals the suite's own check."""
+    from pytest_unlearn.registry import JUDGES
+    from tests.genmu_helpers import write_world
+
+    JUDGES.register("colour", "tests.genmu_helpers:colour_judge", replace=True)
+    manifest, images = write_world(pytester.path)
+    pytester.makepyfile(
+        test_mine="""
+        def test_red_ball_recount(unlearn_images, unlearn_judge, unlearn_data, unlearn_check):
+            prompts = list(unlearn_data.concepts["Red Ball"].prompts["direct"])
+            assert unlearn_data.targets == ["Red Ball"]
+            images = unlearn_images(prompts, [0, 1])
+            judged = unlearn_judge(images, [p for p in prompts for _ in (0, 1)])
+            absent = [float("Red Ball" not in j.sees) for j in judged]
+            unlearn_check("my-red-ball-direct", sum(absent) / len(absent), ">=", 0.0, samples=absent)
+
+        def test_no_text_here(unlearn_generate):
+            pass
+        """
+    )
+    result = run(
+        pytester,
+        f"--suite={manifest}",
+        f"--images={images}",
+        "test_mine.py",
+        "-k",
+        "recount or forget-direct or no_text",
+        "-rs",
+    )
+    result.assert_outcomes(passed=2, skipped=1)
+    result.stdout.fnmatch_lines(["*unlearn_generate: the colours suite does not offer it*"])
+    card = json.loads((pytester.path / "unlearn-scorecard.json").read_text())
+    checks = {c["id"]: c for c in card["checks"]}
+    assert checks["my-red-ball-direct"]["value"] == checks["red-ball-forget-direct"]["value"] == 0.5  # 1 of 2, by hand
+
+
+def test_the_pipeline_and_its_images_are_the_suites(pytester, genmu_models):
+    pytester.makepyfile(
+        test_mine="""
+        import numpy as np
+
+        def test_one_image(unlearn_model, unlearn_images, unlearn_judge):
+            assert type(unlearn_model).__name__ == "StableDiffusionPipeline"
+            (image,) = unlearn_images(["a photo of a golf ball"], [0])
+            again = unlearn_model(["a photo of a golf ball"], num_inference_steps=10, guidance_scale=4.0, height=32,
+                                  width=32, generator=None).images  # a different draw: only the size is shared
+            assert image.size == (32, 32) == again[0].size
+            (judged,) = unlearn_judge([image], ["a photo of a golf ball"])
+            assert judged.clip_score is not None and isinstance(judged.label, str)
+        """
+    )
+    result = run(
+        pytester, "--suite=genmu-mini", f"--model={genmu_models['erased']}", f"--clip-model={genmu_models['clip']}",
+        "test_mine.py", "-k", "one_image",
+    )  # fmt: skip
+    result.assert_outcomes(passed=1)
+
+
+def test_tofu_fixtures_answer_as_the_suite_does(pytester, tofu_models):
+    """The user's own answers to the forget questions, scored with the suite's ROUGE, equal the
+    suite's forget-rouge check (same prompts, same greedy settings, batched differently)."""
+    pytester.makepyfile(
+        test_mine="""
+        from pytest_unlearn.semeval.metrics import regurgitation_score
+
+        def test_my_forget_rouge(unlearn_generate, unlearn_data, unlearn_reference, unlearn_check):
+            questions = unlearn_data.forget
+            answers = unlearn_generate([unlearn_data.tags.prompt(q.question) for q in questions])
+            scores = [regurgitation_score(q.answer, a) for q, a in zip(questions, answers)]
+            assert unlearn_reference.tokenizer is not None
+            unlearn_check("my-forget-rouge", sum(scores) / len(scores), "<=", 1.0, samples=scores)
+        """
+    )
+    result = run(
+        pytester, "--suite=tofu-mini", f"--model={tofu_models['target']}", f"--reference={tofu_models['retain']}",
+        "test_mine.py", "-k", "my_forget_rouge or forget-rouge",
+    )  # fmt: skip
+    result.assert_outcomes(passed=1, failed=1)  # the target still answers: forget-rouge fails
+    checks = {c["id"]: c for c in json.loads((pytester.path / "unlearn-scorecard.json").read_text())["checks"]}
+    assert checks["my-forget-rouge"]["value"] == pytest.approx(checks["forget-rouge"]["value"])
+    assert checks["my-forget-rouge"]["n"] == checks["forget-rouge"]["n"]

@@ -86,6 +86,25 @@ def _pairs(requests: list[ImageRequest]) -> list[tuple[str, int]]:
     return list(dict.fromkeys((r.prompt, r.seed) for r in requests))
 
 
+@dataclass(frozen=True)
+class JudgedImage:
+    """What ``unlearn_judge`` says of one image."""
+
+    sees: tuple[str, ...]  # the concepts the judge sees in it
+    label: str  # what it saw (the label the report shows)
+    clip_score: float | None  # 100·cos(image, prompt); None without a CLIP model
+
+
+@dataclass(frozen=True)
+class GenmuData:
+    """What ``unlearn_data`` gives a genmu test: the CSV's concepts and prompts, the targets
+    under test and their adjacent concepts."""
+
+    concepts: dict[str, ConceptPrompts]
+    targets: list[str]
+    adjacent: dict[str, tuple[str, ...]]
+
+
 class GenmuBackend(Backend):
     #: What --setting may override (besides the manifest's own [settings]).
     SETTINGS = (*DEFAULT_SETTINGS, "seed", "bootstrap_samples")
@@ -963,6 +982,54 @@ class GenmuBackend(Backend):
         }
 
     # -- report ----------------------------------------------------------------------------------------
+    # -- the user's own tests ---------------------------------------------------------------
+    USER_API = ("model", "original", "images", "judge", "data")
+
+    def _which_for(self, model: str | None) -> str:
+        """The image set of ``model``: None the one unlearned model, "original", or a concept
+        whose single-concept model it is."""
+        if model == "original":
+            return "original"
+        if model is None:
+            if self.per_concept:
+                raise UnlearnError(
+                    "several models (--model CONCEPT=PATH): name one, e.g. unlearn_images(prompts, seeds, model="
+                    f"{next(iter(self.model_paths))!r})"
+                )
+            return self.which[""]
+        key = self._concept(model)
+        if not self.per_concept or key not in self.which:
+            raise UnlearnError(f"no model of concept {model!r}; the models are {', '.join(self.model_paths) or 'one'}")
+        return self.which[key]
+
+    def user_model(self, role: str = "model") -> Any:
+        """The diffusion pipeline, loaded once and shared with the suite's images."""
+        return self.pipeline("original" if role == "original" else self._which_for(None))
+
+    def user_images(self, prompts: list[str], seeds: list[int], model: str | None = None) -> list[Any]:
+        """One image per (prompt, seed), prompts outer, with the suite's generation settings,
+        through the artifact cache and shared with the suite's own images."""
+        which = self._which_for(model)
+        pairs = [(str(p), int(s)) for p in prompts for s in seeds]
+        images = self._images_for(which, pairs)
+        return [images[pair] for pair in pairs]
+
+    def user_judge(self, images: list[Any], prompts: list[str]) -> list[JudgedImage]:
+        """What the suite's judge sees in each image (among its concepts) and the image's CLIP
+        score with its prompt (None without a CLIP model), through the cache."""
+        if len(prompts) != len(images):
+            raise UnlearnError(
+                f"unlearn_judge: {len(images)} images but {len(prompts)} prompts; pass one prompt per image"
+            )
+        present, shown, scores = self._judged(list(images), self.labels, list(prompts))
+        return [
+            JudgedImage(tuple(sees), label, None if np.isnan(score) else float(score))
+            for sees, label, score in zip(present, shown, scores)
+        ]
+
+    def user_data(self) -> GenmuData:
+        return GenmuData(concepts=dict(self.concept_prompts), targets=list(self.targets), adjacent=dict(self.adjacent))
+
     def report_sections(self, card: dict[str, Any], report: Path) -> list[str]:
         """Image grids per model and concept (prompt kind × seed, original beside unlearned),
         after the report's check table."""

@@ -11,7 +11,7 @@ Torch is imported only when a model pass is needed.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,24 @@ from pytest_unlearn.manifest import SuiteManifest
 from pytest_unlearn.tofu import metrics as tm
 from pytest_unlearn.tofu.data import FORGET_SPLIT, Question, Tags, family_tags, holdout_path, load_data, load_holdout
 from pytest_unlearn.tofu.logs import AGGREGATED, load_logs, write_logs
+
+
+@dataclass(frozen=True)
+class TofuData:
+    """What ``unlearn_data`` gives a tofu test: the questions of each task ("forget", "retain",
+    "real_authors", "world_facts") and the model family's prompt tags."""
+
+    tasks: dict[str, list[Question]]
+    tags: Tags
+
+    @property
+    def forget(self) -> list[Question]:
+        return self.tasks.get("forget", [])
+
+    @property
+    def retain(self) -> list[Question]:
+        return self.tasks.get("retain", [])
+
 
 LOG_ARTIFACT = "tofu_logs"
 REFERENCE_ARTIFACT = "tofu_reference_logs"
@@ -120,6 +138,48 @@ class TofuBackend(Backend):
                 self._check_reference(self._reference_logs, forget_n)
 
     # -- models --------------------------------------------------------------------------------
+    # -- the user's own tests ---------------------------------------------------------------
+    USER_API = ("model", "reference", "generate", "data")
+
+    def _user_path(self, role: str) -> Path:
+        path = self.settings.model if role == "model" else self.settings.reference if role == "reference" else None
+        if role not in ("model", "reference"):
+            raise UnlearnError(f"the tofu suite loads no {role}: its second model is --reference PATH")
+        if path is None or not _is_model_folder(path):
+            raise UnlearnError(f"unlearn_{role} needs --{role} PATH, a model folder (not logs)")
+        return path
+
+    def user_model(self, role: str = "model") -> Any:
+        from pytest_unlearn.semeval.evaluation import LanguageModel
+
+        path = self._user_path(role)
+        model, tokenizer, device = self._model(path)
+        return LanguageModel(model, tokenizer, device, path)
+
+    def user_generate(self, prompts: list[str], **overrides: Any) -> list[str]:
+        """Greedy answers of the model to raw prompts (format them with the family's tags,
+        ``unlearn_data.tags``), the suite's ``max_new_tokens`` unless overridden, through the cache."""
+        unknown = sorted(set(overrides) - {"max_new_tokens"})
+        if unknown:
+            raise UnlearnError(f"unlearn_generate: unknown setting(s) {', '.join(unknown)}; it takes max_new_tokens")
+        path = self._user_path("model")
+        max_new_tokens = int(overrides.get("max_new_tokens", self.max_new_tokens))
+        from pytest_unlearn.semeval.backend import generate_greedy
+
+        def produce() -> list[str]:
+            model, tokenizer, device = self._model(path)
+            return generate_greedy(
+                model, tokenizer, list(prompts), max_new_tokens=max_new_tokens,
+                batch_size=self.settings.batch_size, device=device,
+            )  # fmt: skip
+
+        key = self._cache_key(path, "tofu.generations", prompts=list(prompts), max_new_tokens=max_new_tokens)
+        return self.cache.get_or_create_json("tofu-generations", key, produce)
+
+    def user_data(self) -> TofuData:
+        data = self.data or {}
+        return TofuData(tasks={task: list(rows) for task, rows in data.items()}, tags=self.tags)
+
     def _model(self, path: Path) -> tuple[Any, Any, str]:
         if path not in self._models:
             from pytest_unlearn.loading import load_causal_lm
