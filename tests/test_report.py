@@ -87,3 +87,21 @@ def test_a_model_run_adds_the_mia_histogram_and_mmlu_per_subject(pytester, semev
     for subject in {r["subject"] for r in rows}:
         mine = [r for r in rows if r["subject"] == subject]
         assert f"<td>{subject}</td><td>{sum(r['correct'] for r in mine)}/{len(mine)}</td>" in page
+
+
+def test_a_tofu_report_shows_the_questions_the_model_still_answers(pytester, tofu_models):
+    pytester.runpytest_inprocess(
+        "-p", "no:cacheprovider", "--suite=tofu-mini", f"--model={tofu_models['target']}",
+        f"--reference={tofu_models['retain']}", "--scorecard=card.json", "--setting=bootstrap_samples=50",
+    )  # fmt: skip
+    card = json.loads((pytester.path / "card.json").read_text())
+    assert {c["id"] for c in card["checks"] if not c["passed"]} >= {"forget-quality", "forget-rouge"}
+    page = (pytester.path / "card.html").read_text()
+    assert "Worst examples of the failing checks (forget-probability, forget-quality, forget-rouge)" in page
+    logs = json.loads((pytester.path / card["artifacts"]["tofu_logs"]).read_text())["eval_log_forget.json"]
+    best = max(logs["rougeL_recall"], key=lambda i: (logs["rougeL_recall"][i], -int(i)))
+    section = page.split("forget questions the model still answers", 1)[1].split("</table>", 1)[0]
+    first = section.split("<tr>")[2]  # after the header row: the most answered question first
+    assert f"{logs['rougeL_recall'][best]:.3f}" in first
+    assert f"forget quality (KS p-value) {card['aggregates']['forget_quality']:.3g}" in page
+    assert "■ model (" in page and "■ reference (" in page

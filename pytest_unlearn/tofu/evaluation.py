@@ -432,6 +432,81 @@ class TofuBackend(Backend):
             return
         self._artifact_files[name] = str(path)
 
+    #: Questions shown per failing check in the HTML report.
+    REPORT_EXAMPLES = 5
+
+    def report_sections(self, card: dict[str, Any], report: Path) -> list[str]:
+        """Worst examples of the failing checks (forget questions the model still answers;
+        retain questions it lost) and the forget truth ratios of model and reference, whose
+        KS test is the forget quality, from this run's logs."""
+        import json
+        import math
+
+        from pytest_unlearn.report import E, histogram_svg
+
+        def read(name: str) -> dict[str, Any]:
+            path = card.get("artifacts", {}).get(name)
+            try:
+                return json.loads(Path(path).read_text(encoding="utf-8")) if path else {}
+            except (OSError, ValueError):
+                return {}
+
+        logs, reference = read(LOG_ARTIFACT), read(REFERENCE_ARTIFACT)
+        failing = {c["id"] for c in card["checks"] if not c["passed"]}
+        sections = []
+
+        def worst(task: str, title: str, most_answered: bool) -> str:
+            entry = logs.get(tm.TOFU_FILES[task], {})
+            texts = entry.get("generated_text", {})
+            rouge = entry.get("rougeL_recall", {})
+            loss = entry.get("avg_gt_loss", {})
+            order = sorted(texts, key=lambda i: (-rouge[i] if most_answered else rouge[i], i))
+            rows = "".join(
+                f"<tr><td><pre>{E(texts[i][0])}</pre></td><td><pre>{E(texts[i][2])}</pre></td>"
+                f"<td><pre>{E(texts[i][1])}</pre></td><td>{rouge[i]:.3f}</td><td>{math.exp(-loss[i]):.3f}</td></tr>"
+                for i in order[: self.REPORT_EXAMPLES]
+            )
+            return (
+                f"<h3>{E(title)}</h3><table><tr><th>question</th><th>answer</th><th>generated</th>"
+                f"<th>ROUGE-L recall</th><th>probability</th></tr>{rows}</table>"
+            )
+
+        forget_checks = {c["id"] for c in card["checks"] if c["metric"] in ("tofu.rouge", "tofu.probability",
+                         "tofu.forget_quality") and c["id"] in failing}  # fmt: skip
+        if logs and forget_checks:
+            sections.append(
+                f"<h2>Worst examples of the failing checks ({E(', '.join(sorted(forget_checks)))})</h2>"
+                + worst("forget", "forget questions the model still answers", True)
+            )
+        utility = {
+            c["id"] for c in card["checks"] if c["metric"].startswith("tofu.model_utility") and c["id"] in failing
+        }
+        if logs and utility:
+            sections.append(
+                f"<h2>Worst examples of the failing checks ({E(', '.join(sorted(utility)))})</h2>"
+                + worst("retain", "retain questions the model lost", False)
+            )
+
+        def forget_ratios(log: dict[str, Any]) -> list[float]:
+            entry = log.get(tm.TOFU_FILES["forget"], {})
+            para, pert = entry.get("avg_paraphrased_loss", {}), entry.get("average_perturb_loss", {})
+            out = []
+            for i in para:
+                r = math.exp(sum(pert[i]) / len(pert[i]) - para[i])
+                out.append(min(r, 1 / r))
+            return out
+
+        if logs and reference:
+            quality = card.get("aggregates", {}).get("forget_quality")
+            sections.append(
+                "<h2>Forget truth ratios</h2><p>min(R, 1/R) per forget question for the model and the reference; "
+                f"forget quality (KS p-value) {'n/a' if quality is None else f'{quality:.3g}'}</p>"
+                + histogram_svg(
+                    {"model": forget_ratios(logs), "reference": forget_ratios(reference)}, label="truth ratio"
+                )
+            )
+        return sections
+
     def artifacts(self) -> dict[str, str]:
         return dict(self._artifact_files)
 
