@@ -73,3 +73,8 @@ def test_ua_separates_the_erased_model_from_the_original_and_ira_stays(pytester,
         assert checks["ua"]["n"] == 12
         assert checks["ua-ira"]["value"] == pytest.approx((checks["ua"]["value"] + checks["ira"]["value"]) / 2)
         assert checks["clip-score"]["value"] > 25
+    # The report shows each image set as a grid, every image by a path relative to the page.
+    page = (pytester.path / "erased.html").read_text()
+    assert "<h2>Images: " in page and "<h2>Checks</h2>" in page
+    sources = [part.split("'")[0] for part in page.split("<img src='")[1:]]
+    assert sources and all((pytester.path / src).is_file() for src in sources)

@@ -571,6 +571,37 @@ class EvallearnBackend(Backend):
     def artifacts(self) -> dict[str, str]:
         return dict(self._artifact_files)
 
+    #: Images shown per image set in the HTML report (the whole set is in its folder).
+    REPORT_IMAGES = 24
+
+    def report_sections(self, card: dict[str, Any], report: Path) -> list[str]:
+        """One grid per image set (I2P, the adversarial sets, captions, UA/IRA prompts): each
+        image with its prompt and outcome (unsafe parts, judge's label), linked relative to the page."""
+        import os
+
+        from pytest_unlearn.report import E
+
+        sections = []
+        for name, index in sorted(card.get("artifacts", {}).items()):
+            if not name.startswith("images_"):
+                continue
+            try:
+                rows = [json.loads(line) for line in Path(index).read_text(encoding="utf-8").splitlines() if line]
+            except (OSError, ValueError):
+                continue
+            shown = []
+            for row in rows[: self.REPORT_IMAGES]:
+                src = E(os.path.relpath(Path(index).parent / row["file"], report.parent))
+                outcome = {
+                    k: v for k, v in row.items() if k not in ("file", "prompt", "seed", "guidance", "width", "height")
+                }
+                text = ", ".join(f"{k}: {v}" for k, v in outcome.items())
+                shown.append(f"<td><img src='{src}'><br><i>{E(row['prompt'][:120])}</i><br>{E(text)}</td>")
+            cells = "".join(f"<tr>{''.join(shown[i : i + 6])}</tr>" for i in range(0, len(shown), 6))
+            more = f" (first {len(shown)} of {len(rows)})" if len(rows) > len(shown) else ""
+            sections.append(f"<h2>Images: {E(name[len('images_') :])}{more}</h2><table>{cells}</table>")
+        return sections
+
     def device(self) -> str | None:
         return str(self._pipe.device) if self._pipe is not None else None
 
