@@ -20,10 +20,103 @@ MMLU_MAX_PROMPT_TOKENS = 2048
 Progress = Callable[[int], None]
 
 
-def _batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
-    # Longest first, so prompts of similar length share a batch and padding stays small.
+def _batches(lengths: Sequence[int], batch_size: int, max_tokens: int | None = None) -> list[list[int]]:
+    """Longest first, so prompts of similar length share a batch and padding stays small; with
+    ``max_tokens`` a batch also holds at most that many padded tokens (a long document goes
+    alone, short ones pack together), ``batch_size`` staying the bound on rows."""
     order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
-    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    if max_tokens is None:
+        return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    batches: list[list[int]] = []
+    for index in order:
+        # Longest first: the batch's width is its first row's length.
+        if batches and len(batches[-1]) < batch_size and lengths[batches[-1][0]] * (len(batches[-1]) + 1) <= max_tokens:
+            batches[-1].append(index)
+        else:
+            batches.append([index])
+    return batches
+
+
+#: Float32 elements of logits held at once by the chunked loss passes (64 Mi: 256 MB), however
+#: long the documents: a 4,668-token document of a 49,152-word vocabulary would otherwise hold
+#: 0.9 GB of logits, plus a float32 copy and the log-softmax, per row of the batch.
+LOGITS_BUDGET = 64 * 2**20
+# Configs whose logits are not the output embedding of the last hidden state (soft-capping,
+# scaling): their passes keep the model's own forward, chunked after the logits.
+_LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier_scale")
+
+
+def _head_and_body(model: Any) -> tuple[Any, Any] | None:
+    """(the decoder without its head, the head) when logits are just ``head(hidden)``."""
+    config = getattr(model, "config", None)
+    if any(getattr(config, name, None) not in (None, 1, 1.0) for name in _LOGIT_TRANSFORMS):
+        return None
+    body = getattr(model, "model", None)
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if body is None or head is None:
+        return None
+    return body, head
+
+
+def target_logprobs(
+    model: Any,
+    ids: torch.Tensor,
+    mask: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    vocabulary: bool = False,
+    budget: int = LOGITS_BUDGET,
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """log p(targets[:, j] | ids[:, :j+1]) at every position j with a target (others NaN), and
+    with ``vocabulary`` the mean and variance of log p over the whole next-token distribution
+    there (Min-K%++), without ever holding a ``[batch, length, vocabulary]`` float32 tensor:
+    the head runs on the hidden states a chunk of positions at a time (positions without a
+    target are skipped). ``targets`` is ``-100`` where nothing is scored."""
+    batch, width = ids.shape
+    split = _head_and_body(model)
+    if split is not None:
+        body, head = split
+        hidden = body(input_ids=ids, attention_mask=mask, position_ids=_position_ids(mask)).last_hidden_state
+        vocab = head.out_features if hasattr(head, "out_features") else head.weight.shape[0]
+
+        def logits_of(start: int, stop: int) -> torch.Tensor:
+            return head(hidden[:, start:stop]).float()
+    else:
+        full = model(input_ids=ids, attention_mask=mask, position_ids=_position_ids(mask)).logits
+        vocab = full.shape[-1]
+
+        def logits_of(start: int, stop: int) -> torch.Tensor:
+            return full[:, start:stop].float()
+
+    chunk = max(1, budget // max(1, batch * vocab))
+    nan = torch.full((batch, width), float("nan"), dtype=torch.float32, device=ids.device)
+    out, mu, sigma2 = nan.clone(), (nan.clone() if vocabulary else None), (nan.clone() if vocabulary else None)
+    scored = (targets != -100).any(0)
+    for start in range(0, width, chunk):
+        stop = min(start + chunk, width)
+        if not bool(scored[start:stop].any()):
+            continue  # a prompt's positions: no logits needed
+        logp = torch.log_softmax(logits_of(start, stop), dim=-1)
+        wanted = targets[:, start:stop]
+        keep = wanted != -100
+        picked = logp.gather(-1, wanted.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+        out[:, start:stop] = torch.where(keep, picked, out[:, start:stop])
+        if vocabulary:
+            p = logp.exp()
+            m = (p * logp).sum(-1)
+            mu[:, start:stop] = torch.where(keep, m, mu[:, start:stop])  # type: ignore[index]
+            v = (p * logp.square()).sum(-1) - m.square()
+            sigma2[:, start:stop] = torch.where(keep, v, sigma2[:, start:stop])  # type: ignore[index]
+        del logp
+    return out, mu, sigma2
+
+
+def _next_token_targets(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Position j predicts ids[:, j+1], where it and the token before it are real (not padding)."""
+    targets = torch.full_like(ids, -100)
+    valid = (mask[:, 1:] * mask[:, :-1]).bool()
+    targets[:, :-1] = torch.where(valid, ids[:, 1:], targets[:, :-1])
+    return targets
 
 
 def _left_pad(sequences: list[list[int]], pad_id: int, device: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -89,20 +182,20 @@ def document_nll(
     *,
     batch_size: int,
     device: str,
+    max_tokens: int | None = None,
     progress: Progress | None = None,
 ) -> list[float]:
-    """Mean next-token NLL of each whole document (``model(ids, labels=ids).loss`` per document)."""
+    """Mean next-token NLL of each whole document (``model(ids, labels=ids).loss`` per document),
+    the logits chunked along the sequence (:func:`target_logprobs`)."""
     encoded = [tokenizer(d).input_ids for d in documents]
     losses = [float("nan")] * len(documents)
-    for batch in _batches([len(e) for e in encoded], batch_size):
+    for batch in _batches([len(e) for e in encoded], batch_size, max_tokens):
         ids, mask = _left_pad([encoded[i] for i in batch], tokenizer.pad_token_id, device)
-        logits = model(input_ids=ids, attention_mask=mask, position_ids=_position_ids(mask)).logits
-        logits = logits[:, :-1].float()
-        targets = ids[:, 1:]
-        # A target counts when it and the token predicting it are both real (not padding).
-        valid = (mask[:, 1:] * mask[:, :-1]).float()
-        token_nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
-        per_doc = (token_nll * valid).sum(-1) / valid.sum(-1)
+        targets = _next_token_targets(ids, mask)
+        logp, _, _ = target_logprobs(model, ids, mask, targets)
+        # Validity from the targets, not from the values: a NaN output must stay a NaN loss.
+        valid = targets != -100
+        per_doc = torch.where(valid, -logp, torch.zeros_like(logp)).sum(-1) / valid.sum(-1)
         for index, value in zip(batch, per_doc.tolist()):
             losses[index] = value
         if progress:
@@ -178,17 +271,18 @@ def answer_span_nll(
     max_length: int,
     batch_size: int,
     device: str,
+    max_tokens: int | None = None,
     progress: Progress | None = None,
 ) -> list[tuple[float, int]]:
     """(summed NLL, token count) of each answer given its prompt: TOFU's ``get_batch_loss``
-    over the answer tokens (and the end-of-sequence token after them), batched with left padding."""
+    over the answer tokens (and the end-of-sequence token after them), batched with left
+    padding, the logits chunked along the sequence and skipped over the prompts."""
     eos = tokenizer.eos_token_id
     encoded = [answer_span_encoding(tokenizer, p, a, max_length) for p, a in pairs]
     results: list[tuple[float, int]] = [(float("nan"), 0)] * len(pairs)
-    for batch in _batches([len(ids) for ids, _ in encoded], batch_size):
+    for batch in _batches([len(ids) for ids, _ in encoded], batch_size, max_tokens):
         rows = [encoded[i] for i in batch]
         ids, mask = _left_pad([r[0] for r in rows], tokenizer.pad_token_id, device)
-        logits = model(input_ids=ids, attention_mask=mask, position_ids=_position_ids(mask)).logits.float()
         width = ids.shape[1]
         targets = torch.full((len(rows), width), -100, dtype=torch.long)
         for row, (seq, n_prompt) in enumerate(rows):
@@ -198,12 +292,11 @@ def answer_span_nll(
             for j in range(len(seq)):
                 if j + 1 < len(labels) and j + 1 >= n_prompt:
                     targets[row, offset + j] = labels[j + 1]
-        targets = targets.to(logits.device)
-        token_nll = torch.nn.functional.cross_entropy(
-            logits.transpose(1, 2), targets, reduction="none", ignore_index=-100
-        )
-        counts = (targets != -100).sum(-1)
-        for index, total, count in zip(batch, token_nll.sum(-1).tolist(), counts.tolist()):
+        targets = targets.to(ids.device)
+        logp, _, _ = target_logprobs(model, ids, mask, targets)
+        valid = targets != -100
+        totals = torch.where(valid, -logp, torch.zeros_like(logp)).sum(-1)
+        for index, total, count in zip(batch, totals.tolist(), valid.sum(-1).tolist()):
             results[index] = (total, int(count))
         if progress:
             progress(len(batch))
@@ -219,6 +312,7 @@ def token_statistics(
     batch_size: int,
     device: str,
     vocabulary: bool = False,
+    max_tokens: int | None = None,
     progress: Progress | None = None,
 ) -> list[dict[str, list[float]]]:
     """Per document, the log-prob of every token given its prefix (the targets
@@ -226,22 +320,16 @@ def token_statistics(
     under the full next-token distribution at each position (Min-K%++)."""
     encoded = [tokenizer(d).input_ids for d in documents]
     out: list[dict[str, list[float]]] = [{} for _ in documents]
-    for batch in _batches([len(e) for e in encoded], batch_size):
+    for batch in _batches([len(e) for e in encoded], batch_size, max_tokens):
         ids, mask = _left_pad([encoded[i] for i in batch], tokenizer.pad_token_id, device)
-        logits = model(input_ids=ids, attention_mask=mask, position_ids=_position_ids(mask)).logits
-        logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
-        target = logp.gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
-        valid = (mask[:, 1:] * mask[:, :-1]).bool()
-        if vocabulary:
-            p = logp.exp()
-            mu = (p * logp).sum(-1)
-            sigma2 = (p * logp.square()).sum(-1) - mu.square()
+        targets = _next_token_targets(ids, mask)
+        logp, mu, sigma2 = target_logprobs(model, ids, mask, targets, vocabulary=vocabulary)
         for row, index in enumerate(batch):
-            keep = valid[row]
-            stats = {"logprobs": target[row][keep].tolist()}
+            keep = targets[row] != -100
+            stats = {"logprobs": logp[row][keep].tolist()}
             if vocabulary:
-                stats["mu"] = mu[row][keep].tolist()
-                stats["sigma2"] = sigma2[row][keep].tolist()
+                stats["mu"] = mu[row][keep].tolist()  # type: ignore[index]
+                stats["sigma2"] = sigma2[row][keep].tolist()  # type: ignore[index]
             out[index] = stats
         if progress:
             progress(len(batch))
@@ -257,6 +345,7 @@ def answer_span_token_stats(
     max_length: int,
     batch_size: int,
     device: str,
+    max_tokens: int | None = None,
     progress: Progress | None = None,
 ) -> list[dict[str, list[float]]]:
     """Per (prompt, answer), the log-prob of each answer token and mean and variance of log p
@@ -265,25 +354,22 @@ def answer_span_token_stats(
     ``tokenwise_logprobs`` drops it)."""
     encoded = [answer_span_encoding(tokenizer, p, a, max_length) for p, a in pairs]
     out: list[dict[str, list[float]]] = [{} for _ in pairs]
-    for batch in _batches([len(ids) for ids, _ in encoded], batch_size):
+    for batch in _batches([len(ids) for ids, _ in encoded], batch_size, max_tokens):
         rows = [encoded[i] for i in batch]
         ids, mask = _left_pad([r[0] for r in rows], tokenizer.pad_token_id, device)
-        logp = torch.log_softmax(
-            model(input_ids=ids, attention_mask=mask, position_ids=_position_ids(mask)).logits[:, :-1].float(), dim=-1
-        )
-        target = logp.gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
-        p = logp.exp()
-        mu = (p * logp).sum(-1)
-        sigma2 = (p * logp.square()).sum(-1) - mu.square()
         width = ids.shape[1]
-        for row, (index, (seq, n_prompt)) in enumerate(zip(batch, rows)):
+        targets = torch.full_like(ids, -100)
+        for row, (seq, n_prompt) in enumerate(rows):
             # Position j (of the unpadded text) predicts token j + 1; answer tokens are j + 1 >= n_prompt.
             start = width - len(seq) + max(n_prompt - 1, 0)
-            keep = slice(start, width - 1)
+            targets[row, start : width - 1] = ids[row, start + 1 : width]
+        logp, mu, sigma2 = target_logprobs(model, ids, mask, targets, vocabulary=True)
+        for row, index in enumerate(batch):
+            keep = targets[row] != -100
             out[index] = {
-                "logprobs": target[row, keep].tolist(),
-                "mu": mu[row, keep].tolist(),
-                "sigma2": sigma2[row, keep].tolist(),
+                "logprobs": logp[row][keep].tolist(),
+                "mu": mu[row][keep].tolist(),  # type: ignore[index]
+                "sigma2": sigma2[row][keep].tolist(),  # type: ignore[index]
             }
         if progress:
             progress(len(batch))
