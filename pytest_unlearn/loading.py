@@ -166,6 +166,55 @@ def resolve_dtype(name: str, device: str) -> Any:
     return getattr(torch, name)
 
 
+def model_config(path: Path | None) -> dict[str, Any]:
+    """A model folder's config.json (empty when absent or unreadable)."""
+    import json
+
+    try:
+        return json.loads((Path(path) / "config.json").read_text(encoding="utf-8")) if path else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def default_token_budget(path: Path | None, device: str) -> tuple[int, str]:
+    """Padded tokens per batch that a forward pass without full logits can afford: a quarter of
+    the device's memory over the bytes one token's hidden states, key/value cache and MLP take
+    in float32 (the chunked logits are bounded apart). Returns (tokens, how it was derived)."""
+    import os
+
+    config = model_config(path)
+    hidden = int(config.get("hidden_size", 1024))
+    layers = int(config.get("num_hidden_layers", 24))
+    inner = int(config.get("intermediate_size", 4 * hidden))
+    per_token = 4 * (2 * layers * hidden + 6 * hidden + 2 * inner)
+    where = "CPU memory"
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if device.startswith("cuda"):
+        import torch
+
+        if torch.cuda.is_available():
+            index = int(device.split(":")[1]) if ":" in device else 0
+            memory, where = torch.cuda.get_device_properties(index).total_memory, "GPU memory"
+    tokens = max(1024, min(262144, int(memory * 0.25 / per_token)))
+    return tokens, f"{memory / 2**30:.1f} GiB {where}, {per_token} B per token"
+
+
+def token_budget(manifest_settings: dict[str, Any], settings: Any) -> tuple[int | None, str]:
+    """``--setting max_batch_tokens`` (a positive integer), else the default of the device's
+    memory for ``--model`` (None without a model); and where the number came from."""
+    from pytest_unlearn.errors import UnlearnError
+
+    raw = manifest_settings.get("max_batch_tokens")
+    if raw is not None:
+        if not isinstance(raw, int) or isinstance(raw, bool) or raw < 1:
+            raise UnlearnError(f"--setting max_batch_tokens must be a positive integer, got {raw!r}")
+        return raw, "--setting max_batch_tokens"
+    if settings.model is None or not Path(settings.model).is_dir():
+        return None, "no model"
+    tokens, source = default_token_budget(settings.model, settings.device)
+    return tokens, f"from {source}"
+
+
 def load_causal_lm(path: Path, *, device: str, dtype: str, allow_pickle: bool) -> tuple[Any, Any, str]:
     """Model (eval mode, on ``device``) and tokenizer with the scorer's padding conventions.
 

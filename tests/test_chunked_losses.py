@@ -87,3 +87,129 @@ def test_token_budget_batches():
     assert backend._batches(lengths, 3, max_tokens=100) == [[0], [4], [1, 2, 3], [5]]
     # A document longer than the budget still gets its own batch (and its own line, elsewhere).
     assert backend._batches([500, 5], 4, max_tokens=100) == [[0], [1]]
+
+
+def test_a_batch_out_of_memory_is_split_and_retried(lm, monkeypatch):
+    model, tokenizer = lm
+    expected = backend.document_nll(model, tokenizer, TEXTS, batch_size=4, device="cpu")
+    real = backend.target_logprobs
+    seen = []
+
+    def tight(model, ids, mask, targets, **kw):
+        seen.append(ids.shape[0])
+        if ids.shape[0] > 1:  # only one row fits
+            raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory")
+        return real(model, ids, mask, targets, **kw)
+
+    monkeypatch.setattr(backend, "target_logprobs", tight)
+    # "a" is one token: no next-token loss (NaN), as before.
+    assert backend.document_nll(model, tokenizer, TEXTS, batch_size=4, device="cpu") == pytest.approx(
+        expected, abs=1e-5, nan_ok=True
+    )
+    assert seen[:3] == [4, 2, 1]  # halved until it fit
+
+    def none_fit(*args, **kw):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    monkeypatch.setattr(backend, "target_logprobs", none_fit)
+    with pytest.raises(backend.UnlearnError) as caught:
+        backend.document_nll(model, tokenizer, TEXTS[:1], batch_size=4, device="cpu")
+    n = len(tokenizer(TEXTS[0]).input_ids)
+    assert str(caught.value) == (
+        f"a text of {n} tokens does not fit in memory even alone (OutOfMemoryError); pass --dtype bfloat16 "
+        "(or float16), a smaller --setting max_batch_tokens, or shorter texts"
+    )
+    # Any other error is not memory: it is not retried.
+    monkeypatch.setattr(backend, "target_logprobs", lambda *a, **k: (_ for _ in ()).throw(ValueError("bug")))
+    with pytest.raises(ValueError, match="bug"):
+        backend.document_nll(model, tokenizer, TEXTS, batch_size=4, device="cpu")
+
+
+def test_out_of_memory_fails_its_check_in_one_line_and_keeps_the_others(pytester, semeval_models):
+    pytester.makeconftest(
+        """
+        import torch
+        from pytest_unlearn.semeval import backend
+
+        real = backend.target_logprobs
+
+        def no_memory(*args, **kwargs):
+            raise torch.OutOfMemoryError("CUDA out of memory")
+
+        def pytest_configure(config):
+            backend.target_logprobs = no_memory
+
+        def pytest_unconfigure(config):  # the outer session runs in this process too
+            backend.target_logprobs = real
+        """
+    )
+    result = pytester.runpytest_inprocess(
+        "-p", "no:cacheprovider", "--suite", "semeval", f"--model={semeval_models['retrained']}", "--no-cache",
+        "--max-new-tokens=8", "-k", "mia or task1-knowledge-retain", "--setting=bootstrap_samples=20",
+    )  # fmt: skip
+    import json
+
+    card = json.loads((pytester.path / "unlearn-scorecard.json").read_text())
+    checks = {c["id"]: c for c in card["checks"]}
+    assert card["status"] == "complete" and checks["task1-knowledge-retain"]["passed"] is True
+    assert checks["mia-score"]["error"].startswith("MIA document '")
+    assert (
+        "tokens) does not fit in memory even alone (OutOfMemoryError); pass --dtype bfloat16"
+        in checks["mia-score"]["error"]
+    )
+    assert "Traceback" not in result.stdout.str()
+
+
+def test_documents_longer_than_the_context_are_said_and_can_be_cut(pytester, semeval_models, tmp_path):
+    import json
+    import shutil
+
+    from tests.conftest import SEMEVAL_DATA
+
+    data = tmp_path / "data"
+    shutil.copytree(SEMEVAL_DATA, data)
+    members = [json.loads(x) for x in (data / "mia" / "member.jsonl").read_text().splitlines()]
+    long_text = " ".join(m["document"] for m in members) * 3  # well past 1,024 positions
+    members[0]["document"] = long_text
+    (data / "mia" / "member.jsonl").write_text("".join(json.dumps(m) + "\n" for m in members))
+    model = semeval_models["retrained"]
+    args = (
+        "--suite",
+        "semeval",
+        f"--model={model}",
+        f"--data={data}",
+        "-k",
+        "mia",
+        "--no-cache",
+        "--setting=bootstrap_samples=20",
+    )
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", *args)
+    result.stdout.fnmatch_lines(
+        ["unlearn: max_batch_tokens=* (from * GiB CPU memory, * B per token), at most --batch-size=16 rows"]
+    )
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    n = len(tokenizer(long_text).input_ids)
+    card = json.loads((pytester.path / "unlearn-scorecard.json").read_text())
+    assert card["warnings"] == [
+        f"MIA data: 1 of 36 texts are longer than the model's context (longest {n} tokens, max_position_embeddings "
+        "1024): scored whole, positions past it extrapolated as the reference scorer does; --setting "
+        "truncate_to_context=true cuts them"
+    ]
+    assert (
+        pytester.runpytest_inprocess("-p", "no:cacheprovider", *args, "--unlearn-strict").ret
+        == pytest.ExitCode.TESTS_FAILED
+    )
+    # Cut to the context: the document's loss is that of its first 1,024 tokens, computed here.
+    pytester.runpytest_inprocess(
+        "-p", "no:cacheprovider", *args, "--setting=truncate_to_context=true", "--scorecard=cut.json"
+    )
+    losses = [json.loads(x) for x in (pytester.path / "cut-artifacts" / "mia_losses.jsonl").read_text().splitlines()]
+    from pytest_unlearn.loading import load_causal_lm
+
+    lm, tok, _ = load_causal_lm(model, device="cpu", dtype="float32", allow_pickle=False)
+    ids = torch.tensor([tok(long_text).input_ids[:1024]])
+    with torch.no_grad():
+        expected = float(lm(input_ids=ids, labels=ids).loss)
+    assert losses[0]["nll"] == pytest.approx(expected, abs=1e-5)

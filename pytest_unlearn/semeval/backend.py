@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from pytest_unlearn.errors import UnlearnError
 from pytest_unlearn.semeval.mmlu import CHOICES, MMLUData, build_prompt
 
 # open-instruct's run_mmlu.py drops few-shot examples until a prompt fits 2048 tokens.
@@ -35,6 +36,52 @@ def _batches(lengths: Sequence[int], batch_size: int, max_tokens: int | None = N
         else:
             batches.append([index])
     return batches
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """An allocation failure (CUDA's OutOfMemoryError, or the CPU allocator's RuntimeError)."""
+    if isinstance(exc, (getattr(torch, "OutOfMemoryError", MemoryError), MemoryError)):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and any(
+        words in text for words in ("out of memory", "not enough memory", "can't allocate memory")
+    )
+
+
+def each_batch(
+    lengths: Sequence[int],
+    batch_size: int,
+    max_tokens: int | None,
+    run: Callable[[list[int]], None],
+    names: Sequence[str] | None = None,
+) -> None:
+    """``run`` every batch; a batch that runs out of memory is split in halves and retried, and
+    a single row that cannot fit is one line saying what to do (the finished checks are kept)."""
+
+    def attempt(batch: list[int]) -> None:
+        try:
+            run(batch)
+        except Exception as exc:
+            if not _out_of_memory(exc):
+                raise
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            if len(batch) == 1:
+                what = (
+                    f"{names[batch[0]]} ({lengths[batch[0]]} tokens)"
+                    if names
+                    else f"a text of {lengths[batch[0]]} tokens"
+                )
+                raise UnlearnError(
+                    f"{what} does not fit in memory even alone ({type(exc).__name__}); "
+                    "pass --dtype bfloat16 (or float16), a smaller --setting max_batch_tokens, or shorter texts"
+                ) from None
+            half = len(batch) // 2
+            attempt(batch[:half])
+            attempt(batch[half:])
+
+    for batch in _batches(lengths, batch_size, max_tokens):
+        attempt(batch)
 
 
 #: Float32 elements of logits held at once by the chunked loss passes (64 Mi: 256 MB), however
@@ -111,6 +158,12 @@ def target_logprobs(
     return out, mu, sigma2
 
 
+def _encode(tokenizer: Any, text: str, truncate: int | None) -> list[int]:
+    if truncate is None:
+        return tokenizer(text).input_ids
+    return tokenizer(text, truncation=True, max_length=truncate).input_ids
+
+
 def _next_token_targets(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Position j predicts ids[:, j+1], where it and the token before it are real (not padding)."""
     targets = torch.full_like(ids, -100)
@@ -144,6 +197,7 @@ def generate_greedy(
     max_new_tokens: int,
     batch_size: int,
     device: str,
+    max_tokens: int | None = None,
     progress: Progress | None = None,
 ) -> list[str]:
     """Greedy continuations of the raw prompts, new tokens only, special tokens skipped.
@@ -154,7 +208,8 @@ def generate_greedy(
     """
     encoded = [tokenizer(p).input_ids for p in prompts]
     outputs: list[str] = [""] * len(prompts)
-    for batch in _batches([len(e) for e in encoded], batch_size):
+    # A row costs its prompt and the tokens it will generate.
+    for batch in _batches([len(e) + max_new_tokens for e in encoded], batch_size, max_tokens):
         ids, mask = _left_pad([encoded[i] for i in batch], tokenizer.pad_token_id, device)
         generated = model.generate(
             input_ids=ids,
@@ -183,13 +238,17 @@ def document_nll(
     batch_size: int,
     device: str,
     max_tokens: int | None = None,
+    names: Sequence[str] | None = None,
+    truncate: int | None = None,
     progress: Progress | None = None,
 ) -> list[float]:
     """Mean next-token NLL of each whole document (``model(ids, labels=ids).loss`` per document),
-    the logits chunked along the sequence (:func:`target_logprobs`)."""
-    encoded = [tokenizer(d).input_ids for d in documents]
+    the logits chunked along the sequence (:func:`target_logprobs`); ``truncate`` cuts each
+    document to that many tokens (the model's context)."""
+    encoded = [_encode(tokenizer, d, truncate) for d in documents]
     losses = [float("nan")] * len(documents)
-    for batch in _batches([len(e) for e in encoded], batch_size, max_tokens):
+
+    def run(batch: list[int]) -> None:
         ids, mask = _left_pad([encoded[i] for i in batch], tokenizer.pad_token_id, device)
         targets = _next_token_targets(ids, mask)
         logp, _, _ = target_logprobs(model, ids, mask, targets)
@@ -200,6 +259,8 @@ def document_nll(
             losses[index] = value
         if progress:
             progress(len(batch))
+
+    each_batch([len(e) for e in encoded], batch_size, max_tokens, run, names)
     return losses
 
 
@@ -230,13 +291,14 @@ def mmlu_predict(
     *,
     batch_size: int,
     device: str,
+    max_tokens: int | None = None,
     progress: Progress | None = None,
 ) -> list[tuple[str, list[float]]]:
     """For each prompt, the predicted letter and the probabilities of A-D at the next token."""
     candidates = answer_token_ids(tokenizer)
     encoded = [tokenizer(p).input_ids for p in prompts]
     results: list[tuple[str, list[float]]] = [("", [])] * len(prompts)
-    for batch in _batches([len(e) for e in encoded], batch_size):
+    for batch in _batches([len(e) for e in encoded], batch_size, max_tokens):
         ids, mask = _left_pad([encoded[i] for i in batch], tokenizer.pad_token_id, device)
         logits = model(input_ids=ids, attention_mask=mask, position_ids=_position_ids(mask)).logits
         choice_logits = logits[:, -1, candidates].float()
@@ -280,7 +342,8 @@ def answer_span_nll(
     eos = tokenizer.eos_token_id
     encoded = [answer_span_encoding(tokenizer, p, a, max_length) for p, a in pairs]
     results: list[tuple[float, int]] = [(float("nan"), 0)] * len(pairs)
-    for batch in _batches([len(ids) for ids, _ in encoded], batch_size, max_tokens):
+
+    def run(batch: list[int]) -> None:
         rows = [encoded[i] for i in batch]
         ids, mask = _left_pad([r[0] for r in rows], tokenizer.pad_token_id, device)
         width = ids.shape[1]
@@ -300,6 +363,8 @@ def answer_span_nll(
             results[index] = (total, int(count))
         if progress:
             progress(len(batch))
+
+    each_batch([len(ids) for ids, _ in encoded], batch_size, max_tokens, run)
     return results
 
 
@@ -313,14 +378,17 @@ def token_statistics(
     device: str,
     vocabulary: bool = False,
     max_tokens: int | None = None,
+    names: Sequence[str] | None = None,
+    truncate: int | None = None,
     progress: Progress | None = None,
 ) -> list[dict[str, list[float]]]:
     """Per document, the log-prob of every token given its prefix (the targets
     :func:`document_nll` averages); with ``vocabulary`` also the mean and variance of log p
     under the full next-token distribution at each position (Min-K%++)."""
-    encoded = [tokenizer(d).input_ids for d in documents]
+    encoded = [_encode(tokenizer, d, truncate) for d in documents]
     out: list[dict[str, list[float]]] = [{} for _ in documents]
-    for batch in _batches([len(e) for e in encoded], batch_size, max_tokens):
+
+    def run(batch: list[int]) -> None:
         ids, mask = _left_pad([encoded[i] for i in batch], tokenizer.pad_token_id, device)
         targets = _next_token_targets(ids, mask)
         logp, mu, sigma2 = target_logprobs(model, ids, mask, targets, vocabulary=vocabulary)
@@ -333,6 +401,8 @@ def token_statistics(
             out[index] = stats
         if progress:
             progress(len(batch))
+
+    each_batch([len(e) for e in encoded], batch_size, max_tokens, run, names)
     return out
 
 
@@ -354,7 +424,8 @@ def answer_span_token_stats(
     ``tokenwise_logprobs`` drops it)."""
     encoded = [answer_span_encoding(tokenizer, p, a, max_length) for p, a in pairs]
     out: list[dict[str, list[float]]] = [{} for _ in pairs]
-    for batch in _batches([len(ids) for ids, _ in encoded], batch_size, max_tokens):
+
+    def run(batch: list[int]) -> None:
         rows = [encoded[i] for i in batch]
         ids, mask = _left_pad([r[0] for r in rows], tokenizer.pad_token_id, device)
         width = ids.shape[1]
@@ -373,4 +444,6 @@ def answer_span_token_stats(
             }
         if progress:
             progress(len(batch))
+
+    each_batch([len(ids) for ids, _ in encoded], batch_size, max_tokens, run)
     return out

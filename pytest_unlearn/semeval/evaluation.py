@@ -21,7 +21,7 @@ from pytest_unlearn.errors import UnlearnError
 from pytest_unlearn.evaluation import Backend, RunSettings
 from pytest_unlearn.fingerprint import fingerprint
 from pytest_unlearn.integrity import match_ids, require_disjoint
-from pytest_unlearn.loading import inspect_model_folder
+from pytest_unlearn.loading import inspect_model_folder, token_budget
 from pytest_unlearn.manifest import SuiteManifest
 from pytest_unlearn.semeval import metrics as sm
 from pytest_unlearn.semeval.data import (
@@ -81,7 +81,10 @@ class SemevalData:
 
 class SemevalBackend(Backend):
     #: What --setting may override.
-    SETTINGS = ("max_new_tokens", "mmlu_shots", "seed", "bootstrap_samples", "mia_attack", "mia_k")
+    SETTINGS = (
+        "max_new_tokens", "mmlu_shots", "seed", "bootstrap_samples", "mia_attack", "mia_k",
+        "max_batch_tokens", "truncate_to_context",
+    )  # fmt: skip
 
     def __init__(self, manifest: SuiteManifest, settings: RunSettings) -> None:
         super().__init__(manifest, settings)
@@ -96,6 +99,11 @@ class SemevalBackend(Backend):
         except (TypeError, ValueError):
             raise UnlearnError(f"--setting mia_k={manifest.settings.get('mia_k')!r}: must be a number") from None
         self.max_new_tokens = settings.max_new_tokens or int(manifest.settings.get("max_new_tokens", 256))
+        # Padded tokens per batch (--batch-size still bounds the rows): a long document goes
+        # alone, short ones pack together. Default from the device's memory (the header says).
+        self.max_batch_tokens, self.token_budget_source = token_budget(manifest.settings, settings)
+        # Off for parity: the reference scorer extrapolates past the model's context (we warn).
+        self.truncate_to_context = bool(manifest.settings.get("truncate_to_context", False))
         data_dir = settings.data
         if data_dir is not None and not data_dir.is_dir():
             raise UnlearnError(f"--data {data_dir}: no such folder; pass the folder with forget/retain files")
@@ -188,7 +196,7 @@ class SemevalBackend(Backend):
             model, tokenizer, device = self.require_model("unlearn_generate")
             return generate_greedy(
                 model, tokenizer, list(prompts), max_new_tokens=max_new_tokens,
-                batch_size=self.settings.batch_size, device=device,
+                batch_size=self.settings.batch_size, device=device, max_tokens=self.max_batch_tokens,
             )  # fmt: skip
 
         return self.cache.get_or_create_json("semeval-generations", key, produce)
@@ -216,6 +224,30 @@ class SemevalBackend(Backend):
             mia=self.mia,
             mmlu=self.mmlu_data,
         )
+
+    def _context(self, texts: list[str], what: str) -> int | None:
+        """The model's context when the texts must be cut to it, else None; texts longer than
+        the context are one warning (an error under --unlearn-strict) either way."""
+        from pytest_unlearn.loading import model_config
+
+        limit = model_config(self.settings.model).get("max_position_embeddings")
+        if not limit:
+            return None
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(self.settings.model, local_files_only=True, trust_remote_code=False)
+        lengths = [len(tokenizer(t).input_ids) for t in texts]
+        longer = [n for n in lengths if n > limit]
+        if longer:
+            done = "cut to it (--setting truncate_to_context)" if self.truncate_to_context else (
+                "scored whole, positions past it extrapolated as the reference scorer does; "
+                "--setting truncate_to_context=true cuts them"
+            )  # fmt: skip
+            self.warn(
+                f"{what}: {len(longer)} of {len(texts)} texts are longer than the model's context (longest "
+                f"{max(longer)} tokens, max_position_embeddings {limit}): {done}"
+            )
+        return int(limit) if self.truncate_to_context else None
 
     def _bundled(self, key: str) -> Path:
         path = self.manifest.data.get(key)
@@ -258,6 +290,8 @@ class SemevalBackend(Backend):
             device=device,
             dtype=self.settings.dtype,
             batch_size=self.settings.batch_size,
+            # Batch composition moves the last bits of batched passes, as the batch size does.
+            **({"max_batch_tokens": self.max_batch_tokens} if self.max_batch_tokens else {}),
             **parts,
         )
 
@@ -339,14 +373,23 @@ class SemevalBackend(Backend):
             self.require_model("the membership-inference check")
         members, nonmembers = self.mia
         documents = [d.document for d in members + nonmembers]
+        names = [f"MIA document {d.id!r}" for d in members + nonmembers]
+        context = self._context(documents, "MIA data")
 
         def produce() -> list[float]:
             model, tokenizer, device = self.require_model("the membership-inference check")
-            return document_nll(model, tokenizer, documents, batch_size=self.settings.batch_size, device=device)
+            return document_nll(
+                model, tokenizer, documents, batch_size=self.settings.batch_size, device=device,
+                max_tokens=self.max_batch_tokens, names=names, truncate=context,
+            )  # fmt: skip
 
         if self.mia_attack.name == "loss":
             losses = self.cache.get_or_create_json(
-                "semeval-mia", self._cache_key("semeval.mia_losses", documents=documents), produce
+                "semeval-mia",
+                self._cache_key(
+                    "semeval.mia_losses", documents=documents, **({"truncate": context} if context else {})
+                ),
+                produce,
             )
         else:
             losses = self._attack_scores(documents)
@@ -386,12 +429,14 @@ class SemevalBackend(Backend):
         from pytest_unlearn.semeval.backend import token_statistics
 
         vocabulary = self.mia_attack.needs_vocab
+        context = self._context(documents, "MIA data")
 
         def produce() -> list[dict[str, list[float]]]:
             model, tokenizer, device = self.require_model("the membership-inference check")
             return token_statistics(
-                model, tokenizer, documents, batch_size=self.settings.batch_size, device=device, vocabulary=vocabulary
-            )
+                model, tokenizer, documents, batch_size=self.settings.batch_size, device=device,
+                vocabulary=vocabulary, max_tokens=self.max_batch_tokens, truncate=context,
+            )  # fmt: skip
 
         key = self._cache_key("semeval.mia_token_stats", documents=documents, vocabulary=vocabulary)
         stats = self.cache.get_or_create_json("semeval-mia-tokens", key, produce)
@@ -423,8 +468,9 @@ class SemevalBackend(Backend):
             model, tokenizer, device = self.require_model("the MMLU gate")
             prompts = mmlu_prompts(tokenizer, data, self.shots)
             predictions = mmlu_predict(
-                model, tokenizer, [p for _, _, p in prompts], batch_size=self.settings.batch_size, device=device
-            )
+                model, tokenizer, [p for _, _, p in prompts], batch_size=self.settings.batch_size, device=device,
+                max_tokens=self.max_batch_tokens,
+            )  # fmt: skip
             pairs = zip(prompts, predictions)
             return [[subject, index, letter, probs] for (subject, index, _), (letter, probs) in pairs]
 
@@ -462,6 +508,7 @@ class SemevalBackend(Backend):
             max_new_tokens=self.max_new_tokens,
             batch_size=self.settings.batch_size,
             device=device,
+            max_tokens=self.max_batch_tokens,
         )
 
     def metric_inputs(self) -> sm.SemevalInputs:
@@ -563,6 +610,8 @@ class SemevalBackend(Backend):
             f"unlearn: prompts forget={counts.get('forget', 0)} retain={counts.get('retain', 0)}, "
             f"max_new_tokens={self.max_new_tokens}, mmlu_shots={self.shots}, model={source}, "
             "generation=greedy (no sampling, no seed)",
+            f"unlearn: max_batch_tokens={self.max_batch_tokens} ({self.token_budget_source}), at most "
+            f"--batch-size={self.settings.batch_size} rows",
         ]
 
     def settings_record(self) -> dict[str, Any]:

@@ -20,7 +20,7 @@ import numpy as np
 from pytest_unlearn.errors import UnlearnError
 from pytest_unlearn.evaluation import Backend, RunSettings
 from pytest_unlearn.fingerprint import fingerprint
-from pytest_unlearn.loading import inspect_model_folder
+from pytest_unlearn.loading import inspect_model_folder, token_budget
 from pytest_unlearn.manifest import SuiteManifest
 from pytest_unlearn.tofu import metrics as tm
 from pytest_unlearn.tofu.data import FORGET_SPLIT, Question, Tags, family_tags, holdout_path, load_data, load_holdout
@@ -65,6 +65,7 @@ class TofuBackend(Backend):
         "max_new_tokens",
         "max_length",
         "ds_size",
+        "max_batch_tokens",
     )
 
     def __init__(self, manifest: SuiteManifest, settings: RunSettings) -> None:
@@ -75,6 +76,7 @@ class TofuBackend(Backend):
         where = f"suite {manifest.name} (manifest or --setting)"
         self.forget_split = typed_setting(s, "forget_split", str, where)
         self.max_new_tokens = settings.max_new_tokens or typed_setting(s, "max_new_tokens", int, where)
+        self.max_batch_tokens, self.token_budget_source = token_budget(s, settings)
         self.max_length = typed_setting(s, "max_length", int, where)
         self.ds_size = typed_setting(s, "ds_size", int, where)
         if not FORGET_SPLIT.match(self.forget_split):
@@ -207,6 +209,8 @@ class TofuBackend(Backend):
             device=device.split(":")[0],
             dtype=self.settings.dtype,
             batch_size=self.settings.batch_size,
+            # Batch composition moves the last bits of batched passes, as the batch size does.
+            **({"max_batch_tokens": self.max_batch_tokens} if self.max_batch_tokens else {}),
             **parts,
         )
 
@@ -275,8 +279,9 @@ class TofuBackend(Backend):
         def produce() -> list[dict[str, list[float]]]:
             model, tokenizer, device = self._model(path)
             return answer_span_token_stats(
-                model, tokenizer, pairs, max_length=self.max_length, batch_size=self.settings.batch_size, device=device
-            )
+                model, tokenizer, pairs, max_length=self.max_length, batch_size=self.settings.batch_size, device=device,
+                max_tokens=self.max_batch_tokens,
+            )  # fmt: skip
 
         key = self._cache_key(path, "tofu.mia_token_stats", pairs=pairs, max_length=self.max_length)
         rows = iter(self.cache.get_or_create_json("tofu-mia", key, produce))
@@ -384,8 +389,9 @@ class TofuBackend(Backend):
         def produce() -> list[float]:
             model, tokenizer, device = self._model(path)
             sums = answer_span_nll(
-                model, tokenizer, pairs, max_length=self.max_length, batch_size=self.settings.batch_size, device=device
-            )
+                model, tokenizer, pairs, max_length=self.max_length, batch_size=self.settings.batch_size, device=device,
+                max_tokens=self.max_batch_tokens,
+            )  # fmt: skip
             return [total / count if count else float("nan") for total, count in sums]
 
         key = self._cache_key(path, "tofu.answer_losses", pairs=pairs, max_length=self.max_length)
@@ -403,6 +409,7 @@ class TofuBackend(Backend):
                 max_new_tokens=self.max_new_tokens,
                 batch_size=self.settings.batch_size,
                 device=device,
+                max_tokens=self.max_batch_tokens,
             )
 
         key = self._cache_key(path, "tofu.generations", prompts=prompts, max_new_tokens=self.max_new_tokens)
