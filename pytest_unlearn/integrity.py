@@ -21,6 +21,13 @@ T = TypeVar("T")
 #: How many example keys a warning or error lists before "…".
 EXAMPLES = 3
 
+#: Where a loader sends its findings (``Backend.warn``: the scorecard, or an error under --unlearn-strict).
+Warn = Callable[[str | None], None]
+
+
+def no_warning(message: str | None) -> None:
+    """For callers that only read (tests, verification scripts): findings are dropped."""
+
 
 @dataclass(frozen=True)
 class Located(Generic[T]):

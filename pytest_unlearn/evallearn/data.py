@@ -13,12 +13,11 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from pytest_unlearn.errors import UnlearnError
-from pytest_unlearn.integrity import Located, deduplicate, read_text
+from pytest_unlearn.integrity import Located, Warn, deduplicate, no_warning, read_text
 
 PROMPT_COLUMNS = ("prompt", "adv_prompt", "sensitive prompt", "caption", "text")
 SEED_COLUMNS = ("sd_seed", "evaluation_seed")
@@ -79,9 +78,7 @@ def _number(raw: str | None, kind: type, where: str, column: str) -> int | float
     return int(value) if kind is int else value
 
 
-def load_prompt_set(
-    name: str, path: Path, flag: str = "--data", warn: Callable[[str | None], None] = lambda message: None
-) -> PromptSet:
+def load_prompt_set(name: str, path: Path, flag: str = "--data", warn: Warn = no_warning) -> PromptSet:
     """Read one prompt CSV; a malformed file is an error naming the file, line and column.
 
     A row repeated cell for cell is kept once (with a warning): it would otherwise count twice

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from pytest_unlearn.errors import UnlearnError
-from pytest_unlearn.integrity import Located, deduplicate
+from pytest_unlearn.integrity import Located, Warn, deduplicate, no_warning
 from pytest_unlearn.manifest import slug
 
 COLUMNS = ("concept_type", "concept_name", "direct_prompt", "indirect_prompt", "adversarial_prompt")
@@ -53,7 +52,7 @@ def load_prompt_csv(
     path: Path,
     mapping: dict[str, str] | None = None,
     flag: str = "--data",
-    warn: Callable[[str], None] | None = None,
+    warn: Warn = no_warning,
 ) -> dict[str, ConceptPrompts]:
     """Concepts in file order, each with its direct, indirect and adversarial prompts.
 
@@ -94,8 +93,7 @@ def load_prompt_csv(
         if not entry.value[1]:
             raise UnlearnError(f"{path}:{entry.line}: empty {column['concept_name']}")
     unique = deduplicate(located, key=lambda row: row, content=lambda row: row, source=path, what="row")
-    if unique.warning and warn is not None:
-        warn(unique.warning)
+    warn(unique.warning)
     concepts: dict[str, dict[str, list[str]]] = {}
     types: dict[str, str] = {}
     for concept_type, name, *prompts in unique.rows:

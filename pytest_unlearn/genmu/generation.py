@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from pytest_unlearn.integrity import Warn, no_warning
 
 # Scheduler names accepted in the manifest / --setting scheduler=…, and their diffusers classes.
 SCHEDULERS = {
@@ -72,9 +73,7 @@ def generation_settings(settings: dict[str, Any], where: str) -> GenerationSetti
     return generation
 
 
-def read_image_index(
-    folder: Path, warn: Callable[[str | None], None] = lambda message: None
-) -> dict[tuple[str, int], Path]:
+def read_image_index(folder: Path, warn: Warn = no_warning) -> dict[tuple[str, int], Path]:
     """An ``--images`` folder's ``images.jsonl``: one JSON object per image with file, prompt, seed.
 
     An image listed twice with the same file is kept once (with a warning); the same (prompt,

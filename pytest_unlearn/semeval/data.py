@@ -11,13 +11,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pytest_unlearn.errors import UnlearnError
-from pytest_unlearn.integrity import Located, deduplicate, read_text, require_disjoint
+from pytest_unlearn.integrity import Located, Warn, deduplicate, read_text, require_disjoint
+from pytest_unlearn.integrity import no_warning as _no_warning
 
 SPLITS = ("forget", "retain")
 TASKS = ("Task1", "Task2", "Task3")
@@ -59,13 +59,6 @@ def prompt_kind(row_id: str, source: Path | str) -> str:
         f"{source}: cannot tell the prompt kind of id {row_id!r}; SemEval ids end in "
         "'sc<digit>' (sentence completion) or 'qa<digit>' (question answering)"
     )
-
-
-Warn = Callable[[str | None], None]
-
-
-def _no_warning(message: str | None) -> None:
-    """For callers that only read (tests, verification scripts): findings are dropped."""
 
 
 def read_located_records(path: Path, flag: str | None = None) -> list[Located[dict[str, Any]]]:

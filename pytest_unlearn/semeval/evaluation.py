@@ -185,36 +185,15 @@ class SemevalBackend(Backend):
         unknown = sorted(set(overrides) - {"max_new_tokens"})
         if unknown:
             raise UnlearnError(f"unlearn_generate: unknown setting(s) {', '.join(unknown)}; it takes max_new_tokens")
-        max_new_tokens = int(overrides.get("max_new_tokens", self.max_new_tokens))
         if self.settings.model is None:
             self.require_model("unlearn_generate")
-        key = self._cache_key("semeval.generations", inputs=list(prompts), max_new_tokens=max_new_tokens)
-
-        def produce() -> list[str]:
-            from pytest_unlearn.semeval.backend import generate_greedy
-
-            model, tokenizer, device = self.require_model("unlearn_generate")
-            return generate_greedy(
-                model, tokenizer, list(prompts), max_new_tokens=max_new_tokens,
-                batch_size=self.settings.batch_size, device=device, max_tokens=self.max_batch_tokens,
-            )  # fmt: skip
-
-        return self.cache.get_or_create_json("semeval-generations", key, produce)
+        return self._generations(list(prompts), int(overrides.get("max_new_tokens", self.max_new_tokens)))
 
     def user_nll(self, texts: list[str]) -> list[float]:
         """Mean token NLL of each text (as the MIA check scores documents), through the cache."""
         if self.settings.model is None:
             self.require_model("unlearn_nll")
-
-        def produce() -> list[float]:
-            from pytest_unlearn.semeval.backend import document_nll
-
-            model, tokenizer, device = self.require_model("unlearn_nll")
-            return document_nll(model, tokenizer, list(texts), batch_size=self.settings.batch_size, device=device)
-
-        return self.cache.get_or_create_json(
-            "semeval-mia", self._cache_key("semeval.mia_losses", documents=list(texts)), produce
-        )
+        return self._document_losses(list(texts))
 
     def user_data(self) -> SemevalData:
         rows = self.rows
@@ -334,12 +313,7 @@ class SemevalBackend(Backend):
                 rows = [r for r in self.rows if r.split == split]
                 if not rows:
                     continue
-                key = self._cache_key(
-                    "semeval.generations", inputs=[r.input for r in rows], max_new_tokens=self.max_new_tokens
-                )
-                texts = self.cache.get_or_create_json(
-                    "semeval-generations", key, lambda rows=rows: self._generate([r.input for r in rows])
-                )
+                texts = self._generations([r.input for r in rows], self.max_new_tokens)
                 generated.update(zip((r.id for r in rows), texts))
             outputs = [generated[r.id] for r in self.rows]
         scores = [sm.prompt_score(r.kind, r.output, out) for r, out in zip(self.rows, outputs)]
@@ -367,30 +341,13 @@ class SemevalBackend(Backend):
     def _compute_mia(self) -> None:
         if self.mia is None:
             raise UnlearnError("no membership-inference data: pass --mia-data DIR (member.jsonl, nonmember.jsonl)")
-        from pytest_unlearn.semeval.backend import document_nll
-
         if self.settings.model is None:
             self.require_model("the membership-inference check")
         members, nonmembers = self.mia
         documents = [d.document for d in members + nonmembers]
-        names = [f"MIA document {d.id!r}" for d in members + nonmembers]
-        context = self._context(documents, "MIA data")
-
-        def produce() -> list[float]:
-            model, tokenizer, device = self.require_model("the membership-inference check")
-            return document_nll(
-                model, tokenizer, documents, batch_size=self.settings.batch_size, device=device,
-                max_tokens=self.max_batch_tokens, names=names, truncate=context,
-            )  # fmt: skip
-
         if self.mia_attack.name == "loss":
-            losses = self.cache.get_or_create_json(
-                "semeval-mia",
-                self._cache_key(
-                    "semeval.mia_losses", documents=documents, **({"truncate": context} if context else {})
-                ),
-                produce,
-            )
+            names = [f"MIA document {d.id!r}" for d in members + nonmembers]
+            losses = self._document_losses(documents, names, self._context(documents, "MIA data"))
         else:
             losses = self._attack_scores(documents)
         bad = [d.id for d, loss in zip(members + nonmembers, losses) if not np.isfinite(loss)]
@@ -419,6 +376,23 @@ class SemevalBackend(Backend):
                 for i, (d, loss) in enumerate(zip(members + nonmembers, losses))
             ],
         )
+
+    def _document_losses(
+        self, documents: list[str], names: list[str] | None = None, context: int | None = None
+    ) -> list[float]:
+        """Mean token NLL of each document (cut to ``context`` tokens when given), one cache entry
+        (the MIA check and the user's ``unlearn_nll`` share the mechanism and the key)."""
+        from pytest_unlearn.semeval.backend import document_nll
+
+        def produce() -> list[float]:
+            model, tokenizer, device = self.require_model("the membership-inference check")
+            return document_nll(
+                model, tokenizer, documents, batch_size=self.settings.batch_size, device=device,
+                max_tokens=self.max_batch_tokens, names=names, truncate=context,
+            )  # fmt: skip
+
+        key = self._cache_key("semeval.mia_losses", documents=documents, **({"truncate": context} if context else {}))
+        return self.cache.get_or_create_json("semeval-mia", key, produce)
 
     def _attack_scores(self, documents: list[str]) -> list[float]:
         """The selected attack's score of every document (higher: less member-like), from the
@@ -497,19 +471,20 @@ class SemevalBackend(Backend):
         self.inputs = replace(self.inputs, mmlu_correct=np.asarray(correct))
         self._write_jsonl("mmlu_predictions", rows)
 
-    def _generate(self, prompts: list[str]) -> list[str]:
+    def _generations(self, prompts: list[str], max_new_tokens: int) -> list[str]:
+        """Greedy continuations of ``prompts``, one artifact-cache entry per call (the suite's
+        splits and the user's tests share the mechanism and the key)."""
         from pytest_unlearn.semeval.backend import generate_greedy
 
-        model, tokenizer, device = self.require_model("generation")
-        return generate_greedy(
-            model,
-            tokenizer,
-            prompts,
-            max_new_tokens=self.max_new_tokens,
-            batch_size=self.settings.batch_size,
-            device=device,
-            max_tokens=self.max_batch_tokens,
-        )
+        def produce() -> list[str]:
+            model, tokenizer, device = self.require_model("generation")
+            return generate_greedy(
+                model, tokenizer, prompts, max_new_tokens=max_new_tokens,
+                batch_size=self.settings.batch_size, device=device, max_tokens=self.max_batch_tokens,
+            )  # fmt: skip
+
+        key = self._cache_key("semeval.generations", inputs=prompts, max_new_tokens=max_new_tokens)
+        return self.cache.get_or_create_json("semeval-generations", key, produce)
 
     def metric_inputs(self) -> sm.SemevalInputs:
         return self.inputs

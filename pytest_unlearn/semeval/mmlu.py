@@ -10,19 +10,12 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from pytest_unlearn.errors import UnlearnError
-from pytest_unlearn.integrity import Located, deduplicate, read_text
-
-Warn = Callable[[str | None], None]
-
-
-def _no_warning(message: str | None) -> None:
-    """For callers that only read (tests, verification scripts): findings are dropped."""
-
+from pytest_unlearn.integrity import Located, Warn, deduplicate, read_text
+from pytest_unlearn.integrity import no_warning as _no_warning
 
 CHOICES = ("A", "B", "C", "D")
 

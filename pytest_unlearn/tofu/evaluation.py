@@ -164,19 +164,8 @@ class TofuBackend(Backend):
         unknown = sorted(set(overrides) - {"max_new_tokens"})
         if unknown:
             raise UnlearnError(f"unlearn_generate: unknown setting(s) {', '.join(unknown)}; it takes max_new_tokens")
-        path = self._user_path("model")
         max_new_tokens = int(overrides.get("max_new_tokens", self.max_new_tokens))
-        from pytest_unlearn.semeval.backend import generate_greedy
-
-        def produce() -> list[str]:
-            model, tokenizer, device = self._model(path)
-            return generate_greedy(
-                model, tokenizer, list(prompts), max_new_tokens=max_new_tokens,
-                batch_size=self.settings.batch_size, device=device,
-            )  # fmt: skip
-
-        key = self._cache_key(path, "tofu.generations", prompts=list(prompts), max_new_tokens=max_new_tokens)
-        return self.cache.get_or_create_json("tofu-generations", key, produce)
+        return self._generate(self._user_path("model"), list(prompts), max_new_tokens)
 
     def user_data(self) -> TofuData:
         data = self.data or {}
@@ -397,8 +386,10 @@ class TofuBackend(Backend):
         key = self._cache_key(path, "tofu.answer_losses", pairs=pairs, max_length=self.max_length)
         return self.cache.get_or_create_json("tofu-losses", key, produce)
 
-    def _generate(self, path: Path, prompts: list[str]) -> list[str]:
+    def _generate(self, path: Path, prompts: list[str], max_new_tokens: int | None = None) -> list[str]:
         from pytest_unlearn.semeval.backend import generate_greedy
+
+        max_new_tokens = self.max_new_tokens if max_new_tokens is None else max_new_tokens
 
         def produce() -> list[str]:
             model, tokenizer, device = self._model(path)
@@ -406,13 +397,13 @@ class TofuBackend(Backend):
                 model,
                 tokenizer,
                 prompts,
-                max_new_tokens=self.max_new_tokens,
+                max_new_tokens=max_new_tokens,
                 batch_size=self.settings.batch_size,
                 device=device,
                 max_tokens=self.max_batch_tokens,
             )
 
-        key = self._cache_key(path, "tofu.generations", prompts=prompts, max_new_tokens=self.max_new_tokens)
+        key = self._cache_key(path, "tofu.generations", prompts=prompts, max_new_tokens=max_new_tokens)
         return self.cache.get_or_create_json("tofu-generations", key, produce)
 
     def metric_inputs(self) -> tm.TofuInputs:
