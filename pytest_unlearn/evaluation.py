@@ -16,7 +16,10 @@ from dataclasses import fields as dataclass_fields
 from pathlib import Path
 from typing import Any
 
-from pytest_unlearn import builtins  # noqa: F401  (registers built-in metrics, suites, backends)
+from pytest_unlearn import (
+    builtins,  # noqa: F401  (registers built-in metrics, suites, backends)
+    memory,
+)
 from pytest_unlearn.cache import open_cache
 from pytest_unlearn.errors import UnlearnError
 from pytest_unlearn.manifest import CheckSpec, SuiteManifest, apply_threshold_overrides, expand_per_concept
@@ -255,12 +258,18 @@ class Backend(ABC):
                 # with the same message, without retrying the expensive work.
                 raise self._failures[name]
             started = time.perf_counter()
-            try:
-                self.compute(name)
-            except UnlearnError as exc:
-                self._failures[name] = exc
-                raise
+            with memory.measure() as peak:
+                try:
+                    self.compute(name)
+                except UnlearnError as exc:
+                    self._failures[name] = exc
+                    raise
             self.timings[name] = time.perf_counter() - started
+            # Peak memory per phase beside its seconds (README "Scorecard"): what a long-document
+            # run needs is on the record, and a regression in it shows in the next card.
+            self.timings[f"{name}.peak_rss_mib"] = peak.rss_mib
+            if peak.cuda_mib is not None:
+                self.timings[f"{name}.peak_cuda_mib"] = peak.cuda_mib
             self._computed.add(name)
 
     def evaluate(self, spec: CheckSpec) -> CheckResult:

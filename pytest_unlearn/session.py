@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pytest_unlearn import memory
 from pytest_unlearn.baseline import Baseline, load_baseline
 from pytest_unlearn.baseline import apply as apply_baseline
 from pytest_unlearn.errors import UnlearnError
@@ -132,6 +133,10 @@ class RunState:
     def scorecard(self, *, interrupted: bool) -> dict[str, Any]:
         missing = [check_id for check_id in self.selected if check_id not in self.results]
         timings = {"total": time.perf_counter() - self.started, **self.backend.timings}
+        # The run's peak: the highest phase peak (a worker's, under xdist) or what this process
+        # reached since the last phase, whichever is higher.
+        peaks = [v for k, v in timings.items() if k.endswith(".peak_rss_mib")]
+        timings["total.peak_rss_mib"] = max([memory.process_peak_mib(), *peaks])
         settings = self.backend.settings_record()
         settings["seed"] = self.manifest.settings.get("seed", 0)
         settings["bootstrap_samples"] = self.manifest.settings.get("bootstrap_samples", 1000)

@@ -96,7 +96,14 @@ def assert_consistent(card: dict, model: Path) -> None:
     predictions = [json.loads(line) for line in Path(card["artifacts"]["mmlu_predictions"]).read_text().splitlines()]
     correct = sum(row["correct"] for row in predictions)
     assert card["aggregates"]["mmlu"] == pytest.approx(correct / len(predictions))
-    assert card["environment"]["device"] == "cpu" and set(card["timings"]) >= {"text", "mia", "mmlu", "total"}
+    timings = card["timings"]
+    assert card["environment"]["device"] == "cpu" and set(timings) >= {"text", "mia", "mmlu", "total"}
+    # Each phase's peak resident memory beside its seconds (tests/test_memory.py measures the
+    # measurement); torch and a model are resident in every phase, and the run's peak covers them.
+    phases = [k for k in timings if "." not in k and k != "total"]
+    assert all(timings[f"{phase}.peak_rss_mib"] > 50 for phase in phases), timings
+    assert timings["total.peak_rss_mib"] >= max(timings[f"{phase}.peak_rss_mib"] for phase in phases)
+    assert not [k for k in timings if k.endswith("peak_cuda_mib")]  # no CUDA: no GPU figure
 
 
 def test_readme_figures_are_those_of_the_committed_world(pytester, semeval_models, world_cache):
