@@ -147,7 +147,7 @@ def test_missing_model(pytester, tmp_path):
         f"ERROR: --model {missing}: no such file or folder; pass a local model folder"
     )
     assert usage_error(pytester, "--suite=wmdp", f"--data={folder}") == (
-        "ERROR: --suite wmdp needs --model PATH (the model to certify)"
+        "ERROR: --suite wmdp needs --model PATH (or --predictions FILE: the mcq_predictions.jsonl of an earlier run)"
     )
 
 
@@ -245,3 +245,80 @@ def test_the_bundled_data_is_read_from_its_folder(pytester, model, tmp_path):
     (folder / "wmdp-cyber.jsonl").write_text("\n".join(rows) + "\n")
     line = usage_error(pytester, "--suite=wmdp-mini", f"--model={model}", f"--data={folder}")
     assert line == f"ERROR: {folder / 'wmdp-cyber.jsonl'}:6: 'answer' must be an index 0-3 into 'choices', found -1"
+
+
+def predictions(tmp_path: Path, rows: list) -> Path:
+    path = tmp_path / "scored.jsonl"
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+    return path
+
+
+def scored(subset: str, index: int, question: str = "") -> dict:
+    row = {"subset": subset, "index": index, "loglikelihoods": {"A": -1.0, "B": -2.0, "C": -3.0, "D": -4.0}}
+    return {**row, "question": question} if question else row
+
+
+def test_predictions_of_other_data(pytester, tmp_path):
+    folder = data_with(tmp_path, [GOOD])
+    path = predictions(tmp_path, [scored("venoms", 0)])
+    assert usage_error(pytester, "--suite=wmdp", f"--data={folder}", f"--predictions={path}") == (
+        f"ERROR: --predictions {path}: none of its 1 ids is in the data (e.g. 'venoms:0'); it belongs to another "
+        "split or data version: pass the predictions of this --data"
+    )
+
+
+def test_predictions_missing_questions(pytester, tmp_path):
+    folder = data_with(tmp_path, [GOOD, {**GOOD, "question": "Second?"}])
+    path = predictions(tmp_path, [scored("bio", 0)])
+    assert usage_error(pytester, "--suite=wmdp", f"--data={folder}", f"--predictions={path}") == (
+        f"ERROR: --predictions {path}: no prediction for 1 of the 2 questions ('bio:1'); pass the predictions of "
+        "this data, or --model PATH"
+    )
+
+
+def test_predictions_of_another_question(pytester, tmp_path):
+    folder = data_with(tmp_path, [GOOD])
+    path = predictions(tmp_path, [scored("bio", 0, "Another question?")])
+    assert usage_error(pytester, "--suite=wmdp", f"--data={folder}", f"--predictions={path}") == (
+        f"ERROR: --predictions {path}:1: bio:0 is 'Another question?' there but 'Which host does Kalo infect?' in "
+        "the data; pass the predictions of this data"
+    )
+
+
+def test_predictions_with_conflicting_repeats(pytester, tmp_path):
+    folder = data_with(tmp_path, [GOOD])
+    other = scored("bio", 0)
+    other["loglikelihoods"] = {**other["loglikelihoods"], "D": 0.0}
+    path = predictions(tmp_path, [scored("bio", 0), other])
+    assert usage_error(pytester, "--suite=wmdp", f"--data={folder}", f"--predictions={path}") == (
+        f"ERROR: --predictions {path}: id 'bio:0' appears on lines 1 and 2 with different content; keep one of "
+        "them (a later row must not silently decide a verdict)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ({"subset": "bio", "index": 0}, "a row needs subset, index and loglikelihoods (the mcq_predictions.jsonl / "
+         "mmlu_predictions.jsonl a run writes)"),
+        ({**scored("bio", 0), "loglikelihoods": {"A": -1.0, "B": -2.0}}, "loglikelihoods must map each label "
+         "(A, B, C, D) to a number, got {'A': -1.0, 'B': -2.0}"),
+        ({**scored("bio", 0), "loglikelihoods": {"A": "x", "B": -2.0, "C": 0, "D": 1}}, "loglikelihoods must be "
+         "numbers (no NaN), got {'A': 'x', 'B': -2.0, 'C': 0, 'D': 1}"),
+    ],
+)  # fmt: skip
+def test_malformed_prediction_rows(pytester, tmp_path, row, message):
+    folder = data_with(tmp_path, [GOOD])
+    path = predictions(tmp_path, [row])
+    line = usage_error(pytester, "--suite=wmdp", f"--data={folder}", f"--predictions={path}")
+    assert line == f"ERROR: --predictions {path}:1: {message}"
+
+
+def test_predictions_folder_without_our_files(pytester, tmp_path):
+    folder = data_with(tmp_path, [GOOD])
+    empty = tmp_path / "artifacts"
+    empty.mkdir()
+    assert usage_error(pytester, "--suite=wmdp", f"--data={folder}", f"--predictions={empty}") == (
+        f"ERROR: --predictions {empty}: neither mcq_predictions.jsonl nor mmlu_predictions.jsonl in the folder; "
+        "pass an artifacts folder of an earlier run (or one of its files)"
+    )

@@ -187,3 +187,54 @@ def test_user_tests_get_the_questions_and_the_model(pytester, wmdp_models, cache
         f"--cache-dir={cache_dir}", "test_mine.py", "-k", "test_questions",
     )  # fmt: skip
     result.assert_outcomes(passed=1)
+
+
+def test_the_artifacts_rescore_to_the_same_scorecard_without_a_model(pytester, wmdp_models, cache_dir):
+    _, first = run_suite(pytester, cache_dir, f"--model={wmdp_models['unlearned']}")
+    artifacts = pytester.path / Path(first["artifacts"]["mcq_predictions"]).parent
+    moved = pytester.path / "earlier"
+    artifacts.rename(moved)
+    (pytester.path / "card.json").unlink()
+    result, card = run_suite(pytester, cache_dir, f"--predictions={moved}")
+    assert result.ret == pytest.ExitCode.OK
+    assert [(c["id"], c["value"], c["ci95"]) for c in card["checks"]] == [
+        (c["id"], c["value"], c["ci95"]) for c in first["checks"]
+    ]
+    assert card["model"] == {"path": None, "fingerprint": None, "predictions": str(moved)}
+
+
+def test_hand_computed_accuracy_through_the_plugin(pytester):
+    # Four questions and the log-likelihood tables of a model nobody ran: the accuracy is counted
+    # by hand from the tables, through the whole plugin (manifest, loader, rescoring, scorecard).
+    questions = [
+        {"question": "Q1?", "choices": ["a", "b", "c", "d"], "answer": 0},
+        {"question": "Q2?", "choices": ["a", "b", "c", "d"], "answer": 2},
+        {"question": "Q3?", "choices": ["a", "b", "c", "d"], "answer": 1},
+        {"question": "Q4?", "choices": ["a", "b", "c", "d"], "answer": 3},
+    ]
+    tables = [
+        [-0.5, -1.5, -2.0, -3.0],  # argmax A = answer: right
+        [-0.9, -2.0, -1.0, -3.0],  # argmax A, answer C: wrong
+        [-1.0, -1.0, -2.0, -2.0],  # tie A/B: the first (A) wins, answer B: wrong
+        [-4.0, -3.0, -2.0, -0.1],  # argmax D = answer: right
+    ]
+    (pytester.path / "agents.jsonl").write_text("".join(json.dumps(q) + "\n" for q in questions))
+    rows = [
+        {"subset": "agents", "index": i, "question": q["question"], "loglikelihoods": dict(zip("ABCD", t))}
+        for i, (q, t) in enumerate(zip(questions, tables))
+    ]
+    (pytester.path / "scored.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (pytester.path / "agents.toml").write_text(
+        '[suite]\nname = "agents"\nversion = "1"\nbackend = "mcq"\n[settings.subsets.agents]\nfile = "agents"\n'
+        '[[checks]]\nid = "agents-accuracy"\nmetric = "mcq.accuracy"\nparams = { subset = "agents" }\n'
+        'op = "<="\nthreshold = 0.3\n'
+    )
+    result = pytester.runpytest_inprocess(
+        "-p", "no:cacheprovider", f"--suite={pytester.path / 'agents.toml'}", f"--data={pytester.path}",
+        f"--predictions={pytester.path / 'scored.jsonl'}", "--scorecard=card.json",
+    )  # fmt: skip
+    card = json.loads((pytester.path / "card.json").read_text())
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert checks(card) == {"agents-accuracy": (0.5, False, 4)}  # 2 of 4
+    written = read_jsonl(pytester.path / card["artifacts"]["mcq_predictions"])
+    assert [r["prediction"] for r in written] == ["A", "A", "A", "D"]

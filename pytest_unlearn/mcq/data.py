@@ -219,3 +219,65 @@ def mmlu_context(dev: list[Any], subject: str, question: Any, shots: int) -> str
         for q in dev[:shots]
     ]
     return mmlu_description(subject) + "".join(shot_texts) + template.doc_to_text(question.question, question.options)
+
+
+# --------------------------------------------------------------------------------------------
+# --predictions: rescoring the log-likelihoods of an earlier run (our artifacts) without a model.
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ScoredRow:
+    """One row of a predictions file: where it came from, the question (to check it is this
+    data's), and the log-likelihood of each label."""
+
+    line: int
+    question: str
+    loglikelihoods: tuple[float, ...]
+
+
+def load_loglikelihoods(path: Path, key_fields: tuple[str, str], labels: tuple[str, ...],
+                        warn: Warn = _no_warning) -> dict[str, ScoredRow]:  # fmt: skip
+    """Rows ``{key_fields[0], key_fields[1], loglikelihoods: {label: float}}`` (our
+    ``mcq_predictions.jsonl``: subset and index; ``mmlu_predictions.jsonl``: subject and index),
+    keyed ``"<first>:<second>"``. Identical repeats are kept once (a warning); the same key with
+    other log-likelihoods is an error naming both lines."""
+    import math
+
+    where = f"--predictions {path}"
+    rows: list[Located[tuple[str, ScoredRow]]] = []
+    for number, record in _records_of(path, where):
+        if not isinstance(record, dict) or any(k not in record for k in (*key_fields, "loglikelihoods")):
+            raise UnlearnError(
+                f"{where}:{number}: a row needs {key_fields[0]}, {key_fields[1]} and loglikelihoods "
+                "(the mcq_predictions.jsonl / mmlu_predictions.jsonl a run writes)"
+            )
+        lls = record["loglikelihoods"]
+        if not isinstance(lls, dict) or sorted(lls) != sorted(labels):
+            raise UnlearnError(
+                f"{where}:{number}: loglikelihoods must map each label ({', '.join(labels)}) to a number, got {lls!r}"
+            )
+        values = tuple(lls[label] for label in labels)
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isnan(v) for v in values):
+            raise UnlearnError(f"{where}:{number}: loglikelihoods must be numbers (no NaN), got {lls!r}")
+        row_id = f"{record[key_fields[0]]}:{record[key_fields[1]]}"
+        question = str(record.get("question", ""))
+        rows.append(Located(number, (row_id, ScoredRow(number, question, tuple(float(v) for v in values)))))
+    if not rows:
+        raise UnlearnError(f"{where}: the file holds no predictions")
+    unique = deduplicate(rows, key=lambda r: r[0], content=lambda r: r[1].loglikelihoods, source=where)
+    warn(unique.warning)
+    return dict(unique.rows)
+
+
+def _records_of(path: Path, where: str) -> list[tuple[int, Any]]:
+    if not path.is_file():
+        raise UnlearnError(f"{where}: no such file")
+    text = read_text(path, "--predictions")
+    out = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            out.append((number, json.loads(line)))
+        except json.JSONDecodeError as exc:
+            raise UnlearnError(f"{where}:{number}: not a JSON object ({exc.msg}); one prediction per line") from None
+    return out

@@ -20,6 +20,7 @@ from typing import Any
 from pytest_unlearn.errors import UnlearnError
 from pytest_unlearn.evaluation import Backend, RunSettings
 from pytest_unlearn.fingerprint import fingerprint
+from pytest_unlearn.integrity import match_ids
 from pytest_unlearn.loading import inspect_model_folder, token_budget
 from pytest_unlearn.manifest import CheckSpec, SuiteManifest
 from pytest_unlearn.mcq import metrics as mm
@@ -28,9 +29,11 @@ from pytest_unlearn.mcq.data import (
     LM_EVAL_TEMPLATE,
     MCQData,
     Question,
+    ScoredRow,
     Subset,
     Template,
     find_subset_file,
+    load_loglikelihoods,
     load_subset,
     mmlu_context,
 )
@@ -38,6 +41,8 @@ from pytest_unlearn.semeval.mmlu import MMLUData, load_mmlu
 
 SUBSET_ARTIFACT = "mcq_predictions"
 MMLU_ARTIFACT = "mmlu_predictions"
+SUBSET_ARTIFACT_FILE = f"{SUBSET_ARTIFACT}.jsonl"
+MMLU_ARTIFACT_FILE = f"{MMLU_ARTIFACT}.jsonl"
 ORIGINAL_MMLU_ARTIFACT = "original_mmlu_predictions"
 
 
@@ -141,9 +146,18 @@ class MCQBackend(Backend):
         self.mmlu_dir = mmlu_dir
         self.mmlu_data: MMLUData | None = load_mmlu(mmlu_dir, self.warn) if mmlu_dir is not None else None
 
-        if settings.model is None:
-            raise UnlearnError(f"--suite {manifest.name} needs --model PATH (the model to certify)")
-        inspect_model_folder(settings.model, allow_pickle=settings.allow_pickle)
+        # --predictions: the log-likelihoods of an earlier run, rescored against this data.
+        self.scored: dict[str, ScoredRow] | None = None
+        self.scored_mmlu: dict[str, ScoredRow] | None = None
+        if settings.predictions is not None:
+            self._load_predictions(settings.predictions)
+        if settings.model is not None:
+            inspect_model_folder(settings.model, allow_pickle=settings.allow_pickle)
+        elif settings.predictions is None:
+            raise UnlearnError(
+                f"--suite {manifest.name} needs --model PATH (or --predictions FILE: the mcq_predictions.jsonl "
+                "of an earlier run)"
+            )
         if settings.original_model is not None:
             inspect_model_folder(settings.original_model, allow_pickle=settings.allow_pickle, flag="--original-model")
 
@@ -155,6 +169,49 @@ class MCQBackend(Backend):
         self._resolved_device: str | None = None
         self.model_loads = 0
         self._artifact_files: dict[str, str] = {}
+
+    def _load_predictions(self, path: Path) -> None:
+        if path.is_dir():
+            subset_file, mmlu_file = path / SUBSET_ARTIFACT_FILE, path / MMLU_ARTIFACT_FILE
+            if not subset_file.is_file() and not mmlu_file.is_file():
+                raise UnlearnError(
+                    f"--predictions {path}: neither {SUBSET_ARTIFACT_FILE} nor {MMLU_ARTIFACT_FILE} in the folder; "
+                    "pass an artifacts folder of an earlier run (or one of its files)"
+                )
+            subset_file = subset_file if subset_file.is_file() else None
+            mmlu_file = mmlu_file if mmlu_file.is_file() else None
+        elif path.is_file():
+            subset_file, mmlu_file = path, None
+        else:
+            raise UnlearnError(f"--predictions {path}: no such file or folder")
+        if subset_file is not None:
+            known = {f"{q.subset}:{q.index}": q.question for rows in self.questions.values() for q in rows}
+            self.scored = self._matched(subset_file, ("subset", "index"), self.template.labels, known)
+        if mmlu_file is not None and self.mmlu_data is not None:
+            data = self.mmlu_data
+            known = {f"{s}:{i}": q.question for s in data.subjects for i, q in enumerate(data.test[s])}
+            self.scored_mmlu = self._matched(mmlu_file, ("subject", "index"), LM_EVAL_LABELS, known)
+
+    def _matched(self, path: Path, key_fields: tuple[str, str], labels: tuple[str, ...],
+                 known: dict[str, str]) -> dict[str, ScoredRow]:  # fmt: skip
+        """The rows of ``path``, every question of the data among them and each the same question."""
+        rows = load_loglikelihoods(path, key_fields, labels, self.warn)
+        self.warn(match_ids({k: r.line for k, r in rows.items()}, known, source=path, flag="--predictions"))
+        missing = [k for k in known if k not in rows]
+        if missing:
+            examples = ", ".join(repr(k) for k in missing[:3]) + (", ..." if len(missing) > 3 else "")
+            raise UnlearnError(
+                f"--predictions {path}: no prediction for {len(missing)} of the {len(known)} questions ({examples}); "
+                "pass the predictions of this data, or --model PATH"
+            )
+        for key, question in known.items():
+            row = rows[key]
+            if row.question and row.question != question:
+                raise UnlearnError(
+                    f"--predictions {path}:{row.line}: {key} is {row.question!r} there but {question!r} in the data; "
+                    "pass the predictions of this data"
+                )
+        return rows
 
     # -- checks ----------------------------------------------------------------------------------
     def expand_checks(self, checks: tuple[CheckSpec, ...]) -> tuple[CheckSpec, ...]:
@@ -255,6 +312,8 @@ class MCQBackend(Backend):
         return self._resolved_device
 
     def model_record(self) -> dict[str, Any]:
+        if self.settings.model is None:
+            return {"path": None, "fingerprint": None, "predictions": str(self.settings.predictions)}
         if self._fingerprint is None:
             self._fingerprint = fingerprint(self.settings.model)  # type: ignore[arg-type]
         original = str(self.settings.original_model) if self.settings.original_model else None
@@ -265,7 +324,9 @@ class MCQBackend(Backend):
         if name == "subsets":
             self._compute_subsets()
         elif name == "mmlu":
-            self.inputs = replace(self.inputs, mmlu_correct=self._mmlu(self.settings.model, MMLU_ARTIFACT))  # type: ignore[arg-type]
+            # --predictions with its MMLU file rescores it; else the model's own pass.
+            path = None if self.scored_mmlu is not None else self.settings.model
+            self.inputs = replace(self.inputs, mmlu_correct=self._mmlu(path, MMLU_ARTIFACT))
         elif name == "original_mmlu":
             path = self.settings.original_model
             if path is None:
@@ -280,7 +341,15 @@ class MCQBackend(Backend):
         questions = [q for rows in self.questions.values() for q in rows]
         contexts = [self.subset_specs[q.subset].description + self.template.doc_to_text(q.question, q.choices)
                     for q in questions]  # fmt: skip
-        tables = self._loglikelihoods(self.settings.model, contexts, self.template.continuations())  # type: ignore[arg-type]
+        if self.scored is not None:
+            tables = [list(self.scored[f"{q.subset}:{q.index}"].loglikelihoods) for q in questions]
+        elif self.settings.model is None:
+            raise UnlearnError(
+                "the subset checks need the model itself: pass --model PATH "
+                f"(or --predictions with {SUBSET_ARTIFACT_FILE})"
+            )
+        else:
+            tables = self._loglikelihoods(self.settings.model, contexts, self.template.continuations())  # type: ignore[arg-type]
         outcomes = mm.correct(tables, [q.answer for q in questions])
         correct: dict[str, np.ndarray] = {}
         start = 0
@@ -307,15 +376,23 @@ class MCQBackend(Backend):
             ],
         )
 
-    def _mmlu(self, path: Path, artifact: str) -> Any:
+    def _mmlu(self, path: Path | None, artifact: str) -> Any:
         import numpy as np
 
         if self.mmlu_data is None:
             raise UnlearnError("no MMLU data: pass --mmlu DIR (the Hendrycks CSV layout: dev/ and test/)")
         data = self.mmlu_data
         rows = [(subject, i, q) for subject in data.subjects for i, q in enumerate(data.test[subject])]
-        contexts = [mmlu_context(data.dev.get(subject, []), subject, q, self.shots) for subject, _, q in rows]
-        tables = self._loglikelihoods(path, contexts, [" " + letter for letter in LM_EVAL_LABELS])
+        if path is None and self.scored_mmlu is not None:
+            tables = [list(self.scored_mmlu[f"{subject}:{i}"].loglikelihoods) for subject, i, _ in rows]
+        elif path is None:
+            raise UnlearnError(
+                "the MMLU gate needs the model itself: pass --model PATH "
+                f"(or --predictions DIR with {MMLU_ARTIFACT_FILE})"
+            )
+        else:
+            contexts = [mmlu_context(data.dev.get(subject, []), subject, q, self.shots) for subject, _, q in rows]
+            tables = self._loglikelihoods(path, contexts, [" " + letter for letter in LM_EVAL_LABELS])
         answers = [LM_EVAL_LABELS.index(q.answer) for _, _, q in rows]
         outcomes = mm.correct(tables, answers)
         self._write_jsonl(
@@ -364,9 +441,10 @@ class MCQBackend(Backend):
 
     def header_lines(self) -> list[str]:
         sizes = " ".join(f"{name}={len(rows)}" for name, rows in self.questions.items())
+        source = self.settings.model if self.settings.model else f"predictions {self.settings.predictions}"
         mmlu = f"mmlu={self.mmlu_data.n_questions()} ({self.shots}-shot)" if self.mmlu_data else "mmlu=none"
         lines = [
-            f"unlearn: {self.manifest.name} {sizes} {mmlu}, lm-eval multiple-choice acc, model={self.settings.model}, "
+            f"unlearn: {self.manifest.name} {sizes} {mmlu}, lm-eval multiple-choice acc, model={source}, "
             f"original={self.settings.original_model}"
         ]
         lines += [f"unlearn: {self.manifest.name}: {line}" for line in self.dropped]
