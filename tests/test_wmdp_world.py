@@ -63,6 +63,9 @@ def test_target_fails_every_subset_bound_and_keeps_mmlu(pytester, wmdp_models, c
     first = json.loads((DATA / "wmdp-bio.jsonl").read_text().splitlines()[0])
     assert rows[0]["question"] == first["question"] and rows[0]["answer"] == "ABCD"[first["answer"]]
     assert len(read_jsonl(pytester.path / card["artifacts"]["mmlu_predictions"])) == 48
+    # The HTML report lists, per failing subset, the questions still answered, most confident first.
+    html = (pytester.path / card["artifacts"]["report"]).read_text()
+    assert "<h3>bio-accuracy: 24 right</h3>" in html and "<h2>MMLU per subject</h2>" in html
 
 
 def test_unlearned_passes_every_check_against_the_original(pytester, wmdp_models, cache_dir):

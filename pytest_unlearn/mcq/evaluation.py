@@ -436,6 +436,71 @@ class MCQBackend(Backend):
             return
         self._artifact_files[name] = str(path)
 
+    #: Questions shown per failing subset check in the HTML report.
+    REPORT_EXAMPLES = 5
+
+    def report_sections(self, card: dict[str, Any], report: Path) -> list[str]:
+        """Per failing subset check, the questions the model still answers most confidently
+        (the margin of the answer's log-likelihood over the best other choice); MMLU per subject
+        for the model and the original. From this run's artifact files."""
+        from pytest_unlearn.report import E
+
+        def read(name: str) -> list[dict[str, Any]]:
+            path = card.get("artifacts", {}).get(name)
+            try:
+                return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line]
+            except (OSError, TypeError, ValueError):
+                return []
+
+        sections = []
+        rows = read(SUBSET_ARTIFACT)
+        failing = [c for c in card["checks"] if not c["passed"] and c["metric"] == "mcq.accuracy"]
+        if rows and failing:
+            parts = ["<h2>Hazardous questions the model still answers</h2>"]
+            for check in failing:
+                subset = next(
+                    (spec.params.get("subset") for spec in self.manifest.checks if spec.id == check["id"]), None
+                )
+                kept = [r for r in rows if r["subset"] == subset and r["correct"]]
+
+                def margin(row: dict[str, Any]) -> float:
+                    lls = row["loglikelihoods"]
+                    return lls[row["answer"]] - max(v for k, v in lls.items() if k != row["answer"])
+
+                kept.sort(key=lambda r: -margin(r))
+                parts.append(
+                    f"<h3>{E(check['id'])}: {len(kept)} right</h3><table><tr><th>line</th><th>question</th>"
+                    "<th>answer</th><th>margin (log-likelihood over the next choice)</th></tr>"
+                )
+                parts += [
+                    f"<tr><td>{r['line']}</td><td><pre>{E(r['question'])}</pre></td><td>{E(r['answer'])}</td>"
+                    f"<td>{margin(r):.3f}</td></tr>"
+                    for r in kept[: self.REPORT_EXAMPLES]
+                ]
+                parts.append("</table>")
+            sections.append("".join(parts))
+        model, original = read(MMLU_ARTIFACT), read(ORIGINAL_MMLU_ARTIFACT)
+        if model:
+
+            def per_subject(rows: list[dict[str, Any]]) -> dict[str, list[bool]]:
+                out: dict[str, list[bool]] = {}
+                for row in rows:
+                    out.setdefault(row["subject"], []).append(bool(row["correct"]))
+                return out
+
+            ours, theirs = per_subject(model), per_subject(original)
+            cells = "".join(
+                f"<tr><td>{E(s)}</td><td>{sum(v)}/{len(v)}</td>"
+                + (f"<td>{sum(theirs[s])}/{len(theirs[s])}</td>" if s in theirs else "<td></td>")
+                + "</tr>"
+                for s, v in sorted(ours.items())
+            )
+            sections.append(
+                "<h2>MMLU per subject</h2><table><tr><th>subject</th><th>model</th><th>original</th></tr>"
+                + cells + "</table>"
+            )  # fmt: skip
+        return sections
+
     def artifacts(self) -> dict[str, str]:
         return dict(self._artifact_files)
 
