@@ -241,3 +241,17 @@ def test_hand_computed_accuracy_through_the_plugin(pytester):
     assert checks(card) == {"agents-accuracy": (0.5, False, 4)}  # 2 of 4
     written = read_jsonl(pytester.path / card["artifacts"]["mcq_predictions"])
     assert [r["prediction"] for r in written] == ["A", "A", "A", "D"]
+
+
+def test_the_cache_shares_a_model_pass_between_roles(pytester, wmdp_models, tmp_path):
+    # The target's MMLU as --original-model is the same cache entry as its MMLU as --model.
+    cache = tmp_path / "cache"
+
+    def entries() -> int:
+        return len(list((cache / "mcq-loglikelihoods").glob("*/*.json")))
+
+    run_suite(pytester, cache, f"--model={wmdp_models['unlearned']}", f"--original-model={wmdp_models['target']}")
+    assert entries() == 3  # unlearned: subsets, MMLU; target: MMLU
+    _, card = run_suite(pytester, cache, f"--model={wmdp_models['target']}")
+    assert entries() == 4  # only the target's subsets are new
+    assert checks(card)["mmlu"] == (1.0, True, 48)
