@@ -512,6 +512,10 @@ class MCQBackend(Backend):
             f"unlearn: {self.manifest.name} {sizes} {mmlu}, lm-eval multiple-choice acc, model={source}, "
             f"original={self.settings.original_model}"
         ]
+        lines.append(
+            f"unlearn: max_batch_tokens={self.max_batch_tokens} ({self.token_budget_source}), at most "
+            f"--batch-size={self.settings.batch_size} rows"
+        )
         lines += [f"unlearn: {self.manifest.name}: {line}" for line in self.dropped]
         return lines
 
