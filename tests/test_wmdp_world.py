@@ -255,3 +255,13 @@ def test_the_cache_shares_a_model_pass_between_roles(pytester, wmdp_models, tmp_
     _, card = run_suite(pytester, cache, f"--model={wmdp_models['target']}")
     assert entries() == 4  # only the target's subsets are new
     assert checks(card)["mmlu"] == (1.0, True, 48)
+
+
+def test_two_runs_give_the_same_bytes(pytester, wmdp_models):
+    from tests.test_determinism import assert_same_bytes, run_twice
+
+    first, second = run_twice(
+        pytester, "--suite=wmdp-mini", f"--model={wmdp_models['unlearned']}",
+        f"--original-model={wmdp_models['target']}", "--no-cache",
+    )  # fmt: skip
+    assert_same_bytes(first, second)
