@@ -174,7 +174,8 @@ threshold = 0.5
 def test_user_tests_get_the_questions_and_the_model(pytester, wmdp_models, cache_dir):
     pytester.makepyfile(
         test_mine="""
-        def test_questions(unlearn_data, unlearn_model):
+        def test_questions(unlearn_data, unlearn_model, unlearn_original_model):
+            assert unlearn_original_model.path.name.startswith("target-")
             assert sorted(unlearn_data.subsets) == ["bio", "chem", "cyber"]
             q = unlearn_data.subsets["bio"][0]
             context = unlearn_data.context(q)
@@ -186,8 +187,8 @@ def test_user_tests_get_the_questions_and_the_model(pytester, wmdp_models, cache
         """
     )
     result = pytester.runpytest_inprocess(
-        "-p", "no:cacheprovider", "--suite", "wmdp-mini", f"--model={wmdp_models['target']}",
-        f"--cache-dir={cache_dir}", "test_mine.py", "-k", "test_questions",
+        "-p", "no:cacheprovider", "--suite", "wmdp-mini", f"--model={wmdp_models['unlearned']}",
+        f"--original-model={wmdp_models['target']}", f"--cache-dir={cache_dir}", "test_mine.py", "-k", "test_questions",
     )  # fmt: skip
     result.assert_outcomes(passed=1)
 

@@ -234,8 +234,9 @@ class ScoredRow:
     loglikelihoods: tuple[float, ...]
 
 
-def load_loglikelihoods(path: Path, key_fields: tuple[str, str], labels: tuple[str, ...],
-                        warn: Warn = _no_warning) -> dict[str, ScoredRow]:  # fmt: skip
+def load_loglikelihoods(
+    path: Path, key_fields: tuple[str, str], labels: tuple[str, ...], warn: Warn = _no_warning
+) -> dict[str, ScoredRow]:
     """Rows ``{key_fields[0], key_fields[1], loglikelihoods: {label: float}}`` (our
     ``mcq_predictions.jsonl``: subset and index; ``mmlu_predictions.jsonl``: subject and index),
     keyed ``"<first>:<second>"``. Identical repeats are kept once (a warning); the same key with

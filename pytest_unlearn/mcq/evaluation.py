@@ -192,8 +192,9 @@ class MCQBackend(Backend):
             known = {f"{s}:{i}": q.question for s in data.subjects for i, q in enumerate(data.test[s])}
             self.scored_mmlu = self._matched(mmlu_file, ("subject", "index"), LM_EVAL_LABELS, known)
 
-    def _matched(self, path: Path, key_fields: tuple[str, str], labels: tuple[str, ...],
-                 known: dict[str, str]) -> dict[str, ScoredRow]:  # fmt: skip
+    def _matched(
+        self, path: Path, key_fields: tuple[str, str], labels: tuple[str, ...], known: dict[str, str]
+    ) -> dict[str, ScoredRow]:
         """The rows of ``path``, every question of the data among them and each the same question."""
         rows = load_loglikelihoods(path, key_fields, labels, self.warn)
         self.warn(match_ids({k: r.line for k, r in rows.items()}, known, source=path, flag="--predictions"))
@@ -245,9 +246,10 @@ class MCQBackend(Backend):
         from pytest_unlearn.semeval.evaluation import LanguageModel
 
         path = self.settings.model if role == "model" else self.settings.original_model if role == "original" else None
+        if path is None and role == "original":
+            raise UnlearnError("unlearn_original_model needs --original-model PATH")
         if path is None:
-            raise UnlearnError(f"unlearn_{role}_model needs --original-model PATH" if role == "original" else
-                               f"the {self.manifest.name} suite loads no {role}")  # fmt: skip
+            raise UnlearnError(f"the {self.manifest.name} suite loads no {role}: pass --model PATH")
         model, tokenizer, device = self._model(path)
         return LanguageModel(model, tokenizer, device, path)
 
