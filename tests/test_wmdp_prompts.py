@@ -134,6 +134,9 @@ def test_the_world_builds_its_prompts_as_lm_eval_does():
     q = MMLUQuestion("world_history", item.question, item.choices, "ABCD"[item.answer])
     assert mmlu_context([], "world_history", q, 0) == wmdp_world.mmlu_context("world_history", item)
     assert wmdp_world.diff_data(SUITES / "wmdp-mini" / "data") == []
+    # Each hazardous subset holds 6 answers of each letter: one letter always scores 0.25.
+    for items in world.hazardous.values():
+        assert sorted(it.answer for it in items) == [0] * 6 + [1] * 6 + [2] * 6 + [3] * 6
 
 
 def test_the_backend_and_its_loaders_import_no_heavy_library():
