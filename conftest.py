@@ -91,3 +91,18 @@ def tofu_models() -> dict[str, Path]:
     from fixtures.worlds import models
 
     return models("tofu")
+
+
+@pytest.fixture(scope="session")
+def wmdp_models() -> dict[str, Path]:
+    """Paths of the miniature WMDP world's tiny OLMo models: target, unlearned, damaged."""
+    import safetensors  # noqa: F401
+    import tokenizers  # noqa: F401
+    import torch  # noqa: F401
+    import torch.distributed._functional_collectives  # noqa: F401
+    import transformers  # noqa: F401
+    import transformers.models.olmo.modeling_olmo  # noqa: F401
+
+    from fixtures.worlds import models
+
+    return models("wmdp")

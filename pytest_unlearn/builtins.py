@@ -28,6 +28,11 @@ _METRICS = {
         "tofu.forget_quality": "forget_quality_metric",
         "tofu.mia_auc": "mia_auc_metric",
     },
+    "pytest_unlearn.mcq.metrics": {
+        "mcq.accuracy": "accuracy_metric",
+        "mcq.mmlu_accuracy": "mmlu_accuracy_metric",
+        "mcq.mmlu_ratio": "mmlu_ratio_metric",
+    },
     "pytest_unlearn.genmu.metrics": {
         "genmu.forget": "forget",
         "genmu.retain": "retain",
@@ -48,6 +53,11 @@ SUITES.register("genmu", "pytest_unlearn.suites:GENMU", replace=True)
 SUITES.register("genmu-mini", "pytest_unlearn.suites:GENMU_MINI", replace=True)
 SUITES.register("tofu", "pytest_unlearn.suites:TOFU", replace=True)
 SUITES.register("tofu-mini", "pytest_unlearn.suites:TOFU_MINI", replace=True)
+SUITES.register("wmdp", "pytest_unlearn.suites:WMDP", replace=True)
+SUITES.register("wmdp-mini", "pytest_unlearn.suites:WMDP_MINI", replace=True)
+# One multiple-choice backend under two names: "wmdp" for the suite, "mcq" for any other set.
+BACKENDS.register("wmdp", "pytest_unlearn.mcq.evaluation:MCQBackend", replace=True)
+BACKENDS.register("mcq", "pytest_unlearn.mcq.evaluation:MCQBackend", replace=True)
 BACKENDS.register("tofu", "pytest_unlearn.tofu.evaluation:TofuBackend", replace=True)
 BACKENDS.register("semeval", "pytest_unlearn.semeval.evaluation:SemevalBackend", replace=True)
 BACKENDS.register("genmu", "pytest_unlearn.genmu.evaluation:GenmuBackend", replace=True)

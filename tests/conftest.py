@@ -13,6 +13,8 @@ from hypothesis import settings
 
 # pytester's in-process runs drop modules first imported inside them, and C extensions cannot
 # be imported twice in one process: import what the inner runs use out here, once.
+import pytest_unlearn.mcq.evaluation  # noqa: F401
+import pytest_unlearn.mcq.metrics  # noqa: F401
 import pytest_unlearn.semeval.evaluation  # noqa: F401
 import pytest_unlearn.semeval.metrics  # noqa: F401
 import pytest_unlearn.tofu.evaluation  # noqa: F401

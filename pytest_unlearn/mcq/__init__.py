@@ -1,0 +1,2 @@
+"""Multiple-choice suites scored as lm-evaluation-harness scores them: WMDP, and any MCQ set a
+manifest declares (``backend = "mcq"``)."""
