@@ -37,6 +37,12 @@ _METRICS = {
         "genmu.clip_score": "clip_score_metric",
         "genmu.clip_score_drop": "clip_score_drop",
     },
+    "pytest_unlearn.mufac.metrics": {
+        "mufac.accuracy": "accuracy_metric",
+        "mufac.accuracy_ratio": "accuracy_ratio",
+        "mufac.forgetting_score": "forgetting_score_metric",
+        "mufac.nomus": "nomus_metric",
+    },
 }
 
 for _module, _entries in _METRICS.items():
@@ -48,6 +54,10 @@ SUITES.register("genmu", "pytest_unlearn.suites:GENMU", replace=True)
 SUITES.register("genmu-mini", "pytest_unlearn.suites:GENMU_MINI", replace=True)
 SUITES.register("tofu", "pytest_unlearn.suites:TOFU", replace=True)
 SUITES.register("tofu-mini", "pytest_unlearn.suites:TOFU_MINI", replace=True)
+# MUFAC and MUCAC (face classifiers forgetting identities): one backend, two data layouts.
+for _suite, _attr in {"mufac": "MUFAC", "mufac-mini": "MUFAC_MINI"}.items():
+    SUITES.register(_suite, f"pytest_unlearn.suites:{_attr}", replace=True)
+BACKENDS.register("mufac", "pytest_unlearn.mufac.evaluation:FaceBackend", replace=True)
 BACKENDS.register("tofu", "pytest_unlearn.tofu.evaluation:TofuBackend", replace=True)
 BACKENDS.register("semeval", "pytest_unlearn.semeval.evaluation:SemevalBackend", replace=True)
 BACKENDS.register("genmu", "pytest_unlearn.genmu.evaluation:GenmuBackend", replace=True)
