@@ -99,7 +99,9 @@ def _check_splits(splits: dict[str, list[Sample]], sources: dict[str, Path]) -> 
             what="an image with sha256",
             belongs=f"an image belongs to one split: remove it from the {a} or the {b} list",
         )
-    train_people = {s.identity: s.line for s in splits["forget"] + splits["retain"]}
+    train_people: dict[str, int] = {}
+    for s in splits["forget"] + splits["retain"]:
+        train_people.setdefault(s.identity, s.line)
     for split in ("test", "unseen"):
         require_disjoint(
             train_people,
