@@ -107,3 +107,11 @@ def mufac_models() -> dict[str, Path]:
     from fixtures.worlds import models
 
     return models("mufac")
+
+
+@pytest.fixture(scope="session")
+def mucac_models(mufac_models: dict[str, Path]) -> dict[str, Path]:
+    """The miniature face world's multi-label (Male, Smiling, Young) classifiers: target, retrained, damaged."""
+    from fixtures.worlds import models
+
+    return models("mucac")

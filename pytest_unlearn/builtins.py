@@ -55,7 +55,8 @@ SUITES.register("genmu-mini", "pytest_unlearn.suites:GENMU_MINI", replace=True)
 SUITES.register("tofu", "pytest_unlearn.suites:TOFU", replace=True)
 SUITES.register("tofu-mini", "pytest_unlearn.suites:TOFU_MINI", replace=True)
 # MUFAC and MUCAC (face classifiers forgetting identities): one backend, two data layouts.
-for _suite, _attr in {"mufac": "MUFAC", "mufac-mini": "MUFAC_MINI"}.items():
+_FACE_SUITES = {"mufac": "MUFAC", "mufac-mini": "MUFAC_MINI", "mucac": "MUCAC", "mucac-mini": "MUCAC_MINI"}
+for _suite, _attr in _FACE_SUITES.items():
     SUITES.register(_suite, f"pytest_unlearn.suites:{_attr}", replace=True)
 BACKENDS.register("mufac", "pytest_unlearn.mufac.evaluation:FaceBackend", replace=True)
 BACKENDS.register("tofu", "pytest_unlearn.tofu.evaluation:TofuBackend", replace=True)

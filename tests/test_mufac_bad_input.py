@@ -217,3 +217,42 @@ def test_a_classifier_of_another_task_fails_its_checks_with_one_line(pytester, t
         f"--model {folder}: the classifier has 8 outputs, the mufac data 4 classes (a, b, c, d); pass a classifier "
         "of this task"
     }
+
+
+MUCAC = Path(__file__).resolve().parent.parent / "suites" / "mucac-mini" / "data"
+
+
+@pytest.fixture
+def celeba(tmp_path: Path) -> Path:
+    folder = tmp_path / "celeba"
+    shutil.copytree(MUCAC, folder)
+    return folder
+
+
+def test_mucac_layout_and_files(pytester, tmp_path, celeba, model):
+    def run_mucac(*args: str) -> str:
+        return usage_error(pytester, "--suite=mucac-mini", f"--data={celeba}", f"--model={model}", *args)
+
+    (celeba / "CelebA-HQ-identity.txt").rename(tmp_path / "identity.txt")
+    assert run_mucac() == (
+        f"ERROR: --data {celeba}: no CelebA-HQ-identity.txt; MUCAC's layout has CelebA-HQ-identity.txt, "
+        "CelebA-HQ-attribute.txt and CelebAMask-HQ/CelebA-HQ-img/"
+    )
+    (tmp_path / "identity.txt").rename(celeba / "CelebA-HQ-identity.txt")
+    assert run_mucac("--setting", "retain_index=5") == (
+        "ERROR: --setting train_index=12, retain_index=5, unseen_index=56: need 0 < train_index < retain_index < "
+        "unseen_index (MUCAC: 190, 1250, 4855)"
+    )
+    attributes = celeba / "CelebA-HQ-attribute.txt"
+    lines = rows(attributes)
+    write_rows(attributes, [lines[0], lines[1].replace("Smiling", "Smile"), *lines[2:]])
+    assert run_mucac() == (
+        f"ERROR: --data {attributes}:2: no attribute Smiling in the header line; CelebA's attribute file has a "
+        "count line, then the 40 attribute names"
+    )
+    lines[4] = lines[4].rsplit(" ", 1)[0] + " 0"
+    write_rows(attributes, lines)
+    assert run_mucac() == f"ERROR: --data {attributes}:5: expected the file name and 40 values of 1 or -1"
+    lines[4] = "999.png" + lines[4][lines[4].index(" ") :].rsplit(" ", 1)[0] + " 1"
+    write_rows(attributes, lines)
+    assert run_mucac() == f"ERROR: --data {attributes}:5: image '999.png' has no identity in CelebA-HQ-identity.txt"

@@ -18,7 +18,6 @@ import pytest
 
 from fixtures import mufac_world
 
-pytestmark = pytest.mark.slow
 DATA = Path(__file__).resolve().parent.parent / "suites" / "mufac-mini" / "data"
 
 
@@ -76,6 +75,7 @@ def cal_mia(forget_losses: np.ndarray, unseen_losses: np.ndarray) -> float:
     return abs(0.5 - scores.mean())
 
 
+@pytest.mark.slow
 def test_the_world_tells_target_retrained_and_damaged_apart(pytester, mufac_models, cache_dir):
     original = f"--original-model={mufac_models['target']}"
     ret, target = run_suite(pytester, cache_dir, f"--model={mufac_models['target']}", original, card="target.json")
@@ -149,3 +149,58 @@ def test_the_manifest_transform_scores_as_the_processor_does(pytester, mufac_mod
         np.testing.assert_allclose(a["splits"][split]["losses"], b["splits"][split]["losses"], rtol=1e-5, atol=1e-6)
         assert a["splits"][split]["predictions"] == b["splits"][split]["predictions"]
     assert checks(with_processor)["nomus"]["value"] == checks(with_transform)["nomus"]["value"]
+
+
+MUCAC = Path(__file__).resolve().parent.parent / "suites" / "mucac-mini" / "data"
+
+
+def mucac_reference(model_dir: Path, identities: range) -> tuple[np.ndarray, np.ndarray]:
+    """BCEWithLogitsLoss averaged over Male, Smiling, Young per image, and the per-attribute
+    correctness (sigmoid > 0.5), of the images of ``identities``, read from CelebA's files as
+    the reference's MUCAC notebooks read them (columns 21, 32 and 40 of the attribute rows)."""
+    import torch
+    from PIL import Image
+    from transformers import ResNetForImageClassification
+
+    who = dict(line.split() for line in (MUCAC / "CelebA-HQ-identity.txt").read_text().splitlines())
+    names, labels = [], []
+    for line in (MUCAC / "CelebA-HQ-attribute.txt").read_text().splitlines()[2:]:
+        parts = line.split()
+        if int(who[parts[0]]) in identities:
+            names.append(parts[0])
+            labels.append([max(0, int(parts[i])) for i in (21, 32, 40)])
+    folder = MUCAC / "CelebAMask-HQ" / "CelebA-HQ-img"
+    pixels = np.stack([np.asarray(Image.open(folder / n).convert("RGB"), dtype=np.float32) for n in names])
+    x = torch.from_numpy((pixels / 255.0 - 0.5) / 0.5).permute(0, 3, 1, 2)
+    y = torch.tensor(labels, dtype=torch.float32)
+    model = ResNetForImageClassification.from_pretrained(model_dir).eval()
+    with torch.no_grad():
+        logits = model(pixel_values=x).logits
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, y, reduction="none").mean(dim=1)
+    return loss.numpy(), ((torch.sigmoid(logits) > 0.5).float() == y).numpy()
+
+
+@pytest.mark.slow
+def test_mucac_tells_target_retrained_and_damaged_apart(pytester, mucac_models, cache_dir):
+    def run(name: str) -> tuple[int, dict]:
+        result = pytester.runpytest_inprocess(
+            "-p", "no:cacheprovider", "--suite=mucac-mini", "--batch-size=64", f"--cache-dir={cache_dir}",
+            f"--scorecard={name}.json", f"--model={mucac_models[name]}", f"--original-model={mucac_models['target']}",
+        )  # fmt: skip
+        return int(result.ret), json.loads((pytester.path / f"{name}.json").read_text())
+
+    (ret_t, target), (ret_r, retrained), (ret_d, damaged) = run("target"), run("retrained"), run("damaged")
+    assert (ret_t, ret_r, ret_d) == (pytest.ExitCode.TESTS_FAILED, pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED)
+    t, r, d = checks(target), checks(retrained), checks(damaged)
+    assert not t["forgetting-score"]["passed"] and t["nomus"]["value"] < r["nomus"]["value"]
+    assert all(c["passed"] for c in r.values())
+    assert not d["test-accuracy-ratio"]["passed"]
+
+    forget, _ = mucac_reference(mucac_models["target"], range(12, 24))
+    unseen, _ = mucac_reference(mucac_models["target"], range(56, 68))
+    _, test_ok = mucac_reference(mucac_models["target"], range(0, 12))
+    artifact = json.loads(Path(target["artifacts"]["face_predictions"]).read_text())
+    np.testing.assert_allclose(artifact["splits"]["forget"]["losses"], forget, rtol=1e-5, atol=1e-6)
+    assert t["forgetting-score"]["value"] == pytest.approx(cal_mia(forget, unseen), abs=1e-12)
+    # The reference's average accuracy: (gender + smiling + young accuracy) / 3.
+    assert target["aggregates"]["test_accuracy"] == pytest.approx(float(test_ok.mean(axis=0).sum() / 3))
