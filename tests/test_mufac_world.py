@@ -204,3 +204,64 @@ def test_mucac_tells_target_retrained_and_damaged_apart(pytester, mucac_models, 
     assert t["forgetting-score"]["value"] == pytest.approx(cal_mia(forget, unseen), abs=1e-12)
     # The reference's average accuracy: (gender + smiling + young accuracy) / 3.
     assert target["aggregates"]["test_accuracy"] == pytest.approx(float(test_ok.mean(axis=0).sum() / 3))
+
+
+LOADER = """
+import torch
+
+from pytest_unlearn.registry import LOADERS
+
+
+class Tiny(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(3 * 32 * 32, 4)
+
+    def forward(self, x):
+        return self.fc(x.flatten(1))
+
+
+def load(path, *, device, allow_pickle):
+    model = Tiny()
+    model.load_state_dict(torch.load(path, map_location=device, weights_only=True))
+    return model.to(device)
+
+
+LOADERS.register("tiny-state-dict", load, replace=True)
+"""
+
+
+def test_a_plain_state_dict_through_a_registered_loader(pytester, mufac_models, tmp_path):
+    """--setting model_loader=NAME: a loader from the registry (here a conftest's) builds the
+    module from a torchvision-style state dict; pickle files need --allow-pickle."""
+    import torch
+
+    from tests.test_bad_input import usage_error
+
+    pytester.makeconftest(LOADER)
+    namespace: dict = {}
+    exec(LOADER.replace('LOADERS.register("tiny-state-dict", load, replace=True)', ""), namespace)
+    torch.manual_seed(0)
+    module = namespace["Tiny"]().eval()
+    weights = tmp_path / "tiny.pt"
+    torch.save(module.state_dict(), weights)
+    args = ["--suite=mufac-mini", f"--model={weights}", "--setting", "model_loader=tiny-state-dict"]
+    assert usage_error(pytester, *args) == (
+        f"ERROR: --model {weights}: pickle weights (tiny.pt), which can run code when loaded; convert them to "
+        "safetensors or pass --allow-pickle (loader tiny-state-dict then reads them with torch.load(weights_only=True))"
+    )
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", *args, "--allow-pickle", "--no-cache")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED  # no --original-model: the accuracy-ratio check errs
+    card = json.loads((pytester.path / "unlearn-scorecard.json").read_text())
+    artifact = json.loads(Path(card["artifacts"]["face_predictions"]).read_text())
+    from PIL import Image
+
+    lines = (DATA / "custom_test_dataset.csv").read_text().splitlines()[1:]
+    pixels = np.stack(
+        [np.asarray(Image.open(DATA / "test_images" / ln.split(",")[0]), dtype=np.float32) for ln in lines]
+    )
+    labels = torch.tensor([mufac_world.CLASSES.index(ln.split(",")[1]) for ln in lines])
+    with torch.no_grad():
+        logits = module(torch.from_numpy((pixels / 255.0 - 0.5) / 0.5).permute(0, 3, 1, 2))
+    expected = torch.nn.functional.cross_entropy(logits, labels, reduction="none").numpy()
+    np.testing.assert_allclose(artifact["splits"]["unseen"]["losses"], expected, rtol=1e-5, atol=1e-6)

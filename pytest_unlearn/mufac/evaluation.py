@@ -23,7 +23,7 @@ from pytest_unlearn.errors import UnlearnError
 from pytest_unlearn.evaluation import Backend, RunSettings
 from pytest_unlearn.fingerprint import fingerprint
 from pytest_unlearn.integrity import match_ids, read_text
-from pytest_unlearn.loading import inspect_model_folder
+from pytest_unlearn.loading import PICKLE_SUFFIXES, inspect_model_folder
 from pytest_unlearn.manifest import SuiteManifest
 from pytest_unlearn.mufac import metrics as mm
 from pytest_unlearn.mufac.data import SCORED, FaceData, Sample, load_mucac, load_mufac
@@ -157,8 +157,18 @@ class FaceBackend(Backend):
     def _check_model_path(self, path: Path, flag: str) -> None:
         if self.model_loader == "transformers":
             inspect_model_folder(path, allow_pickle=self.settings.allow_pickle, flag=flag)
-        elif not path.exists():
+            return
+        if not path.exists():
             raise UnlearnError(f"{flag} {path}: no such file or folder")
+        # A registered loader reads what it likes; pickle files still need the user's consent.
+        files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+        pickles = [p.name for p in files if p.suffix in PICKLE_SUFFIXES]
+        if pickles and not self.settings.allow_pickle:
+            raise UnlearnError(
+                f"{flag} {path}: pickle weights ({', '.join(pickles[:3])}), which can run code when loaded; "
+                f"convert them to safetensors or pass --allow-pickle (loader {self.model_loader} then reads them "
+                "with torch.load(weights_only=True))"
+            )
 
     # -- models --------------------------------------------------------------------------------
     def _model(self, path: Path, flag: str) -> tuple[Any, Any, str]:
