@@ -210,7 +210,8 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec(
         ("--original-model",),
         "unlearn_original_model",
-        "The model before unlearning (diffusion suites): weight-change ratio, CLIP-score drop, side-by-side report.",
+        "The model before unlearning: weight-change ratio, CLIP-score drop, side-by-side report (diffusion suites); "
+        "test-accuracy ratio (mufac, mucac: a model folder or its predictions.json).",
         metavar="PATH",
     ),
     OptionSpec(

@@ -265,3 +265,27 @@ def test_a_plain_state_dict_through_a_registered_loader(pytester, mufac_models, 
         logits = module(torch.from_numpy((pixels / 255.0 - 0.5) / 0.5).permute(0, 3, 1, 2))
     expected = torch.nn.functional.cross_entropy(logits, labels, reduction="none").numpy()
     np.testing.assert_allclose(artifact["splits"]["unseen"]["losses"], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_your_own_tests_get_the_data_and_the_loaded_models(pytester, mufac_models):
+    pytester.makepyfile(
+        test_own="""
+        import torch
+
+        def test_splits(unlearn_data):
+            assert unlearn_data.task == "multiclass" and unlearn_data.label_names == ("a", "b", "c", "d")
+            sizes = {k: len(v) for k, v in unlearn_data.splits.items()}
+            assert sizes == {"forget": 96, "retain": 256, "test": 96, "unseen": 96}
+            assert {s.identity for s in unlearn_data.splits["forget"]} == {f"F{i:04d}" for i in range(1, 13)}
+
+        def test_models(unlearn_model, unlearn_original_model):
+            x = torch.zeros(2, 3, 32, 32)
+            assert unlearn_model(pixel_values=x).logits.shape == (2, 4)
+            assert unlearn_original_model is not unlearn_model
+        """
+    )
+    result = pytester.runpytest_inprocess(
+        "-p", "no:cacheprovider", "--suite=mufac-mini", f"--model={mufac_models['retrained']}",
+        f"--original-model={mufac_models['target']}", "--no-cache", "test_own.py", "-k", "splits or models",
+    )  # fmt: skip
+    result.assert_outcomes(passed=2)
