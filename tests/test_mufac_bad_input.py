@@ -256,3 +256,30 @@ def test_mucac_layout_and_files(pytester, tmp_path, celeba, model):
     lines[4] = "999.png" + lines[4][lines[4].index(" ") :].rsplit(" ", 1)[0] + " 1"
     write_rows(attributes, lines)
     assert run_mucac() == f"ERROR: --data {attributes}:5: image '999.png' has no identity in CelebA-HQ-identity.txt"
+
+
+def test_stray_ids_in_a_per_image_file_are_a_warning_and_strict_makes_them_an_error(pytester, tmp_path):
+    def ids(csv: str, rows_: slice = slice(None)) -> list[str]:
+        return [line.split(",")[0] for line in rows(DATA / csv)[1:]][rows_]
+
+    splits = {"test": ids("custom_val_dataset.csv"), "forget": ids("custom_train_dataset.csv", slice(0, 96))}
+    splits["unseen"] = ids("custom_test_dataset.csv") + ["F9999_stray.png"]
+    doc = {
+        "format": "pytest-unlearn/face-predictions",
+        "task": "multiclass",
+        "label_names": ["a", "b", "c", "d"],
+        "splits": {k: {"ids": v, "logits": [[0.0] * 4] * len(v), "losses": [1.0] * len(v)} for k, v in splits.items()},
+    }
+    path = tmp_path / "predictions.json"
+    path.write_text(json.dumps(doc))
+    assert usage_error(pytester, "--suite=mufac-mini", f"--predictions={path}", "--strict") == (
+        f"ERROR: --predictions {path}: 1 id(s) are in no data file and were ignored ('F9999_stray.png') "
+        "(--strict turns warnings into errors)"
+    )
+    pytester.runpytest_inprocess("-p", "no:cacheprovider", "--suite=mufac-mini", f"--predictions={path}")
+    card = json.loads((pytester.path / "unlearn-scorecard.json").read_text())
+    assert card["warnings"] == [
+        f"--predictions {path}: 1 id(s) are in no data file and were ignored ('F9999_stray.png')"
+    ]
+    # Every loss equal: the attack cannot tell forget from unseen.
+    assert {c["id"]: c["value"] for c in card["checks"] if c["value"] is not None}["forgetting-score"] == 0.0

@@ -145,3 +145,12 @@ def test_bootstrap_replicates_draw_the_same_rows_for_every_check():
     for split in ("test", "forget", "unseen"):
         assert np.array_equal(a.rows[split], b.rows[split])
     assert a.memo is data.memo  # the fits of one check's replicates serve the next check
+
+
+def test_the_bundled_face_data_is_the_worlds():
+    """suites/mufac-mini/data and suites/mucac-mini/data are what the builders write (rerun
+    python -m fixtures.build mufac|mucac --write-data after changing them)."""
+    from fixtures import mucac_world, mufac_world
+
+    assert mufac_world.diff_data(mufac_world.DATA_DIR) == []
+    assert mucac_world.diff_data(mucac_world.DATA_DIR) == []

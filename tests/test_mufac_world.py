@@ -131,6 +131,8 @@ def test_the_per_image_file_rescores_without_the_model(pytester, mufac_models, c
     assert again["model"]["path"] is None
     for a, b in zip(first["checks"], again["checks"]):
         assert (a["id"], a["value"], a["ci95"], a["passed"]) == (b["id"], b["value"], b["ci95"], b["passed"])
+    # The HTML report shows the losses the attack separates.
+    assert "Forget and unseen losses" in (pytester.path / "again.html").read_text()
 
 
 def test_the_manifest_transform_scores_as_the_processor_does(pytester, mufac_models, tmp_path):
