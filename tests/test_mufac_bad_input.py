@@ -283,3 +283,40 @@ def test_stray_ids_in_a_per_image_file_are_a_warning_and_strict_makes_them_an_er
     ]
     # Every loss equal: the attack cannot tell forget from unseen.
     assert {c["id"]: c["value"] for c in card["checks"] if c["value"] is not None}["forgetting-score"] == 0.0
+
+
+class _Hostile:
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("echo pwned",))
+
+
+def test_pickle_weights_need_allow_pickle_and_load_with_weights_only(pytester, tmp_path, mufac_models):
+    import torch
+    from transformers import ResNetForImageClassification
+
+    model = ResNetForImageClassification.from_pretrained(mufac_models["retrained"])
+    benign, hostile = tmp_path / "benign", tmp_path / "hostile"
+    for folder, weights in ((benign, model.state_dict()), (hostile, {"w": _Hostile()})):
+        folder.mkdir()
+        model.config.save_pretrained(folder)
+        shutil.copy(mufac_models["retrained"] / "preprocessor_config.json", folder)
+        torch.save(weights, folder / "pytorch_model.bin")
+    result = pytester.runpytest_inprocess(
+        "-p", "no:cacheprovider", "--suite=mufac-mini", f"--model={benign}", "--allow-pickle", "--no-cache"
+    )
+    card = json.loads((pytester.path / "unlearn-scorecard.json").read_text())
+    values = {c["id"]: c["value"] for c in card["checks"]}
+    assert values["nomus"] == pytest.approx(0.7712, abs=1e-4)  # the retrained model's, as in docs/suites/mufac.md
+    result = pytester.runpytest_inprocess(
+        "-p", "no:cacheprovider", "--suite=mufac-mini", f"--model={hostile}", "--allow-pickle", "--no-cache"
+    )
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    card = json.loads((pytester.path / "unlearn-scorecard.json").read_text())
+    assert {c["error"] for c in card["checks"] if c["id"] != "test-accuracy-ratio"} == {
+        f"--model {hostile}: pytorch_model.bin holds more than tensors and torch.load(weights_only=True) refused "
+        "it (Trying to load unsupported GLOBAL posix.system whose module posix is blocked); it may run code when "
+        "loaded: do not load it, convert a trusted copy to safetensors"
+    }
+    assert "pwned" not in result.stdout.str()
