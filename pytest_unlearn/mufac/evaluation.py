@@ -83,6 +83,10 @@ class FaceBackend(Backend):
                 "random_state": typed_setting(s, "mia_random_state", int, where),
             }
         )
+        if self.inputs.mia["n_splits"] < 1:
+            raise UnlearnError(
+                f"--setting mia_splits={self.inputs.mia['n_splits']}: the attack needs at least one split"
+            )
         self._models: dict[Path, tuple[Any, Any, str]] = {}
         self._digests: dict[Path, str] = {}
         self._fingerprint: str | None = None
@@ -214,7 +218,9 @@ class FaceBackend(Backend):
             "mufac.outputs",
             model=self._digests[path],
             loader=self.model_loader,
-            device=(self.settings.device or "auto").split(":")[0],
+            device=self._device_kind(),
+            # Batch composition can move the last bits of a batched forward pass.
+            batch_size=self.settings.batch_size,
             task=self.data.task,
             preprocessing=preprocessing or self.transform,
             images={k: [(s.digest, s.labels) for s in v] for k, v in samples.items()},
@@ -229,6 +235,13 @@ class FaceBackend(Backend):
             return out
 
         return self.cache.get_or_create_json("mufac-outputs", key, produce)
+
+    def _device_kind(self) -> str:
+        from pytest_unlearn.loading import resolve_device
+
+        if self._resolved_device is None:
+            self._resolved_device = resolve_device(self.settings.device)
+        return self._resolved_device.split(":")[0]
 
     def _forward(
         self, model: Any, processor: Any, device: str, rows: list[Sample], path: Path, flag: str
@@ -475,7 +488,7 @@ class FaceBackend(Backend):
     def device(self) -> str | None:
         for _, _, device in self._models.values():
             return device
-        return None
+        return self._resolved_device
 
     def artifacts(self) -> dict[str, str]:
         return dict(self._artifact_files)
