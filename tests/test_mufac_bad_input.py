@@ -320,3 +320,21 @@ def test_pickle_weights_need_allow_pickle_and_load_with_weights_only(pytester, t
         "loaded: do not load it, convert a trusted copy to safetensors"
     }
     assert "pwned" not in result.stdout.str()
+
+
+def test_an_identity_column_names_the_person(pytester, data, model):
+    """With an identity column the person is that column, not the file name's prefix: a test
+    image of a forget person is then an error even under another household's file name."""
+    for csv in ("custom_train_dataset.csv", "custom_val_dataset.csv", "custom_test_dataset.csv"):
+        lines = rows(data / csv)
+        body = [f"{line},{line.split('_')[0]}" for line in lines[1:]]
+        write_rows(data / csv, ["image_path,age_class,identity", *body])
+    csv = data / "custom_val_dataset.csv"
+    lines = rows(csv)
+    lines[3] = lines[3].rsplit(",", 1)[0] + ",F0007"
+    write_rows(csv, lines)
+    first = next(i for i, line in enumerate(rows(data / "custom_train_dataset.csv"), 1) if line.endswith(",F0007"))
+    assert run(pytester, data, f"--model={model}") == (
+        f"ERROR: person 'F0007' is in both {data / 'custom_train_dataset.csv'} (line {first}) and {csv} (line 4); "
+        "the test set must hold people the model was never trained on"
+    )
