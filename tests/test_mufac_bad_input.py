@@ -191,6 +191,11 @@ def test_predictions_and_original_model_files(pytester, tmp_path, data, model):
         f"ERROR: --predictions {partial}: 1 test image(s) of the data have no prediction (e.g. {ids[0]!r}); "
         "score the same data"
     )
+    doc["splits"]["test"] = {"ids": ids, "logits": [["x"] * 4] * len(ids), "losses": [1.0] * len(ids)}
+    partial.write_text(json.dumps(doc))
+    assert usage_error(pytester, "--suite=mufac-mini", f"--predictions={partial}") == (
+        f"ERROR: --predictions {partial}: the test split needs 4 logits and a finite loss per image"
+    )
     doc["label_names"] = ["a", "b", "c", "d", "e", "f", "g", "h"]
     partial.write_text(json.dumps(doc))
     assert usage_error(pytester, "--suite=mufac-mini", f"--predictions={partial}") == (

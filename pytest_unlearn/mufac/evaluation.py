@@ -341,7 +341,7 @@ class FaceBackend(Backend):
             )
         outputs = {}
         for split in splits:
-            entry = (doc.get("splits") or {}).get(split)
+            entry = doc["splits"].get(split) if isinstance(doc.get("splits"), dict) else None
             if not isinstance(entry, dict) or not all(
                 isinstance(entry.get(k), list) for k in ("ids", "logits", "losses")
             ):
@@ -365,12 +365,13 @@ class FaceBackend(Backend):
                 "logits": [logits[k] for k in order],
                 "losses": [losses[k] for k in order],
             }
+            width = len(self.data.label_names)
             try:
-                width = {len(v) for v in outputs[split]["logits"]}
+                logits_ok = np.asarray(outputs[split]["logits"], dtype=np.float64).shape == (len(expected), width)
                 arr = np.asarray(outputs[split]["losses"], dtype=np.float64)
-            except TypeError:
-                width, arr = set(), np.array([np.nan])
-            if width != {len(self.data.label_names)} or not np.all(np.isfinite(arr)):
+            except (TypeError, ValueError):  # ragged lists, strings, nulls
+                logits_ok, arr = False, np.array([np.nan])
+            if not logits_ok or arr.ndim != 1 or not np.all(np.isfinite(arr)):
                 raise UnlearnError(
                     f"{flag} {path}: the {split} split needs {len(self.data.label_names)} logits and a finite loss "
                     "per image"
