@@ -106,3 +106,27 @@ def wmdp_models() -> dict[str, Path]:
     from fixtures.worlds import models
 
     return models("wmdp")
+
+
+@pytest.fixture(scope="session")
+def mufac_models() -> dict[str, Path]:
+    """Paths of the miniature face world's tiny ResNet classifiers: target, retrained, damaged."""
+    import sklearn.linear_model  # noqa: F401
+    import sklearn.model_selection  # noqa: F401
+    import torch  # noqa: F401
+    import transformers  # noqa: F401
+    import transformers.models.resnet.modeling_resnet  # noqa: F401
+    import transformers.models.vit.image_processing_pil_vit  # noqa: F401
+
+    import pytest_unlearn.mufac.evaluation  # noqa: F401
+    from fixtures.worlds import models
+
+    return models("mufac")
+
+
+@pytest.fixture(scope="session")
+def mucac_models(mufac_models: dict[str, Path]) -> dict[str, Path]:
+    """The miniature face world's multi-label (Male, Smiling, Young) classifiers: target, retrained, damaged."""
+    from fixtures.worlds import models
+
+    return models("mucac")

@@ -42,6 +42,12 @@ _METRICS = {
         "genmu.clip_score": "clip_score_metric",
         "genmu.clip_score_drop": "clip_score_drop",
     },
+    "pytest_unlearn.mufac.metrics": {
+        "mufac.accuracy": "accuracy_metric",
+        "mufac.accuracy_ratio": "accuracy_ratio",
+        "mufac.forgetting_score": "forgetting_score_metric",
+        "mufac.nomus": "nomus_metric",
+    },
 }
 
 for _module, _entries in _METRICS.items():
@@ -58,6 +64,11 @@ SUITES.register("wmdp-mini", "pytest_unlearn.suites:WMDP_MINI", replace=True)
 # One multiple-choice backend under two names: "wmdp" for the suite, "mcq" for any other set.
 BACKENDS.register("wmdp", "pytest_unlearn.mcq.evaluation:MCQBackend", replace=True)
 BACKENDS.register("mcq", "pytest_unlearn.mcq.evaluation:MCQBackend", replace=True)
+# MUFAC and MUCAC (face classifiers forgetting identities): one backend, two data layouts.
+_FACE_SUITES = {"mufac": "MUFAC", "mufac-mini": "MUFAC_MINI", "mucac": "MUCAC", "mucac-mini": "MUCAC_MINI"}
+for _suite, _attr in _FACE_SUITES.items():
+    SUITES.register(_suite, f"pytest_unlearn.suites:{_attr}", replace=True)
+BACKENDS.register("mufac", "pytest_unlearn.mufac.evaluation:FaceBackend", replace=True)
 BACKENDS.register("tofu", "pytest_unlearn.tofu.evaluation:TofuBackend", replace=True)
 BACKENDS.register("semeval", "pytest_unlearn.semeval.evaluation:SemevalBackend", replace=True)
 BACKENDS.register("genmu", "pytest_unlearn.genmu.evaluation:GenmuBackend", replace=True)

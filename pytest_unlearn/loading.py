@@ -264,3 +264,35 @@ def load_causal_lm(path: Path, *, device: str, dtype: str, allow_pickle: bool) -
     model.to(device)
     model.eval()
     return model, tokenizer, device
+
+
+def load_image_classifier(
+    path: Path, *, device: str, where: str, allow_pickle: bool = False, need_processor: bool = True
+) -> tuple[Any, Any]:
+    """A transformers ``AutoModelForImageClassification`` (eval mode, on ``device``) and its
+    ``AutoImageProcessor`` from a local folder: the genmu ``classifier`` judge and the face
+    suites (mufac, mucac) load through here. Safetensors unless ``allow_pickle`` (then
+    ``weights_only=True``); the processor is None when the folder has none and
+    ``need_processor`` is false (the suite's manifest transform is used then). ``where``
+    starts every error ("--model DIR", "--setting classifier_model=DIR")."""
+    from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+    pickles = [p for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES] if path.is_dir() else []
+    use_safetensors = not (allow_pickle and pickles and not list(path.glob("*.safetensors")))
+    try:
+        model = AutoModelForImageClassification.from_pretrained(
+            path, local_files_only=True, use_safetensors=use_safetensors, weights_only=True
+        )
+        processor = None
+        if need_processor or (path / "preprocessor_config.json").is_file():
+            processor = AutoImageProcessor.from_pretrained(path, local_files_only=True)
+    except Exception as exc:
+        refused = pickle_refusal(exc)
+        if refused is not None:
+            names = ", ".join(p.name for p in pickles[:3])
+            raise UnlearnError(
+                f"{where}: {names} holds more than tensors and torch.load(weights_only=True) refused it "
+                f"({refused}); it may run code when loaded: do not load it, convert a trusted copy to safetensors"
+            ) from None
+        raise UnlearnError(f"{where}: cannot load the classifier ({type(exc).__name__}: {exc})") from None
+    return model.to(device).eval(), processor

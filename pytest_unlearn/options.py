@@ -211,7 +211,8 @@ OPTIONS: tuple[OptionSpec, ...] = (
         ("--original-model",),
         "unlearn_original_model",
         "The model before unlearning: weight-change ratio, CLIP-score drop, side-by-side report (diffusion "
-        "suites); the MMLU-retained ratio (wmdp).",
+        "suites); the MMLU-retained ratio (wmdp); the test-accuracy ratio (mufac, mucac: a model folder or its "
+        "predictions.json).",
         metavar="PATH",
     ),
     OptionSpec(

@@ -204,23 +204,16 @@ class ImageClassifier:
 
     def __init__(self, path: Path, device: str, batch_size: int = 32) -> None:
         import torch
-        from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+        from pytest_unlearn.loading import load_image_classifier
 
         if not (path / "config.json").is_file():
             raise UnlearnError(
                 f"--setting classifier_model={path}: not an image-classification folder (no config.json)"
             )
-        try:
-            self.model = (
-                AutoModelForImageClassification.from_pretrained(path, local_files_only=True, use_safetensors=True)
-                .to(device)
-                .eval()
-            )
-            self.processor = AutoImageProcessor.from_pretrained(path, local_files_only=True)
-        except Exception as exc:
-            raise UnlearnError(
-                f"--setting classifier_model={path}: cannot load the classifier ({type(exc).__name__}: {exc})"
-            ) from None
+        self.model, self.processor = load_image_classifier(
+            path, device=device, where=f"--setting classifier_model={path}"
+        )
         self.path = path
         self.device = device
         self.batch_size = batch_size

@@ -1,0 +1,1 @@
+"""MUFAC and MUCAC: unlearning personal identities in face classifiers (NoMUS)."""
