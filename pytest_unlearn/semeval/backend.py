@@ -123,13 +123,17 @@ def target_logprobs(
     split = _head_and_body(model)
     if split is not None:
         body, head = split
-        hidden = body(input_ids=ids, attention_mask=mask, position_ids=_position_ids(mask)).last_hidden_state
+        # No key/value cache: a scoring pass never continues, and the cache of every layer would
+        # be held at once (1.3 GB for 28k tokens of a 135M Llama; benchmarks/semeval_memory.py).
+        hidden = body(
+            input_ids=ids, attention_mask=mask, position_ids=_position_ids(mask), use_cache=False
+        ).last_hidden_state
         vocab = head.out_features if hasattr(head, "out_features") else head.weight.shape[0]
 
         def logits_of(start: int, stop: int) -> torch.Tensor:
             return head(hidden[:, start:stop]).float()
     else:
-        full = model(input_ids=ids, attention_mask=mask, position_ids=_position_ids(mask)).logits
+        full = model(input_ids=ids, attention_mask=mask, position_ids=_position_ids(mask), use_cache=False).logits
         vocab = full.shape[-1]
 
         def logits_of(start: int, stop: int) -> torch.Tensor:
