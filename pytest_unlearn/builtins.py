@@ -28,6 +28,13 @@ _METRICS = {
         "tofu.forget_quality": "forget_quality_metric",
         "tofu.mia_auc": "mia_auc_metric",
     },
+    "pytest_unlearn.muse.metrics": {
+        "muse.verbmem": "verbmem_metric",
+        "muse.knowmem_forget": "knowmem_forget_metric",
+        "muse.knowmem_retain": "knowmem_retain_metric",
+        "muse.knowmem_retain_ratio": "knowmem_retain_ratio",
+        "muse.privleak": "privleak_metric",
+    },
     "pytest_unlearn.genmu.metrics": {
         "genmu.forget": "forget",
         "genmu.retain": "retain",
@@ -48,6 +55,9 @@ SUITES.register("genmu", "pytest_unlearn.suites:GENMU", replace=True)
 SUITES.register("genmu-mini", "pytest_unlearn.suites:GENMU_MINI", replace=True)
 SUITES.register("tofu", "pytest_unlearn.suites:TOFU", replace=True)
 SUITES.register("tofu-mini", "pytest_unlearn.suites:TOFU_MINI", replace=True)
+SUITES.register("muse", "pytest_unlearn.suites:MUSE", replace=True)
+SUITES.register("muse-mini", "pytest_unlearn.suites:MUSE_MINI", replace=True)
+BACKENDS.register("muse", "pytest_unlearn.muse.evaluation:MuseBackend", replace=True)
 BACKENDS.register("tofu", "pytest_unlearn.tofu.evaluation:TofuBackend", replace=True)
 BACKENDS.register("semeval", "pytest_unlearn.semeval.evaluation:SemevalBackend", replace=True)
 BACKENDS.register("genmu", "pytest_unlearn.genmu.evaluation:GenmuBackend", replace=True)
