@@ -243,14 +243,13 @@ class MuseBackend(Backend):
     def _knowmem_scores(
         self, path: Path, splits: tuple[str, ...]
     ) -> dict[str, tuple[np.ndarray, list[dict[str, Any]]]]:
-        prompts = {split: self.knowmem_prompts(split) for split in splits}
-        flat = [p for split in splits for p in prompts[split]]
-        outputs = iter(self._generate(path, flat, self.knowmem_tokens))
         out = {}
         for split in splits:
+            # One cache entry per split: the original model's retain answers (the utility ratio's
+            # denominator) are then the same entry as when that model is itself --model.
+            outputs = self._generate(path, self.knowmem_prompts(split), self.knowmem_tokens)
             rows = []
-            for qa in self.data.knowmem[split]:
-                raw = next(outputs)
+            for qa, raw in zip(self.data.knowmem[split], outputs):
                 answer = mm.cut_answer(raw, self.variant)
                 score = mm.rouge_l_f1(qa.answer, answer, stem=self._stem())
                 rows.append({"index": qa.index, "question": qa.question, "answer": qa.answer,
