@@ -89,6 +89,7 @@ def test_privleak_and_its_sign():
     # likely than unseen ones (over-unlearning).
     assert mm.privleak(0.9, 0.4772) == pytest.approx(88.6001676)
     assert mm.privleak(0.4772, 0.4772) == 0.0
+    assert np.isnan(mm.privleak(0.3, 0.0))  # undefined: a bootstrap replicate drops it
     # open-unlearning: the same, with 1e-10 in the denominator.
     assert mm.privleak(0.25, 0.5, "open-unlearning") == pytest.approx(-50.0, abs=1e-6)
     assert mm.PUBLISHED_AUC_RETRAIN == {"news": 0.47719999999999996, "books": 0.5392999999999999}
@@ -131,9 +132,27 @@ def test_the_retrained_model_s_auc_replaces_the_constant():
     assert (card["auc"], card["auc_retrain"], card["privleak"]) == (0.25, 0.5, -50.0)
 
 
-def test_a_bootstrap_replicate_draws_every_set_on_its_own():
-    x = inputs(original_retain=np.array([0.6]))
-    rep = x.resample(np.random.default_rng(0), ("knowmem", "original", "privleak", "reference"))
-    assert rep.knowmem["retain"].size == 3 and set(rep.knowmem["retain"]) <= {0.3, 0.5, 0.7}
-    assert rep.original_retain.tolist() == [0.6]  # one value (a setting) is not resampled
-    assert rep.verbmem is x.verbmem  # not required: untouched
+def test_a_bootstrap_replicate_is_paired_across_models():
+    scores = np.array([0.3, 0.5, 0.7])
+    x = inputs(
+        knowmem={"forget": np.array([0.2, 0.4]), "retain": scores},
+        original_retain=scores + 1,
+        reference_privleak={"forget": np.array([10.45, 11.0]), "holdout": np.array([13.5, 10.9])},
+    )
+    for seed in range(5):
+        rep = x.resample(np.random.default_rng(seed), ("knowmem", "original", "privleak", "reference"))
+        # The same retain questions for the model and the original, the same texts for the
+        # model and the retrained model (their scores here are the model's + 1 and + 10).
+        np.testing.assert_allclose(rep.original_retain, rep.knowmem["retain"] + 1)
+        for split in ("forget", "holdout"):
+            np.testing.assert_allclose(rep.reference_privleak[split], rep.privleak[split] + 10)
+        assert rep.verbmem is x.verbmem  # not required: untouched
+    # One value (a setting) is not resampled; a model compared with itself gives PrivLeak 0 always.
+    single = inputs(original_retain=np.array([0.6]), reference_privleak=x.privleak)
+    values = []
+    for seed in range(10):
+        rep = single.resample(np.random.default_rng(seed), ("knowmem", "original", "privleak", "reference"))
+        assert rep.original_retain.tolist() == [0.6]
+        values.append(mm.privleak_metric(rep).value)
+    # 0 in every replicate, or undefined (NaN, dropped) where a draw makes both AUCs 0.
+    assert all(v == 0.0 or np.isnan(v) for v in values) and values.count(0.0) >= 5

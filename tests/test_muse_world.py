@@ -32,8 +32,11 @@ from rouge_score import rouge_scorer
 from sklearn.metrics import auc as get_auc, roc_curve as get_roc_curve
 
 
-def test_recount(unlearn_model, unlearn_data, unlearn_generate, unlearn_nll, unlearn_check):
+def test_recount(unlearn_model, unlearn_original_model, unlearn_reference, unlearn_data, unlearn_generate,
+                 unlearn_nll, unlearn_check):
     model, tokenizer = unlearn_model.model, unlearn_model.tokenizer
+    # --original-model is the target itself here: the one loaded model; --reference another one.
+    assert unlearn_original_model.model is model and unlearn_reference.path.name.startswith("retrained")
     scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=False)
     f1, outputs = [], []
     for passage in unlearn_data.verbmem:
@@ -145,6 +148,9 @@ def test_target_fails_every_forget_check_and_muse_bench_s_code_agrees(pytester, 
     # Counted by hand: " Everyone remembers how wagons flickered all night. Pier clocks were humid again.
     # Everyone remembers how bicycles hummed after supper. Station fences" = 21 words + 3 full stops.
     assert rows[0]["gt"] == " " + " ".join(data[0]["gt"].split()[:21])
+    report = (pytester.path / card["artifacts"]["report"]).read_text()
+    assert "VerbMem: forget passages the model still reproduces" in report
+    assert "KnowMem: forget questions the model still answers" in report and "PrivLeak: Min-K% scores" in report
     cards["target"] = pytester.path / "card.json"
 
 
@@ -172,6 +178,8 @@ def test_over_unlearned_fails_utility_with_a_large_positive_privleak(pytester, m
     assert c["knowmem-retain-ratio"]["value"] < 0.5
     # Its forget articles are now less likely than the holdout articles it never saw.
     assert c["privleak"]["details"]["auc"] > 0.9 and c["privleak"]["details"]["privleak"] > 40
+    report = (pytester.path / card["artifacts"]["report"]).read_text()
+    assert "Utility: retain questions the model lost" in report and "VerbMem: forget" not in report
     cards["over_unlearned"] = pytester.path / "card.json"
 
 

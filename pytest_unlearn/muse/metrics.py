@@ -94,7 +94,7 @@ def privleak(auc: float, auc_retrain: float, variant: str = "muse") -> float:
     if variant == "open-unlearning":
         return (auc - auc_retrain) / (auc_retrain + 1e-10) * 100
     if auc_retrain == 0:
-        raise UnlearnError("PrivLeak: the retrained model's AUC is 0; PrivLeak divides by it")
+        return float("nan")  # undefined (a bootstrap replicate may draw it): dropped from intervals
     return (auc - auc_retrain) / auc_retrain * 100
 
 
@@ -120,23 +120,32 @@ class MuseInputs:
     auc_retrain_source: str | None = None
 
     def resample(self, rng: np.random.Generator, requires: tuple[str, ...]) -> MuseInputs:
-        """A bootstrap replicate: every set drawn with replacement on its own (the retrained
-        model's forget and holdout texts too, so its AUC varies as the model's does)."""
+        """A bootstrap replicate: every set drawn with replacement, *paired* across models: the
+        original model's retain questions are the model's draw, the retrained model's forget and
+        holdout texts the model's draw (the models answer the same items, so a model compared
+        with itself gives the same value in every replicate)."""
+        draws: dict[tuple[str, str], np.ndarray] = {}
 
-        def draw(sets: dict[str, np.ndarray] | None) -> dict[str, np.ndarray] | None:
-            return None if sets is None else {k: resample(v, rng) for k, v in sets.items()}
+        def take(kind: str, split: str, values: np.ndarray) -> np.ndarray:
+            if values.size == 0:
+                return values
+            rows = draws.setdefault((kind, split), rng.integers(0, values.size, size=values.size))
+            return values[rows]
+
+        def draw(kind: str, sets: dict[str, np.ndarray] | None) -> dict[str, np.ndarray] | None:
+            return None if sets is None else {split: take(kind, split, v) for split, v in sets.items()}
 
         changes: dict[str, Any] = {}
         if "verbmem" in requires and self.verbmem is not None:
             changes["verbmem"] = resample(self.verbmem, rng)
         if "knowmem" in requires:
-            changes["knowmem"] = draw(self.knowmem)
+            changes["knowmem"] = draw("knowmem", self.knowmem)
         if "original" in requires and self.original_retain is not None and self.original_retain.size > 1:
-            changes["original_retain"] = resample(self.original_retain, rng)
+            changes["original_retain"] = take("knowmem", "retain", self.original_retain)
         if "privleak" in requires:
-            changes["privleak"] = draw(self.privleak)
+            changes["privleak"] = draw("privleak", self.privleak)
         if "reference" in requires:
-            changes["reference_privleak"] = draw(self.reference_privleak)
+            changes["reference_privleak"] = draw("privleak", self.reference_privleak)
         return replace(self, **changes)
 
     def model_auc(self) -> float:
@@ -229,7 +238,14 @@ def privleak_metric(inputs: MuseInputs) -> Measurement:
     signed = privleak(auc, retrain, inputs.variant)
     assert inputs.privleak is not None
     n = int(inputs.privleak["forget"].size + inputs.privleak["holdout"].size)
-    details = {"privleak": signed, "auc": auc, "auc_retrain": retrain, "auc_retrain_source": inputs.auc_retrain_source}
+    details: dict[str, Any] = {
+        "privleak": signed,
+        "auc": auc,
+        "auc_retrain": retrain,
+        "auc_retrain_source": inputs.auc_retrain_source,
+    }
+    if retrain == 0:
+        details["note"] = "AUC_retrain is 0: PrivLeak divides by it and is undefined"
     return Measurement(abs(signed), n, details)
 
 
