@@ -88,6 +88,38 @@ def test_recount(unlearn_model, unlearn_original_model, unlearn_reference, unlea
 """
 
 
+DOC = Path(__file__).resolve().parent.parent / "docs" / "suites" / "muse.md"
+START, END = "<!-- muse-figures:start (tests/test_muse_world.py checks it) -->", "<!-- muse-figures:end -->"
+
+
+def figures_table(cards: dict[str, dict]) -> str:
+    """The world's figures as docs/suites/muse.md shows them, from the scorecards."""
+
+    def cell(check: dict, digits: int = 1) -> str:
+        lo, hi = check["ci95"]
+        return f"{check['value']:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+    lines = [
+        "| model | VerbMem | KnowMem forget | KnowMem retain | ratio to target | AUC | PrivLeak | \\|PrivLeak\\| 95 % CI | fails |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, card in cards.items():
+        c, a = checks(card), card["aggregates"]
+        lo, hi = c["privleak"]["ci95"]
+        failing = ", ".join(k for k, v in verdicts(card).items() if not v) or "none"
+        lines.append(
+            f"| {name} | {cell(c['verbmem-forget'])} | {cell(c['knowmem-forget'])} | {a['knowmem_r']:.1f} | "
+            f"{cell(c['knowmem-retain-ratio'], 2)} | {a['auc']:.3f} | {a['privleak']:+.1f} | [{lo:.1f}, {hi:.1f}] | "
+            f"{failing} |"
+        )
+    return "\n".join(lines)
+
+
+def doc_block() -> str:
+    text = DOC.read_text(encoding="utf-8")
+    return text[text.index(START) + len(START) : text.index(END)].strip()
+
+
 def run_suite(pytester: pytest.Pytester, cache: Path, model: Path, *args: str) -> tuple[int, dict]:
     result = pytester.runpytest_inprocess(
         "-p", "no:cacheprovider", "--suite=muse-mini", f"--model={model}", f"--cache-dir={cache}",
@@ -206,6 +238,10 @@ def test_without_a_reference_the_published_auc_is_used_and_said(pytester, muse_m
     assert all(s.precision == 1.0 and s.recall < 1.0 for s in expected)
     assert o["verbmem-forget"]["value"] == pytest.approx(100 * sum(s.fmeasure for s in expected) / len(expected))
     assert o["verbmem-forget"]["value"] < 100.0
+    # The figures the doc quotes for these two runs.
+    text = DOC.read_text(encoding="utf-8")
+    assert f"VerbMem {o['verbmem-forget']['value']:.1f} instead of 100" in text
+    assert f"gives it {c['privleak']['details']['privleak']:+.1f}, a fail" in text
 
 
 def test_scalability_and_sustainability_are_scorecards_side_by_side(cards, tmp_path, capsys):
@@ -226,3 +262,6 @@ def test_scalability_and_sustainability_are_scorecards_side_by_side(cards, tmp_p
     assert out.splitlines()[0] == "| check | retrained.json | over_unlearned.json |"
     assert "PASS" in row and "FAIL" in row and "REGRESSION" in row
     assert any(line.startswith("| aggregate privleak") for line in out.splitlines())
+    # The figures in docs/suites/muse.md are these runs'.
+    loaded = {name: json.loads(cards[name].read_text()) for name in ("target", "retrained", "over_unlearned")}
+    assert doc_block() == figures_table(loaded), "docs/suites/muse.md figures drifted; now:\n" + figures_table(loaded)
