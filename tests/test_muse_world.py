@@ -244,6 +244,34 @@ def test_without_a_reference_the_published_auc_is_used_and_said(pytester, muse_m
     assert f"gives it {c['privleak']['details']['privleak']:+.1f}, a fail" in text
 
 
+def test_texts_past_the_model_s_context_are_cut_and_said(pytester, muse_models, muse_cache, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(Path(__file__).resolve().parent.parent / "suites" / "muse-mini" / "data", data)
+    holdout = data / "news" / "privleak" / "holdout.json"
+    texts = json.loads(holdout.read_text())
+    holdout.write_text(json.dumps([" ".join([t] * 5) for t in texts]))  # 5 x 55-71 tokens > 256
+    code, card = run_suite(
+        pytester,
+        muse_cache,
+        muse_models["retrained"],
+        f"--data={data}",
+        "--setting=knowmem_retain_target=100",
+        "-k",
+        "privleak",
+    )
+    assert card["warnings"] == [
+        f"PrivLeak: texts up to {max(card_tokens(muse_models, ' '.join([t] * 5)) for t in texts)} tokens, "
+        f"{muse_models['retrained'].name} reads 256: each is cut to its first 256 tokens"
+    ]
+    assert checks(card)["privleak"]["value"] is not None
+
+
+def card_tokens(muse_models, text: str) -> int:
+    from transformers import AutoTokenizer
+
+    return len(AutoTokenizer.from_pretrained(muse_models["retrained"])(text).input_ids)
+
+
 def test_scalability_and_sustainability_are_scorecards_side_by_side(cards, tmp_path, capsys):
     """MUSE's scalability and sustainability are the same checks on models unlearned on larger or
     successive forget sets: one run per model, the scorecards compared (first = the baseline)."""
