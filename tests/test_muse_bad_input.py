@@ -169,3 +169,15 @@ def test_a_reference_that_is_not_a_model_folder(pytester, tmp_path, model_folder
     assert run(pytester, f"--model={model_folder}", f"--original-model={logs}") == (
         f"ERROR: --original-model {logs}: expected a model folder (with config.json), got a file"
     )
+
+
+def test_an_identical_repeat_is_kept_once_and_said(pytester, data, model_folder):
+    path = data / "news" / "verbmem" / "forget.json"
+    path.write_text(
+        json.dumps([{"prompt": "A.", "gt": " b"}, {"prompt": "C.", "gt": " d"}, {"prompt": "A.", "gt": " b"}])
+    )
+    # A warning in the scorecard; under --unlearn-strict the one line of a usage error.
+    assert run(pytester, f"--model={model_folder}", f"--data={data}", "--unlearn-strict") == (
+        f"ERROR: {path}: 1 identical duplicate record(s) kept once ('A.' on records 1 and 3); multi-process runs "
+        "pad their output this way (--strict turns warnings into errors)"
+    )
