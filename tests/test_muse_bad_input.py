@@ -181,3 +181,10 @@ def test_an_identical_repeat_is_kept_once_and_said(pytester, data, model_folder)
         f"ERROR: {path}: 1 identical duplicate record(s) kept once ('A.' on records 1 and 3); multi-process runs "
         "pad their output this way (--strict turns warnings into errors)"
     )
+
+
+def test_no_such_original_model(pytester, tmp_path, model_folder):
+    missing = tmp_path / "target"
+    assert run(pytester, f"--model={model_folder}", f"--original-model={missing}") == (
+        f"ERROR: --original-model {missing}: no such file or folder; pass the folder of the model before unlearning"
+    )

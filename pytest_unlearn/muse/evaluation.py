@@ -108,9 +108,13 @@ class MuseBackend(Backend):
         for role in ("original", "reference"):
             path = self._role_path(role)
             if path is not None:
-                what = "the model before unlearning" if role == "original" else "the retrained model"
+                what = (
+                    "the folder of the model before unlearning"
+                    if role == "original"
+                    else "the retrained model's folder"
+                )
                 if not path.exists():
-                    raise UnlearnError(f"{ROLES[role]} {path}: no such file or folder; pass {what}'s folder")
+                    raise UnlearnError(f"{ROLES[role]} {path}: no such file or folder; pass {what}")
                 inspect_model_folder(path, allow_pickle=settings.allow_pickle, flag=ROLES[role])
 
     def _optional_fraction(self, s: dict[str, Any], key: str, top: float, what: str) -> float | None:
