@@ -188,3 +188,41 @@ def test_no_such_original_model(pytester, tmp_path, model_folder):
     assert run(pytester, f"--model={model_folder}", f"--original-model={missing}") == (
         f"ERROR: --original-model {missing}: no such file or folder; pass the folder of the model before unlearning"
     )
+
+
+@pytest.mark.parametrize(
+    ("file", "content", "message"),
+    [
+        ("privleak/forget.json", {"text": "one"}, "expected a JSON list of texts"),
+        ("privleak/holdout.json", [], "no texts"),
+        ("knowmem/forget_qa_icl.json", [], "no records"),
+        ("verbmem/forget.json", {"prompt": "a", "gt": "b"}, "expected a JSON list of objects with prompt, gt"),
+    ],
+)
+def test_a_file_of_the_wrong_shape(pytester, data, model_folder, file, content, message):
+    path = data / "news" / file
+    path.write_text(json.dumps(content))
+    assert run(pytester, f"--model={model_folder}", f"--data={data}") == f"ERROR: {path}: {message}"
+
+
+def check_error(pytester: pytest.Pytester, check: str, *args: str) -> str:
+    """The error a check of the run ends with (a failed check, not a usage error)."""
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--suite=muse-mini", "--scorecard=card.json", *args)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+    card = json.loads((pytester.path / "card.json").read_text())
+    return {c["id"]: c for c in card["checks"]}[check]["error"]
+
+
+def test_the_utility_ratio_without_the_original_model(pytester, model_folder):
+    assert check_error(pytester, "knowmem-retain-ratio", f"--model={model_folder}", "-k", "ratio") == (
+        "the KnowMem-retain ratio needs the original (target) model: pass --original-model PATH, or "
+        "--setting knowmem_retain_target=VALUE (its KnowMem on retain, x 100)"
+    )
+
+
+def test_a_privleak_text_of_one_token(pytester, data, model_folder):
+    (data / "news" / "privleak" / "holdout.json").write_text(json.dumps(["A holdout text.", "x"]))
+    assert check_error(pytester, "privleak", f"--model={model_folder}", f"--data={data}", "-k", "privleak") == (
+        "PrivLeak holdout text 2: a single token, nothing to score; remove it"
+    )
