@@ -130,3 +130,25 @@ def mucac_models(mufac_models: dict[str, Path]) -> dict[str, Path]:
     from fixtures.worlds import models
 
     return models("mucac")
+
+
+@pytest.fixture(scope="session")
+def muse_models() -> dict[str, Path]:
+    """Paths of the miniature MUSE world's tiny OLMo models: target, retrained, over_unlearned."""
+    import safetensors  # noqa: F401
+    import tokenizers  # noqa: F401
+    import torch  # noqa: F401
+    import torch.distributed._functional_collectives  # noqa: F401
+    import transformers  # noqa: F401
+    import transformers.models.olmo.modeling_olmo  # noqa: F401
+
+    from fixtures.worlds import models
+
+    return models("muse")
+
+
+@pytest.fixture(scope="session")
+def muse_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One artifact cache for the MUSE world runs: a model's generations and token log-probs,
+    computed when it is first --model, --original-model or --reference, are read afterwards."""
+    return tmp_path_factory.mktemp("muse-artifact-cache")

@@ -33,6 +33,13 @@ _METRICS = {
         "mcq.mmlu_accuracy": "mmlu_accuracy_metric",
         "mcq.mmlu_ratio": "mmlu_ratio_metric",
     },
+    "pytest_unlearn.muse.metrics": {
+        "muse.verbmem": "verbmem_metric",
+        "muse.knowmem_forget": "knowmem_forget_metric",
+        "muse.knowmem_retain": "knowmem_retain_metric",
+        "muse.knowmem_retain_ratio": "knowmem_retain_ratio",
+        "muse.privleak": "privleak_metric",
+    },
     "pytest_unlearn.genmu.metrics": {
         "genmu.forget": "forget",
         "genmu.retain": "retain",
@@ -69,6 +76,9 @@ _FACE_SUITES = {"mufac": "MUFAC", "mufac-mini": "MUFAC_MINI", "mucac": "MUCAC", 
 for _suite, _attr in _FACE_SUITES.items():
     SUITES.register(_suite, f"pytest_unlearn.suites:{_attr}", replace=True)
 BACKENDS.register("mufac", "pytest_unlearn.mufac.evaluation:FaceBackend", replace=True)
+SUITES.register("muse", "pytest_unlearn.suites:MUSE", replace=True)
+SUITES.register("muse-mini", "pytest_unlearn.suites:MUSE_MINI", replace=True)
+BACKENDS.register("muse", "pytest_unlearn.muse.evaluation:MuseBackend", replace=True)
 BACKENDS.register("tofu", "pytest_unlearn.tofu.evaluation:TofuBackend", replace=True)
 BACKENDS.register("semeval", "pytest_unlearn.semeval.evaluation:SemevalBackend", replace=True)
 BACKENDS.register("genmu", "pytest_unlearn.genmu.evaluation:GenmuBackend", replace=True)

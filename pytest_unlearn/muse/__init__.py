@@ -1,0 +1,1 @@
+"""MUSE (Shi et al. 2024): verbatim and knowledge memorization, privacy leakage, utility preserved."""

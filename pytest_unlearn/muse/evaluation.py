@@ -1,0 +1,490 @@
+"""The MUSE backend: greedy generations and token log-probs of ``--model`` (and of
+``--original-model`` / ``--reference`` where a check needs them), scored as muse_bench does.
+
+Inputs (each computed at most once per run, shared by every check that needs it):
+- ``verbmem``: the model's continuation of every forget prompt, ROUGE-L F1 per prompt;
+- ``knowmem``: its in-context answers to the forget and retain questions, ROUGE-L F1 each;
+- ``original``: the original (target) model's retain answers (``--original-model``), or the
+  value of ``--setting knowmem_retain_target``;
+- ``privleak``: Min-K% scores of the forget and holdout texts;
+- ``reference``: the retrained model's (``--reference``), else PrivLeak's published AUC_retrain.
+Generations and token log-probs go through the content-addressed artifact cache; torch is
+imported only when a model pass is needed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pytest_unlearn.errors import UnlearnError
+from pytest_unlearn.evaluation import Backend, RunSettings
+from pytest_unlearn.fingerprint import fingerprint
+from pytest_unlearn.loading import inspect_model_folder, token_budget
+from pytest_unlearn.manifest import SuiteManifest
+from pytest_unlearn.muse import metrics as mm
+from pytest_unlearn.muse.data import MuseData, load_data
+
+ROLES = {"model": "--model", "original": "--original-model", "reference": "--reference"}
+DEFAULTS: dict[str, Any] = {
+    "corpus": "news",
+    "muse_variant": "muse",
+    "verbmem_max_new_tokens": 128,
+    "knowmem_max_new_tokens": 32,
+    "mink_k": mm.MIN_K,
+}
+
+
+class MuseBackend(Backend):
+    #: What --setting may override besides the manifest's [settings].
+    SETTINGS = (
+        "seed",
+        "bootstrap_samples",
+        "corpus",
+        "muse_variant",
+        "verbmem_max_new_tokens",
+        "knowmem_max_new_tokens",
+        "mink_k",
+        "knowmem_retain_target",
+        "auc_retrain",
+        "max_batch_tokens",
+    )
+    USER_API = ("model", "original", "reference", "generate", "nll", "data")
+
+    def __init__(self, manifest: SuiteManifest, settings: RunSettings) -> None:
+        super().__init__(manifest, settings)
+        from pytest_unlearn.genmu.generation import typed_setting
+
+        s = {**DEFAULTS, **manifest.settings}
+        where = f"suite {manifest.name} (manifest or --setting)"
+        self.corpus = str(s["corpus"])
+        if self.corpus not in mm.CORPORA:
+            raise UnlearnError(f"--setting corpus={self.corpus}: unknown MUSE corpus; use news or books")
+        self.variant = str(s["muse_variant"])
+        if self.variant not in mm.VARIANTS:
+            raise UnlearnError(
+                f"--setting muse_variant={self.variant}: unknown variant; use muse (muse_bench's scoring) "
+                "or open-unlearning"
+            )
+        self.verbmem_tokens = typed_setting(s, "verbmem_max_new_tokens", int, where)
+        self.knowmem_tokens = typed_setting(s, "knowmem_max_new_tokens", int, where)
+        for key, value in (
+            ("verbmem_max_new_tokens", self.verbmem_tokens),
+            ("knowmem_max_new_tokens", self.knowmem_tokens),
+        ):
+            if value < 1:
+                raise UnlearnError(f"{where}: setting {key!r} must be at least 1, got {value!r}")
+        self.k = typed_setting(s, "mink_k", float, where)
+        if not 0 < self.k <= 1:
+            raise UnlearnError(f"--setting mink_k={self.k}: the Min-K% fraction must be in (0, 1] (MUSE: 0.4)")
+        self.retain_target = self._optional_fraction(s, "knowmem_retain_target", 100.0, "its KnowMem on retain, x 100")
+        self.auc_retrain = self._optional_fraction(s, "auc_retrain", 1.0, "an AUC")
+        self.max_batch_tokens, self.token_budget_source = token_budget(s, settings)
+        self.inputs = mm.MuseInputs(variant=self.variant)
+        self._models: dict[Path, tuple[Any, Any, str]] = {}
+        self._tokenizers: dict[Path, Any] = {}
+        self._digests: dict[Path, str] = {}
+        self._fingerprint: str | None = None
+        self._resolved_device: str | None = None
+        self._artifact_files: dict[str, str] = {}
+        self.model_loads = 0
+
+        data_dir = settings.data if settings.data is not None else manifest.data.get("muse")
+        if data_dir is None:
+            raise UnlearnError(
+                f"--suite {manifest.name} needs MUSE's data: pass --data DIR (muse_bench's data folder or one "
+                "corpus folder in it)"
+            )
+        flag = "--data" if settings.data is not None else f"suite {manifest.name}'s bundled data"
+        self.data: MuseData = load_data(Path(data_dir), self.corpus, flag, self.warn)
+
+        if settings.model is None:
+            raise UnlearnError(f"--suite {manifest.name} needs --model PATH (the unlearned model's folder)")
+        inspect_model_folder(settings.model, allow_pickle=settings.allow_pickle)
+        for role in ("original", "reference"):
+            path = self._role_path(role)
+            if path is not None:
+                what = (
+                    "the folder of the model before unlearning"
+                    if role == "original"
+                    else "the retrained model's folder"
+                )
+                if not path.exists():
+                    raise UnlearnError(f"{ROLES[role]} {path}: no such file or folder; pass {what}")
+                inspect_model_folder(path, allow_pickle=settings.allow_pickle, flag=ROLES[role])
+
+    def _optional_fraction(self, s: dict[str, Any], key: str, top: float, what: str) -> float | None:
+        value = s.get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= top:
+            raise UnlearnError(f"--setting {key}={value}: expected a number in (0, {top:g}] ({what})")
+        return float(value)
+
+    def _role_path(self, role: str) -> Path | None:
+        return {
+            "model": self.settings.model,
+            "original": self.settings.original_model,
+            "reference": self.settings.reference,
+        }[role]
+
+    # -- models ----------------------------------------------------------------------------------
+    def _model(self, path: Path) -> tuple[Any, Any, str]:
+        if path not in self._models:
+            from pytest_unlearn.loading import load_causal_lm
+            from pytest_unlearn.workers import split_cpu_threads
+
+            loaded = load_causal_lm(
+                path, device=self.settings.device, dtype=self.settings.dtype, allow_pickle=self.settings.allow_pickle
+            )
+            split_cpu_threads(loaded[2])
+            self._models[path] = loaded
+            self.model_loads += 1
+        return self._models[path]
+
+    def _tokenizer(self, path: Path) -> Any:
+        """The model's tokenizer, without loading the weights (cached generations need none)."""
+        if path in self._models:
+            return self._models[path][1]
+        if path not in self._tokenizers:
+            from transformers import AutoTokenizer
+
+            self._tokenizers[path] = AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=False)
+        return self._tokenizers[path]
+
+    def _cache_key(self, path: Path, kind: str, **parts: Any) -> str:
+        from pytest_unlearn.cache import make_key, model_digest
+        from pytest_unlearn.loading import resolve_device
+
+        if path not in self._digests:
+            self._digests[path] = model_digest(path)
+        device = resolve_device(self.settings.device)
+        self._resolved_device = device
+        return make_key(
+            kind,
+            model=self._digests[path],
+            device=device.split(":")[0],
+            dtype=self.settings.dtype,
+            batch_size=self.settings.batch_size,
+            **({"max_batch_tokens": self.max_batch_tokens} if self.max_batch_tokens else {}),
+            **parts,
+        )
+
+    def _generate(self, path: Path, prompts: list[str], max_new_tokens: int) -> list[str]:
+        """Greedy continuations (muse_bench: ``generate(do_sample=False)``, new tokens decoded
+        with ``skip_special_tokens``), batched with left padding, through the cache."""
+        from pytest_unlearn.semeval.backend import generate_greedy
+
+        def produce() -> list[str]:
+            model, tokenizer, device = self._model(path)
+            self.progress(f"muse: {len(prompts)} greedy generations of {max_new_tokens} tokens ({path.name})")
+            return generate_greedy(
+                model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=self.settings.batch_size,
+                device=device, max_tokens=self.max_batch_tokens,
+            )  # fmt: skip
+
+        key = self._cache_key(path, "muse.generations", prompts=prompts, max_new_tokens=max_new_tokens)
+        return self.cache.get_or_create_json("muse-generations", key, produce)
+
+    def _context(self, path: Path, texts: list[str]) -> int | None:
+        """The model's context when a text is longer (said once), else None."""
+        from pytest_unlearn.loading import model_config
+
+        limit = model_config(path).get("max_position_embeddings")
+        if not limit:
+            return None
+        tokenizer = self._tokenizer(path)
+        longest = max(len(tokenizer(t).input_ids) for t in texts)
+        if longest <= limit:
+            return None
+        self.warn(
+            f"PrivLeak: texts up to {longest} tokens, {path.name} reads {limit}: "
+            f"each is cut to its first {limit} tokens"
+        )
+        return int(limit)
+
+    def _token_stats(self, path: Path, texts: list[str]) -> list[list[float]]:
+        """Log-prob of every token after the first given its prefix (muse_bench's ``all_prob``
+        of ``compute_ppl``: ``tokenizer.encode(text)``, special tokens included), cached."""
+        from pytest_unlearn.semeval.backend import token_statistics
+
+        context = self._context(path, texts)
+
+        def produce() -> list[list[float]]:
+            model, tokenizer, device = self._model(path)
+            self.progress(f"muse: token log-probs of {len(texts)} texts ({path.name})")
+            rows = token_statistics(
+                model, tokenizer, texts, batch_size=self.settings.batch_size, device=device,
+                max_tokens=self.max_batch_tokens, truncate=context,
+            )  # fmt: skip
+            return [row["logprobs"] for row in rows]
+
+        key = self._cache_key(path, "muse.token_logprobs", texts=texts, truncate=context)
+        return self.cache.get_or_create_json("muse-logprobs", key, produce)
+
+    # -- scoring ---------------------------------------------------------------------------------
+    def verbmem_reference(self, path: Path, gt: str) -> str:
+        """What a continuation is scored against: muse_bench cuts the reference to its first
+        ``max_new_tokens`` tokens (special tokens counted: Llama's BOS is one of the 128) and
+        decodes them; open-unlearning keeps the whole reference."""
+        if self.variant == "open-unlearning":
+            return gt.strip()
+        tokenizer = self._tokenizer(path)
+        ids = tokenizer(gt, add_special_tokens=True).input_ids[: self.verbmem_tokens]
+        return tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=True)
+
+    def _stem(self) -> bool:
+        return self.variant == "open-unlearning"
+
+    def knowmem_prompts(self, split: str) -> list[str]:
+        shots = [(q.question, q.answer) for q in self.data.icl[split]]
+        return [mm.knowmem_prompt(shots, q.question) for q in self.data.knowmem[split]]
+
+    def _knowmem_scores(
+        self, path: Path, splits: tuple[str, ...]
+    ) -> dict[str, tuple[np.ndarray, list[dict[str, Any]]]]:
+        out = {}
+        for split in splits:
+            # One cache entry per split: the original model's retain answers (the utility ratio's
+            # denominator) are then the same entry as when that model is itself --model.
+            outputs = self._generate(path, self.knowmem_prompts(split), self.knowmem_tokens)
+            rows = []
+            for qa, raw in zip(self.data.knowmem[split], outputs):
+                answer = mm.cut_answer(raw, self.variant)
+                score = mm.rouge_l_f1(qa.answer, answer, stem=self._stem())
+                rows.append({"index": qa.index, "question": qa.question, "answer": qa.answer,
+                             "generation": raw, "scored": answer, "rougeL_f1": score})  # fmt: skip
+            out[split] = (np.array([r["rougeL_f1"] for r in rows]), rows)
+        return out
+
+    def compute(self, name: str) -> None:
+        model = self.settings.model
+        assert model is not None
+        if name == "verbmem":
+            prompts = [p.prompt for p in self.data.verbmem]
+            outputs = self._generate(model, prompts, self.verbmem_tokens)
+            rows = []
+            for passage, output in zip(self.data.verbmem, outputs):
+                reference = self.verbmem_reference(model, passage.gt)
+                candidate = output.strip() if self.variant == "open-unlearning" else output
+                rows.append({"index": passage.index, "prompt": passage.prompt, "gt": reference, "generation": output,
+                             "rougeL_f1": mm.rouge_l_f1(reference, candidate, stem=self._stem())})  # fmt: skip
+            self.inputs = replace(self.inputs, verbmem=np.array([r["rougeL_f1"] for r in rows]))
+            self._write("verbmem", rows)
+        elif name == "knowmem":
+            scored = self._knowmem_scores(model, ("forget", "retain"))
+            self.inputs = replace(self.inputs, knowmem={split: scores for split, (scores, _) in scored.items()})
+            for split, (_, rows) in scored.items():
+                self._write(f"knowmem_{split}", rows)
+        elif name == "original":
+            path = self.settings.original_model
+            if path is not None:
+                scores, rows = self._knowmem_scores(path, ("retain",))["retain"]
+                self._write("original_knowmem_retain", rows)
+                source = f"--original-model {path}"
+            elif self.retain_target is not None:
+                scores, source = (
+                    np.array([self.retain_target / 100]),
+                    f"--setting knowmem_retain_target={self.retain_target:g}",
+                )
+            else:
+                raise UnlearnError(
+                    "the KnowMem-retain ratio needs the original (target) model: pass --original-model PATH, or "
+                    "--setting knowmem_retain_target=VALUE (its KnowMem on retain, x 100)"
+                )
+            self.inputs = replace(self.inputs, original_retain=scores, original_source=source)
+        elif name == "privleak":
+            scores = self._privleak_scores(model)
+            self.inputs = replace(self.inputs, privleak=scores)
+            self._write("privleak", [
+                {"set": split, "index": i, "min_k": float(v), "text": self.data.privleak[split][i]}
+                for split, values in scores.items() for i, v in enumerate(values)
+            ])  # fmt: skip
+        elif name == "reference":
+            path = self.settings.reference
+            if path is not None:
+                ref = self._privleak_scores(path)
+                self.inputs = replace(self.inputs, reference_privleak=ref, auc_retrain_source=f"--reference {path}")
+            else:
+                value, source = self.fixed_auc_retrain()
+                self.inputs = replace(self.inputs, auc_retrain=value, auc_retrain_source=source)
+        else:
+            raise UnlearnError(f"the muse backend cannot compute {name!r}")
+
+    def fixed_auc_retrain(self) -> tuple[float, str]:
+        """PrivLeak's denominator without a retrained model, and where it comes from."""
+        if self.auc_retrain is not None:
+            return self.auc_retrain, f"--setting auc_retrain={self.auc_retrain:g}"
+        if self.variant == "open-unlearning":
+            return mm.OPEN_UNLEARNING_AUC_RETRAIN, "open-unlearning's default ref_value 0.5 (no --reference)"
+        return mm.PUBLISHED_AUC_RETRAIN[
+            self.corpus
+        ], f"published: muse_bench constants.py, {self.corpus} (no --reference)"
+
+    def _privleak_scores(self, path: Path) -> dict[str, np.ndarray]:
+        from pytest_unlearn.attacks import TokenStats
+
+        sets = self.data.privleak
+        texts = sets["forget"] + sets["holdout"]
+        rows = iter(self._token_stats(path, texts))
+        out = {}
+        for split in ("forget", "holdout"):
+            stats = []
+            for i, text in enumerate(sets[split]):
+                logprobs = next(rows)
+                if not logprobs:
+                    raise UnlearnError(f"PrivLeak {split} text {i + 1}: a single token, nothing to score; remove it")
+                stats.append(TokenStats(text, np.asarray(logprobs, dtype=float)))
+            out[split] = mm.min_k_scores(stats, self.k)
+        return out
+
+    def metric_inputs(self) -> mm.MuseInputs:
+        return self.inputs
+
+    def aggregates(self) -> dict[str, Any]:
+        return mm.aggregates(self.inputs)
+
+    # -- the user's own tests ----------------------------------------------------------------------
+    def _user_path(self, role: str) -> Path:
+        if role not in ROLES:
+            raise UnlearnError(f"the muse suite loads no {role}: its models are model, original and reference")
+        path = self._role_path(role)
+        if path is None:
+            raise UnlearnError(f"unlearn_{role}: pass {ROLES[role]} PATH")
+        return path
+
+    def user_model(self, role: str = "model") -> Any:
+        from pytest_unlearn.semeval.evaluation import LanguageModel
+
+        path = self._user_path(role)
+        model, tokenizer, device = self._model(path)
+        return LanguageModel(model, tokenizer, device, path)
+
+    def user_generate(self, prompts: list[str], **overrides: Any) -> list[str]:
+        """Greedy continuations of raw prompts by the model, VerbMem's length unless
+        ``max_new_tokens`` is given, through the cache the suite's checks use."""
+        unknown = sorted(set(overrides) - {"max_new_tokens"})
+        if unknown:
+            raise UnlearnError(f"unlearn_generate: unknown setting(s) {', '.join(unknown)}; it takes max_new_tokens")
+        tokens = int(overrides.get("max_new_tokens", self.verbmem_tokens))
+        return self._generate(self._user_path("model"), list(prompts), tokens)
+
+    def user_nll(self, texts: list[str]) -> list[float]:
+        """Mean token NLL of each text under the model (from the token log-probs PrivLeak uses)."""
+        rows = self._token_stats(self._user_path("model"), list(texts))
+        return [float(-np.mean(r)) if r else float("nan") for r in rows]
+
+    def user_data(self) -> MuseData:
+        return self.data
+
+    # -- records ---------------------------------------------------------------------------------
+    def _write(self, name: str, rows: list[dict[str, Any]]) -> None:
+        path = self.settings.artifacts / "muse" / f"{name}.jsonl"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+        except OSError as exc:
+            self.warn(
+                f"--artifacts {self.settings.artifacts}: cannot write muse/{name}.jsonl ({exc.strerror or exc}); "
+                "the scores are kept, the per-sample records are not: pass a writable folder to keep them"
+            )
+            return
+        self._artifact_files[f"muse_{name}"] = str(path)
+
+    def artifacts(self) -> dict[str, str]:
+        return dict(self._artifact_files)
+
+    def device(self) -> str | None:
+        for _, _, device in self._models.values():
+            return device
+        return self._resolved_device
+
+    def model_record(self) -> dict[str, Any]:
+        if self._fingerprint is None:
+            self._fingerprint = fingerprint(self.settings.model)  # type: ignore[arg-type]
+        return {
+            "path": str(self.settings.model),
+            "fingerprint": self._fingerprint,
+            "original": str(self.settings.original_model) if self.settings.original_model else None,
+            "reference": str(self.settings.reference) if self.settings.reference else None,
+        }
+
+    def header_lines(self) -> list[str]:
+        d = self.data
+        sizes = (
+            f"verbmem={len(d.verbmem)} knowmem forget={len(d.knowmem['forget'])} retain={len(d.knowmem['retain'])} "
+            f"privleak forget={len(d.privleak['forget'])} holdout={len(d.privleak['holdout'])}"
+        )
+        return [
+            f"unlearn: muse corpus={self.corpus} muse_variant={self.variant} {sizes}, model={self.settings.model}, "
+            f"original={self.settings.original_model}, reference={self.settings.reference}, greedy (no seed)"
+        ]
+
+    def settings_record(self) -> dict[str, Any]:
+        return {
+            "corpus": self.corpus,
+            "muse_variant": self.variant,
+            "verbmem_max_new_tokens": self.verbmem_tokens,
+            "knowmem_max_new_tokens": self.knowmem_tokens,
+            "mink_k": self.k,
+            "knowmem_retain_target": self.retain_target,
+            "auc_retrain": self.auc_retrain,
+            "rouge": "ROUGE-L F1, Porter stemmer" if self._stem() else "ROUGE-L F1, no stemmer",
+            "batch_size": self.settings.batch_size,
+            "device": self.settings.device,
+            "dtype": self.settings.dtype,
+            "data": str(self.data.folder),
+        }
+
+    #: Examples shown per failing check in the HTML report.
+    REPORT_EXAMPLES = 5
+
+    def report_sections(self, card: dict[str, Any], report: Path) -> list[str]:
+        """The forget items the model still reproduces (highest ROUGE) for a failing VerbMem or
+        KnowMem-forget check, the retain questions it lost for a failing utility check, and the
+        Min-K% scores of the forget and holdout texts behind PrivLeak."""
+        from pytest_unlearn.report import E, histogram_svg
+
+        def read(name: str) -> list[dict[str, Any]]:
+            path = card.get("artifacts", {}).get(f"muse_{name}")
+            try:
+                text = Path(path).read_text(encoding="utf-8") if path else ""
+            except OSError:
+                return []
+            return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+        failing = {c["metric"] for c in card["checks"] if not c["passed"]}
+        sections = []
+
+        def table(rows: list[dict[str, Any]], first: str, title: str, most: bool) -> str:
+            rows = sorted(rows, key=lambda r: (-r["rougeL_f1"] if most else r["rougeL_f1"], r["index"]))
+            body = "".join(
+                f"<tr><td><pre>{E(r[first])}</pre></td><td><pre>{E(r.get('gt', r.get('answer', '')))}</pre></td>"
+                f"<td><pre>{E(r['generation'])}</pre></td><td>{r['rougeL_f1']:.3f}</td></tr>"
+                for r in rows[: self.REPORT_EXAMPLES]
+            )
+            return (
+                f"<h2>{E(title)}</h2><table><tr><th>{first}</th><th>reference</th><th>generated</th>"
+                f"<th>ROUGE-L F1</th></tr>{body}</table>"
+            )
+
+        if "muse.verbmem" in failing and (rows := read("verbmem")):
+            sections.append(table(rows, "prompt", "VerbMem: forget passages the model still reproduces", True))
+        if "muse.knowmem_forget" in failing and (rows := read("knowmem_forget")):
+            sections.append(table(rows, "question", "KnowMem: forget questions the model still answers", True))
+        if failing & {"muse.knowmem_retain", "muse.knowmem_retain_ratio"} and (rows := read("knowmem_retain")):
+            sections.append(table(rows, "question", "Utility: retain questions the model lost", False))
+        if rows := read("privleak"):
+            series = {s: [r["min_k"] for r in rows if r["set"] == s] for s in ("forget", "holdout")}
+            aggregates = card.get("aggregates", {})
+            sections.append(
+                "<h2>PrivLeak: Min-K% scores</h2><p>minus the mean of the lowest "
+                f"{self.k:.0%} token log-probs per text; AUC {aggregates.get('auc', float('nan')):.3f}, "
+                f"AUC_retrain {aggregates.get('auc_retrain', float('nan')):.3f} "
+                f"({E(str(aggregates.get('auc_retrain_source')))})</p>" + histogram_svg(series, label="Min-K% score")
+            )
+        return sections
