@@ -9,12 +9,13 @@ Imported only when the semeval suite runs: it imports torch.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from pytest_unlearn.errors import UnlearnError
-from pytest_unlearn.semeval.mmlu import CHOICES, MMLUData, build_prompt
+from pytest_unlearn.semeval.mmlu import CHOICES, MMLUData, build_prompt, format_example
 
 # open-instruct's run_mmlu.py drops few-shot examples until a prompt fits 2048 tokens.
 MMLU_MAX_PROMPT_TOKENS = 2048
@@ -278,9 +279,101 @@ def mmlu_prompts(tokenizer: Any, data: MMLUData, shots: int) -> list[tuple[str, 
     return prompts
 
 
+def mmlu_prefixes(data: MMLUData, prompts: Sequence[tuple[str, int, str]]) -> list[str]:
+    """Each prompt of :func:`mmlu_prompts` without its question: the header and the shots, the
+    same text for every question of a subject (with the same number of shots)."""
+    out = []
+    for subject, index, prompt in prompts:
+        question = format_example(data.test[subject][index], include_answer=False)
+        out.append(prompt[: len(prompt) - len(question)])
+    return out
+
+
 def answer_token_ids(tokenizer: Any) -> list[int]:
     """The last token of " A", " B", " C", " D" (as ``run_mmlu.py`` picks them)."""
     return [tokenizer.encode(" " + letter, add_special_tokens=False)[-1] for letter in CHOICES]
+
+
+@dataclass(frozen=True)
+class SharedPrefixes:
+    """How MMLU prompts split into a per-subject shared prefix and per-question suffixes.
+
+    ``encoded[i]`` is prompt i's full tokenization; ``groups`` holds (prefix ids, member indices)
+    with ``encoded[i] == prefix + encoded[i][len(prefix):]`` checked for every member and at
+    least one suffix token left; ``unshared`` the prompts that run whole (no group, or the
+    split did not give the prompt's own tokens).
+    """
+
+    encoded: list[list[int]]
+    groups: list[tuple[list[int], list[int]]]
+    unshared: list[int]
+
+    @property
+    def prefix_tokens(self) -> int:
+        """Tokens run once per group."""
+        return sum(len(prefix) for prefix, _ in self.groups)
+
+    @property
+    def suffix_tokens(self) -> int:
+        """Tokens run per question after a shared prefix."""
+        return sum(len(self.encoded[i]) - len(prefix) for prefix, members in self.groups for i in members)
+
+    @property
+    def unshared_tokens(self) -> int:
+        return sum(len(self.encoded[i]) for i in self.unshared)
+
+    @property
+    def full_tokens(self) -> int:
+        """Tokens the unshared pass runs: every prompt whole."""
+        return sum(len(e) for e in self.encoded)
+
+
+def share_prefixes(tokenizer: Any, prompts: Sequence[str], prefixes: Sequence[str | None]) -> SharedPrefixes:
+    """Split each prompt after its ``prefixes[i]`` (a text the prompt starts with; ``None``: not
+    shared), prompts with the same prefix text forming one group.
+
+    Tokenizers merge across the boundary (a prefix ending in "\\n\\n" tokenized alone ends in
+    one token that, followed by a question, may be two), so the prefix's own tokenization is not
+    trusted: the group shares the first ``len(prefix tokens)`` tokens of the full prompts, or one
+    fewer when more prompts agree on that, and every member's full tokenization is checked to
+    start with exactly those; a prompt where it does not runs whole.
+    """
+    encoded = [tokenizer(p).input_ids for p in prompts]
+    by_prefix: dict[str, list[int]] = {}
+    unshared: list[int] = []
+    for index, (prompt, prefix) in enumerate(zip(prompts, prefixes)):
+        if prefix and prompt.startswith(prefix) and len(prompt) > len(prefix):
+            by_prefix.setdefault(prefix, []).append(index)
+        else:
+            unshared.append(index)
+    groups: list[tuple[list[int], list[int]]] = []
+    for prefix, members in by_prefix.items():
+        alone = tokenizer(prefix).input_ids
+        best: tuple[list[int], list[int]] = ([], [])
+        for length in (len(alone), len(alone) - 1):
+            shared = alone[:length]
+            fits = [i for i in members if len(encoded[i]) > length and encoded[i][:length] == shared]
+            if length > 0 and len(fits) > len(best[1]):
+                best = (shared, fits)
+        if len(best[1]) < 2:
+            unshared.extend(members)  # nothing to share with a single question
+            continue
+        groups.append(best)
+        unshared.extend(i for i in members if i not in set(best[1]))
+    return SharedPrefixes(encoded, groups, sorted(unshared))
+
+
+def _choice_probs(model: Any, last: torch.Tensor, candidates: list[int], *, is_hidden: bool) -> torch.Tensor:
+    """Softmax over the four answer tokens' logits at each row's last position (``last``: its
+    hidden state, or with ``is_hidden=False`` its logits)."""
+    logits = model.get_output_embeddings()(last) if is_hidden else last
+    return torch.softmax(logits[:, candidates].float(), dim=-1)
+
+
+def _record(results: list[tuple[str, list[float]]], batch: list[int], probs: torch.Tensor) -> None:
+    for index, row in zip(batch, probs.tolist()):
+        best = max(range(len(CHOICES)), key=lambda j: (row[j], -j))
+        results[index] = (CHOICES[best], row)
 
 
 @torch.no_grad()
@@ -293,22 +386,103 @@ def mmlu_predict(
     device: str,
     max_tokens: int | None = None,
     progress: Progress | None = None,
+    prefixes: Sequence[str | None] | None = None,
 ) -> list[tuple[str, list[float]]]:
-    """For each prompt, the predicted letter and the probabilities of A-D at the next token."""
+    """For each prompt, the predicted letter and the probabilities of A-D at the next token.
+
+    With ``prefixes`` (each prompt's 5-shot header, :func:`share_prefixes`), a group's prefix is
+    run once and its key/value cache expanded over each batch of the group's suffixes, so a
+    question costs its own ~60 tokens instead of its ~600-token prompt; the letters and
+    probabilities equal the unshared pass (``tests/test_semeval_backend.py``). The head runs on
+    the last position only.
+    """
     candidates = answer_token_ids(tokenizer)
-    encoded = [tokenizer(p).input_ids for p in prompts]
+    plan = share_prefixes(tokenizer, prompts, prefixes if prefixes is not None else [None] * len(prompts))
+    encoded = plan.encoded
     results: list[tuple[str, list[float]]] = [("", [])] * len(prompts)
-    for batch in _batches([len(e) for e in encoded], batch_size, max_tokens):
+    split = _head_and_body(model)
+
+    def run_whole(batch: list[int]) -> None:
         ids, mask = _left_pad([encoded[i] for i in batch], tokenizer.pad_token_id, device)
-        logits = model(input_ids=ids, attention_mask=mask, position_ids=_position_ids(mask)).logits
-        choice_logits = logits[:, -1, candidates].float()
-        probs = torch.softmax(choice_logits, dim=-1)
-        for index, row in zip(batch, probs.tolist()):
-            best = max(range(len(CHOICES)), key=lambda j: (row[j], -j))
-            results[index] = (CHOICES[best], row)
+        positions = _position_ids(mask)
+        if split is not None:
+            hidden = split[0](input_ids=ids, attention_mask=mask, position_ids=positions).last_hidden_state
+            probs = _choice_probs(model, hidden[:, -1], candidates, is_hidden=True)
+        else:
+            logits = model(input_ids=ids, attention_mask=mask, position_ids=positions).logits
+            probs = _choice_probs(model, logits[:, -1], candidates, is_hidden=False)
+        _record(results, batch, probs)
         if progress:
             progress(len(batch))
+
+    unshared = plan.unshared
+    each_batch(
+        [len(encoded[i]) for i in unshared], batch_size, max_tokens, lambda b: run_whole([unshared[i] for i in b])
+    )
+    for prefix, members in plan.groups:
+        run = _suffix_runner(model, split, prefix, encoded, tokenizer.pad_token_id, candidates, device)
+
+        def run_members(batch: list[int], members: list[int] = members, run: Callable = run) -> None:
+            rows = [members[j] for j in batch]
+            _record(results, rows, run(rows))
+            if progress:
+                progress(len(rows))
+
+        # A row holds the prefix's keys as well as its suffix: the token budget counts both.
+        each_batch([len(encoded[i]) for i in members], batch_size, max_tokens, run_members)
     return results
+
+
+def _suffix_runner(
+    model: Any,
+    split: tuple[Any, Any] | None,
+    prefix: list[int],
+    encoded: list[list[int]],
+    pad_id: int,
+    candidates: list[int],
+    device: str,
+) -> Callable[[list[int]], torch.Tensor]:
+    """Run ``prefix`` once; the returned function gives the A-D probabilities of a batch of
+    prompts (indices into ``encoded``) that start with it, from their suffixes alone."""
+    from transformers import DynamicCache
+
+    forward = split[0] if split is not None else model
+    cached = forward(input_ids=torch.tensor([prefix], device=device), use_cache=True).past_key_values
+    layers = [(layer.keys, layer.values) for layer in cached.layers]
+    width = len(prefix)
+
+    def run(batch: list[int]) -> torch.Tensor:
+        # Right-padded suffixes after the prefix: a real token attends to the prefix and to the
+        # suffix tokens before it only (causal), as in its whole prompt; pads come after it.
+        suffixes = [encoded[i][width:] for i in batch]
+        rows, longest = len(batch), max(len(s) for s in suffixes)
+        ids = torch.full((rows, longest), pad_id, dtype=torch.long)
+        mask = torch.zeros((rows, width + longest), dtype=torch.long)
+        mask[:, :width] = 1
+        for row, suffix in enumerate(suffixes):
+            ids[row, : len(suffix)] = torch.tensor(suffix, dtype=torch.long)
+            mask[row, width : width + len(suffix)] = 1
+        positions = torch.arange(width, width + longest, device=device).expand(rows, -1)
+        # A fresh cache per batch (the forward appends the suffixes' keys to it); expand is a
+        # view, so the prefix is copied once per batch, by the cache's own concatenation.
+        cache = DynamicCache(
+            ddp_cache_data=[(k.expand(rows, -1, -1, -1), v.expand(rows, -1, -1, -1)) for k, v in layers],
+            config=model.config,
+        )
+        out = forward(
+            input_ids=ids.to(device),
+            attention_mask=mask.to(device),
+            position_ids=positions,
+            past_key_values=cache,
+            use_cache=True,
+        )
+        last = torch.tensor([len(s) - 1 for s in suffixes], device=device)
+        picked = torch.arange(rows, device=device)
+        if split is not None:
+            return _choice_probs(model, out.last_hidden_state[picked, last], candidates, is_hidden=True)
+        return _choice_probs(model, out.logits[picked, last], candidates, is_hidden=False)
+
+    return run
 
 
 def answer_span_encoding(tokenizer: Any, prompt: str, answer: str, max_length: int) -> tuple[list[int], int]:
