@@ -92,3 +92,30 @@ def test_mmlu_prompts_whose_split_does_not_hold_run_whole(semeval_target):
     whole = mmlu_predict(model, tokenizer, texts, batch_size=4, device="cpu")
     assert [letter for letter, _ in shared] == [letter for letter, _ in whole]
     assert max(abs(a - b) for (_, pa), (_, pb) in zip(shared, whole) for a, b in zip(pa, pb)) < 1e-5
+
+
+def test_finished_rows_leave_the_batch_and_outputs_stay_the_official_loops(semeval_target, monkeypatch):
+    import pytest_unlearn.semeval.backend as backend
+
+    model, tokenizer = semeval_target
+    rows = load_prompts(SEMEVAL_DATA / "forget.jsonl", "forget") + load_prompts(SEMEVAL_DATA / "retain.jsonl", "retain")
+    prompts = [r.input for r in rows][1::4]
+    widths: list[int] = []
+    hook = model.register_forward_pre_hook(lambda _m, _a, kw: widths.append(kw["input_ids"].shape[0]), with_kwargs=True)
+    try:
+        ours = generate_greedy(model, tokenizer, prompts, max_new_tokens=64, batch_size=len(prompts), device="cpu")
+    finally:
+        hook.remove()
+    # One batch, shrinking as rows end: the last steps run only the longest continuations.
+    assert widths[0] == len(prompts) and widths[-1] < len(prompts) and widths == sorted(widths, reverse=True)
+    assert len(widths) <= 64
+    # The same as generate() running every row to the end (which equals the official loop:
+    # the test above, whose batches shrink the same way).
+    monkeypatch.setattr(backend, "_eos_ids", lambda *_: None)
+    assert generate_greedy(model, tokenizer, prompts, max_new_tokens=64, batch_size=len(prompts), device="cpu") == ours
+    monkeypatch.undo()
+    # A generation config with a logits processor leaves decoding to generate() itself.
+    monkeypatch.setattr(model.generation_config, "repetition_penalty", 1.3)
+    assert backend._eos_ids(model, tokenizer) is None
+    monkeypatch.setattr(model.generation_config, "repetition_penalty", 1.0)
+    assert backend._eos_ids(model, tokenizer) == {tokenizer.eos_token_id}

@@ -189,6 +189,92 @@ def _position_ids(mask: torch.Tensor) -> torch.Tensor:
     return (mask.cumsum(-1) - 1).clamp(min=0)
 
 
+#: Generation-config fields whose non-default values make ``generate`` change the logits before
+#: its argmax (a logits processor) or stop otherwise; with any of them set, :func:`generate_greedy`
+#: leaves decoding to ``generate`` itself so that outputs stay those of the official loop.
+_PLAIN_GREEDY = {
+    "repetition_penalty": (None, 1.0),
+    "no_repeat_ngram_size": (None, 0),
+    "encoder_repetition_penalty": (None, 1.0),
+    "encoder_no_repeat_ngram_size": (None, 0),
+    "bad_words_ids": (None,),
+    "min_length": (None, 0),
+    "min_new_tokens": (None, 0),
+    "suppress_tokens": (None,),
+    "begin_suppress_tokens": (None,),
+    "forced_bos_token_id": (None,),
+    "forced_eos_token_id": (None,),
+    "sequence_bias": (None,),
+    "exponential_decay_length_penalty": (None,),
+    "renormalize_logits": (None, False),
+    "num_beams": (None, 1),
+    "guidance_scale": (None, 1.0),
+    "watermarking_config": (None,),
+    "stop_strings": (None,),
+    "max_time": (None,),
+}
+
+
+def _eos_ids(model: Any, tokenizer: Any) -> set[int] | None:
+    """The tokens that end a row as ``generate`` would (the generation config's eos ids), or
+    ``None`` when the config asks ``generate`` for more than a plain argmax."""
+    config = getattr(model, "generation_config", None)
+    if config is None or getattr(model.config, "is_encoder_decoder", False):
+        return None
+    if any(getattr(config, name, None) not in plain for name, plain in _PLAIN_GREEDY.items()):
+        return None
+    eos = config.eos_token_id if config.eos_token_id is not None else tokenizer.eos_token_id
+    if eos is None:
+        return set()
+    return {int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos])}
+
+
+def _greedy_rows(
+    model: Any, ids: torch.Tensor, mask: torch.Tensor, max_new_tokens: int, eos: set[int]
+) -> list[list[int]]:
+    """Greedy decoding of a left-padded batch in which a row leaves the batch, and its keys and
+    values the cache, as soon as it has produced an end token: the rows still running cost one
+    step each, not the whole batch's (``generate`` runs every row until the last one ends).
+
+    Each step is ``generate``'s own: the model with its cache, explicit position ids (the count
+    of real tokens before), the logits of the last position only, their float32 argmax.
+    """
+    from transformers import DynamicCache
+
+    out: list[list[int]] = [[] for _ in range(ids.shape[0])]
+    rows = torch.arange(ids.shape[0], device=ids.device)
+    positions = _position_ids(mask)
+    cache = DynamicCache(config=model.config)
+    step_ids, step_positions = ids, positions
+    next_position = positions[:, -1] + 1
+    end = torch.tensor(sorted(eos), dtype=torch.long, device=ids.device)
+    for step in range(max_new_tokens):
+        logits = model(
+            input_ids=step_ids,
+            attention_mask=mask,
+            position_ids=step_positions,
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        ).logits
+        tokens = logits[:, -1].to(dtype=torch.float32).argmax(-1)
+        for row, token in zip(rows.tolist(), tokens.tolist()):
+            out[row].append(token)
+        if step == max_new_tokens - 1:
+            break
+        running = ~torch.isin(tokens, end) if end.numel() else torch.ones_like(tokens, dtype=torch.bool)
+        if not bool(running.any()):
+            break
+        if not bool(running.all()):
+            keep = running.nonzero().squeeze(1)
+            cache.batch_select_indices(keep)
+            rows, tokens, mask, next_position = rows[keep], tokens[keep], mask[keep], next_position[keep]
+        mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
+        step_ids, step_positions = tokens[:, None], next_position[:, None]
+        next_position = next_position + 1
+    return out
+
+
 @torch.no_grad()
 def generate_greedy(
     model: Any,
@@ -205,24 +291,29 @@ def generate_greedy(
 
     Mirrors the scorer: ``tokenizer(prompt)`` (default special tokens), ``generate(...,
     do_sample=False, use_cache=True, pad_token_id=eos)``, ``batch_decode(new_tokens,
-    skip_special_tokens=True, clean_up_tokenization_spaces=True)``.
+    skip_special_tokens=True, clean_up_tokenization_spaces=True)``. Decoding drops finished rows
+    from the batch (:func:`_greedy_rows`) unless the model's generation config asks for logits
+    processors, where ``generate`` itself runs.
     """
     encoded = [tokenizer(p).input_ids for p in prompts]
     outputs: list[str] = [""] * len(prompts)
+    eos = _eos_ids(model, tokenizer)
     # A row costs its prompt and the tokens it will generate.
     for batch in _batches([len(e) + max_new_tokens for e in encoded], batch_size, max_tokens):
         ids, mask = _left_pad([encoded[i] for i in batch], tokenizer.pad_token_id, device)
-        generated = model.generate(
-            input_ids=ids,
-            attention_mask=mask,
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            use_cache=True,
-            pad_token_id=tokenizer.eos_token_id,
-        )
-        texts = tokenizer.batch_decode(
-            generated[:, ids.shape[1] :], skip_special_tokens=True, clean_up_tokenization_spaces=True
-        )
+        if eos is not None:
+            new_tokens: Any = _greedy_rows(model, ids, mask, max_new_tokens, eos)
+        else:
+            generated = model.generate(
+                input_ids=ids,
+                attention_mask=mask,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                use_cache=True,
+                pad_token_id=tokenizer.eos_token_id,
+            )
+            new_tokens = generated[:, ids.shape[1] :]
+        texts = tokenizer.batch_decode(new_tokens, skip_special_tokens=True, clean_up_tokenization_spaces=True)
         for index, text in zip(batch, texts):
             outputs[index] = text
         if progress:
