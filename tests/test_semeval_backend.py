@@ -100,6 +100,7 @@ def test_finished_rows_leave_the_batch_and_outputs_stay_the_official_loops(semev
     model, tokenizer = semeval_target
     rows = load_prompts(SEMEVAL_DATA / "forget.jsonl", "forget") + load_prompts(SEMEVAL_DATA / "retain.jsonl", "retain")
     prompts = [r.input for r in rows][1::4]
+    monkeypatch.setattr(backend, "CPU_MIN_ROW_SHARE", 0.0)  # one batch of prompts of many lengths
     widths: list[int] = []
     hook = model.register_forward_pre_hook(lambda _m, _a, kw: widths.append(kw["input_ids"].shape[0]), with_kwargs=True)
     try:
@@ -111,9 +112,10 @@ def test_finished_rows_leave_the_batch_and_outputs_stay_the_official_loops(semev
     assert len(widths) <= 64
     # The same as generate() running every row to the end (which equals the official loop:
     # the test above, whose batches shrink the same way).
+    real_eos_ids = backend._eos_ids
     monkeypatch.setattr(backend, "_eos_ids", lambda *_: None)
     assert generate_greedy(model, tokenizer, prompts, max_new_tokens=64, batch_size=len(prompts), device="cpu") == ours
-    monkeypatch.undo()
+    monkeypatch.setattr(backend, "_eos_ids", real_eos_ids)
     # A generation config with a logits processor leaves decoding to generate() itself.
     monkeypatch.setattr(model.generation_config, "repetition_penalty", 1.3)
     assert backend._eos_ids(model, tokenizer) is None
