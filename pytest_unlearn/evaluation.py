@@ -310,10 +310,17 @@ class Backend(ABC):
             return None
         samples = int(self.manifest.settings.get("bootstrap_samples", 1000))
         seed = int(self.manifest.settings.get("seed", 0))
+        batched = None
+        if metric.batched is not None and hasattr(inputs, "resample_batch"):
+
+            def batched(rng: Any, count: int) -> Any:
+                return metric.batched(inputs.resample_batch(rng, metric.requires, count), **spec.params)
+
         return bootstrap_ci(
             lambda rng: metric(inputs.resample(rng, metric.requires), **spec.params).value,
             samples=samples,
             seed=seed,
+            batched=batched,
         )
 
 

@@ -116,9 +116,19 @@ class Metric:
     description: str = ""
     # False for deterministic quantities (e.g. a weight norm): no bootstrap interval then.
     sampled: bool = True
+    # The metric's value on every bootstrap replicate at once, ``batched(replicates, **params)
+    # -> ndarray``, where ``replicates`` is what the inputs' ``resample_batch`` draws; without
+    # it the interval calls ``fn`` once per replicate.
+    batched: Callable[..., Any] | None = field(default=None, compare=False)
 
     def __call__(self, inputs: Any, **params: Any) -> Measurement:
         return self.fn(inputs, **params)
+
+    def vectorized(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Decorator: register ``fn`` as this metric's :attr:`batched` form (same values as
+        ``fn`` replicate by replicate; a test compares them)."""
+        object.__setattr__(self, "batched", fn)
+        return fn
 
 
 def _as_metric(obj: Any) -> Metric:

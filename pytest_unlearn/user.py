@@ -15,7 +15,7 @@ import numpy as np
 from pytest_unlearn.errors import UnlearnError
 from pytest_unlearn.manifest import OPS, CheckSpec
 from pytest_unlearn.scorecard import CheckResult
-from pytest_unlearn.stats import bootstrap_ci
+from pytest_unlearn.stats import bootstrap_ci, resample_indices
 
 
 def user_check(
@@ -57,7 +57,10 @@ def user_check(
             )
         n = data.size if n is None else n
         ci = bootstrap_ci(
-            lambda rng: float(data[rng.integers(0, data.size, data.size)].mean()), samples=bootstrap_samples, seed=seed
+            lambda rng: float(data[rng.integers(0, data.size, data.size)].mean()),
+            samples=bootstrap_samples,
+            seed=seed,
+            batched=lambda rng, count: data[resample_indices([data.size], rng, count)[0]].mean(axis=1),
         )
     spec = CheckSpec(id=check_id, metric="user", op=op, threshold=threshold)
     return CheckResult(

@@ -78,13 +78,20 @@ def test_the_head_never_sees_more_positions_than_the_budget(lm):
     assert all(w[0] == 3 for w in widths)
 
 
-def test_token_budget_batches():
+def test_token_budget_batches(monkeypatch):
     lengths = [100, 10, 10, 10, 90, 10]
     # Rows bounded by batch_size as before without a budget.
     assert backend._batches(lengths, 2) == [[0, 4], [1, 2], [3, 5]]
     # 100 tokens a batch: the long documents go alone, the short ones pack (width x rows <= 100).
     assert backend._batches(lengths, 16, max_tokens=100) == [[0], [4], [1, 2, 3, 5]]
     assert backend._batches(lengths, 3, max_tokens=100) == [[0], [4], [1, 2, 3], [5]]
+    # On the CPU a row shorter than CPU_MIN_ROW_SHARE of its batch's longest starts a new one
+    # (padded positions cost there as much as real ones); elsewhere rows pack as before.
+    monkeypatch.setattr(backend, "CPU_MIN_ROW_SHARE", 0.5)
+    rows = [100, 50, 49, 30, 24]
+    assert backend._batches(rows, 16, device="cpu") == [[0, 1], [2, 3], [4]]
+    assert backend._batches(rows, 2, device="cpu") == [[0, 1], [2, 3], [4]]
+    assert backend._batches(rows, 16, device="cuda") == [[0, 1, 2, 3, 4]]
     # A document longer than the budget still gets its own batch (and its own line, elsewhere).
     assert backend._batches([500, 5], 4, max_tokens=100) == [[0], [1]]
 
@@ -102,6 +109,8 @@ def test_a_batch_out_of_memory_is_split_and_retried(lm, monkeypatch):
         return real(model, ids, mask, targets, **kw)
 
     monkeypatch.setattr(backend, "target_logprobs", tight)
+    # Texts of many lengths: without this the CPU's padding rule would batch them one by one.
+    monkeypatch.setattr(backend, "CPU_MIN_ROW_SHARE", 0.0)
     # "a" is one token: no next-token loss (NaN), as before.
     assert backend.document_nll(model, tokenizer, TEXTS, batch_size=4, device="cpu") == pytest.approx(
         expected, abs=1e-5, nan_ok=True

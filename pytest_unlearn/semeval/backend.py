@@ -9,29 +9,46 @@ Imported only when the semeval suite runs: it imports torch.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from pytest_unlearn.errors import UnlearnError
-from pytest_unlearn.semeval.mmlu import CHOICES, MMLUData, build_prompt
+from pytest_unlearn.semeval.mmlu import CHOICES, MMLUData, build_prompt, format_example
 
 # open-instruct's run_mmlu.py drops few-shot examples until a prompt fits 2048 tokens.
 MMLU_MAX_PROMPT_TOKENS = 2048
 Progress = Callable[[int], None]
 
 
-def _batches(lengths: Sequence[int], batch_size: int, max_tokens: int | None = None) -> list[list[int]]:
+#: On a CPU a padded position costs as much as a real one and a bigger batch buys little
+#: (SmolLM2-135M, one thread: its decoder over 16 documents of ~96 tokens took 4.6 s in one batch
+#: and 5.8 s one by one, but the NLL pass over them 14 s in one batch padded to the longest and
+#: 8.8 s one by one): a CPU batch only takes rows at least this share of its longest row's length.
+CPU_MIN_ROW_SHARE = 0.85
+
+
+def _batches(
+    lengths: Sequence[int], batch_size: int, max_tokens: int | None = None, device: str | None = None
+) -> list[list[int]]:
     """Longest first, so prompts of similar length share a batch and padding stays small; with
     ``max_tokens`` a batch also holds at most that many padded tokens (a long document goes
-    alone, short ones pack together), ``batch_size`` staying the bound on rows."""
+    alone, short ones pack together), ``batch_size`` staying the bound on rows; on the CPU a
+    row shorter than :data:`CPU_MIN_ROW_SHARE` of its batch's longest starts a new batch."""
     order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
-    if max_tokens is None:
+    if max_tokens is None and device != "cpu":
         return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     batches: list[list[int]] = []
     for index in order:
         # Longest first: the batch's width is its first row's length.
-        if batches and len(batches[-1]) < batch_size and lengths[batches[-1][0]] * (len(batches[-1]) + 1) <= max_tokens:
+        width = lengths[batches[-1][0]] if batches else 0
+        fits = bool(batches) and len(batches[-1]) < batch_size
+        if fits and max_tokens is not None:
+            fits = width * (len(batches[-1]) + 1) <= max_tokens
+        if fits and device == "cpu":
+            fits = lengths[index] >= CPU_MIN_ROW_SHARE * width
+        if fits:
             batches[-1].append(index)
         else:
             batches.append([index])
@@ -54,6 +71,7 @@ def each_batch(
     max_tokens: int | None,
     run: Callable[[list[int]], None],
     names: Sequence[str] | None = None,
+    device: str | None = None,
 ) -> None:
     """``run`` every batch; a batch that runs out of memory is split in halves and retried, and
     a single row that cannot fit is one line saying what to do (the finished checks are kept)."""
@@ -80,7 +98,7 @@ def each_batch(
             attempt(batch[:half])
             attempt(batch[half:])
 
-    for batch in _batches(lengths, batch_size, max_tokens):
+    for batch in _batches(lengths, batch_size, max_tokens, device):
         attempt(batch)
 
 
@@ -192,6 +210,92 @@ def _position_ids(mask: torch.Tensor) -> torch.Tensor:
     return (mask.cumsum(-1) - 1).clamp(min=0)
 
 
+#: Generation-config fields whose non-default values make ``generate`` change the logits before
+#: its argmax (a logits processor) or stop otherwise; with any of them set, :func:`generate_greedy`
+#: leaves decoding to ``generate`` itself so that outputs stay those of the official loop.
+_PLAIN_GREEDY = {
+    "repetition_penalty": (None, 1.0),
+    "no_repeat_ngram_size": (None, 0),
+    "encoder_repetition_penalty": (None, 1.0),
+    "encoder_no_repeat_ngram_size": (None, 0),
+    "bad_words_ids": (None,),
+    "min_length": (None, 0),
+    "min_new_tokens": (None, 0),
+    "suppress_tokens": (None,),
+    "begin_suppress_tokens": (None,),
+    "forced_bos_token_id": (None,),
+    "forced_eos_token_id": (None,),
+    "sequence_bias": (None,),
+    "exponential_decay_length_penalty": (None,),
+    "renormalize_logits": (None, False),
+    "num_beams": (None, 1),
+    "guidance_scale": (None, 1.0),
+    "watermarking_config": (None,),
+    "stop_strings": (None,),
+    "max_time": (None,),
+}
+
+
+def _eos_ids(model: Any, tokenizer: Any) -> set[int] | None:
+    """The tokens that end a row as ``generate`` would (the generation config's eos ids), or
+    ``None`` when the config asks ``generate`` for more than a plain argmax."""
+    config = getattr(model, "generation_config", None)
+    if config is None or getattr(model.config, "is_encoder_decoder", False):
+        return None
+    if any(getattr(config, name, None) not in plain for name, plain in _PLAIN_GREEDY.items()):
+        return None
+    eos = config.eos_token_id if config.eos_token_id is not None else tokenizer.eos_token_id
+    if eos is None:
+        return set()
+    return {int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos])}
+
+
+def _greedy_rows(
+    model: Any, ids: torch.Tensor, mask: torch.Tensor, max_new_tokens: int, eos: set[int]
+) -> list[list[int]]:
+    """Greedy decoding of a left-padded batch in which a row leaves the batch, and its keys and
+    values the cache, as soon as it has produced an end token: the rows still running cost one
+    step each, not the whole batch's (``generate`` runs every row until the last one ends).
+
+    Each step is ``generate``'s own: the model with its cache, explicit position ids (the count
+    of real tokens before), the logits of the last position only, their float32 argmax.
+    """
+    from transformers import DynamicCache
+
+    out: list[list[int]] = [[] for _ in range(ids.shape[0])]
+    rows = torch.arange(ids.shape[0], device=ids.device)
+    positions = _position_ids(mask)
+    cache = DynamicCache(config=model.config)
+    step_ids, step_positions = ids, positions
+    next_position = positions[:, -1] + 1
+    end = torch.tensor(sorted(eos), dtype=torch.long, device=ids.device)
+    for step in range(max_new_tokens):
+        logits = model(
+            input_ids=step_ids,
+            attention_mask=mask,
+            position_ids=step_positions,
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        ).logits
+        tokens = logits[:, -1].to(dtype=torch.float32).argmax(-1)
+        for row, token in zip(rows.tolist(), tokens.tolist()):
+            out[row].append(token)
+        if step == max_new_tokens - 1:
+            break
+        running = ~torch.isin(tokens, end) if end.numel() else torch.ones_like(tokens, dtype=torch.bool)
+        if not bool(running.any()):
+            break
+        if not bool(running.all()):
+            keep = running.nonzero().squeeze(1)
+            cache.batch_select_indices(keep)
+            rows, tokens, mask, next_position = rows[keep], tokens[keep], mask[keep], next_position[keep]
+        mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
+        step_ids, step_positions = tokens[:, None], next_position[:, None]
+        next_position = next_position + 1
+    return out
+
+
 @torch.no_grad()
 def generate_greedy(
     model: Any,
@@ -208,24 +312,29 @@ def generate_greedy(
 
     Mirrors the scorer: ``tokenizer(prompt)`` (default special tokens), ``generate(...,
     do_sample=False, use_cache=True, pad_token_id=eos)``, ``batch_decode(new_tokens,
-    skip_special_tokens=True, clean_up_tokenization_spaces=True)``.
+    skip_special_tokens=True, clean_up_tokenization_spaces=True)``. Decoding drops finished rows
+    from the batch (:func:`_greedy_rows`) unless the model's generation config asks for logits
+    processors, where ``generate`` itself runs.
     """
     encoded = [tokenizer(p).input_ids for p in prompts]
     outputs: list[str] = [""] * len(prompts)
+    eos = _eos_ids(model, tokenizer)
     # A row costs its prompt and the tokens it will generate.
-    for batch in _batches([len(e) + max_new_tokens for e in encoded], batch_size, max_tokens):
+    for batch in _batches([len(e) + max_new_tokens for e in encoded], batch_size, max_tokens, device):
         ids, mask = _left_pad([encoded[i] for i in batch], tokenizer.pad_token_id, device)
-        generated = model.generate(
-            input_ids=ids,
-            attention_mask=mask,
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            use_cache=True,
-            pad_token_id=tokenizer.eos_token_id,
-        )
-        texts = tokenizer.batch_decode(
-            generated[:, ids.shape[1] :], skip_special_tokens=True, clean_up_tokenization_spaces=True
-        )
+        if eos is not None:
+            new_tokens: Any = _greedy_rows(model, ids, mask, max_new_tokens, eos)
+        else:
+            generated = model.generate(
+                input_ids=ids,
+                attention_mask=mask,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                use_cache=True,
+                pad_token_id=tokenizer.eos_token_id,
+            )
+            new_tokens = generated[:, ids.shape[1] :]
+        texts = tokenizer.batch_decode(new_tokens, skip_special_tokens=True, clean_up_tokenization_spaces=True)
         for index, text in zip(batch, texts):
             outputs[index] = text
         if progress:
@@ -264,7 +373,7 @@ def document_nll(
         if progress:
             progress(len(batch))
 
-    each_batch([len(e) for e in encoded], batch_size, max_tokens, run, names)
+    each_batch([len(e) for e in encoded], batch_size, max_tokens, run, names, device)
     return losses
 
 
@@ -282,9 +391,101 @@ def mmlu_prompts(tokenizer: Any, data: MMLUData, shots: int) -> list[tuple[str, 
     return prompts
 
 
+def mmlu_prefixes(data: MMLUData, prompts: Sequence[tuple[str, int, str]]) -> list[str]:
+    """Each prompt of :func:`mmlu_prompts` without its question: the header and the shots, the
+    same text for every question of a subject (with the same number of shots)."""
+    out = []
+    for subject, index, prompt in prompts:
+        question = format_example(data.test[subject][index], include_answer=False)
+        out.append(prompt[: len(prompt) - len(question)])
+    return out
+
+
 def answer_token_ids(tokenizer: Any) -> list[int]:
     """The last token of " A", " B", " C", " D" (as ``run_mmlu.py`` picks them)."""
     return [tokenizer.encode(" " + letter, add_special_tokens=False)[-1] for letter in CHOICES]
+
+
+@dataclass(frozen=True)
+class SharedPrefixes:
+    """How MMLU prompts split into a per-subject shared prefix and per-question suffixes.
+
+    ``encoded[i]`` is prompt i's full tokenization; ``groups`` holds (prefix ids, member indices)
+    with ``encoded[i] == prefix + encoded[i][len(prefix):]`` checked for every member and at
+    least one suffix token left; ``unshared`` the prompts that run whole (no group, or the
+    split did not give the prompt's own tokens).
+    """
+
+    encoded: list[list[int]]
+    groups: list[tuple[list[int], list[int]]]
+    unshared: list[int]
+
+    @property
+    def prefix_tokens(self) -> int:
+        """Tokens run once per group."""
+        return sum(len(prefix) for prefix, _ in self.groups)
+
+    @property
+    def suffix_tokens(self) -> int:
+        """Tokens run per question after a shared prefix."""
+        return sum(len(self.encoded[i]) - len(prefix) for prefix, members in self.groups for i in members)
+
+    @property
+    def unshared_tokens(self) -> int:
+        return sum(len(self.encoded[i]) for i in self.unshared)
+
+    @property
+    def full_tokens(self) -> int:
+        """Tokens the unshared pass runs: every prompt whole."""
+        return sum(len(e) for e in self.encoded)
+
+
+def share_prefixes(tokenizer: Any, prompts: Sequence[str], prefixes: Sequence[str | None]) -> SharedPrefixes:
+    """Split each prompt after its ``prefixes[i]`` (a text the prompt starts with; ``None``: not
+    shared), prompts with the same prefix text forming one group.
+
+    Tokenizers merge across the boundary (a prefix ending in "\\n\\n" tokenized alone ends in
+    one token that, followed by a question, may be two), so the prefix's own tokenization is not
+    trusted: the group shares the first ``len(prefix tokens)`` tokens of the full prompts, or one
+    fewer when more prompts agree on that, and every member's full tokenization is checked to
+    start with exactly those; a prompt where it does not runs whole.
+    """
+    encoded = [tokenizer(p).input_ids for p in prompts]
+    by_prefix: dict[str, list[int]] = {}
+    unshared: list[int] = []
+    for index, (prompt, prefix) in enumerate(zip(prompts, prefixes)):
+        if prefix and prompt.startswith(prefix) and len(prompt) > len(prefix):
+            by_prefix.setdefault(prefix, []).append(index)
+        else:
+            unshared.append(index)
+    groups: list[tuple[list[int], list[int]]] = []
+    for prefix, members in by_prefix.items():
+        alone = tokenizer(prefix).input_ids
+        best: tuple[list[int], list[int]] = ([], [])
+        for length in (len(alone), len(alone) - 1):
+            shared = alone[:length]
+            fits = [i for i in members if len(encoded[i]) > length and encoded[i][:length] == shared]
+            if length > 0 and len(fits) > len(best[1]):
+                best = (shared, fits)
+        if len(best[1]) < 2:
+            unshared.extend(members)  # nothing to share with a single question
+            continue
+        groups.append(best)
+        unshared.extend(i for i in members if i not in set(best[1]))
+    return SharedPrefixes(encoded, groups, sorted(unshared))
+
+
+def _choice_probs(model: Any, last: torch.Tensor, candidates: list[int], *, is_hidden: bool) -> torch.Tensor:
+    """Softmax over the four answer tokens' logits at each row's last position (``last``: its
+    hidden state, or with ``is_hidden=False`` its logits)."""
+    logits = model.get_output_embeddings()(last) if is_hidden else last
+    return torch.softmax(logits[:, candidates].float(), dim=-1)
+
+
+def _record(results: list[tuple[str, list[float]]], batch: list[int], probs: torch.Tensor) -> None:
+    for index, row in zip(batch, probs.tolist()):
+        best = max(range(len(CHOICES)), key=lambda j: (row[j], -j))
+        results[index] = (CHOICES[best], row)
 
 
 @torch.no_grad()
@@ -297,22 +498,112 @@ def mmlu_predict(
     device: str,
     max_tokens: int | None = None,
     progress: Progress | None = None,
+    prefixes: Sequence[str | None] | None = None,
 ) -> list[tuple[str, list[float]]]:
-    """For each prompt, the predicted letter and the probabilities of A-D at the next token."""
+    """For each prompt, the predicted letter and the probabilities of A-D at the next token.
+
+    With ``prefixes`` (each prompt's 5-shot header, :func:`share_prefixes`), a group's prefix is
+    run once and its key/value cache expanded over each batch of the group's suffixes, so a
+    question costs its own ~60 tokens instead of its ~600-token prompt; the letters and
+    probabilities equal the unshared pass (``tests/test_semeval_backend.py``). The head runs on
+    the last position only.
+    """
     candidates = answer_token_ids(tokenizer)
-    encoded = [tokenizer(p).input_ids for p in prompts]
+    plan = share_prefixes(tokenizer, prompts, prefixes if prefixes is not None else [None] * len(prompts))
+    encoded = plan.encoded
     results: list[tuple[str, list[float]]] = [("", [])] * len(prompts)
-    for batch in _batches([len(e) for e in encoded], batch_size, max_tokens):
+    split = _head_and_body(model)
+
+    def run_whole(batch: list[int]) -> None:
         ids, mask = _left_pad([encoded[i] for i in batch], tokenizer.pad_token_id, device)
-        logits = model(input_ids=ids, attention_mask=mask, position_ids=_position_ids(mask)).logits
-        choice_logits = logits[:, -1, candidates].float()
-        probs = torch.softmax(choice_logits, dim=-1)
-        for index, row in zip(batch, probs.tolist()):
-            best = max(range(len(CHOICES)), key=lambda j: (row[j], -j))
-            results[index] = (CHOICES[best], row)
+        positions = _position_ids(mask)
+        if split is not None:
+            hidden = split[0](input_ids=ids, attention_mask=mask, position_ids=positions).last_hidden_state
+            probs = _choice_probs(model, hidden[:, -1], candidates, is_hidden=True)
+        else:
+            logits = model(input_ids=ids, attention_mask=mask, position_ids=positions).logits
+            probs = _choice_probs(model, logits[:, -1], candidates, is_hidden=False)
+        _record(results, batch, probs)
         if progress:
             progress(len(batch))
+
+    unshared = plan.unshared
+    each_batch(
+        [len(encoded[i]) for i in unshared],
+        batch_size,
+        max_tokens,
+        lambda b: run_whole([unshared[i] for i in b]),
+        device=device,
+    )
+    for prefix, members in plan.groups:
+        run = _suffix_runner(model, split, prefix, encoded, tokenizer.pad_token_id, candidates, device)
+
+        def run_members(batch: list[int], members: list[int] = members, run: Callable = run) -> None:
+            rows = [members[j] for j in batch]
+            _record(results, rows, run(rows))
+            if progress:
+                progress(len(rows))
+
+        # Batched by suffix length (what a row computes, and pads); a row also holds the
+        # prefix's keys, which the token budget counts through the rows it allows.
+        suffixes = [len(encoded[i]) - len(prefix) for i in members]
+        rows = (
+            batch_size if max_tokens is None else max(1, min(batch_size, max_tokens // (len(prefix) + max(suffixes))))
+        )
+        each_batch(suffixes, rows, None, run_members, device=device)
     return results
+
+
+def _suffix_runner(
+    model: Any,
+    split: tuple[Any, Any] | None,
+    prefix: list[int],
+    encoded: list[list[int]],
+    pad_id: int,
+    candidates: list[int],
+    device: str,
+) -> Callable[[list[int]], torch.Tensor]:
+    """Run ``prefix`` once; the returned function gives the A-D probabilities of a batch of
+    prompts (indices into ``encoded``) that start with it, from their suffixes alone."""
+    from transformers import DynamicCache
+
+    forward = split[0] if split is not None else model
+    cached = forward(input_ids=torch.tensor([prefix], device=device), use_cache=True).past_key_values
+    layers = [(layer.keys, layer.values) for layer in cached.layers]
+    width = len(prefix)
+
+    def run(batch: list[int]) -> torch.Tensor:
+        # Right-padded suffixes after the prefix: a real token attends to the prefix and to the
+        # suffix tokens before it only (causal), as in its whole prompt; pads come after it.
+        suffixes = [encoded[i][width:] for i in batch]
+        rows, longest = len(batch), max(len(s) for s in suffixes)
+        ids = torch.full((rows, longest), pad_id, dtype=torch.long)
+        mask = torch.zeros((rows, width + longest), dtype=torch.long)
+        mask[:, :width] = 1
+        for row, suffix in enumerate(suffixes):
+            ids[row, : len(suffix)] = torch.tensor(suffix, dtype=torch.long)
+            mask[row, width : width + len(suffix)] = 1
+        positions = torch.arange(width, width + longest, device=device).expand(rows, -1)
+        # A fresh cache per batch (the forward appends the suffixes' keys to it); expand is a
+        # view, so the prefix is copied once per batch, by the cache's own concatenation.
+        cache = DynamicCache(
+            ddp_cache_data=[(k.expand(rows, -1, -1, -1), v.expand(rows, -1, -1, -1)) for k, v in layers],
+            config=model.config,
+        )
+        out = forward(
+            input_ids=ids.to(device),
+            attention_mask=mask.to(device),
+            position_ids=positions,
+            past_key_values=cache,
+            use_cache=True,
+        )
+        last = torch.tensor([len(s) - 1 for s in suffixes], device=device)
+        picked = torch.arange(rows, device=device)
+        if split is not None:
+            return _choice_probs(model, out.last_hidden_state[picked, last], candidates, is_hidden=True)
+        return _choice_probs(model, out.logits[picked, last], candidates, is_hidden=False)
+
+    return run
 
 
 def answer_span_encoding(tokenizer: Any, prompt: str, answer: str, max_length: int) -> tuple[list[int], int]:
@@ -368,7 +659,7 @@ def answer_span_nll(
         if progress:
             progress(len(batch))
 
-    each_batch([len(ids) for ids, _ in encoded], batch_size, max_tokens, run)
+    each_batch([len(ids) for ids, _ in encoded], batch_size, max_tokens, run, device=device)
     return results
 
 
@@ -406,7 +697,7 @@ def token_statistics(
         if progress:
             progress(len(batch))
 
-    each_batch([len(e) for e in encoded], batch_size, max_tokens, run, names)
+    each_batch([len(e) for e in encoded], batch_size, max_tokens, run, names, device)
     return out
 
 
@@ -449,5 +740,5 @@ def answer_span_token_stats(
         if progress:
             progress(len(batch))
 
-    each_batch([len(ids) for ids, _ in encoded], batch_size, max_tokens, run)
+    each_batch([len(ids) for ids, _ in encoded], batch_size, max_tokens, run, device=device)
     return out

@@ -432,7 +432,7 @@ class SemevalBackend(Backend):
     def _compute_mmlu(self) -> None:
         if self.mmlu_data is None:
             raise UnlearnError("no MMLU data: pass --mmlu DIR (dev/ and test/ CSVs)")
-        from pytest_unlearn.semeval.backend import mmlu_predict, mmlu_prompts
+        from pytest_unlearn.semeval.backend import mmlu_predict, mmlu_prefixes, mmlu_prompts
 
         if self.settings.model is None:
             self.require_model("the MMLU gate")
@@ -441,9 +441,11 @@ class SemevalBackend(Backend):
         def produce() -> list[Any]:
             model, tokenizer, device = self.require_model("the MMLU gate")
             prompts = mmlu_prompts(tokenizer, data, self.shots)
+            # Each subject's header and shots are run once (the letters and probabilities equal
+            # the unshared pass: tests/test_semeval_backend.py).
             predictions = mmlu_predict(
                 model, tokenizer, [p for _, _, p in prompts], batch_size=self.settings.batch_size, device=device,
-                max_tokens=self.max_batch_tokens,
+                max_tokens=self.max_batch_tokens, prefixes=mmlu_prefixes(data, prompts),
             )  # fmt: skip
             pairs = zip(prompts, predictions)
             return [[subject, index, letter, probs] for (subject, index, _), (letter, probs) in pairs]
