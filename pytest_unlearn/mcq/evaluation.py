@@ -21,6 +21,7 @@ from pytest_unlearn.errors import UnlearnError
 from pytest_unlearn.evaluation import Backend, RunSettings
 from pytest_unlearn.fingerprint import fingerprint
 from pytest_unlearn.integrity import match_ids
+from pytest_unlearn.language_models import LanguageModels
 from pytest_unlearn.loading import inspect_model_folder, token_budget
 from pytest_unlearn.manifest import CheckSpec, SuiteManifest
 from pytest_unlearn.mcq import metrics as mm
@@ -94,7 +95,7 @@ def _digest(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, ensure_ascii=False, sort_keys=True).encode("utf-8")).hexdigest()
 
 
-class MCQBackend(Backend):
+class MCQBackend(LanguageModels, Backend):
     #: What --setting may override besides the manifest's [settings].
     SETTINGS = ("seed", "bootstrap_samples", "mmlu_shots", "max_batch_tokens")
     USER_API = ("model", "original", "data")
@@ -263,38 +264,6 @@ class MCQBackend(Backend):
         )
 
     # -- models ----------------------------------------------------------------------------------
-    def _model(self, path: Path) -> tuple[Any, Any, str]:
-        if path not in self._models:
-            from pytest_unlearn.loading import load_causal_lm
-            from pytest_unlearn.workers import split_cpu_threads
-
-            loaded = load_causal_lm(
-                path, device=self.settings.device, dtype=self.settings.dtype, allow_pickle=self.settings.allow_pickle
-            )
-            split_cpu_threads(loaded[2])
-            self._models[path] = loaded
-            self.model_loads += 1
-        return self._models[path]
-
-    def _cache_key(self, path: Path, kind: str, **parts: Any) -> str:
-        from pytest_unlearn.cache import make_key, model_digest
-        from pytest_unlearn.loading import resolve_device
-
-        if path not in self._digests:
-            self._digests[path] = model_digest(path)
-        device = resolve_device(self.settings.device)
-        self._resolved_device = device
-        return make_key(
-            kind,
-            model=self._digests[path],
-            device=device.split(":")[0],
-            dtype=self.settings.dtype,
-            batch_size=self.settings.batch_size,
-            # Batch composition moves the last bits of batched passes, as the batch size does.
-            **({"max_batch_tokens": self.max_batch_tokens} if self.max_batch_tokens else {}),
-            **parts,
-        )
-
     def _loglikelihoods(self, path: Path, contexts: list[str], continuations: list[str]) -> list[list[float]]:
         from pytest_unlearn.mcq.backend import choice_loglikelihoods
 

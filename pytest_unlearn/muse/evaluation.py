@@ -24,6 +24,7 @@ import numpy as np
 from pytest_unlearn.errors import UnlearnError
 from pytest_unlearn.evaluation import Backend, RunSettings
 from pytest_unlearn.fingerprint import fingerprint
+from pytest_unlearn.language_models import LanguageModels
 from pytest_unlearn.loading import inspect_model_folder, token_budget
 from pytest_unlearn.manifest import SuiteManifest
 from pytest_unlearn.muse import metrics as mm
@@ -39,7 +40,7 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-class MuseBackend(Backend):
+class MuseBackend(LanguageModels, Backend):
     #: What --setting may override besides the manifest's [settings].
     SETTINGS = (
         "seed",
@@ -133,19 +134,6 @@ class MuseBackend(Backend):
         }[role]
 
     # -- models ----------------------------------------------------------------------------------
-    def _model(self, path: Path) -> tuple[Any, Any, str]:
-        if path not in self._models:
-            from pytest_unlearn.loading import load_causal_lm
-            from pytest_unlearn.workers import split_cpu_threads
-
-            loaded = load_causal_lm(
-                path, device=self.settings.device, dtype=self.settings.dtype, allow_pickle=self.settings.allow_pickle
-            )
-            split_cpu_threads(loaded[2])
-            self._models[path] = loaded
-            self.model_loads += 1
-        return self._models[path]
-
     def _tokenizer(self, path: Path) -> Any:
         """The model's tokenizer, without loading the weights (cached generations need none)."""
         if path in self._models:
@@ -155,24 +143,6 @@ class MuseBackend(Backend):
 
             self._tokenizers[path] = AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=False)
         return self._tokenizers[path]
-
-    def _cache_key(self, path: Path, kind: str, **parts: Any) -> str:
-        from pytest_unlearn.cache import make_key, model_digest
-        from pytest_unlearn.loading import resolve_device
-
-        if path not in self._digests:
-            self._digests[path] = model_digest(path)
-        device = resolve_device(self.settings.device)
-        self._resolved_device = device
-        return make_key(
-            kind,
-            model=self._digests[path],
-            device=device.split(":")[0],
-            dtype=self.settings.dtype,
-            batch_size=self.settings.batch_size,
-            **({"max_batch_tokens": self.max_batch_tokens} if self.max_batch_tokens else {}),
-            **parts,
-        )
 
     def _generate(self, path: Path, prompts: list[str], max_new_tokens: int) -> list[str]:
         """Greedy continuations (muse_bench: ``generate(do_sample=False)``, new tokens decoded
