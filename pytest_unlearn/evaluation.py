@@ -22,6 +22,7 @@ from pytest_unlearn import (
 )
 from pytest_unlearn.cache import open_cache
 from pytest_unlearn.errors import UnlearnError
+from pytest_unlearn.files import write_bytes_atomic
 from pytest_unlearn.manifest import CheckSpec, SuiteManifest, apply_threshold_overrides, expand_per_concept
 from pytest_unlearn.registry import BACKENDS, METRICS, Metric
 from pytest_unlearn.scorecard import CheckResult
@@ -100,6 +101,8 @@ class Backend(ABC):
         # What xdist workers computed, merged into the controller's backend (import_state).
         self._worker_device: str | None = None
         self._worker_artifacts: dict[str, str] = {}
+        # This process's artifact files (name -> path), listed in the scorecard's "artifacts".
+        self._artifact_files: dict[str, str] = {}
 
     def warn(self, message: str | None) -> None:
         """Record a run-level finding for the scorecard and the summary; under ``--strict`` it
@@ -110,6 +113,23 @@ class Backend(ABC):
             raise UnlearnError(f"{message} (--strict turns warnings into errors)")
         if message not in self.warnings:
             self.warnings.append(message)
+
+    def write_artifact(self, name: str, relative: str, data: bytes, records: str) -> None:
+        """Write ``relative`` under ``--artifacts`` atomically and list it as artifact ``name``.
+
+        The scores are already computed (minutes of generation) when their per-sample records
+        are written: a folder that cannot be written costs the records, with one warning naming
+        what is missing, never the checks."""
+        path = self.settings.artifacts / relative
+        try:
+            write_bytes_atomic(path, data)
+        except OSError as exc:
+            self.warn(
+                f"--artifacts {self.settings.artifacts}: cannot write {relative} ({exc.strerror or exc}); the scores "
+                f"are kept, the {records} are not: pass a writable folder to keep them"
+            )
+            return
+        self._artifact_files[name] = str(path)
 
     # -- what a backend provides -------------------------------------------------------------
     @abstractmethod

@@ -6,10 +6,12 @@ Shared by the scorecard, the artifact cache and the fixture builders. Pure Pytho
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 try:  # POSIX; elsewhere callers work without cross-process locking
     import fcntl
@@ -49,3 +51,8 @@ def file_lock(lock_path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def jsonl_bytes(rows: Iterable[Any]) -> bytes:
+    """One JSON object per line (UTF-8, non-ASCII kept as is), as the artifact files hold them."""
+    return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode("utf-8")

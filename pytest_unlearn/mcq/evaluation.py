@@ -19,6 +19,7 @@ from typing import Any
 
 from pytest_unlearn.errors import UnlearnError
 from pytest_unlearn.evaluation import Backend, RunSettings
+from pytest_unlearn.files import jsonl_bytes
 from pytest_unlearn.fingerprint import fingerprint
 from pytest_unlearn.integrity import match_ids
 from pytest_unlearn.language_models import LanguageModels
@@ -169,7 +170,6 @@ class MCQBackend(LanguageModels, Backend):
         self._fingerprint: str | None = None
         self._resolved_device: str | None = None
         self.model_loads = 0
-        self._artifact_files: dict[str, str] = {}
 
     def _load_predictions(self, path: Path) -> None:
         if path.is_dir():
@@ -390,22 +390,7 @@ class MCQBackend(LanguageModels, Backend):
 
     # -- records -------------------------------------------------------------------------------
     def _write_jsonl(self, name: str, rows: list[dict[str, Any]]) -> None:
-        folder = self.settings.artifacts
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            path = folder / f"{name}.jsonl"
-            tmp = path.with_suffix(".jsonl.tmp")
-            with tmp.open("w", encoding="utf-8") as handle:
-                for row in rows:
-                    handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-            tmp.replace(path)
-        except OSError as exc:
-            self.warn(
-                f"--artifacts {folder}: cannot write {name}.jsonl ({exc.strerror or exc}); the scores are "
-                "kept, the per-question records are not: pass a writable folder to keep them"
-            )
-            return
-        self._artifact_files[name] = str(path)
+        self.write_artifact(name, f"{name}.jsonl", jsonl_bytes(rows), "per-question records")
 
     #: Questions shown per failing subset check in the HTML report.
     REPORT_EXAMPLES = 5

@@ -90,7 +90,6 @@ class FaceBackend(Backend):
         self._models: dict[Path, tuple[Any, Any, str]] = {}
         self._digests: dict[Path, str] = {}
         self._fingerprint: str | None = None
-        self._artifact_files: dict[str, str] = {}
         self._resolved_device: str | None = None
 
         self.data_dir = settings.data if settings.data is not None else manifest.data.get(self.layout)
@@ -379,7 +378,6 @@ class FaceBackend(Backend):
         return self._scores(outputs)
 
     def _write(self, name: str, folder: str, outputs: dict[str, dict[str, list[Any]]]) -> None:
-        path = self.settings.artifacts / folder / PREDICTIONS_FILE
         doc: dict[str, Any] = {
             "format": PREDICTIONS_FORMAT,
             "version": 1,
@@ -399,17 +397,8 @@ class FaceBackend(Backend):
                 "losses": rows["losses"],
                 "logits": rows["logits"],
             }
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(doc) + "\n", encoding="utf-8")
-        except OSError as exc:
-            self.warn(
-                f"--artifacts {self.settings.artifacts}: cannot write {folder}/{PREDICTIONS_FILE} "
-                f"({exc.strerror or exc}); the scores are kept, the per-image predictions are not: "
-                "pass a writable folder"
-            )
-            return
-        self._artifact_files[name] = str(path)
+        data = (json.dumps(doc) + "\n").encode("utf-8")
+        self.write_artifact(name, f"{folder}/{PREDICTIONS_FILE}", data, "per-image predictions")
 
     # -- inputs ----------------------------------------------------------------------------------
     def compute(self, name: str) -> None:

@@ -23,6 +23,7 @@ import numpy as np
 
 from pytest_unlearn.errors import UnlearnError
 from pytest_unlearn.evaluation import Backend, RunSettings
+from pytest_unlearn.files import jsonl_bytes
 from pytest_unlearn.fingerprint import fingerprint
 from pytest_unlearn.language_models import LanguageModels
 from pytest_unlearn.loading import inspect_model_folder, token_budget
@@ -91,7 +92,6 @@ class MuseBackend(LanguageModels, Backend):
         self._digests: dict[Path, str] = {}
         self._fingerprint: str | None = None
         self._resolved_device: str | None = None
-        self._artifact_files: dict[str, str] = {}
         self.model_loads = 0
 
         data_dir = settings.data if settings.data is not None else manifest.data.get("muse")
@@ -353,17 +353,7 @@ class MuseBackend(LanguageModels, Backend):
 
     # -- records ---------------------------------------------------------------------------------
     def _write(self, name: str, rows: list[dict[str, Any]]) -> None:
-        path = self.settings.artifacts / "muse" / f"{name}.jsonl"
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-        except OSError as exc:
-            self.warn(
-                f"--artifacts {self.settings.artifacts}: cannot write muse/{name}.jsonl ({exc.strerror or exc}); "
-                "the scores are kept, the per-sample records are not: pass a writable folder to keep them"
-            )
-            return
-        self._artifact_files[f"muse_{name}"] = str(path)
+        self.write_artifact(f"muse_{name}", f"muse/{name}.jsonl", jsonl_bytes(rows), "per-sample records")
 
     def artifacts(self) -> dict[str, str]:
         return dict(self._artifact_files)

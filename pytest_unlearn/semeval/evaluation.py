@@ -19,6 +19,7 @@ import numpy as np
 
 from pytest_unlearn.errors import UnlearnError
 from pytest_unlearn.evaluation import Backend, RunSettings
+from pytest_unlearn.files import jsonl_bytes
 from pytest_unlearn.fingerprint import fingerprint
 from pytest_unlearn.integrity import match_ids, require_disjoint
 from pytest_unlearn.loading import inspect_model_folder, token_budget
@@ -157,7 +158,6 @@ class SemevalBackend(Backend):
         self._model_digest: str | None = None
         self._resolved_device: str | None = None  # where the (cached) passes ran or would run
         self.model_loads = 0  # models loaded in this run (tests read it: a warm rerun loads none)
-        self._artifact_files: dict[str, str] = {}
         self._original: tuple[Any, Any, str] | None = None  # --original-model, for the user's tests
 
     # -- the user's own tests ---------------------------------------------------------------
@@ -496,24 +496,7 @@ class SemevalBackend(Backend):
 
     # -- records -------------------------------------------------------------------------------
     def _write_jsonl(self, name: str, rows: list[dict[str, Any]]) -> None:
-        folder = self.settings.artifacts
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            path = folder / f"{name}.jsonl"
-            tmp = path.with_suffix(".jsonl.tmp")
-            with tmp.open("w", encoding="utf-8") as handle:
-                for row in rows:
-                    handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-            tmp.replace(path)
-        except OSError as exc:
-            # The scores are already computed (minutes of generation): keep them and say what is
-            # missing, rather than fail every check for want of the per-prompt records.
-            self.warn(
-                f"--artifacts {folder}: cannot write {name}.jsonl ({exc.strerror or exc}); the scores are "
-                "kept, the per-prompt records are not: pass a writable folder to keep them"
-            )
-            return
-        self._artifact_files[name] = str(path)
+        self.write_artifact(name, f"{name}.jsonl", jsonl_bytes(rows), "per-prompt records")
 
     def report_sections(self, card: dict[str, Any], report: Path) -> list[str]:
         """The worst examples of each failing subtask check, the MIA loss histograms with the

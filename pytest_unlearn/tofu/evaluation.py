@@ -25,7 +25,7 @@ from pytest_unlearn.loading import inspect_model_folder, token_budget
 from pytest_unlearn.manifest import SuiteManifest
 from pytest_unlearn.tofu import metrics as tm
 from pytest_unlearn.tofu.data import FORGET_SPLIT, Question, Tags, family_tags, holdout_path, load_data, load_holdout
-from pytest_unlearn.tofu.logs import AGGREGATED, load_logs, write_logs
+from pytest_unlearn.tofu.logs import AGGREGATED, encode_logs, load_logs
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,6 @@ class TofuBackend(LanguageModels, Backend):
         self._fingerprint: str | None = None
         self._resolved_device: str | None = None
         self.model_loads = 0
-        self._artifact_files: dict[str, str] = {}
 
         reference_is_model = settings.reference is not None and _is_model_folder(settings.reference)
         needs_data = settings.model is not None or reference_is_model
@@ -383,21 +382,12 @@ class TofuBackend(LanguageModels, Backend):
 
     # -- records -------------------------------------------------------------------------------
     def _write(self, name: str, folder: str, logs: dict[str, tm.TaskLog]) -> None:
-        path = self.settings.artifacts / folder / AGGREGATED
         extra: dict[str, list[str]] = {}
         if self.data is not None:
             for task, questions in self.data.items():
                 extra[task] = [self.tags.prompt(q.question) for q in questions]
                 extra[f"{task}:answers"] = [q.answer for q in questions]
-        try:
-            write_logs(path, logs, extra)
-        except OSError as exc:
-            self.warn(
-                f"--artifacts {self.settings.artifacts}: cannot write {folder}/{AGGREGATED} ({exc.strerror or exc}); "
-                "the scores are kept, the per-sample logs are not: pass a writable folder to keep them"
-            )
-            return
-        self._artifact_files[name] = str(path)
+        self.write_artifact(name, f"{folder}/{AGGREGATED}", encode_logs(logs, extra), "per-sample logs")
 
     #: Questions shown per failing check in the HTML report.
     REPORT_EXAMPLES = 5

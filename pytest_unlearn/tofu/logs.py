@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 
 from pytest_unlearn.errors import UnlearnError
-from pytest_unlearn.files import write_bytes_atomic
 from pytest_unlearn.tofu.metrics import TASKS, TOFU_FILES, TaskLog
 
 AGGREGATED = "eval_log_aggregated.json"
@@ -181,6 +180,6 @@ def dump_logs(logs: dict[str, TaskLog], inputs: dict[str, list[str]] | None = No
     return out
 
 
-def write_logs(path: Path, logs: dict[str, TaskLog], inputs: dict[str, list[str]] | None = None) -> None:
-    text = json.dumps(dump_logs(logs, inputs), indent=1, ensure_ascii=False) + "\n"
-    write_bytes_atomic(path, text.encode("utf-8"))
+def encode_logs(logs: dict[str, TaskLog], inputs: dict[str, list[str]] | None = None) -> bytes:
+    """The aggregated log file's bytes (TOFU's eval_log_aggregated.json layout)."""
+    return (json.dumps(dump_logs(logs, inputs), indent=1, ensure_ascii=False) + "\n").encode("utf-8")
