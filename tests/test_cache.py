@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import multiprocessing
 import os
@@ -95,8 +96,11 @@ def test_semeval_rerun_reuses_generations_losses_and_mmlu(tmp_path, semeval_mode
 
     from pytest_unlearn.evaluation import RunSettings, create_backend
     from pytest_unlearn.manifest import resolve_suite
-    from pytest_unlearn.semeval import backend as passes
 
+    # The module the backend's lazy imports will find (sys.modules), not the package attribute:
+    # after an in-process pytester run restores sys.modules, `from pytest_unlearn.semeval import
+    # backend` can still give the module that run imported, and patching it would patch nothing.
+    passes = importlib.import_module("pytest_unlearn.semeval.backend")
     torch.set_num_threads(1)
     calls: list[str] = []
     for name in ("generate_greedy", "document_nll", "mmlu_predict"):
