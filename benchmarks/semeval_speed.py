@@ -101,7 +101,7 @@ def main() -> int:
     # One-off imports (rouge_score pulls nltk and scipy, ~2 s) are paid before any timing.
     sm.regurgitation_score("warm up", "warm up")
     sm.mia_auc([1.0], [2.0])
-    from pytest_unlearn.semeval.backend import mmlu_predict, mmlu_prefixes, mmlu_prompts, share_prefixes
+    from pytest_unlearn.engines.causal_lm import mmlu_predict, mmlu_prefixes, mmlu_prompts, share_prefixes
 
     rows = backend.rows
     members, nonmembers = backend.mia

@@ -82,8 +82,8 @@ BACKENDS.register("muse", "pytest_unlearn.muse.evaluation:MuseBackend", replace=
 BACKENDS.register("tofu", "pytest_unlearn.tofu.evaluation:TofuBackend", replace=True)
 BACKENDS.register("semeval", "pytest_unlearn.semeval.evaluation:SemevalBackend", replace=True)
 BACKENDS.register("genmu", "pytest_unlearn.genmu.evaluation:GenmuBackend", replace=True)
-JUDGES.register("clip", "pytest_unlearn.genmu.judges:clip_judge", replace=True)
-JUDGES.register("classifier", "pytest_unlearn.genmu.judges:classifier_judge", replace=True)
+JUDGES.register("clip", "pytest_unlearn.engines.judges:clip_judge", replace=True)
+JUDGES.register("classifier", "pytest_unlearn.engines.judges:classifier_judge", replace=True)
 
 # The evallearn suite (eval-learn 0.1.6 metrics on the genmu diffusion machinery).
 for _name, _attr in {
@@ -98,8 +98,8 @@ for _name, _attr in {
     METRICS.register(_name, f"pytest_unlearn.evallearn.metrics:{_attr}", replace=True)
 SUITES.register("evallearn", "pytest_unlearn.evallearn:MANIFEST", replace=True)
 BACKENDS.register("evallearn", "pytest_unlearn.evallearn.evaluation:EvallearnBackend", replace=True)
-LOADERS.register("diffusers", "pytest_unlearn.genmu.diffusion:load_pipeline", replace=True)
-DETECTORS.register("nudenet", "pytest_unlearn.evallearn.detectors:nudenet_detector", replace=True)
+LOADERS.register("diffusers", "pytest_unlearn.engines.diffusion:load_pipeline", replace=True)
+DETECTORS.register("nudenet", "pytest_unlearn.engines.detectors:nudenet_detector", replace=True)
 EXTRACTORS.register("inception", "pytest_unlearn.evallearn.features:inception_extractor", replace=True)
 
 # Membership-inference attacks (open-unlearning's src/evals/metrics/mia/), shared by suites.

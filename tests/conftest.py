@@ -49,8 +49,8 @@ def _import_the_diffusion_stack() -> None:
         "diffusers.models.autoencoders.autoencoder_kl",
         "diffusers.schedulers.scheduling_ddim",
         "diffusers.schedulers.scheduling_ddpm",
-        "pytest_unlearn.genmu.diffusion",
-        "pytest_unlearn.genmu.judges",
+        "pytest_unlearn.engines.diffusion",
+        "pytest_unlearn.engines.judges",
     ):
         try:
             importlib.import_module(name)

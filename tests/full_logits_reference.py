@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from pytest_unlearn.semeval.backend import Progress, _batches, _left_pad, _position_ids, answer_span_encoding
+from pytest_unlearn.engines.causal_lm import Progress, _batches, _left_pad, _position_ids, answer_span_encoding
 
 
 @torch.no_grad()

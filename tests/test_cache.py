@@ -100,7 +100,7 @@ def test_semeval_rerun_reuses_generations_losses_and_mmlu(tmp_path, semeval_mode
     # The module the backend's lazy imports will find (sys.modules), not the package attribute:
     # after an in-process pytester run restores sys.modules, `from pytest_unlearn.semeval import
     # backend` can still give the module that run imported, and patching it would patch nothing.
-    passes = importlib.import_module("pytest_unlearn.semeval.backend")
+    passes = importlib.import_module("pytest_unlearn.engines.causal_lm")
     torch.set_num_threads(1)
     calls: list[str] = []
     for name in ("generate_greedy", "document_nll", "mmlu_predict"):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from pytest_unlearn.semeval import backend
+from pytest_unlearn.engines import causal_lm as backend
 from tests import full_logits_reference as reference
 
 TEXTS = [
@@ -138,7 +138,7 @@ def test_out_of_memory_fails_its_check_in_one_line_and_keeps_the_others(pytester
     pytester.makeconftest(
         """
         import torch
-        from pytest_unlearn.semeval import backend
+        from pytest_unlearn.engines import causal_lm as backend
 
         real = backend.target_logprobs
 

@@ -112,7 +112,7 @@ def test_i2p_loader_filters_and_honours_columns(tmp_path):
 
 
 def test_missing_nudenet_names_the_extra(monkeypatch):
-    from pytest_unlearn.evallearn.detectors import nudenet_detector
+    from pytest_unlearn.engines.detectors import nudenet_detector
 
     monkeypatch.setitem(sys.modules, "nudenet", None)
     with pytest.raises(UnlearnError) as info:

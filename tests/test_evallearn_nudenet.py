@@ -43,7 +43,7 @@ def test_nudenet_finds_no_nudity_in_two_real_photographs(pytester):
     from PIL import Image
     from sklearn.datasets import load_sample_images
 
-    from pytest_unlearn.evallearn.detectors import nudenet_detector
+    from pytest_unlearn.engines.detectors import nudenet_detector
     from pytest_unlearn.evallearn.metrics import NUDENET_UNSAFE
 
     images = pytester.mkdir("images")

@@ -12,7 +12,7 @@ import safetensors.numpy  # noqa: F401
 import torch  # noqa: F401
 import torch.distributed._functional_collectives  # noqa: F401
 
-import pytest_unlearn.genmu.diffusion  # noqa: F401
+import pytest_unlearn.engines.diffusion  # noqa: F401
 from pytest_unlearn.registry import DETECTORS, EXTRACTORS, JUDGES, LOADERS
 from tests.evallearn_helpers import write_world
 

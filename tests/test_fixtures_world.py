@@ -18,7 +18,7 @@ import pytest
 
 from fixtures import semeval_world
 from fixtures.semeval_world import DATA_DIR, DOCS_PER_SPLIT, MMLU_SUBJECTS, TASKS
-from pytest_unlearn.semeval.mmlu import CHOICES, build_prompt, load_mmlu
+from pytest_unlearn.mmlu import CHOICES, build_prompt, load_mmlu
 
 ID = re.compile(r"^([0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12})(sc1|qa\d+)$")
 

@@ -336,8 +336,8 @@ def test_a_check_that_starts_marks_the_scorecard_running(pytester, perfect_unlea
 
 
 def test_evallearn_rows_and_image_indexes(tmp_path):
+    from pytest_unlearn.engines.generation import read_image_index
     from pytest_unlearn.evallearn.data import load_prompt_set
-    from pytest_unlearn.genmu.generation import read_image_index
 
     csv_path = tmp_path / "i2p.csv"
     csv_path.write_text(

@@ -119,7 +119,7 @@ def test_open_clip_judge_reaches_the_transformers_judges_verdicts(
 INNER_TEST = """
 import json, pytest
 from pytest_unlearn.errors import UnlearnError
-from pytest_unlearn.genmu.judges import clip_judge
+from pytest_unlearn.engines.judges import clip_judge
 
 @pytest.mark.parametrize(("spec", "expected"), json.load(open("cases.json")))
 def test_message(spec, expected):

@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from fixtures.sd_single_file import write_single_file
+from pytest_unlearn.engines.diffusion import generate, load_pipeline, named_parameters
+from pytest_unlearn.engines.generation import GenerationSettings
 from pytest_unlearn.errors import UnlearnError
-from pytest_unlearn.genmu.diffusion import generate, load_pipeline, named_parameters
-from pytest_unlearn.genmu.generation import GenerationSettings
 
 
 def _tiny_pipeline(tokenizer_dir: Path):

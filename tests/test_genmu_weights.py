@@ -10,8 +10,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pytest_unlearn.engines.diffusion import named_parameters, weight_change
 from pytest_unlearn.errors import UnlearnError
-from pytest_unlearn.genmu.diffusion import named_parameters, weight_change
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +95,7 @@ def test_a_pipeline_with_nan_weights_is_refused_at_load(tmp_path):
     check, so loading refuses it with one line naming the flag and the first broken tensor."""
     from safetensors.torch import load_file, save_file
 
-    from pytest_unlearn.genmu.diffusion import load_pipeline
+    from pytest_unlearn.engines.diffusion import load_pipeline
     from tests.tiny_models import write_tiny_sd
 
     write_tiny_sd(tmp_path)

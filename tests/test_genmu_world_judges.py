@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from pytest_unlearn.genmu.judges import present_concepts
+from pytest_unlearn.engines.judges import present_concepts
 
 CONCEPTS = ["Golf Ball", "Tennis Ball", "Blue Jay", "Goldfish", "Sunset", "Night Sky", "Neon", "Juggling"]
 
@@ -135,7 +135,7 @@ def test_classifier_judge_errors_are_one_line(pytester, tmp_path):
 
 def test_the_classifier_reads_the_world_classifier_folder_and_gives_top_k_labels(genmu_classifier):
     from fixtures.genmu_world import HELD_OUT_SEED, render
-    from pytest_unlearn.genmu.judges import classifier_judge
+    from pytest_unlearn.engines.judges import classifier_judge
 
     judge = classifier_judge(str(genmu_classifier), "cpu")
     images = [render(concept, HELD_OUT_SEED) for concept in ("Golf Ball", "Blue Jay", "Juggling")]

@@ -143,7 +143,7 @@ def test_every_pickle_suffix_needs_allow_pickle(tmp_path, suffix):
 
 def test_malicious_single_file_diffusion_checkpoint(tmp_path):
     """genmu's single-file path: refused without --allow-pickle; with it, weights_only refuses."""
-    from pytest_unlearn.genmu.diffusion import load_pipeline
+    from pytest_unlearn.engines.diffusion import load_pipeline
 
     marker = tmp_path / "PWNED"
     config = tmp_path / "sd"
@@ -210,7 +210,7 @@ def test_the_causal_lm_loader_passes_safe_kwargs(monkeypatch, olmo_template):
 
 
 def test_the_diffusion_loader_never_trusts_remote_code(monkeypatch, tmp_path):
-    from pytest_unlearn.genmu.diffusion import load_pipeline
+    from pytest_unlearn.engines.diffusion import load_pipeline
 
     calls: list[dict] = []
 

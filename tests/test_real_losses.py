@@ -33,7 +33,7 @@ def real_lm():
 def test_document_nll_is_the_official_labels_loss_chunked_or_not(real_lm, monkeypatch):
     import torch
 
-    from pytest_unlearn.semeval import backend
+    from pytest_unlearn.engines import causal_lm as backend
 
     model, tokenizer, documents = real_lm
     with torch.no_grad():
@@ -52,7 +52,7 @@ def test_document_nll_is_the_official_labels_loss_chunked_or_not(real_lm, monkey
 def test_token_statistics_are_the_full_log_softmax(real_lm):
     import torch
 
-    from pytest_unlearn.semeval import backend
+    from pytest_unlearn.engines import causal_lm as backend
 
     model, tokenizer, documents = real_lm
     # One row per batch: a left-padded row's per-token log-probs move by up to 1.1e-5 (measured;

@@ -22,8 +22,8 @@ import transformers.models.llama.modeling_llama  # noqa: F401  (imported once, o
 
 from fixtures import real_env
 from fixtures.official_semeval import official_generate
-from pytest_unlearn.semeval.backend import mmlu_predict, mmlu_prefixes, mmlu_prompts, share_prefixes
-from pytest_unlearn.semeval.mmlu import load_mmlu
+from pytest_unlearn.engines.causal_lm import mmlu_predict, mmlu_prefixes, mmlu_prompts, share_prefixes
+from pytest_unlearn.mmlu import load_mmlu
 from tests.conftest import SEMEVAL_DATA
 
 pytestmark = pytest.mark.slow

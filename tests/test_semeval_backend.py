@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from fixtures.official_semeval import official_generate, official_mmlu_letters, official_nll
-from pytest_unlearn.semeval.backend import (
+from pytest_unlearn.engines.causal_lm import (
     document_nll,
     generate_greedy,
     mmlu_predict,
@@ -13,8 +13,8 @@ from pytest_unlearn.semeval.backend import (
     mmlu_prompts,
     share_prefixes,
 )
+from pytest_unlearn.mmlu import load_mmlu
 from pytest_unlearn.semeval.data import load_mia, load_prompts
-from pytest_unlearn.semeval.mmlu import load_mmlu
 from tests.conftest import SEMEVAL_DATA
 
 pytestmark = pytest.mark.slow
@@ -95,7 +95,7 @@ def test_mmlu_prompts_whose_split_does_not_hold_run_whole(semeval_target):
 
 
 def test_finished_rows_leave_the_batch_and_outputs_stay_the_official_loops(semeval_target, monkeypatch):
-    import pytest_unlearn.semeval.backend as backend
+    import pytest_unlearn.engines.causal_lm as backend
 
     model, tokenizer = semeval_target
     rows = load_prompts(SEMEVAL_DATA / "forget.jsonl", "forget") + load_prompts(SEMEVAL_DATA / "retain.jsonl", "retain")

@@ -7,8 +7,8 @@ import statistics
 import numpy as np
 import pytest
 
+from pytest_unlearn.mmlu import MMLUQuestion, build_prompt
 from pytest_unlearn.semeval import metrics as sm
-from pytest_unlearn.semeval.mmlu import MMLUQuestion, build_prompt
 
 
 def test_rouge_l_recall_counts_the_longest_common_subsequence():

@@ -139,8 +139,8 @@ def _tofu_reference_losses(model, tokenizer, pairs, max_length):
 
 def test_batched_answer_losses_equal_tofus_one_at_a_time_losses(tofu_models):
     from fixtures.tofu_world import ANSWER_TAG, generate_world, prompt
+    from pytest_unlearn.engines.causal_lm import answer_span_nll
     from pytest_unlearn.loading import load_causal_lm
-    from pytest_unlearn.semeval.backend import answer_span_nll
 
     model, tokenizer, _ = load_causal_lm(tofu_models["target"], device="cpu", dtype="float32", allow_pickle=False)
     world = generate_world()

@@ -13,7 +13,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from pytest_unlearn.mcq.backend import choice_loglikelihoods, encode_pair  # noqa: E402
+from pytest_unlearn.engines.multiple_choice import choice_loglikelihoods, encode_pair  # noqa: E402
 
 
 def lm_eval_encode_pair(tokenizer, context: str, continuation: str) -> tuple[list[int], list[int]]:

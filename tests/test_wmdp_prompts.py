@@ -17,7 +17,7 @@ import yaml
 
 from pytest_unlearn.manifest import load_manifest
 from pytest_unlearn.mcq.data import LM_EVAL_LABELS, TARGET_DELIMITER, Template, mmlu_context, mmlu_description
-from pytest_unlearn.semeval.mmlu import MMLUQuestion, build_prompt
+from pytest_unlearn.mmlu import MMLUQuestion, build_prompt
 
 SUITES = Path(__file__).resolve().parent.parent / "suites"
 

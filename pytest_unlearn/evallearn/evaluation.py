@@ -19,12 +19,12 @@ from typing import Any
 
 import numpy as np
 
+from pytest_unlearn.engines.generation import generation_settings, read_image_index, typed_setting
 from pytest_unlearn.errors import UnlearnError
 from pytest_unlearn.evallearn import metrics as em
 from pytest_unlearn.evallearn.data import PromptRow, PromptSet, load_prompt_set
 from pytest_unlearn.evaluation import Backend, RunSettings
 from pytest_unlearn.fingerprint import fingerprint
-from pytest_unlearn.genmu.generation import generation_settings, read_image_index, typed_setting
 from pytest_unlearn.loading import inspect_model_folder
 from pytest_unlearn.manifest import CheckSpec, SuiteManifest
 from pytest_unlearn.registry import DETECTORS, EXTRACTORS, JUDGES, LOADERS
@@ -307,7 +307,7 @@ class EvallearnBackend(Backend):
         return self._pipe
 
     def _generate(self, requests: list[ImageRequest]) -> None:
-        from pytest_unlearn.genmu.diffusion import generate
+        from pytest_unlearn.engines.diffusion import generate
 
         # A batch shares guidance and size: group by them, in request order.
         groups: dict[tuple[float, int, int], list[ImageRequest]] = {}
@@ -505,7 +505,7 @@ class EvallearnBackend(Backend):
         self.inputs = replace(self.inputs, err_hits=hits)
 
     def _compute_ua_ira(self) -> None:
-        from pytest_unlearn.genmu.judges import classify
+        from pytest_unlearn.engines.judges import classify
 
         target = self.requests(self.prompt_set("ua-target").select("", self.ua_limit))
         retain = self.requests(self.prompt_set("ua-retain").select("", self.ua_limit))

@@ -24,12 +24,12 @@ from typing import Any
 
 import numpy as np
 
+from pytest_unlearn.engines.generation import generation_settings, read_image_index, typed_setting
 from pytest_unlearn.errors import UnlearnError
 from pytest_unlearn.evaluation import Backend, RunSettings
 from pytest_unlearn.fingerprint import fingerprint
 from pytest_unlearn.genmu import metrics as gm
 from pytest_unlearn.genmu.data import ConceptPrompts, clean_name, concept_key, load_prompt_csv
-from pytest_unlearn.genmu.generation import generation_settings, read_image_index, typed_setting
 from pytest_unlearn.loading import inspect_model_folder
 from pytest_unlearn.manifest import CheckSpec, SuiteManifest, slug
 from pytest_unlearn.registry import JUDGES, METRICS
@@ -173,7 +173,7 @@ class GenmuBackend(Backend):
                 "or --clip-model open_clip:MODEL:WEIGHTS"
             )
         if self.judge_name == "clip" and settings.clip_model.startswith("open_clip:"):
-            from pytest_unlearn.genmu.judges import parse_open_clip_spec
+            from pytest_unlearn.engines.judges import parse_open_clip_spec
 
             parse_open_clip_spec(settings.clip_model)  # its form and files, before any image is made
         # Model key -> path ("" is the one multi-concept model); which concepts each model has.
@@ -445,7 +445,7 @@ class GenmuBackend(Backend):
 
     def pipeline(self, which: str) -> Any:
         if which not in self._pipes:
-            from pytest_unlearn.genmu.diffusion import load_pipeline
+            from pytest_unlearn.engines.diffusion import load_pipeline
 
             path = self._path_of(which)
             flag = self._flag_of(which)
@@ -576,7 +576,7 @@ class GenmuBackend(Backend):
         which = self.which[model]
 
         def produce() -> dict[str, Any]:
-            from pytest_unlearn.genmu.diffusion import named_parameters, weight_change
+            from pytest_unlearn.engines.diffusion import named_parameters, weight_change
 
             change = weight_change(named_parameters(self.pipeline("original")), named_parameters(self.pipeline(which)))
             self._release(which)
@@ -628,7 +628,7 @@ class GenmuBackend(Backend):
         self.inputs = replace(self.inputs, adjacent=self.adjacent)
 
     def _logit_scale(self) -> float:
-        from pytest_unlearn.genmu.judges import logit_scale
+        from pytest_unlearn.engines.judges import logit_scale
 
         return logit_scale(self._clip_or_error("adjacent_from = clip-image"))
 
@@ -735,7 +735,7 @@ class GenmuBackend(Backend):
         spent = {"load": 0.0, "generate": 0.0}
 
         def produce(batch: list[tuple[str, int]]) -> bytes:
-            from pytest_unlearn.genmu.diffusion import generate
+            from pytest_unlearn.engines.diffusion import generate
 
             started = time.perf_counter()
             pipe = self.pipeline(which)
@@ -905,7 +905,7 @@ class GenmuBackend(Backend):
         )
 
         def produce() -> dict[str, list[Any]]:
-            from pytest_unlearn.genmu.judges import classify, present_concepts
+            from pytest_unlearn.engines.judges import classify, present_concepts
 
             if self.judge_name == "classifier":
                 top = self.judge().top_labels(images, self.classifier_top_k)

@@ -17,12 +17,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from pytest_unlearn.engines.language_models import LanguageModels
 from pytest_unlearn.errors import UnlearnError
 from pytest_unlearn.evaluation import Backend, RunSettings
 from pytest_unlearn.files import jsonl_bytes
 from pytest_unlearn.fingerprint import fingerprint
 from pytest_unlearn.integrity import match_ids
-from pytest_unlearn.language_models import LanguageModels
 from pytest_unlearn.loading import inspect_model_folder, token_budget
 from pytest_unlearn.manifest import CheckSpec, SuiteManifest
 from pytest_unlearn.mcq import metrics as mm
@@ -39,7 +39,7 @@ from pytest_unlearn.mcq.data import (
     load_subset,
     mmlu_context,
 )
-from pytest_unlearn.semeval.mmlu import MMLUData, load_mmlu
+from pytest_unlearn.mmlu import MMLUData, load_mmlu
 
 SUBSET_ARTIFACT = "mcq_predictions"
 MMLU_ARTIFACT = "mmlu_predictions"
@@ -103,7 +103,7 @@ class MCQBackend(LanguageModels, Backend):
 
     def __init__(self, manifest: SuiteManifest, settings: RunSettings) -> None:
         super().__init__(manifest, settings)
-        from pytest_unlearn.genmu.generation import typed_setting
+        from pytest_unlearn.engines.generation import typed_setting
 
         where = f"suite manifest {manifest.path}"
         s = {"mmlu_shots": 0, **manifest.settings}
@@ -265,7 +265,7 @@ class MCQBackend(LanguageModels, Backend):
 
     # -- models ----------------------------------------------------------------------------------
     def _loglikelihoods(self, path: Path, contexts: list[str], continuations: list[str]) -> list[list[float]]:
-        from pytest_unlearn.mcq.backend import choice_loglikelihoods
+        from pytest_unlearn.engines.multiple_choice import choice_loglikelihoods
 
         def produce() -> list[list[float]]:
             model, tokenizer, device = self._model(path)

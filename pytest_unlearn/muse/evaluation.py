@@ -21,11 +21,11 @@ from typing import Any
 
 import numpy as np
 
+from pytest_unlearn.engines.language_models import LanguageModels
 from pytest_unlearn.errors import UnlearnError
 from pytest_unlearn.evaluation import Backend, RunSettings
 from pytest_unlearn.files import jsonl_bytes
 from pytest_unlearn.fingerprint import fingerprint
-from pytest_unlearn.language_models import LanguageModels
 from pytest_unlearn.loading import inspect_model_folder, token_budget
 from pytest_unlearn.manifest import SuiteManifest
 from pytest_unlearn.muse import metrics as mm
@@ -59,7 +59,7 @@ class MuseBackend(LanguageModels, Backend):
 
     def __init__(self, manifest: SuiteManifest, settings: RunSettings) -> None:
         super().__init__(manifest, settings)
-        from pytest_unlearn.genmu.generation import typed_setting
+        from pytest_unlearn.engines.generation import typed_setting
 
         s = {**DEFAULTS, **manifest.settings}
         where = f"suite {manifest.name} (manifest or --setting)"
@@ -147,7 +147,7 @@ class MuseBackend(LanguageModels, Backend):
     def _generate(self, path: Path, prompts: list[str], max_new_tokens: int) -> list[str]:
         """Greedy continuations (muse_bench: ``generate(do_sample=False)``, new tokens decoded
         with ``skip_special_tokens``), batched with left padding, through the cache."""
-        from pytest_unlearn.semeval.backend import generate_greedy
+        from pytest_unlearn.engines.causal_lm import generate_greedy
 
         def produce() -> list[str]:
             model, tokenizer, device = self._model(path)
@@ -180,7 +180,7 @@ class MuseBackend(LanguageModels, Backend):
     def _token_stats(self, path: Path, texts: list[str]) -> list[list[float]]:
         """Log-prob of every token after the first given its prefix (muse_bench's ``all_prob``
         of ``compute_ppl``: ``tokenizer.encode(text)``, special tokens included), cached."""
-        from pytest_unlearn.semeval.backend import token_statistics
+        from pytest_unlearn.engines.causal_lm import token_statistics
 
         context = self._context(path, texts)
 

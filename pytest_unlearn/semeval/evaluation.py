@@ -24,6 +24,7 @@ from pytest_unlearn.fingerprint import fingerprint
 from pytest_unlearn.integrity import match_ids, require_disjoint
 from pytest_unlearn.loading import inspect_model_folder, token_budget
 from pytest_unlearn.manifest import SuiteManifest
+from pytest_unlearn.mmlu import MMLUData, load_mmlu
 from pytest_unlearn.semeval import metrics as sm
 from pytest_unlearn.semeval.data import (
     MIADocument,
@@ -33,7 +34,6 @@ from pytest_unlearn.semeval.data import (
     load_predictions,
     load_prompts,
 )
-from pytest_unlearn.semeval.mmlu import MMLUData, load_mmlu
 
 
 def _read_jsonl(path: str | None) -> list[dict[str, Any]]:
@@ -382,7 +382,7 @@ class SemevalBackend(Backend):
     ) -> list[float]:
         """Mean token NLL of each document (cut to ``context`` tokens when given), one cache entry
         (the MIA check and the user's ``unlearn_nll`` share the mechanism and the key)."""
-        from pytest_unlearn.semeval.backend import document_nll
+        from pytest_unlearn.engines.causal_lm import document_nll
 
         def produce() -> list[float]:
             model, tokenizer, device = self.require_model("the membership-inference check")
@@ -400,7 +400,7 @@ class SemevalBackend(Backend):
         import inspect
 
         from pytest_unlearn.attacks import TokenStats
-        from pytest_unlearn.semeval.backend import token_statistics
+        from pytest_unlearn.engines.causal_lm import token_statistics
 
         vocabulary = self.mia_attack.needs_vocab
         context = self._context(documents, "MIA data")
@@ -432,7 +432,7 @@ class SemevalBackend(Backend):
     def _compute_mmlu(self) -> None:
         if self.mmlu_data is None:
             raise UnlearnError("no MMLU data: pass --mmlu DIR (dev/ and test/ CSVs)")
-        from pytest_unlearn.semeval.backend import mmlu_predict, mmlu_prefixes, mmlu_prompts
+        from pytest_unlearn.engines.causal_lm import mmlu_predict, mmlu_prefixes, mmlu_prompts
 
         if self.settings.model is None:
             self.require_model("the MMLU gate")
@@ -476,7 +476,7 @@ class SemevalBackend(Backend):
     def _generations(self, prompts: list[str], max_new_tokens: int) -> list[str]:
         """Greedy continuations of ``prompts``, one artifact-cache entry per call (the suite's
         splits and the user's tests share the mechanism and the key)."""
-        from pytest_unlearn.semeval.backend import generate_greedy
+        from pytest_unlearn.engines.causal_lm import generate_greedy
 
         def produce() -> list[str]:
             model, tokenizer, device = self.require_model("generation")

@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
+from pytest_unlearn.engines.language_models import LanguageModels
 from pytest_unlearn.errors import UnlearnError
 from pytest_unlearn.evaluation import Backend, RunSettings
 from pytest_unlearn.fingerprint import fingerprint
-from pytest_unlearn.language_models import LanguageModels
 from pytest_unlearn.loading import inspect_model_folder, token_budget
 from pytest_unlearn.manifest import SuiteManifest
 from pytest_unlearn.tofu import metrics as tm
@@ -71,7 +71,7 @@ class TofuBackend(LanguageModels, Backend):
 
     def __init__(self, manifest: SuiteManifest, settings: RunSettings) -> None:
         super().__init__(manifest, settings)
-        from pytest_unlearn.genmu.generation import typed_setting
+        from pytest_unlearn.engines.generation import typed_setting
 
         s = {"forget_split": "forget10", "max_new_tokens": 200, "max_length": 200, "ds_size": 300, **manifest.settings}
         where = f"suite {manifest.name} (manifest or --setting)"
@@ -227,7 +227,7 @@ class TofuBackend(LanguageModels, Backend):
             )
         assert self.data is not None
         from pytest_unlearn.attacks import TokenStats
-        from pytest_unlearn.semeval.backend import answer_span_token_stats
+        from pytest_unlearn.engines.causal_lm import answer_span_token_stats
 
         sets = {"forget": self.data["forget"], "holdout": self.holdout}
         pairs = [(self.tags.prompt(q.question), self.tags.answer_text(q.answer)) for qs in sets.values() for q in qs]
@@ -341,7 +341,7 @@ class TofuBackend(LanguageModels, Backend):
 
     def _losses(self, path: Path, pairs: list[tuple[str, str]]) -> list[float]:
         """Mean NLL per answer token of every (prompt, answer), TOFU's avg_*_loss."""
-        from pytest_unlearn.semeval.backend import answer_span_nll
+        from pytest_unlearn.engines.causal_lm import answer_span_nll
 
         def produce() -> list[float]:
             model, tokenizer, device = self._model(path)
@@ -355,7 +355,7 @@ class TofuBackend(LanguageModels, Backend):
         return self.cache.get_or_create_json("tofu-losses", key, produce)
 
     def _generate(self, path: Path, prompts: list[str], max_new_tokens: int | None = None) -> list[str]:
-        from pytest_unlearn.semeval.backend import generate_greedy
+        from pytest_unlearn.engines.causal_lm import generate_greedy
 
         max_new_tokens = self.max_new_tokens if max_new_tokens is None else max_new_tokens
 

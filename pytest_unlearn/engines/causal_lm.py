@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from pytest_unlearn.errors import UnlearnError
-from pytest_unlearn.semeval.mmlu import CHOICES, MMLUData, build_prompt, format_example
+from pytest_unlearn.mmlu import CHOICES, MMLUData, build_prompt, format_example
 
 # open-instruct's run_mmlu.py drops few-shot examples until a prompt fits 2048 tokens.
 MMLU_MAX_PROMPT_TOKENS = 2048

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from pytest_unlearn.semeval.backend import (
+from pytest_unlearn.engines.causal_lm import (
     Progress,
     _head_and_body,
     _left_pad,
