@@ -12,8 +12,8 @@ from typing import Any
 import torch
 
 from pytest_unlearn.engines.generation import SCHEDULERS, GenerationSettings
+from pytest_unlearn.engines.weight_change import WeightChange, combine_weight_change
 from pytest_unlearn.errors import UnlearnError
-from pytest_unlearn.genmu.metrics import WeightChange, combine_weight_change
 from pytest_unlearn.loading import (
     PICKLE_SUFFIXES,
     check_finite,

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_unlearn.integrity import Warn, no_warning
+from pytest_unlearn.settings import typed_setting
 
 # Scheduler names accepted in the manifest / --setting scheduler=…, and their diffusers classes.
 SCHEDULERS = {
@@ -35,25 +36,6 @@ class GenerationSettings:
             "resolution": self.resolution,
             "scheduler": self.scheduler,
         }
-
-
-def typed_setting(settings: dict[str, Any], key: str, kind: type, where: str) -> Any:
-    """``settings[key]`` checked against ``kind`` (an int is accepted as a float; a list must
-    hold strings; ints are never negative), with an error naming the manifest and the key."""
-    from pytest_unlearn.errors import UnlearnError
-
-    value = settings[key]
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if kind is list:
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise UnlearnError(f"{where}: setting {key!r} must be a list of strings, got {value!r}")
-        return value
-    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-        raise UnlearnError(f"{where}: setting {key!r} must be a {kind.__name__}, got {value!r}")
-    if kind is int and value < 0:
-        raise UnlearnError(f"{where}: setting {key!r} must be >= 0, got {value!r}")
-    return value
 
 
 def generation_settings(settings: dict[str, Any], where: str) -> GenerationSettings:

@@ -27,6 +27,13 @@ class Judge(Protocol):
     def embed_texts(self, texts: list[str]) -> np.ndarray: ...
 
 
+def clip_score(image_embeddings: np.ndarray, text_embeddings: np.ndarray) -> np.ndarray:
+    """100 · cosine similarity of each image with its own prompt (rows paired), no clamp at 0."""
+    a = image_embeddings / np.linalg.norm(image_embeddings, axis=-1, keepdims=True)
+    b = text_embeddings / np.linalg.norm(text_embeddings, axis=-1, keepdims=True)
+    return 100.0 * np.sum(a * b, axis=-1)
+
+
 def _normalise(x: np.ndarray) -> np.ndarray:
     return x / np.linalg.norm(x, axis=-1, keepdims=True)
 

@@ -1,14 +1,27 @@
 """Causal LMs loaded once per path, and the cache keys of their passes: shared by the backends
-that score several language models by path (tofu, muse, mcq: the model, the original, the
-reference)."""
+that score several language models by path (the model, the original, the reference).
+
+``LanguageModel`` is one loaded model as a test receives it; ``ModelsByPath`` is the backend
+mixin that loads each path once."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 
-class LanguageModels:
+@dataclass(frozen=True)
+class LanguageModel:
+    """What ``unlearn_model`` gives a test: the loaded causal LM, its tokenizer, where it runs."""
+
+    model: Any
+    tokenizer: Any
+    device: str
+    path: Path
+
+
+class ModelsByPath:
     """Mixin of a :class:`~pytest_unlearn.evaluation.Backend`; the backend's ``__init__`` sets
     ``_models``, ``_digests``, ``_resolved_device``, ``model_loads`` and ``max_batch_tokens``."""
 

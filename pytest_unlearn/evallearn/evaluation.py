@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from pytest_unlearn.engines.generation import generation_settings, read_image_index, typed_setting
+from pytest_unlearn.engines.generation import generation_settings, read_image_index
 from pytest_unlearn.errors import UnlearnError
 from pytest_unlearn.evallearn import metrics as em
 from pytest_unlearn.evallearn.data import PromptRow, PromptSet, load_prompt_set
@@ -29,6 +29,7 @@ from pytest_unlearn.loading import inspect_model_folder
 from pytest_unlearn.manifest import CheckSpec, SuiteManifest
 from pytest_unlearn.registry import DETECTORS, EXTRACTORS, JUDGES, LOADERS
 from pytest_unlearn.scorecard import CheckResult
+from pytest_unlearn.settings import typed_setting
 
 DEFAULT_SETTINGS: dict[str, Any] = {
     "steps": 50,
@@ -404,7 +405,7 @@ class EvallearnBackend(Backend):
         return self.requests(self.prompt_set("captions").select("", self.caption_limit))
 
     def _compute_clip(self) -> None:
-        from pytest_unlearn.genmu.metrics import clip_score
+        from pytest_unlearn.engines.judges import clip_score
 
         requests = self._caption_requests()
         images = self.images(requests, "captions")

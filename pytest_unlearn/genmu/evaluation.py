@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from pytest_unlearn.engines.generation import generation_settings, read_image_index, typed_setting
+from pytest_unlearn.engines.generation import generation_settings, read_image_index
 from pytest_unlearn.errors import UnlearnError
 from pytest_unlearn.evaluation import Backend, RunSettings
 from pytest_unlearn.fingerprint import fingerprint
@@ -33,6 +33,7 @@ from pytest_unlearn.genmu.data import ConceptPrompts, clean_name, concept_key, l
 from pytest_unlearn.loading import inspect_model_folder
 from pytest_unlearn.manifest import CheckSpec, SuiteManifest, slug
 from pytest_unlearn.registry import JUDGES, METRICS
+from pytest_unlearn.settings import typed_setting
 
 ADJACENT_METHODS = ("manifest", "clip-text", "clip-image")
 

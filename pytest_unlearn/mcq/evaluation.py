@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from pytest_unlearn.engines.language_models import LanguageModels
+from pytest_unlearn.engines.language_models import LanguageModel, ModelsByPath
 from pytest_unlearn.errors import UnlearnError
 from pytest_unlearn.evaluation import Backend, RunSettings
 from pytest_unlearn.files import jsonl_bytes
@@ -96,14 +96,14 @@ def _digest(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, ensure_ascii=False, sort_keys=True).encode("utf-8")).hexdigest()
 
 
-class MCQBackend(LanguageModels, Backend):
+class MCQBackend(ModelsByPath, Backend):
     #: What --setting may override besides the manifest's [settings].
     SETTINGS = ("seed", "bootstrap_samples", "mmlu_shots", "max_batch_tokens")
     USER_API = ("model", "original", "data")
 
     def __init__(self, manifest: SuiteManifest, settings: RunSettings) -> None:
         super().__init__(manifest, settings)
-        from pytest_unlearn.engines.generation import typed_setting
+        from pytest_unlearn.settings import typed_setting
 
         where = f"suite manifest {manifest.path}"
         s = {"mmlu_shots": 0, **manifest.settings}
@@ -244,8 +244,6 @@ class MCQBackend(LanguageModels, Backend):
 
     # -- the user's own tests ---------------------------------------------------------------
     def user_model(self, role: str = "model") -> Any:
-        from pytest_unlearn.semeval.evaluation import LanguageModel
-
         path = self.settings.model if role == "model" else self.settings.original_model if role == "original" else None
         if path is None and role == "original":
             raise UnlearnError("unlearn_original_model needs --original-model PATH")

@@ -61,7 +61,7 @@ class FaceBackend(Backend):
 
     def __init__(self, manifest: SuiteManifest, settings: RunSettings) -> None:
         super().__init__(manifest, settings)
-        from pytest_unlearn.engines.generation import typed_setting
+        from pytest_unlearn.settings import typed_setting
 
         s = {**MODEL_DEFAULTS, **manifest.settings}
         where = f"suite {manifest.name} (manifest or --setting)"

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from pytest_unlearn.engines.language_models import LanguageModels
+from pytest_unlearn.engines.language_models import LanguageModel, ModelsByPath
 from pytest_unlearn.errors import UnlearnError
 from pytest_unlearn.evaluation import Backend, RunSettings
 from pytest_unlearn.files import jsonl_bytes
@@ -41,7 +41,7 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-class MuseBackend(LanguageModels, Backend):
+class MuseBackend(ModelsByPath, Backend):
     #: What --setting may override besides the manifest's [settings].
     SETTINGS = (
         "seed",
@@ -59,7 +59,7 @@ class MuseBackend(LanguageModels, Backend):
 
     def __init__(self, manifest: SuiteManifest, settings: RunSettings) -> None:
         super().__init__(manifest, settings)
-        from pytest_unlearn.engines.generation import typed_setting
+        from pytest_unlearn.settings import typed_setting
 
         s = {**DEFAULTS, **manifest.settings}
         where = f"suite {manifest.name} (manifest or --setting)"
@@ -328,8 +328,6 @@ class MuseBackend(LanguageModels, Backend):
         return path
 
     def user_model(self, role: str = "model") -> Any:
-        from pytest_unlearn.semeval.evaluation import LanguageModel
-
         path = self._user_path(role)
         model, tokenizer, device = self._model(path)
         return LanguageModel(model, tokenizer, device, path)

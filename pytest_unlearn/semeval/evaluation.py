@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from pytest_unlearn.engines.language_models import LanguageModel
 from pytest_unlearn.errors import UnlearnError
 from pytest_unlearn.evaluation import Backend, RunSettings
 from pytest_unlearn.files import jsonl_bytes
@@ -58,16 +59,6 @@ def _optional_dir(
                 return data_dir / name
         return None  # never mix a user's data with our bundled sample sets
     return bundled
-
-
-@dataclass(frozen=True)
-class LanguageModel:
-    """What ``unlearn_model`` gives a test: the loaded causal LM, its tokenizer, where it runs."""
-
-    model: Any
-    tokenizer: Any
-    device: str
-    path: Path
 
 
 @dataclass(frozen=True)

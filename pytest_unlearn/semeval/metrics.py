@@ -9,28 +9,21 @@ from __future__ import annotations
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from functools import lru_cache
 
 import numpy as np
 
 from pytest_unlearn.errors import UnlearnError
 from pytest_unlearn.registry import Measurement, metric
+from pytest_unlearn.rouge import rouge_l_recall
 from pytest_unlearn.semeval.data import KINDS, SPLITS, TASKS
 from pytest_unlearn.stats import resample, resample_indices
 
 GroupKey = tuple[str, str, str]  # (split, task, kind)
 
 
-@lru_cache(maxsize=1)
-def _rouge_scorer():  # building the scorer loads the stemmer: do it once
-    from rouge_score import rouge_scorer
-
-    return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
-
-
 def regurgitation_score(expected: str, generated: str) -> float:
     """ROUGE-L recall of the generation against the expected continuation (stemmed)."""
-    return float(_rouge_scorer().score(expected, generated)["rougeL"].recall)
+    return rouge_l_recall(expected, generated)
 
 
 def knowledge_score(expected: str, generated: str) -> float:

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from pytest_unlearn.engines.language_models import LanguageModels
+from pytest_unlearn.engines.language_models import LanguageModel, ModelsByPath
 from pytest_unlearn.errors import UnlearnError
 from pytest_unlearn.evaluation import Backend, RunSettings
 from pytest_unlearn.fingerprint import fingerprint
@@ -53,7 +53,7 @@ def _is_model_folder(path: Path) -> bool:
     return path.is_dir() and (path / "config.json").is_file()
 
 
-class TofuBackend(LanguageModels, Backend):
+class TofuBackend(ModelsByPath, Backend):
     #: What --setting may override besides the manifest's [settings].
     SETTINGS = (
         "seed",
@@ -71,7 +71,7 @@ class TofuBackend(LanguageModels, Backend):
 
     def __init__(self, manifest: SuiteManifest, settings: RunSettings) -> None:
         super().__init__(manifest, settings)
-        from pytest_unlearn.engines.generation import typed_setting
+        from pytest_unlearn.settings import typed_setting
 
         s = {"forget_split": "forget10", "max_new_tokens": 200, "max_length": 200, "ds_size": 300, **manifest.settings}
         where = f"suite {manifest.name} (manifest or --setting)"
@@ -152,8 +152,6 @@ class TofuBackend(LanguageModels, Backend):
         return path
 
     def user_model(self, role: str = "model") -> Any:
-        from pytest_unlearn.semeval.evaluation import LanguageModel
-
         path = self._user_path(role)
         model, tokenizer, device = self._model(path)
         return LanguageModel(model, tokenizer, device, path)
@@ -298,7 +296,7 @@ class TofuBackend(LanguageModels, Backend):
 
     def _evaluate_model(self, path: Path, what: str) -> dict[str, tm.TaskLog]:
         assert self.data is not None  # loaded in __init__ whenever a model is evaluated
-        from pytest_unlearn.semeval.metrics import regurgitation_score
+        from pytest_unlearn.rouge import rouge_l_recall
 
         # One pass over every task's texts (fewer, fuller batches than one pass per task).
         prompts: list[str] = []
@@ -334,7 +332,7 @@ class TofuBackend(LanguageModels, Backend):
                 gt_loss=np.array([row[0] for row in per_q]),
                 paraphrased_loss=np.array([row[1] for row in per_q]),
                 perturbed_loss=np.array([row[2:] for row in per_q]),
-                rouge=np.array([regurgitation_score(q.answer, a) for q, a in zip(questions, task_answers)]),
+                rouge=np.array([rouge_l_recall(q.answer, a) for q, a in zip(questions, task_answers)]),
                 generations=tuple(task_answers),
             )
         return logs
