@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from pytest_unlearn.errors import UnlearnError
-from pytest_unlearn.registry import ATTACKS
+from pytest_unlearn.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -94,9 +94,20 @@ MIN_K_PLUS_PLUS = Attack(
 )
 
 
-def get_attack(name: str, flag: str = "--setting mia_attack") -> Attack:
-    from pytest_unlearn import builtins  # noqa: F401  (registers the built-in attacks)
+def _as_attack(obj: Any) -> Attack:
+    if not isinstance(obj, Attack):
+        raise UnlearnError(f"attack entry {obj!r} is not a pytest_unlearn.attacks.Attack")
+    return obj
 
+
+# Entry-point group ``pytest_unlearn.attacks``; the built-in attacks are declared here, beside
+# their definitions (open-unlearning's src/evals/metrics/mia/).
+ATTACKS: Registry[Attack] = Registry("attack", _as_attack)
+for _name, _attr in {"loss": "LOSS", "zlib": "ZLIB", "min_k": "MIN_K", "min_k_plus_plus": "MIN_K_PLUS_PLUS"}.items():
+    ATTACKS.register(_name, f"{__name__}:{_attr}")
+
+
+def get_attack(name: str, flag: str = "--setting mia_attack") -> Attack:
     try:
         return ATTACKS.get(name)
     except UnlearnError as exc:

@@ -1,107 +1,114 @@
-"""The built-in registry entries, all lazy: importing this module imports nothing heavy.
+"""The built-in entries, declared exactly as a third-party package declares its own.
 
-Third-party packages add theirs through entry points (``pytest_unlearn.metrics``,
-``pytest_unlearn.suites``, ``pytest_unlearn.backends``, ``pytest_unlearn.loaders``,
-``pytest_unlearn.judges``) with the same ``"module:attribute"`` values.
+``ENTRY_POINTS`` is the text of pyproject.toml's ``[project.entry-points."pytest_unlearn.*"]``
+tables (a test keeps the two equal): the registry reads a package's entry points from its
+installed metadata, and ours from here too, so an install whose metadata predates an entry
+still finds it; the same declaration met twice is one declaration. Built-in suites are folders:
+every ``suites/<name>/manifest.toml`` (installed as ``pytest_unlearn.suites``) is suite
+``<name>``. All lazy: importing this module imports nothing heavy.
 """
 
 from __future__ import annotations
 
-from pytest_unlearn.registry import ATTACKS, BACKENDS, DETECTORS, EXTRACTORS, JUDGES, LOADERS, METRICS, SUITES
+from pathlib import Path
+from typing import Any
 
-# module -> {metric name: attribute}
-_METRICS = {
-    "pytest_unlearn.semeval.metrics": {
-        "semeval.subtask": "subtask",
-        "semeval.task_aggregate": "task_aggregate_metric",
-        "semeval.mia_auc": "mia_auc_metric",
-        "semeval.mia_score": "mia_score_metric",
-        "semeval.mmlu_accuracy": "mmlu_accuracy",
-        "semeval.final_score": "final_score_metric",
+from pytest_unlearn.registry import BACKENDS, BUILTIN, DETECTORS, EXTRACTORS, JUDGES, LOADERS, METRICS, SUITES, Registry
+
+REGISTRIES: dict[str, Registry[Any]] = {
+    registry.entry_point_group: registry
+    for registry in (BACKENDS, METRICS, JUDGES, LOADERS, DETECTORS, EXTRACTORS, SUITES)
+}
+
+# One multiple-choice backend under two names ("wmdp" for the suite, "mcq" for any other set)
+# and one face backend for mufac and mucac: the manifests name their backend.
+ENTRY_POINTS: dict[str, dict[str, str]] = {
+    "pytest_unlearn.backends": {
+        "semeval": "pytest_unlearn.semeval.evaluation:SemevalBackend",
+        "tofu": "pytest_unlearn.tofu.evaluation:TofuBackend",
+        "muse": "pytest_unlearn.muse.evaluation:MuseBackend",
+        "wmdp": "pytest_unlearn.mcq.evaluation:MCQBackend",
+        "mcq": "pytest_unlearn.mcq.evaluation:MCQBackend",
+        "mufac": "pytest_unlearn.mufac.evaluation:FaceBackend",
+        "genmu": "pytest_unlearn.genmu.evaluation:GenmuBackend",
+        "evallearn": "pytest_unlearn.evallearn.evaluation:EvallearnBackend",
     },
-    "pytest_unlearn.tofu.metrics": {
-        "tofu.probability": "probability_metric",
-        "tofu.rouge": "rouge_metric",
-        "tofu.truth_ratio": "truth_ratio_metric",
-        "tofu.model_utility": "model_utility_metric",
-        "tofu.model_utility_ratio": "model_utility_ratio",
-        "tofu.forget_quality": "forget_quality_metric",
-        "tofu.mia_auc": "mia_auc_metric",
+    "pytest_unlearn.metrics": {
+        "semeval.subtask": "pytest_unlearn.semeval.metrics:subtask",
+        "semeval.task_aggregate": "pytest_unlearn.semeval.metrics:task_aggregate_metric",
+        "semeval.mia_auc": "pytest_unlearn.semeval.metrics:mia_auc_metric",
+        "semeval.mia_score": "pytest_unlearn.semeval.metrics:mia_score_metric",
+        "semeval.mmlu_accuracy": "pytest_unlearn.semeval.metrics:mmlu_accuracy",
+        "semeval.final_score": "pytest_unlearn.semeval.metrics:final_score_metric",
+        "tofu.probability": "pytest_unlearn.tofu.metrics:probability_metric",
+        "tofu.rouge": "pytest_unlearn.tofu.metrics:rouge_metric",
+        "tofu.truth_ratio": "pytest_unlearn.tofu.metrics:truth_ratio_metric",
+        "tofu.model_utility": "pytest_unlearn.tofu.metrics:model_utility_metric",
+        "tofu.model_utility_ratio": "pytest_unlearn.tofu.metrics:model_utility_ratio",
+        "tofu.forget_quality": "pytest_unlearn.tofu.metrics:forget_quality_metric",
+        "tofu.mia_auc": "pytest_unlearn.tofu.metrics:mia_auc_metric",
+        "mcq.accuracy": "pytest_unlearn.mcq.metrics:accuracy_metric",
+        "mcq.mmlu_accuracy": "pytest_unlearn.mcq.metrics:mmlu_accuracy_metric",
+        "mcq.mmlu_ratio": "pytest_unlearn.mcq.metrics:mmlu_ratio_metric",
+        "muse.verbmem": "pytest_unlearn.muse.metrics:verbmem_metric",
+        "muse.knowmem_forget": "pytest_unlearn.muse.metrics:knowmem_forget_metric",
+        "muse.knowmem_retain": "pytest_unlearn.muse.metrics:knowmem_retain_metric",
+        "muse.knowmem_retain_ratio": "pytest_unlearn.muse.metrics:knowmem_retain_ratio",
+        "muse.privleak": "pytest_unlearn.muse.metrics:privleak_metric",
+        "genmu.forget": "pytest_unlearn.genmu.metrics:forget",
+        "genmu.retain": "pytest_unlearn.genmu.metrics:retain",
+        "genmu.adjacent": "pytest_unlearn.genmu.metrics:adjacent",
+        "genmu.err": "pytest_unlearn.genmu.metrics:err_metric",
+        "genmu.weight_change_ratio": "pytest_unlearn.genmu.metrics:weight_change_ratio",
+        "genmu.clip_score": "pytest_unlearn.genmu.metrics:clip_score_metric",
+        "genmu.clip_score_drop": "pytest_unlearn.genmu.metrics:clip_score_drop",
+        "mufac.accuracy": "pytest_unlearn.mufac.metrics:accuracy_metric",
+        "mufac.accuracy_ratio": "pytest_unlearn.mufac.metrics:accuracy_ratio",
+        "mufac.forgetting_score": "pytest_unlearn.mufac.metrics:forgetting_score_metric",
+        "mufac.nomus": "pytest_unlearn.mufac.metrics:nomus_metric",
+        "evallearn.asr": "pytest_unlearn.evallearn.metrics:asr",
+        "evallearn.clip_score": "pytest_unlearn.evallearn.metrics:clip_score",
+        "evallearn.fid": "pytest_unlearn.evallearn.metrics:fid",
+        "evallearn.ua": "pytest_unlearn.evallearn.metrics:ua",
+        "evallearn.ira": "pytest_unlearn.evallearn.metrics:ira",
+        "evallearn.ua_ira": "pytest_unlearn.evallearn.metrics:ua_ira",
+        "evallearn.err": "pytest_unlearn.evallearn.metrics:err",
     },
-    "pytest_unlearn.mcq.metrics": {
-        "mcq.accuracy": "accuracy_metric",
-        "mcq.mmlu_accuracy": "mmlu_accuracy_metric",
-        "mcq.mmlu_ratio": "mmlu_ratio_metric",
+    "pytest_unlearn.judges": {
+        "clip": "pytest_unlearn.engines.judges:clip_judge",
+        "classifier": "pytest_unlearn.engines.judges:classifier_judge",
     },
-    "pytest_unlearn.muse.metrics": {
-        "muse.verbmem": "verbmem_metric",
-        "muse.knowmem_forget": "knowmem_forget_metric",
-        "muse.knowmem_retain": "knowmem_retain_metric",
-        "muse.knowmem_retain_ratio": "knowmem_retain_ratio",
-        "muse.privleak": "privleak_metric",
+    "pytest_unlearn.loaders": {
+        "diffusers": "pytest_unlearn.engines.diffusion:load_pipeline",
     },
-    "pytest_unlearn.genmu.metrics": {
-        "genmu.forget": "forget",
-        "genmu.retain": "retain",
-        "genmu.adjacent": "adjacent",
-        "genmu.err": "err_metric",
-        "genmu.weight_change_ratio": "weight_change_ratio",
-        "genmu.clip_score": "clip_score_metric",
-        "genmu.clip_score_drop": "clip_score_drop",
+    "pytest_unlearn.detectors": {
+        "nudenet": "pytest_unlearn.engines.detectors:nudenet_detector",
     },
-    "pytest_unlearn.mufac.metrics": {
-        "mufac.accuracy": "accuracy_metric",
-        "mufac.accuracy_ratio": "accuracy_ratio",
-        "mufac.forgetting_score": "forgetting_score_metric",
-        "mufac.nomus": "nomus_metric",
+    "pytest_unlearn.extractors": {
+        "inception": "pytest_unlearn.evallearn.features:inception_extractor",
     },
 }
 
-for _module, _entries in _METRICS.items():
-    for _name, _attr in _entries.items():
-        METRICS.register(_name, f"{_module}:{_attr}", replace=True)
 
-SUITES.register("semeval", "pytest_unlearn.suites:SEMEVAL", replace=True)
-SUITES.register("genmu", "pytest_unlearn.suites:GENMU", replace=True)
-SUITES.register("genmu-mini", "pytest_unlearn.suites:GENMU_MINI", replace=True)
-SUITES.register("tofu", "pytest_unlearn.suites:TOFU", replace=True)
-SUITES.register("tofu-mini", "pytest_unlearn.suites:TOFU_MINI", replace=True)
-SUITES.register("wmdp", "pytest_unlearn.suites:WMDP", replace=True)
-SUITES.register("wmdp-mini", "pytest_unlearn.suites:WMDP_MINI", replace=True)
-# One multiple-choice backend under two names: "wmdp" for the suite, "mcq" for any other set.
-BACKENDS.register("wmdp", "pytest_unlearn.mcq.evaluation:MCQBackend", replace=True)
-BACKENDS.register("mcq", "pytest_unlearn.mcq.evaluation:MCQBackend", replace=True)
-# MUFAC and MUCAC (face classifiers forgetting identities): one backend, two data layouts.
-_FACE_SUITES = {"mufac": "MUFAC", "mufac-mini": "MUFAC_MINI", "mucac": "MUCAC", "mucac-mini": "MUCAC_MINI"}
-for _suite, _attr in _FACE_SUITES.items():
-    SUITES.register(_suite, f"pytest_unlearn.suites:{_attr}", replace=True)
-BACKENDS.register("mufac", "pytest_unlearn.mufac.evaluation:FaceBackend", replace=True)
-SUITES.register("muse", "pytest_unlearn.suites:MUSE", replace=True)
-SUITES.register("muse-mini", "pytest_unlearn.suites:MUSE_MINI", replace=True)
-BACKENDS.register("muse", "pytest_unlearn.muse.evaluation:MuseBackend", replace=True)
-BACKENDS.register("tofu", "pytest_unlearn.tofu.evaluation:TofuBackend", replace=True)
-BACKENDS.register("semeval", "pytest_unlearn.semeval.evaluation:SemevalBackend", replace=True)
-BACKENDS.register("genmu", "pytest_unlearn.genmu.evaluation:GenmuBackend", replace=True)
-JUDGES.register("clip", "pytest_unlearn.engines.judges:clip_judge", replace=True)
-JUDGES.register("classifier", "pytest_unlearn.engines.judges:classifier_judge", replace=True)
+def suite_folders() -> dict[str, Path]:
+    """Suite name -> manifest of every built-in suite folder (``suites/<name>/manifest.toml``)."""
+    import pytest_unlearn.suites as bundled
 
-# The evallearn suite (eval-learn 0.1.6 metrics on the genmu diffusion machinery).
-for _name, _attr in {
-    "evallearn.asr": "asr",
-    "evallearn.clip_score": "clip_score",
-    "evallearn.fid": "fid",
-    "evallearn.ua": "ua",
-    "evallearn.ira": "ira",
-    "evallearn.ua_ira": "ua_ira",
-    "evallearn.err": "err",
-}.items():
-    METRICS.register(_name, f"pytest_unlearn.evallearn.metrics:{_attr}", replace=True)
-SUITES.register("evallearn", "pytest_unlearn.evallearn:MANIFEST", replace=True)
-BACKENDS.register("evallearn", "pytest_unlearn.evallearn.evaluation:EvallearnBackend", replace=True)
-LOADERS.register("diffusers", "pytest_unlearn.engines.diffusion:load_pipeline", replace=True)
-DETECTORS.register("nudenet", "pytest_unlearn.engines.detectors:nudenet_detector", replace=True)
-EXTRACTORS.register("inception", "pytest_unlearn.evallearn.features:inception_extractor", replace=True)
+    root = Path(bundled.__file__).resolve().parent
+    return {
+        folder.name: folder / "manifest.toml"
+        for folder in sorted(root.iterdir())
+        if (folder / "manifest.toml").is_file()
+    }
 
-# Membership-inference attacks (open-unlearning's src/evals/metrics/mia/), shared by suites.
-for _name, _attr in {"loss": "LOSS", "zlib": "ZLIB", "min_k": "MIN_K", "min_k_plus_plus": "MIN_K_PLUS_PLUS"}.items():
-    ATTACKS.register(_name, f"pytest_unlearn.attacks:{_attr}", replace=True)
+
+def declare(entry_points: dict[str, dict[str, str]], package: str) -> None:
+    """Register one package's entry-point tables (group -> name -> ``"module:attr"``)."""
+    for group, entries in entry_points.items():
+        for name, reference in entries.items():
+            REGISTRIES[group].register(name, reference, package=package)
+
+
+declare(ENTRY_POINTS, BUILTIN)
+for _name, _manifest in suite_folders().items():
+    SUITES.register(_name, _manifest, package=BUILTIN, reference=f"pytest_unlearn.suites/{_name}/manifest.toml")

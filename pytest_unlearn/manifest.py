@@ -83,6 +83,8 @@ class SuiteManifest:
     # classifier judge's label sets per concept (``[labels]``).
     candidates: tuple[str, ...] = ()
     labels: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # The TOML document after ``extends`` (what an extending manifest lays its tables over).
+    document: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def check(self, check_id: str) -> CheckSpec:
         for spec in self.checks:
@@ -138,7 +140,44 @@ def parse_check(table: dict[str, Any], where: str) -> CheckSpec:
     )
 
 
-def parse_manifest(text: str, path: Path) -> SuiteManifest:
+# Tables an extending manifest merges key by key into its parent's; any other table it gives
+# ([[checks]], [adjacent], [labels], ...) replaces the parent's whole.
+MERGED_TABLES = ("suite", "data", "settings")
+
+
+def _extended(doc: dict[str, Any], path: Path, seen: tuple[Path, ...]) -> tuple[dict[str, Any], str]:
+    """``[suite] extends = "tofu"`` (a suite name, or a manifest path relative to this one):
+    the parent's document with this one's tables laid over it, and the parent's sha256."""
+    where = f"suite manifest {path}"
+    parent_ref = doc["suite"].get("extends")
+    if not isinstance(parent_ref, str) or not parent_ref:
+        raise UnlearnError(f"{where}: extends must name a suite or a manifest path, got {parent_ref!r}")
+    if parent_ref.endswith(".toml") or "/" in parent_ref:
+        parent_path = (path.parent / parent_ref).resolve()
+    else:
+        from pytest_unlearn import builtins  # noqa: F401  (registers the built-in suites)
+        from pytest_unlearn.registry import SUITES
+
+        try:
+            parent_path = Path(SUITES.get(parent_ref)).resolve()
+        except UnlearnError as exc:
+            raise UnlearnError(f"{where}: extends {parent_ref!r}: {exc}") from None
+    if parent_path in seen:
+        raise UnlearnError(f"{where}: extends {parent_ref!r} leads back to {parent_path}; a suite cannot extend itself")
+    parent = _load(parent_path, f"{where}: extends {parent_ref!r}", seen)
+    # The parent's data paths stay relative to the parent's folder.
+    base = {**parent.document, "data": {key: str(value) for key, value in parent.data.items()}}
+    merged = dict(base)
+    for key, value in doc.items():
+        if key in MERGED_TABLES and isinstance(value, dict) and isinstance(base.get(key), dict):
+            merged[key] = {**base[key], **value}
+        else:
+            merged[key] = value
+    merged["suite"] = {k: v for k, v in merged["suite"].items() if k != "extends"}
+    return merged, parent.sha256
+
+
+def parse_manifest(text: str, path: Path, _seen: tuple[Path, ...] = ()) -> SuiteManifest:
     """Parse manifest text; ``path`` names the file in errors and anchors relative data paths."""
     try:
         doc = tomllib.loads(text)
@@ -148,6 +187,12 @@ def parse_manifest(text: str, path: Path) -> SuiteManifest:
     suite = doc.get("suite")
     if not isinstance(suite, dict):
         raise UnlearnError(f"{where}: missing the [suite] table (name, version, backend)")
+    sha256 = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    if "extends" in suite:
+        doc, parent_sha256 = _extended(doc, path, (*_seen, path))
+        suite = doc["suite"]
+        # The card's manifest hash pins what was inherited too.
+        sha256 = hashlib.sha256(f"{sha256}\n{parent_sha256}".encode()).hexdigest()
     name = _require(suite, "name", str, f"{where} [suite]")
     version = _require(suite, "version", str, f"{where} [suite]")
     backend = _require(suite, "backend", str, f"{where} [suite]")
@@ -190,7 +235,8 @@ def parse_manifest(text: str, path: Path) -> SuiteManifest:
         backend=backend,
         path=path,
         root=root,
-        sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
+        sha256=sha256,
+        document=doc,
         description=str(suite.get("description", "")),
         source=str(suite.get("source", "")),
         data={key: (root / value) for key, value in data_table.items()},
@@ -204,14 +250,17 @@ def parse_manifest(text: str, path: Path) -> SuiteManifest:
 
 
 def load_manifest(path: str | Path) -> SuiteManifest:
-    path = Path(path)
+    return _load(Path(path), f"--suite {path}", ())
+
+
+def _load(path: Path, where: str, seen: tuple[Path, ...]) -> SuiteManifest:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise UnlearnError(f"--suite {path}: no such manifest file") from None
+        raise UnlearnError(f"{where}: no such manifest file") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise UnlearnError(f"--suite {path}: cannot read the manifest ({exc})") from None
-    return parse_manifest(text, path.resolve())
+        raise UnlearnError(f"{where}: cannot read the manifest ({exc})") from None
+    return parse_manifest(text, path.resolve(), seen)
 
 
 def resolve_suite(name_or_path: str) -> SuiteManifest:

@@ -3,16 +3,20 @@ detectors and feature extractors.
 
 Modelled on lm-evaluation-harness' ``api/registry.py``: entries may be registered eagerly or as
 lazy ``"module:attr"`` strings (so listing what exists imports nothing heavy), names are unique
-(a duplicate is an error unless ``replace=True``), and an unknown name gets a "did you mean"
-suggestion. Third-party packages add entries through the entry-point group
-``pytest_unlearn.<kind>s`` (for example ``pytest_unlearn.metrics``); an entry point's value is
-a ``"module:attr"`` reference, loaded the first time the name is looked up.
+and an unknown name gets a "did you mean" suggestion. Every entry records the package that
+declared it: a second declaration of a name is an error naming both packages, unless it is the
+same reference again (a lazy entry being filled in by its decorator) or an explicit override
+(``override=True``), which is logged. Packages, ours included (``builtins``), declare entries
+through the entry-point groups ``pytest_unlearn.<kind>s`` (for example
+``pytest_unlearn.metrics``); an entry point's value is a ``"module:attr"`` reference, loaded
+the first time the name is looked up.
 """
 
 from __future__ import annotations
 
 import difflib
 import importlib
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -21,6 +25,17 @@ from typing import Any, Generic, TypeVar
 from pytest_unlearn.errors import UnlearnError
 
 T = TypeVar("T")
+LOG = logging.getLogger("pytest_unlearn.registry")
+# The declaring package of built-in entries and of entries registered in code.
+BUILTIN = "pytest-unlearn"
+
+
+def _reference_of(obj: Any) -> str:
+    """``"module:attr"`` of a function, class or decorated metric, as an entry point spells it."""
+    target = getattr(obj, "fn", obj)  # a Metric: the function it was made from
+    module = getattr(target, "__module__", None)
+    name = getattr(target, "__name__", None)
+    return f"{module}:{name}" if module and name else ""
 
 
 def load_reference(reference: str) -> Any:
@@ -49,20 +64,66 @@ class Registry(Generic[T]):
         self.entry_point_group = f"pytest_unlearn.{kind}s"
         self._validate = validate
         self._entries: dict[str, T | str] = {}
+        # name -> (declaring package, "module:attr" the entry came from)
+        self._origins: dict[str, tuple[str, str]] = {}
         self._entry_points_loaded = False
+        #: The explicit overrides of this registry, as logged: (name, old package, new package).
+        self.overrides: list[tuple[str, str, str]] = []
 
-    def register(self, name: str, entry: T | str, *, replace: bool = False) -> None:
-        if not replace and name in self._entries:
-            raise UnlearnError(f"{self.kind} {name!r} is registered twice; rename one or pass replace=True")
+    def register(
+        self,
+        name: str,
+        entry: T | str,
+        *,
+        package: str = BUILTIN,
+        reference: str | None = None,
+        override: bool = False,
+        replace: bool = False,
+    ) -> None:
+        """Declare ``name``; ``reference`` is where the object lives (``"module:attr"``).
+
+        ``replace`` is the older spelling of ``override``."""
+        reference = entry if isinstance(entry, str) else (reference or _reference_of(entry))
+        if name in self._origins:
+            old_package, old_reference = self._origins[name]
+            if old_reference == reference and old_reference:
+                # The same declaration again (a lazy entry filled in by its decorator, a module
+                # imported twice): keep the loaded object.
+                if not isinstance(entry, str):
+                    self._entries[name] = entry
+                return
+            if not (override or replace):
+                raise UnlearnError(
+                    f"{self.kind} {name!r} is registered twice: by {old_package} ({old_reference or 'in code'}) and by "
+                    f"{package} ({reference or 'in code'}); rename one, or override it explicitly "
+                    f"(register(..., override=True))"
+                )
+            LOG.warning(
+                "%s %r of %s (%s) overridden by %s (%s)",
+                self.kind,
+                name,
+                old_package,
+                old_reference,
+                package,
+                reference,
+            )
+            self.overrides.append((name, old_package, package))
         self._entries[name] = entry
+        self._origins[name] = (package, reference or "")
+
+    def package(self, name: str) -> str:
+        """The package that declared ``name``."""
+        self._load_entry_points()
+        return self._origins[name][0]
 
     def _load_entry_points(self) -> None:
         if self._entry_points_loaded:
             return
         self._entry_points_loaded = True
         for point in entry_points(group=self.entry_point_group):
-            # A plugin package may not override a built-in silently: same rule as register().
-            self.register(point.name, point.value)
+            # A package may not replace another's entry silently: same rule as register().
+            package = point.dist.name if point.dist is not None else "an unnamed distribution"
+            self.register(point.name, point.value, package=package)
 
     def names(self) -> list[str]:
         self._load_entry_points()
@@ -151,19 +212,6 @@ DETECTORS: Registry[Callable[..., Any]] = Registry("detector")
 EXTRACTORS: Registry[Callable[..., Any]] = Registry("extractor")
 
 
-def _as_attack(obj: Any) -> Any:
-    from pytest_unlearn.attacks import Attack
-
-    if not isinstance(obj, Attack):
-        raise UnlearnError(f"attack entry {obj!r} is not a pytest_unlearn.attacks.Attack")
-    return obj
-
-
-# Membership-inference attacks on token statistics (pytest_unlearn.attacks.Attack), shared by
-# suites; entry-point group ``pytest_unlearn.attacks``.
-ATTACKS: Registry[Any] = Registry("attack", _as_attack)
-
-
 def metric(
     name: str,
     *,
@@ -179,7 +227,7 @@ def metric(
     def wrap(fn: Callable[..., Measurement]) -> Metric:
         doc = description or (fn.__doc__ or "").strip().split("\n")[0]
         entry = Metric(name, fn, higher_is_better, unit, requires, doc, sampled)
-        registry.register(name, entry, replace=True)
+        registry.register(name, entry)
         return entry
 
     return wrap
