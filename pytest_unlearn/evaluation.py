@@ -11,7 +11,7 @@ import inspect
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, field, is_dataclass, replace
+from dataclasses import InitVar, dataclass, field, is_dataclass, replace
 from dataclasses import fields as dataclass_fields
 from pathlib import Path
 from typing import Any
@@ -26,41 +26,69 @@ from pytest_unlearn.files import write_bytes_atomic
 from pytest_unlearn.manifest import CheckSpec, SuiteManifest, apply_threshold_overrides, expand_per_concept
 from pytest_unlearn.registry import BACKENDS, METRICS, Metric
 from pytest_unlearn.scorecard import CheckResult
+from pytest_unlearn.settings import COMMON
 from pytest_unlearn.stats import bootstrap_ci
 
 
 @dataclass(frozen=True)
 class RunSettings:
-    """What the user asked for on the command line / ini / environment, already validated."""
+    """What the user asked for on the command line / ini / environment, already validated: the
+    run-level fields and the generic roles. A suite's own inputs are its settings (``overrides``,
+    checked against the suite's declarations when the backend is made)."""
 
     model: Path | None = None
     # Every --model value as given (a suite that takes several, genmu's CONCEPT=PATH, reads these).
     models: tuple[str, ...] = ()
     data: Path | None = None
+    # Named data entries given apart from the data folder (--data mmlu=DIR, --data mia=DIR).
+    data_paths: dict[str, Path] = field(default_factory=dict)
     artifacts: Path = Path("unlearn-scorecard-artifacts")
     device: str = "auto"
     dtype: str = "auto"
     batch_size: int = 16
-    max_new_tokens: int | None = None
     predictions: Path | None = None
-    mmlu: Path | None = None
-    mia_data: Path | None = None
     allow_pickle: bool = False
     thresholds: dict[str, float] = field(default_factory=dict)
-    # Diffusion suites.
+    # The model before unlearning (weight change, CLIP-score drop, MMLU ratio, accuracy ratio).
     original_model: Path | None = None
     # The model trained without the forget set (TOFU's retain model), or its logs.
     reference: Path | None = None
-    model_config: Path | None = None
-    clip_model: str | None = None
-    concepts: tuple[str, ...] = ()
-    images: Path | None = None
-    # --setting KEY=VALUE (and --judge): override the manifest's [settings].
+    # --setting KEY=VALUE (and the deprecated flags): override the manifest's [settings].
     overrides: dict[str, Any] = field(default_factory=dict)
+    # Where each override came from ("--setting", "PYTEST_UNLEARN_SETTING", "--judge", ...).
+    setting_sources: dict[str, str] = field(default_factory=dict)
     # The content-addressed artifact cache (None: --no-cache).
     cache_dir: Path | None = None
     # --strict: every warning of the run is an error.
     strict: bool = False
+    # The suite inputs that were fields before they became settings or data entries (one
+    # release of grace for code that builds RunSettings itself).
+    max_new_tokens: InitVar[int | None] = None
+    mmlu: InitVar[Path | None] = None
+    mia_data: InitVar[Path | None] = None
+    model_config: InitVar[Path | None] = None
+    clip_model: InitVar[str | None] = None
+    concepts: InitVar[tuple[str, ...]] = ()
+    images: InitVar[Path | None] = None
+
+    def __post_init__(
+        self,
+        max_new_tokens: int | None,
+        mmlu: Path | None,
+        mia_data: Path | None,
+        model_config: Path | None,
+        clip_model: str | None,
+        concepts: tuple[str, ...],
+        images: Path | None,
+    ) -> None:
+        given = {"max_new_tokens": max_new_tokens, "model_config": model_config, "clip_model": clip_model}
+        given |= {"images": images, "concepts": list(concepts) or None}
+        given = {key: value for key, value in given.items() if value is not None}
+        if given:
+            object.__setattr__(self, "overrides", {**given, **self.overrides})
+        data = {key: value for key, value in {"mmlu": mmlu, "mia": mia_data}.items() if value is not None}
+        if data:
+            object.__setattr__(self, "data_paths", {**data, **self.data_paths})
 
 
 def check_metric_params(manifest: SuiteManifest) -> None:
@@ -81,8 +109,11 @@ def check_metric_params(manifest: SuiteManifest) -> None:
 class Backend(ABC):
     """Base class of suite backends: memoized inputs, failures remembered, checks evaluated."""
 
-    #: Settings ``--setting KEY=VALUE`` may override even when the manifest does not list them.
-    SETTINGS: tuple[str, ...] = ("seed", "bootstrap_samples")
+    #: The suite's declared settings (``pytest_unlearn.settings.Setting``): what ``--setting
+    #: KEY=VALUE`` may set, with type, range, default and help. A bare name declares one untyped.
+    SETTINGS: tuple[Any, ...] = COMMON
+    #: Named data entries ``--data NAME=PATH`` may give besides the manifest's ``[data]`` names.
+    DATA_ENTRIES: tuple[str, ...] = ()
     #: Whether ``--model`` may be given more than once (one model per concept, say).
     MULTIPLE_MODELS: bool = False
 
@@ -103,6 +134,10 @@ class Backend(ABC):
         self._worker_artifacts: dict[str, str] = {}
         # This process's artifact files (name -> path), listed in the scorecard's "artifacts".
         self._artifact_files: dict[str, str] = {}
+
+    def setting(self, name: str, default: Any = None) -> Any:
+        """The suite's setting ``name`` as resolved (manifest, ``--setting``, ini, environment)."""
+        return self.manifest.settings.get(name, default)
 
     def warn(self, message: str | None) -> None:
         """Record a run-level finding for the scorecard and the summary; under ``--strict`` it
@@ -344,24 +379,37 @@ class Backend(ABC):
         )
 
 
-def apply_setting_overrides(manifest: SuiteManifest, overrides: dict[str, Any], backend_cls: type) -> SuiteManifest:
-    """``--setting KEY=VALUE`` (and ``--judge``) replace the manifest's ``[settings]``.
+def apply_setting_overrides(manifest: SuiteManifest, settings: RunSettings, backend_cls: type) -> SuiteManifest:
+    """The manifest with its ``[settings]`` resolved: the overrides (``--setting KEY=VALUE``, its
+    environment and ini twins, the deprecated flags) laid over the manifest's values, each
+    checked against the suite's declared settings (``backend_cls.SETTINGS``).
 
-    A key that neither the manifest nor the backend knows is a usage error: a typo such as
-    ``--setting step=10`` must not leave the run on its defaults without a word.
+    A key the suite does not know is a usage error: a typo such as ``--setting step=10`` must
+    not leave the run on its defaults without a word.
     """
-    known = set(manifest.settings) | set(getattr(backend_cls, "SETTINGS", ()))
-    for key in overrides:
-        if key not in known:
-            import difflib
+    from pytest_unlearn.settings import resolve_settings
 
-            close = difflib.get_close_matches(key, sorted(known), n=1)
-            hint = f" Did you mean: {close[0]}?" if close else ""
-            flag = "--judge" if key == "judge" else f"--setting {key}"
-            raise UnlearnError(
-                f"{flag}: suite {manifest.name} has no such setting.{hint} Known: {', '.join(sorted(known))}"
-            )
-    return replace(manifest, settings={**manifest.settings, **overrides})
+    resolved = resolve_settings(
+        manifest.name,
+        manifest.path,
+        tuple(getattr(backend_cls, "SETTINGS", ())),
+        manifest.settings,
+        settings.overrides,
+        settings.setting_sources,
+    )
+    return replace(manifest, settings=resolved)
+
+
+def suite_settings(suite: str) -> tuple[SuiteManifest, tuple[Any, ...]]:
+    """A suite's manifest and its backend's declared settings (imports the backend, not torch)."""
+    from pytest_unlearn.manifest import resolve_suite
+
+    manifest = resolve_suite(suite)
+    try:
+        backend_cls = BACKENDS.get(manifest.backend)
+    except UnlearnError as exc:
+        raise UnlearnError(f"suite manifest {manifest.path}: {exc}") from None
+    return manifest, tuple(getattr(backend_cls, "SETTINGS", ()))
 
 
 def create_backend(manifest: SuiteManifest, settings: RunSettings) -> Backend:
@@ -371,7 +419,16 @@ def create_backend(manifest: SuiteManifest, settings: RunSettings) -> Backend:
         backend_cls = BACKENDS.get(manifest.backend)
     except UnlearnError as exc:
         raise UnlearnError(f"suite manifest {manifest.path}: {exc}") from None
-    manifest = apply_setting_overrides(manifest, settings.overrides, backend_cls)
+    manifest = apply_setting_overrides(manifest, settings, backend_cls)
+    entries = sorted({*manifest.data, *getattr(backend_cls, "DATA_ENTRIES", ())})
+    for name, path in settings.data_paths.items():
+        if name not in entries:
+            raise UnlearnError(
+                f"--data {name}={path}: suite {manifest.name} has no data entry {name!r}; "
+                f"known: {', '.join(entries) or 'none'} (or pass its data folder as --data DIR)"
+            )
+    # The backend sees the checked values (a path as a Path, one concept as a list).
+    settings = replace(settings, overrides={key: manifest.settings[key] for key in settings.overrides})
     if len(settings.models) > 1 and not backend_cls.MULTIPLE_MODELS:
         raise UnlearnError(
             f"--model given {len(settings.models)} times: suite {manifest.name} certifies one model; "

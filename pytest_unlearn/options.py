@@ -70,6 +70,17 @@ def parse_setting(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
+DATA_ENTRY = re.compile(r"^([A-Za-z_][A-Za-z0-9_-]*)=(.+)$")
+
+
+def parse_data(text: str) -> tuple[str, str]:
+    """``DIR`` (the suite's data folder) or ``NAME=PATH`` (one named data entry: ``mmlu=DIR``)."""
+    if not text.strip():
+        raise ValueError("must be a folder, or NAME=PATH for one data entry")
+    match = DATA_ENTRY.match(text)
+    return (match.group(1), match.group(2)) if match else ("", text)
+
+
 def parse_tolerance(text: str) -> float:
     try:
         value = float(text)
@@ -102,6 +113,15 @@ class OptionSpec:
     multiple: bool = False  # repeatable flag; ini value is a list of lines
     flag_only: bool = False  # store_true flag
     env_split: bool = True  # a repeatable option's environment value holds several, space-separated
+    # A suite's input that became a setting ("setting", NAME) or a data entry ("data", NAME): the
+    # flag still works for one release, and says its new spelling.
+    becomes: tuple[str, str] | None = None
+
+    @property
+    def new_spelling(self) -> str:
+        kind, name = self.becomes or ("", "")
+        value = self.metavar or "VALUE"
+        return f"--setting {name}={value}" if kind == "setting" else f"--data {name}={value}"
 
     @property
     def ini(self) -> str:
@@ -136,8 +156,12 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec(
         ("--data",),
         "unlearn_data",
-        "Folder with the suite's data files (default: the suite's bundled sample data).",
-        metavar="DIR",
+        "Folder with the suite's data files (default: the suite's bundled sample data), or NAME=PATH for one "
+        "named data entry kept elsewhere, e.g. mmlu=DIR or mia=DIR (repeatable).",
+        metavar="DIR|NAME=PATH",
+        parse=parse_data,
+        multiple=True,
+        env_split=False,
     ),
     OptionSpec(
         ("--scorecard",),
@@ -177,9 +201,10 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec(
         ("--max-new-tokens",),
         "unlearn_max_new_tokens",
-        "Greedy generation length (default: the suite's setting; the SemEval scorer uses 256).",
+        "Deprecated, goes in the next release: use --setting max_new_tokens=N.",
         parse=parse_positive_int,
         metavar="N",
+        becomes=("setting", "max_new_tokens"),
     ),
     OptionSpec(
         ("--threshold",),
@@ -198,14 +223,16 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec(
         ("--mmlu",),
         "unlearn_mmlu",
-        "MMLU folder (dev/ and test/ CSVs, or parquet) for the MMLU gate.",
+        "Deprecated, goes in the next release: use --data mmlu=DIR.",
         metavar="DIR",
+        becomes=("data", "mmlu"),
     ),
     OptionSpec(
         ("--mia-data",),
         "unlearn_mia_data",
-        "Folder with member.jsonl and nonmember.jsonl for the membership-inference check.",
+        "Deprecated, goes in the next release: use --data mia=DIR.",
         metavar="DIR",
+        becomes=("data", "mia"),
     ),
     OptionSpec(
         ("--original-model",),
@@ -225,38 +252,44 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec(
         ("--model-config",),
         "unlearn_model_config",
-        "Local diffusers folder describing the architecture of a single-file checkpoint.",
+        "Deprecated, goes in the next release: use --setting model_config=DIR.",
         metavar="DIR",
+        becomes=("setting", "model_config"),
     ),
     OptionSpec(
         ("--clip-model",),
         "unlearn_clip_model",
-        "CLIP for the concept judge and CLIP scores: a transformers CLIP folder, or open_clip:MODEL_NAME:WEIGHTS_FILE.",
+        "Deprecated, goes in the next release: use --setting clip_model=DIR|SPEC.",
         metavar="DIR|SPEC",
+        becomes=("setting", "clip_model"),
     ),
     OptionSpec(
         ("--judge",),
         "unlearn_judge",
-        "Concept judge from the registry (default: the suite's, clip).",
+        "Deprecated, goes in the next release: use --setting judge=NAME.",
         metavar="NAME",
+        becomes=("setting", "judge"),
     ),
     OptionSpec(
         ("--concept",),
         "unlearn_concept",
-        "Target concept to test (repeatable; default: the suite's targets, else every concept).",
+        "Deprecated, goes in the next release: use --setting concepts=NAME (or a list).",
         metavar="NAME",
         multiple=True,
+        becomes=("setting", "concepts"),
     ),
     OptionSpec(
         ("--images",),
         "unlearn_images",
-        "Score images generated elsewhere: a folder with images.jsonl (file, prompt, seed).",
+        "Deprecated, goes in the next release: use --setting images=DIR.",
         metavar="DIR",
+        becomes=("setting", "images"),
     ),
     OptionSpec(
         ("--setting",),
         "unlearn_setting",
-        "Override a suite setting, KEY=VALUE (repeatable), e.g. steps=20 or images_per_prompt=4.",
+        "Set one of the suite's settings, KEY=VALUE (repeatable), e.g. steps=20 or images_per_prompt=4; "
+        "python -m pytest_unlearn settings SUITE (or --help with --suite) lists them with types and defaults.",
         parse=parse_setting,
         metavar="KEY=VALUE",
         multiple=True,
@@ -366,3 +399,47 @@ def _parse_many(spec: OptionSpec, raws: list[str], source: str) -> list[Any]:
 
 def as_path(value: str | None) -> Path | None:
     return None if value in (None, "") else Path(value).expanduser()
+
+
+@dataclass(frozen=True)
+class SuiteInputs:
+    """What a run gives the suite besides the run-level options: its data folder and named data
+    entries, its setting overrides with where each came from, and one notice per deprecated flag."""
+
+    data: Path | None
+    data_paths: dict[str, Path]
+    overrides: dict[str, Any]
+    sources: dict[str, str]
+    notices: list[str]
+
+
+def suite_inputs(resolved: dict[str, tuple[Any, str]]) -> SuiteInputs:
+    """``--data``, ``--setting`` (CLI > environment > ini) and the deprecated flags that became
+    settings or data entries; the new spelling wins over a deprecated flag naming the same thing."""
+    folder: Path | None = None
+    data_paths: dict[str, Path] = {}
+    entries, data_source = resolved["unlearn_data"]
+    for name, path in entries:
+        if name:
+            data_paths[name] = Path(path).expanduser()
+        else:
+            folder = Path(path).expanduser()
+    settings, setting_source = resolved["unlearn_setting"]
+    overrides = dict(settings)
+    sources = dict.fromkeys(overrides, setting_source)
+    notices = []
+    for spec in OPTIONS:
+        value, source = resolved[spec.dest]
+        if spec.becomes is None or source == "default":
+            continue
+        kind, name = spec.becomes
+        shown = " ".join(map(str, value)) if isinstance(value, list) else str(value)
+        notices.append(
+            f"{source} is deprecated and goes in the next release: use {spec.new_spelling.split('=')[0]}={shown}"
+        )
+        if kind == "data":
+            data_paths.setdefault(name, Path(str(value)).expanduser())
+        elif name not in overrides:
+            overrides[name] = value
+            sources[name] = source
+    return SuiteInputs(folder, data_paths, overrides, sources, notices)

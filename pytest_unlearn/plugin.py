@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from pytest_unlearn.errors import UnlearnError
-from pytest_unlearn.options import OPTIONS, as_path, resolve
+from pytest_unlearn.options import OPTIONS, OPTIONS_BY_DEST, as_path, resolve, suite_inputs
 from pytest_unlearn.scorecard import CheckResult, format_number, render_table
 
 STATE_KEY = pytest.StashKey["RunState"]()
@@ -22,6 +22,7 @@ RESULT_KEY = pytest.StashKey[list]()  # the check results a test produced (a sui
 CARD_KEY = pytest.StashKey[dict]()
 WRITE_ERROR_KEY = pytest.StashKey[str]()
 NO_CARD_KEY = pytest.StashKey[str]()
+NOTICES_KEY = pytest.StashKey[list]()  # one line per deprecated flag used, with its new spelling
 # Report attribute carrying a test's check results; pytest serializes extra report attributes,
 # so the results also reach the pytest-xdist controller from its workers.
 REPORT_ATTR = "unlearn_results"
@@ -34,7 +35,8 @@ LOADGROUP_INPUT = "unlearn_loadgroup"  # workerinput key
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("unlearn", "certify unlearned models (pytest-unlearn)")
     for spec in OPTIONS:
-        kwargs: dict[str, Any] = {"dest": spec.dest, "help": spec.help, "default": None}
+        # argparse expands %-formats in help ("95% interval" would read as "%i").
+        kwargs: dict[str, Any] = {"dest": spec.dest, "help": spec.help.replace("%", "%%"), "default": None}
         if spec.flag_only:
             kwargs["action"] = "store_true"
         elif spec.multiple:
@@ -50,10 +52,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         )
 
 
-def _resolved_options(config: pytest.Config) -> dict[str, Any]:
+def _resolved_options(config: pytest.Config) -> dict[str, tuple[Any, str]]:
+    """Each option's value and where it came from."""
     return {
-        spec.dest: resolve(spec, config.getoption(spec.dest), os.environ, config.getini(spec.ini))[0]
-        for spec in OPTIONS
+        spec.dest: resolve(spec, config.getoption(spec.dest), os.environ, config.getini(spec.ini)) for spec in OPTIONS
     }
 
 
@@ -112,10 +114,11 @@ def _pytest_strict(config: pytest.Config) -> bool:
 
 def pytest_configure(config: pytest.Config) -> None:
     try:
-        values = _resolved_options(config)
+        resolved = _resolved_options(config)
+        values = {dest: value for dest, (value, _) in resolved.items()}
         _pin_devices(config, values["unlearn_devices"], bool(values["unlearn_suite"]))
-        if not values["unlearn_suite"]:
-            return
+        if not values["unlearn_suite"] or config.getoption("help", False):
+            return  # --help with --suite lists the suite's settings (pytest_cmdline_main), nothing runs
         if config.pluginmanager.hasplugin("xdist"):
             if not hasattr(config, "workerinput"):
                 _prefer_loadgroup(config)
@@ -127,34 +130,27 @@ def pytest_configure(config: pytest.Config) -> None:
         from pytest_unlearn.session import RunState, default_artifacts_dir
 
         scorecard = Path(values["unlearn_scorecard"]).expanduser()
-        thresholds = dict(values["unlearn_threshold"])
-        overrides = dict(values["unlearn_setting"])
-        if values["unlearn_judge"]:
-            overrides["judge"] = values["unlearn_judge"]
+        suite = suite_inputs(resolved)
         settings = RunSettings(
             model=as_path(values["unlearn_model"][0]) if len(values["unlearn_model"]) == 1 else None,
             models=tuple(values["unlearn_model"]),
-            data=as_path(values["unlearn_data"]),
+            data=suite.data,
+            data_paths=suite.data_paths,
             artifacts=as_path(values["unlearn_artifacts"]) or default_artifacts_dir(scorecard),
             device=values["unlearn_device"],
             dtype=values["unlearn_dtype"],
             batch_size=values["unlearn_batch_size"],
-            max_new_tokens=values["unlearn_max_new_tokens"],
             predictions=as_path(values["unlearn_predictions"]),
-            mmlu=as_path(values["unlearn_mmlu"]),
-            mia_data=as_path(values["unlearn_mia_data"]),
             allow_pickle=bool(values["unlearn_allow_pickle"]),
-            thresholds=thresholds,
+            thresholds=dict(values["unlearn_threshold"]),
             original_model=as_path(values["unlearn_original_model"]),
             reference=as_path(values["unlearn_reference"]),
-            model_config=as_path(values["unlearn_model_config"]),
-            clip_model=values["unlearn_clip_model"],
-            concepts=tuple(values["unlearn_concept"]),
-            images=as_path(values["unlearn_images"]),
-            overrides=overrides,
+            overrides=suite.overrides,
+            setting_sources=suite.sources,
             cache_dir=_cache_dir(config, values),
             strict=bool(values["unlearn_strict"]) or _pytest_strict(config),
         )
+        config.stash[NOTICES_KEY] = suite.notices
         state = RunState.start(
             values["unlearn_suite"],
             settings,
@@ -167,6 +163,27 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[STATE_KEY] = state
     if not hasattr(config, "workerinput"):  # xdist workers have no terminal of their own
         state.backend.progress = lambda message: _progress_line(config, message)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_cmdline_main(config: pytest.Config) -> Any:
+    """``pytest --help --suite NAME``: after pytest's help, the suite's settings."""
+    code = yield
+    if config.getoption("help", False):
+        tw = config.get_terminal_writer()
+        suite = resolve(OPTIONS_BY_DEST["unlearn_suite"], config.getoption("unlearn_suite"), os.environ, "")[0]
+        tw.line()
+        if not suite:
+            tw.line("unlearn: pass --suite NAME with --help to list that suite's settings (--setting KEY=VALUE)")
+            return code
+        from pytest_unlearn.__main__ import settings_table
+
+        try:
+            for line in settings_table(suite):
+                tw.line(line)
+        except UnlearnError as exc:
+            tw.line(f"unlearn: {exc}")
+    return code
 
 
 def _progress_line(config: pytest.Config, message: str) -> None:
@@ -342,6 +359,10 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         session.config.pluginmanager.register(_ResultSink(state, controller), "unlearn-result-sink")
         if not hasattr(session.config, "workerinput"):
             session.config.pluginmanager.register(_StartWatcher(state), "unlearn-start-watcher")
+            reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+            for notice in session.config.stash.get(NOTICES_KEY, []):
+                if reporter is not None:
+                    reporter.write_line(f"warning: {notice}", yellow=True)
 
 
 class _StartWatcher:
@@ -459,7 +480,7 @@ def unlearn_images(request: pytest.FixtureRequest) -> Any:
     """``unlearn_images(prompts, seeds, model=None)``: one image per (prompt, seed) with the
     suite's generation settings, through the cache (``model``: "original" or a concept's model)."""
     state = _offered(request, "images")
-    if state.settings.model is None and state.settings.images is None:
+    if state.settings.model is None and state.manifest.settings.get("images") is None:
         pytest.skip(f"{request.fixturename} needs the model: pass --model PATH")
     return lambda prompts, seeds, model=None: _fail_clearly(
         state.backend.user_images, list(prompts), [int(s) for s in seeds], model

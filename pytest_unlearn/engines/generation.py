@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_unlearn.integrity import Warn, no_warning
-from pytest_unlearn.settings import typed_setting
+from pytest_unlearn.settings import Setting, typed_setting
 
 # Scheduler names accepted in the manifest / --setting scheduler=…, and their diffusers classes.
 SCHEDULERS = {
@@ -17,6 +17,38 @@ SCHEDULERS = {
     "euler": "EulerDiscreteScheduler",
     "lms": "LMSDiscreteScheduler",
 }
+
+
+# The settings of a suite that makes images with the diffusion engine (the suite checks their
+# values itself, with generation_settings below).
+DIFFUSION_SETTINGS: tuple[Setting, ...] = (
+    Setting("steps", int, 50, "denoising steps", own_check=True),
+    Setting("guidance", float, 7.5, "classifier-free guidance scale", own_check=True),
+    Setting("resolution", int, 512, "image side in pixels", own_check=True),
+    Setting("scheduler", str, "default", "default or one of " + ", ".join(SCHEDULERS), own_check=True),
+    Setting("images_per_prompt", int, 1, "images per prompt (seeds seed, seed+1, ...)", own_check=True),
+    Setting(
+        "images",
+        str,
+        None,
+        "score images generated elsewhere: a folder with images.jsonl (file, prompt, seed); was --images",
+        path=True,
+    ),
+    Setting(
+        "model_config",
+        str,
+        None,
+        "local diffusers folder describing the architecture of a single-file checkpoint; was --model-config",
+        path=True,
+    ),
+    Setting(
+        "clip_model",
+        str,
+        None,
+        "CLIP for the judge and CLIP scores: a transformers CLIP folder, or open_clip:MODEL_NAME:WEIGHTS_FILE; "
+        "was --clip-model",
+    ),
+)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pytest_unlearn.settings import Setting
+
+# Checked by loading.token_budget, in its own words.
+MAX_BATCH_TOKENS = Setting(
+    "max_batch_tokens", int, None, "tokens per forward pass (default: the device's budget)", own_check=True
+)
+
 
 @dataclass(frozen=True)
 class LanguageModel:

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from pytest_unlearn.engines.generation import generation_settings, read_image_index
+from pytest_unlearn.engines.generation import DIFFUSION_SETTINGS, generation_settings, read_image_index
 from pytest_unlearn.errors import UnlearnError
 from pytest_unlearn.evallearn import metrics as em
 from pytest_unlearn.evallearn.data import PromptRow, PromptSet, load_prompt_set
@@ -29,7 +29,7 @@ from pytest_unlearn.loading import inspect_model_folder
 from pytest_unlearn.manifest import CheckSpec, SuiteManifest
 from pytest_unlearn.registry import DETECTORS, EXTRACTORS, JUDGES, LOADERS
 from pytest_unlearn.scorecard import CheckResult
-from pytest_unlearn.settings import typed_setting
+from pytest_unlearn.settings import COMMON, declared, schema, typed_setting
 
 DEFAULT_SETTINGS: dict[str, Any] = {
     "steps": 50,
@@ -105,7 +105,7 @@ def _registered(registry: Any, name: str, flag: str) -> None:
 
 class EvallearnBackend(Backend):
     #: What --setting may override (besides the manifest's own [settings]).
-    SETTINGS = (*DEFAULT_SETTINGS, "seed", "bootstrap_samples")
+    SETTINGS = schema(*COMMON, *DIFFUSION_SETTINGS, *declared(DEFAULT_SETTINGS))
 
     def __init__(self, manifest: SuiteManifest, settings: RunSettings) -> None:
         super().__init__(manifest, settings)
@@ -153,7 +153,7 @@ class EvallearnBackend(Backend):
         self.err_threshold = _setting(merged, "err_unsafe_threshold", float, where)
         self.asr_names = self._asr_names()
 
-        if settings.images is None and settings.model is None:
+        if self.setting("images") is None and settings.model is None:
             raise UnlearnError("--suite evallearn needs --model PATH (or --images DIR with images made elsewhere)")
         if settings.model is not None and settings.model.is_dir():
             inspect_model_folder(settings.model, allow_pickle=settings.allow_pickle)
@@ -161,7 +161,7 @@ class EvallearnBackend(Backend):
             raise UnlearnError(
                 f"--model {settings.model}: no such file or folder; pass a diffusers folder or checkpoint"
             )
-        self.image_index = self._read_image_index() if settings.images else None
+        self.image_index = self._read_image_index() if self.setting("images") else None
 
         self.inputs = em.EvallearnInputs()
         self.extractor_label: str | None = None
@@ -208,7 +208,7 @@ class EvallearnBackend(Backend):
         return names
 
     def _read_image_index(self) -> dict[tuple[str, int], Path]:
-        return read_image_index(self.settings.images, self.warn)
+        return read_image_index(self.setting("images"), self.warn)
 
     def prompt_set(self, name: str) -> PromptSet:
         if name in self.sets:
@@ -281,7 +281,7 @@ class EvallearnBackend(Backend):
         missing = [r for r in requests if (r.prompt, r.seed) not in self.image_index]
         if missing:
             raise UnlearnError(
-                f"--images {self.settings.images}: no image for {len(missing)} of {len(requests)} (prompt, seed) "
+                f"--images {self.setting('images')}: no image for {len(missing)} of {len(requests)} (prompt, seed) "
                 f"pairs of the {what}, e.g. ({missing[0].prompt!r}, {missing[0].seed}); generate them all"
             )
         for request in requests:
@@ -302,7 +302,7 @@ class EvallearnBackend(Backend):
                 device=self.settings.device,
                 dtype=self.settings.dtype,
                 allow_pickle=self.settings.allow_pickle,
-                model_config=self.settings.model_config,
+                model_config=self.setting("model_config"),
                 flag="--model",
             )
         return self._pipe
@@ -365,12 +365,12 @@ class EvallearnBackend(Backend):
     # -- scorers -----------------------------------------------------------------------------------
     def judge(self) -> Any:
         if self._judge is None:
-            if self.judge_name == "clip" and not self.settings.clip_model:
+            if self.judge_name == "clip" and not self.setting("clip_model"):
                 raise UnlearnError(
                     "the CLIP score and UA/IRA need CLIP: pass --clip-model DIR (a transformers CLIP folder, "
                     "eval-learn uses openai/clip-vit-large-patch14) or --clip-model open_clip:MODEL:WEIGHTS"
                 )
-            self._judge = JUDGES.get(self.judge_name)(self.settings.clip_model or "", self.settings.device)
+            self._judge = JUDGES.get(self.judge_name)(self.setting("clip_model") or "", self.settings.device)
         return self._judge
 
     def unsafe_rule(self, prompt_set: str) -> tuple[float, bool]:
@@ -609,8 +609,8 @@ class EvallearnBackend(Backend):
     def model_record(self) -> dict[str, Any]:
         record: dict[str, Any] = {"path": str(self.settings.model) if self.settings.model else None}
         record["fingerprint"] = fingerprint(self.settings.model) if self.settings.model else None
-        if self.settings.images is not None:
-            record["images"] = str(self.settings.images)
+        if self.setting("images") is not None:
+            record["images"] = str(self.setting("images"))
         if self.technique:
             record["technique"] = self.technique
         return record
@@ -638,7 +638,7 @@ class EvallearnBackend(Backend):
             "unsafe_threshold": dict(self.unsafe_threshold),
             "unsafe_classes": list(self.unsafe_classes),
             "judge": self.judge_name,
-            "clip_model": str(self.settings.clip_model),
+            "clip_model": str(self.setting("clip_model")),
             "fid_extractor": self.extractor_label or self.extractor_name,
             "inception_weights": self.inception_weights or None,
             "fid_reference": self.fid_reference or None,

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from pytest_unlearn.engines.generation import generation_settings, read_image_index
+from pytest_unlearn.engines.generation import DIFFUSION_SETTINGS, generation_settings, read_image_index
 from pytest_unlearn.errors import UnlearnError
 from pytest_unlearn.evaluation import Backend, RunSettings
 from pytest_unlearn.fingerprint import fingerprint
@@ -33,7 +33,7 @@ from pytest_unlearn.genmu.data import ConceptPrompts, clean_name, concept_key, l
 from pytest_unlearn.loading import inspect_model_folder
 from pytest_unlearn.manifest import CheckSpec, SuiteManifest, slug
 from pytest_unlearn.registry import JUDGES, METRICS
-from pytest_unlearn.settings import typed_setting
+from pytest_unlearn.settings import COMMON, Setting, declared, schema, typed_setting
 
 ADJACENT_METHODS = ("manifest", "clip-text", "clip-image")
 
@@ -60,6 +60,11 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "classifier_model": "",
     "classifier_top_k": 1,
 }
+
+# The target concepts to test (each must be a concept of the prompt CSV).
+CONCEPTS = Setting(
+    "concepts", list, None, "target concepts to test (default: the targets setting, else every concept); was --concept"
+)
 
 
 @dataclass(frozen=True)
@@ -108,7 +113,7 @@ class GenmuData:
 
 class GenmuBackend(Backend):
     #: What --setting may override (besides the manifest's own [settings]).
-    SETTINGS = (*DEFAULT_SETTINGS, "seed", "bootstrap_samples")
+    SETTINGS = schema(*COMMON, *DIFFUSION_SETTINGS, *declared(DEFAULT_SETTINGS), CONCEPTS)
     #: ``--model`` may be given once per concept (the challenge's single-concept submissions).
     MULTIPLE_MODELS = True
 
@@ -168,15 +173,15 @@ class GenmuBackend(Backend):
             raise UnlearnError(f"--setting classifier_top_k must be at least 1, got {self.classifier_top_k}")
 
         self._check_original(settings)
-        if settings.clip_model is None and self.judge_name == "clip":
+        if self.setting("clip_model") is None and self.judge_name == "clip":
             raise UnlearnError(
                 "--suite genmu needs a CLIP judge: pass --clip-model DIR (a transformers CLIP folder) "
                 "or --clip-model open_clip:MODEL:WEIGHTS"
             )
-        if self.judge_name == "clip" and settings.clip_model.startswith("open_clip:"):
+        if self.judge_name == "clip" and self.setting("clip_model").startswith("open_clip:"):
             from pytest_unlearn.engines.judges import parse_open_clip_spec
 
-            parse_open_clip_spec(settings.clip_model)  # its form and files, before any image is made
+            parse_open_clip_spec(self.setting("clip_model"))  # its form and files, before any image is made
         # Model key -> path ("" is the one multi-concept model); which concepts each model has.
         self.model_paths, concept_models, self.model_line = self._models(settings)
         self.targets = self._targets(merged.get("targets") or [], concept_models)
@@ -184,7 +189,7 @@ class GenmuBackend(Backend):
             self.model_paths = {c: path for c, path in self.model_paths.items() if c in self.targets}
         self.model_of = {c: (c if concept_models else "") for c in self.targets}
         self.erased = {m: tuple(c for c in self.targets if self.model_of[c] == m) for m in self.model_paths}
-        if settings.images is not None and concept_models:
+        if self.setting("images") is not None and concept_models:
             raise UnlearnError("--images scores the images of one model: drop it, or pass a single --model")
         # "unlearned" (one model) or "unlearned-<concept>": image folders, pipelines, records.
         self.which = {m: "unlearned" if m == "" else f"unlearned-{slug(m)}" for m in self.model_paths}
@@ -197,7 +202,7 @@ class GenmuBackend(Backend):
         self.adjacent: dict[str, tuple[str, ...]] = self._adjacency() if self.adjacent_from == "manifest" else {}
         self.neighbour_scores: dict[str, dict[str, float]] = {}
         self._adjacency_ready = self.adjacent_from == "manifest"
-        self.image_index = self._read_image_index() if settings.images else None
+        self.image_index = self._read_image_index() if self.setting("images") else None
 
         self.requests = {m: self._requests(m) for m in self.model_paths}
         self.inputs = gm.GenmuInputs(
@@ -258,7 +263,7 @@ class GenmuBackend(Backend):
         ``--model DIR`` of per-concept folders was matched."""
         specs = list(settings.models) or ([str(settings.model)] if settings.model is not None else [])
         if not specs:
-            if settings.images is None:
+            if self.setting("images") is None:
                 raise UnlearnError("--suite genmu needs --model PATH (or --images DIR with images made elsewhere)")
             return {"": Path()}, False, None
         if len(specs) == 1 and (Path(specs[0]).expanduser().exists() or "=" not in specs[0]):
@@ -319,9 +324,9 @@ class GenmuBackend(Backend):
         import difflib
 
         csv = self.data_files["prompts"]
-        if self.settings.concepts:
+        if self.setting("concepts"):
             targets = []
-            for name in self.settings.concepts:
+            for name in self.setting("concepts"):
                 concept = self._concept(name)
                 if concept is None:
                     close = difflib.get_close_matches(name, list(self.concept_prompts), n=1, cutoff=0.5)
@@ -408,7 +413,7 @@ class GenmuBackend(Backend):
         return list(dict.fromkeys(pair for m in self.model_paths for pair in _pairs(self.requests[m])))
 
     def _read_image_index(self) -> dict[tuple[str, int], Path]:
-        return read_image_index(self.settings.images, self.warn)
+        return read_image_index(self.setting("images"), self.warn)
 
     def concepts(self) -> list[str] | None:  # type: ignore[override]
         return self.targets
@@ -459,7 +464,7 @@ class GenmuBackend(Backend):
                 device=self.settings.device,
                 dtype=self.settings.dtype,
                 allow_pickle=self.settings.allow_pickle,
-                model_config=self.settings.model_config,
+                model_config=self.setting("model_config"),
                 flag=flag.rstrip("="),
             )
             split_cpu_threads(str(self._pipes[which].device))
@@ -479,7 +484,7 @@ class GenmuBackend(Backend):
         if self._judge is None:
             # The factory resolves the device itself: a judge that needs no torch imports none.
             factory = JUDGES.get(self.judge_name)
-            spec = self.classifier_model if self.judge_name == "classifier" else self.settings.clip_model
+            spec = self.classifier_model if self.judge_name == "classifier" else self.setting("clip_model")
             self._judge = factory(spec or "", self.settings.device)
         return self._judge
 
@@ -488,10 +493,10 @@ class GenmuBackend(Backend):
         itself, or with a classifier judge the ``--clip-model`` (None when there is none)."""
         if self.judge_name != "classifier":
             return self.judge()
-        if self.settings.clip_model is None:
+        if self.setting("clip_model") is None:
             return None
         if self._clip is None:
-            self._clip = JUDGES.get("clip")(self.settings.clip_model, self.settings.device)
+            self._clip = JUDGES.get("clip")(self.setting("clip_model"), self.settings.device)
         return self._clip
 
     def _clip_or_error(self, why: str) -> Any:
@@ -518,8 +523,8 @@ class GenmuBackend(Backend):
             model = self.model_paths[""] if self.model_paths[""] != Path() else None
             record["path"] = str(model) if model else None
             record["fingerprint"] = fingerprint(model) if model else None
-        if self.settings.images is not None:
-            record["images"] = str(self.settings.images)
+        if self.setting("images") is not None:
+            record["images"] = str(self.setting("images"))
         if self.settings.original_model is not None:
             record["original"] = {
                 "path": str(self.settings.original_model),
@@ -650,7 +655,7 @@ class GenmuBackend(Backend):
             "genmu.candidate_features",
             pixels=self._pixel_digest([images[p] for p in order]),
             judge=self.judge_name,
-            spec=self.settings.clip_model or "",
+            spec=self.setting("clip_model") or "",
             weights=self._judge_weights(),
             pairs=[list(p) for p in order],
             device=self._device_kind(),
@@ -772,7 +777,7 @@ class GenmuBackend(Backend):
         missing = [p for p in pairs if p not in self.image_index]
         if missing:
             raise UnlearnError(
-                f"--images {self.settings.images}: no image for {len(missing)} of {len(pairs)} "
+                f"--images {self.setting('images')}: no image for {len(missing)} of {len(pairs)} "
                 f"(prompt, seed) pairs, e.g. ({missing[0][0]!r}, {missing[0][1]}); generate them all"
             )
         images = {}
@@ -862,7 +867,7 @@ class GenmuBackend(Backend):
     def _judge_weights(self) -> str | None:
         from pytest_unlearn.cache import model_digest
 
-        spec = self.settings.clip_model or ""
+        spec = self.setting("clip_model") or ""
         spec_path = Path(spec.split(":")[-1]) if spec else None
         return model_digest(spec_path) if spec_path is not None and spec_path.exists() else None
 
@@ -878,7 +883,7 @@ class GenmuBackend(Backend):
         """
         from pytest_unlearn.cache import make_key, model_digest
 
-        spec = self.settings.clip_model or ""
+        spec = self.setting("clip_model") or ""
         extra = {}
         # open_clip:CONFIG.json:WEIGHTS: the architecture (and tokenizer) the weights are read as.
         config = Path(spec.split(":")[1]) if spec.startswith("open_clip:") and spec.count(":") >= 2 else None
@@ -895,7 +900,7 @@ class GenmuBackend(Backend):
             "genmu.judge",
             pixels=self._pixel_digest(images),
             judge=self.judge_name,
-            spec=self.settings.clip_model or "",
+            spec=self.setting("clip_model") or "",
             weights=self._judge_weights(),
             labels=labels,
             template=self.template,
@@ -968,12 +973,14 @@ class GenmuBackend(Backend):
             "image_seed": self.seed,
             "judge": self.judge_name,
             "judge_template": self.template,
-            "judge_model": self.classifier_model if self.judge_name == "classifier" else str(self.settings.clip_model),
+            "judge_model": self.classifier_model
+            if self.judge_name == "classifier"
+            else str(self.setting("clip_model")),
             "classifier_top_k": self.classifier_top_k if self.judge_name == "classifier" else None,
             "adjacent_from": self.adjacent_from,
             "adjacent_k": self.adjacent_k if self.adjacent_from != "manifest" else None,
             "adjacent_template": self.adjacent_template,
-            "clip_model": str(self.settings.clip_model),
+            "clip_model": str(self.setting("clip_model")),
             "clip_score_convention": "100*cos(image, prompt), not clamped at 0",
             "targets": self.targets,
             "data": self.data_files,

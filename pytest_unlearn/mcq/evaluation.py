@@ -39,6 +39,7 @@ from pytest_unlearn.mcq.data import (
     load_subset,
     mmlu_context,
 )
+from pytest_unlearn.mcq.settings import SETTINGS as MCQ_SETTINGS
 from pytest_unlearn.mmlu import MMLUData, load_mmlu
 
 SUBSET_ARTIFACT = "mcq_predictions"
@@ -98,7 +99,8 @@ def _digest(value: Any) -> str:
 
 class MCQBackend(ModelsByPath, Backend):
     #: What --setting may override besides the manifest's [settings].
-    SETTINGS = ("seed", "bootstrap_samples", "mmlu_shots", "max_batch_tokens")
+    SETTINGS = MCQ_SETTINGS
+    DATA_ENTRIES = ("mmlu",)
     USER_API = ("model", "original", "data")
 
     def __init__(self, manifest: SuiteManifest, settings: RunSettings) -> None:
@@ -140,7 +142,7 @@ class MCQBackend(ModelsByPath, Backend):
         }
 
         # MMLU (lm-eval's form): --mmlu, else an mmlu/ folder beside the questions, else the bundled one.
-        mmlu_dir = settings.mmlu
+        mmlu_dir = settings.data_paths.get("mmlu")
         if mmlu_dir is None and (data_dir / "mmlu").is_dir():
             mmlu_dir = data_dir / "mmlu"
         if mmlu_dir is None and settings.data is None:

@@ -27,6 +27,7 @@ from pytest_unlearn.loading import PICKLE_SUFFIXES, inspect_model_folder
 from pytest_unlearn.manifest import SuiteManifest
 from pytest_unlearn.mufac import metrics as mm
 from pytest_unlearn.mufac.data import SCORED, FaceData, Sample, load_mucac, load_mufac
+from pytest_unlearn.settings import COMMON, Setting, declared, schema
 
 PREDICTIONS_FORMAT = "pytest-unlearn/face-predictions"
 PREDICTIONS_FILE = "predictions.json"
@@ -56,7 +57,11 @@ def _is_model_folder(path: Path) -> bool:
 class FaceBackend(Backend):
     """Backend ``mufac`` of the suites mufac, mucac and their -mini twins (``layout`` setting)."""
 
-    SETTINGS = ("seed", "bootstrap_samples", *MODEL_DEFAULTS)
+    SETTINGS = schema(
+        *COMMON,
+        *declared(MODEL_DEFAULTS),
+        Setting("transform", dict, None, "resize and normalisation when the model has no processor", own_check=True),
+    )
     USER_API = ("model", "original", "data")
 
     def __init__(self, manifest: SuiteManifest, settings: RunSettings) -> None:

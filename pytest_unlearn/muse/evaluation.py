@@ -30,6 +30,7 @@ from pytest_unlearn.loading import inspect_model_folder, token_budget
 from pytest_unlearn.manifest import SuiteManifest
 from pytest_unlearn.muse import metrics as mm
 from pytest_unlearn.muse.data import MuseData, load_data
+from pytest_unlearn.muse.settings import SETTINGS as MUSE_SETTINGS
 
 ROLES = {"model": "--model", "original": "--original-model", "reference": "--reference"}
 DEFAULTS: dict[str, Any] = {
@@ -43,18 +44,7 @@ DEFAULTS: dict[str, Any] = {
 
 class MuseBackend(ModelsByPath, Backend):
     #: What --setting may override besides the manifest's [settings].
-    SETTINGS = (
-        "seed",
-        "bootstrap_samples",
-        "corpus",
-        "muse_variant",
-        "verbmem_max_new_tokens",
-        "knowmem_max_new_tokens",
-        "mink_k",
-        "knowmem_retain_target",
-        "auc_retrain",
-        "max_batch_tokens",
-    )
+    SETTINGS = MUSE_SETTINGS
     USER_API = ("model", "original", "reference", "generate", "nll", "data")
 
     def __init__(self, manifest: SuiteManifest, settings: RunSettings) -> None:

@@ -35,6 +35,7 @@ from pytest_unlearn.semeval.data import (
     load_predictions,
     load_prompts,
 )
+from pytest_unlearn.semeval.settings import SETTINGS as SEMEVAL_SETTINGS
 
 
 def _read_jsonl(path: str | None) -> list[dict[str, Any]]:
@@ -73,10 +74,8 @@ class SemevalData:
 
 class SemevalBackend(Backend):
     #: What --setting may override.
-    SETTINGS = (
-        "max_new_tokens", "mmlu_shots", "seed", "bootstrap_samples", "mia_attack", "mia_k",
-        "max_batch_tokens", "truncate_to_context",
-    )  # fmt: skip
+    SETTINGS = SEMEVAL_SETTINGS
+    DATA_ENTRIES = ("mia", "mmlu")
 
     def __init__(self, manifest: SuiteManifest, settings: RunSettings) -> None:
         super().__init__(manifest, settings)
@@ -90,7 +89,7 @@ class SemevalBackend(Backend):
             self.mia_k = float(manifest.settings.get("mia_k", 0.4))
         except (TypeError, ValueError):
             raise UnlearnError(f"--setting mia_k={manifest.settings.get('mia_k')!r}: must be a number") from None
-        self.max_new_tokens = settings.max_new_tokens or int(manifest.settings.get("max_new_tokens", 256))
+        self.max_new_tokens = int(manifest.settings.get("max_new_tokens", 256))
         # Padded tokens per batch (--batch-size still bounds the rows): a long document goes
         # alone, short ones pack together. Default from the device's memory (the header says).
         self.max_batch_tokens, self.token_budget_source = token_budget(manifest.settings, settings)
@@ -117,13 +116,13 @@ class SemevalBackend(Backend):
         self.rows: list[PromptRow] = forget + retain
         self.data_files = {"forget": str(forget_path), "retain": str(retain_path)}
 
-        mia_dir = _optional_dir(settings.mia_data, data_dir, ("mia_data", "mia"), manifest.data.get("mia"))
+        mia_dir = _optional_dir(settings.data_paths.get("mia"), data_dir, ("mia_data", "mia"), manifest.data.get("mia"))
         self.mia: tuple[list[MIADocument], list[MIADocument]] | None = None
         if mia_dir is not None:
-            self.mia = load_mia(mia_dir, "--mia-data" if settings.mia_data else "MIA data", self.warn)
+            self.mia = load_mia(mia_dir, "--mia-data" if "mia" in settings.data_paths else "MIA data", self.warn)
             self.data_files["mia"] = str(mia_dir)
 
-        mmlu_dir = _optional_dir(settings.mmlu, data_dir, ("mmlu",), manifest.data.get("mmlu"))
+        mmlu_dir = _optional_dir(settings.data_paths.get("mmlu"), data_dir, ("mmlu",), manifest.data.get("mmlu"))
         self.mmlu_data: MMLUData | None = None
         if mmlu_dir is not None:
             self.mmlu_data = load_mmlu(mmlu_dir, self.warn)

@@ -26,6 +26,7 @@ from pytest_unlearn.manifest import SuiteManifest
 from pytest_unlearn.tofu import metrics as tm
 from pytest_unlearn.tofu.data import FORGET_SPLIT, Question, Tags, family_tags, holdout_path, load_data, load_holdout
 from pytest_unlearn.tofu.logs import AGGREGATED, encode_logs, load_logs
+from pytest_unlearn.tofu.settings import SETTINGS as TOFU_SETTINGS
 
 
 @dataclass(frozen=True)
@@ -55,19 +56,7 @@ def _is_model_folder(path: Path) -> bool:
 
 class TofuBackend(ModelsByPath, Backend):
     #: What --setting may override besides the manifest's [settings].
-    SETTINGS = (
-        "seed",
-        "bootstrap_samples",
-        "forget_split",
-        "model_family",
-        "question_start_tag",
-        "question_end_tag",
-        "answer_tag",
-        "max_new_tokens",
-        "max_length",
-        "ds_size",
-        "max_batch_tokens",
-    )
+    SETTINGS = TOFU_SETTINGS
 
     def __init__(self, manifest: SuiteManifest, settings: RunSettings) -> None:
         super().__init__(manifest, settings)
@@ -76,7 +65,7 @@ class TofuBackend(ModelsByPath, Backend):
         s = {"forget_split": "forget10", "max_new_tokens": 200, "max_length": 200, "ds_size": 300, **manifest.settings}
         where = f"suite {manifest.name} (manifest or --setting)"
         self.forget_split = typed_setting(s, "forget_split", str, where)
-        self.max_new_tokens = settings.max_new_tokens or typed_setting(s, "max_new_tokens", int, where)
+        self.max_new_tokens = typed_setting(s, "max_new_tokens", int, where)
         self.max_batch_tokens, self.token_budget_source = token_budget(s, settings)
         self.max_length = typed_setting(s, "max_length", int, where)
         self.ds_size = typed_setting(s, "ds_size", int, where)
