@@ -31,29 +31,6 @@ def options_table() -> str:
     return "\n".join(lines) + "\n"
 
 
-def settings_table(suite: str) -> list[str]:
-    """A suite's declared settings, one line each: name, type and range, default, help."""
-    from pytest_unlearn.evaluation import suite_settings
-    from pytest_unlearn.settings import describe
-
-    manifest, schema = suite_settings(suite)
-    rows = describe(schema)
-    width = max((len(name) for name, *_ in rows), default=0)
-    kinds = max((len(kind) for _, kind, *_ in rows), default=0)
-    lines = [
-        f"settings of suite {manifest.name} (backend {manifest.backend}; --setting KEY=VALUE, manifest [settings]):"
-    ]
-    for name, kind, default, help_text in rows:
-        given = manifest.settings.get(name)
-        shown = default or "-"
-        if isinstance(given, dict):
-            shown += " (manifest: a table)"
-        elif given is not None and repr(given) != default and str(given).lower() != default:
-            shown += f" (manifest: {given!r})"
-        lines.append(f"  {name:<{width}}  {kind:<{kinds}}  default {shown}  {help_text}".rstrip())
-    return lines
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pytest_unlearn")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -86,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         from pytest_unlearn.errors import UnlearnError
 
         try:
+            from pytest_unlearn.evaluation import settings_table
+
             sys.stdout.write("\n".join(settings_table(args.suite)) + "\n")
         except UnlearnError as exc:
             sys.stderr.write(f"error: {exc}\n")

@@ -412,6 +412,28 @@ def suite_settings(suite: str) -> tuple[SuiteManifest, tuple[Any, ...]]:
     return manifest, tuple(getattr(backend_cls, "SETTINGS", ()))
 
 
+def settings_table(suite: str) -> list[str]:
+    """A suite's declared settings, one line each: name, type and range, default, help."""
+    from pytest_unlearn.settings import describe
+
+    manifest, schema = suite_settings(suite)
+    rows = describe(schema)
+    width = max((len(name) for name, *_ in rows), default=0)
+    kinds = max((len(kind) for _, kind, *_ in rows), default=0)
+    lines = [
+        f"settings of suite {manifest.name} (backend {manifest.backend}; --setting KEY=VALUE, manifest [settings]):"
+    ]
+    for name, kind, default, help_text in rows:
+        given = manifest.settings.get(name)
+        shown = default or "-"
+        if isinstance(given, dict):
+            shown += " (manifest: a table)"
+        elif given is not None and repr(given) != default and str(given).lower() != default:
+            shown += f" (manifest: {given!r})"
+        lines.append(f"  {name:<{width}}  {kind:<{kinds}}  default {shown}  {help_text}".rstrip())
+    return lines
+
+
 def create_backend(manifest: SuiteManifest, settings: RunSettings) -> Backend:
     """Build the manifest's backend (validating the data), expand per-concept check templates,
     apply ``--threshold`` overrides and check every metric and its parameters."""

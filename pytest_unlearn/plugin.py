@@ -176,7 +176,7 @@ def pytest_cmdline_main(config: pytest.Config) -> Any:
         if not suite:
             tw.line("unlearn: pass --suite NAME with --help to list that suite's settings (--setting KEY=VALUE)")
             return code
-        from pytest_unlearn.__main__ import settings_table
+        from pytest_unlearn.evaluation import settings_table
 
         try:
             for line in settings_table(suite):

@@ -124,6 +124,10 @@ def _shown(value: Any) -> str:
     return value if isinstance(value, str) else repr(value)
 
 
+def _got(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else repr(value)
+
+
 def resolve_settings(
     suite: str,
     manifest_path: Path,
@@ -168,7 +172,7 @@ def resolve_settings(
             else:
                 where = f"suite {suite}'s default {name}={_shown(value)}"
             raise UnlearnError(
-                f"{where}: {name} must be {exc}, got {value!r} (python -m pytest_unlearn settings {suite} lists them)"
+                f"{where}: {name} must be {exc}, got {_got(value)} (see python -m pytest_unlearn settings {suite})"
             ) from None
     return resolved
 
