@@ -160,6 +160,13 @@ class Measurement:
     details: dict[str, Any] = field(default_factory=dict)
 
 
+def ratio_to_reference(value: float, reference: float, n: int, details: dict[str, Any]) -> Measurement:
+    """``value / reference``: a measure of the model relative to the same measure of the model
+    before unlearning or of the reference model (NaN when the reference scores 0, a ratio that
+    cannot pass a gate). ``details`` names both numbers for the scorecard."""
+    return Measurement(value / reference if reference > 0 else float("nan"), n, details)
+
+
 @dataclass(frozen=True)
 class Metric:
     """A registered metric: its function, direction, unit and the inputs it needs.

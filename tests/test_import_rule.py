@@ -15,7 +15,9 @@ NOT_SUITES = {"engines", "suites", "__pycache__"}
 
 
 def _suite_packages() -> list[str]:
-    return sorted(p.name for p in PACKAGE.iterdir() if p.is_dir() and p.name not in NOT_SUITES and (p / "__init__.py").exists())
+    return sorted(
+        p.name for p in PACKAGE.iterdir() if p.is_dir() and p.name not in NOT_SUITES and (p / "__init__.py").exists()
+    )
 
 
 def _imports(path: Path) -> set[str]:

@@ -2,6 +2,8 @@
 
 ``causal_lm`` (greedy generation, token losses, answer spans, prefix sharing),
 ``language_models`` (causal LMs loaded once per path), ``multiple_choice`` (choice
-log-likelihoods), ``diffusion`` and ``generation`` (pipelines, images, weight change),
-``judges`` (CLIP, image classifiers) and ``detectors`` (NudeNet).
+log-likelihoods), ``diffusion``, ``generation`` and ``weight_change`` (pipelines, images, how far
+the weights moved), ``judges`` (CLIP, image classifiers as concept judges) and ``detectors``
+(NudeNet). A suite package imports the core and these, never another suite
+(tests/test_import_rule.py).
 """

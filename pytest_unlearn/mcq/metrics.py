@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from pytest_unlearn.errors import UnlearnError
-from pytest_unlearn.registry import Measurement, metric
+from pytest_unlearn.registry import Measurement, metric, ratio_to_reference
 from pytest_unlearn.stats import resample
 
 
@@ -110,8 +110,7 @@ def mmlu_ratio_metric(inputs: MCQInputs) -> Measurement:
     if inputs.original_mmlu_correct is None:
         raise UnlearnError("the MMLU ratio needs the original model: pass --original-model PATH")
     model, original = _mean(inputs.mmlu()), _mean(inputs.original_mmlu_correct)
-    value = model / original if original > 0 else float("nan")
-    return Measurement(value, int(inputs.mmlu().size), {"mmlu": model, "original_mmlu": original})
+    return ratio_to_reference(model, original, int(inputs.mmlu().size), {"mmlu": model, "original_mmlu": original})
 
 
 def aggregates(inputs: MCQInputs) -> dict[str, float | int | None]:

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from pytest_unlearn.errors import UnlearnError
-from pytest_unlearn.registry import Measurement, metric
+from pytest_unlearn.registry import Measurement, metric, ratio_to_reference
 
 #: The reference's attack settings: cal_mia's seed, simple_mia's splits and random_state.
 MIA_SEED = 42
@@ -248,8 +248,7 @@ def accuracy_ratio(inputs: FaceInputs) -> Measurement:
     if inputs.original is None:
         raise UnlearnError("the accuracy ratio needs the model before unlearning: pass --original-model PATH")
     own, original = accuracy(test.correct), accuracy(inputs.original["test"].correct)
-    ratio = own / original if original > 0 else float("nan")
-    return Measurement(ratio, test.n, {"test_accuracy": own, "original_test_accuracy": original})
+    return ratio_to_reference(own, original, test.n, {"test_accuracy": own, "original_test_accuracy": original})
 
 
 @metric(

@@ -29,7 +29,7 @@ import numpy as np
 
 from pytest_unlearn.attacks import TokenStats, get_attack
 from pytest_unlearn.errors import UnlearnError
-from pytest_unlearn.registry import Measurement, metric
+from pytest_unlearn.registry import Measurement, metric, ratio_to_reference
 from pytest_unlearn.stats import resample
 
 VARIANTS = ("muse", "open-unlearning")
@@ -221,9 +221,8 @@ def knowmem_retain_ratio(inputs: MuseInputs) -> Measurement:
     if inputs.original_retain is None:
         raise UnlearnError("internal: the original model's KnowMem was not computed")
     model, original = _mean100(scores), _mean100(inputs.original_retain)
-    ratio = model / original if original > 0 else float("nan")
     details = {"knowmem_retain": model, "original_knowmem_retain": original, "original": inputs.original_source}
-    return Measurement(ratio, int(scores.size), details)
+    return ratio_to_reference(model, original, int(scores.size), details)
 
 
 @metric(

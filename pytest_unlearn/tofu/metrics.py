@@ -25,7 +25,7 @@ import numpy as np
 
 from pytest_unlearn.attacks import TokenStats, get_attack
 from pytest_unlearn.errors import UnlearnError
-from pytest_unlearn.registry import Measurement, metric
+from pytest_unlearn.registry import Measurement, metric, ratio_to_reference
 
 #: Our task names, in TOFU's order, with the log file each one is in TOFU's aggregated log and the
 #: name TOFU's aggregation gives its metrics ("Prob. Real Authors", "Truth Ratio Forget", ...).
@@ -270,9 +270,8 @@ def model_utility_ratio(inputs: TofuInputs) -> Measurement:
     except UnlearnError as exc:
         raise UnlearnError(f"--reference: {exc}; give the reference's full logs") from None
     value = model_utility(logs)
-    ratio = value / ref_value if ref_value > 0 else float("nan")
     n = sum(logs[t].n for t in UTILITY_TASKS)
-    return Measurement(ratio, n, {"model_utility": value, "reference_model_utility": ref_value})
+    return ratio_to_reference(value, ref_value, n, {"model_utility": value, "reference_model_utility": ref_value})
 
 
 @metric(
