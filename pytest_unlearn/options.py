@@ -433,7 +433,10 @@ def suite_inputs(resolved: dict[str, tuple[Any, str]]) -> SuiteInputs:
         if spec.becomes is None or source == "default":
             continue
         kind, name = spec.becomes
-        shown = " ".join(map(str, value)) if isinstance(value, list) else str(value)
+        if isinstance(value, list):  # --concept, repeatable: one name, or a TOML list of them
+            shown = str(value[0]) if len(value) == 1 else "[" + ", ".join(f'"{v}"' for v in value) + "]"
+        else:
+            shown = str(value)
         notices.append(
             f"{source} is deprecated and goes in the next release: use {spec.new_spelling.split('=')[0]}={shown}"
         )
