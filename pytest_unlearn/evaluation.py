@@ -57,6 +57,9 @@ class RunSettings:
     overrides: dict[str, Any] = field(default_factory=dict)
     # Where each override came from ("--setting", "PYTEST_UNLEARN_SETTING", "--judge", ...).
     setting_sources: dict[str, str] = field(default_factory=dict)
+    # Overrides from a deprecated flag that was a run-level field (--clip-model, ...): a suite
+    # without that setting ignores them, as it ignored the field.
+    ignorable_settings: frozenset[str] = frozenset()
     # The content-addressed artifact cache (None: --no-cache).
     cache_dir: Path | None = None
     # --strict: every warning of the run is an error.
@@ -389,13 +392,15 @@ def apply_setting_overrides(manifest: SuiteManifest, settings: RunSettings, back
     """
     from pytest_unlearn.settings import resolve_settings
 
+    schema = tuple(getattr(backend_cls, "SETTINGS", ()))
+    known = set(manifest.settings) | {s if isinstance(s, str) else s.name for s in schema}
+    overrides = {
+        key: value
+        for key, value in settings.overrides.items()
+        if key in known or key not in settings.ignorable_settings
+    }
     resolved = resolve_settings(
-        manifest.name,
-        manifest.path,
-        tuple(getattr(backend_cls, "SETTINGS", ())),
-        manifest.settings,
-        settings.overrides,
-        settings.setting_sources,
+        manifest.name, manifest.path, schema, manifest.settings, overrides, settings.setting_sources
     )
     return replace(manifest, settings=resolved)
 
@@ -450,7 +455,9 @@ def create_backend(manifest: SuiteManifest, settings: RunSettings) -> Backend:
                 f"known: {', '.join(entries) or 'none'} (or pass its data folder as --data DIR)"
             )
     # The backend sees the checked values (a path as a Path, one concept as a list).
-    settings = replace(settings, overrides={key: manifest.settings[key] for key in settings.overrides})
+    settings = replace(
+        settings, overrides={key: manifest.settings[key] for key in settings.overrides if key in manifest.settings}
+    )
     if len(settings.models) > 1 and not backend_cls.MULTIPLE_MODELS:
         raise UnlearnError(
             f"--model given {len(settings.models)} times: suite {manifest.name} certifies one model; "

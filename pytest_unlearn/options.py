@@ -116,6 +116,9 @@ class OptionSpec:
     # A suite's input that became a setting ("setting", NAME) or a data entry ("data", NAME): the
     # flag still works for one release, and says its new spelling.
     becomes: tuple[str, str] | None = None
+    # Such a flag that was a run-level field: a suite that never read it still ignores it (as
+    # before) instead of refusing it as an unknown setting.
+    ignored_if_unknown: bool = False
 
     @property
     def new_spelling(self) -> str:
@@ -205,6 +208,7 @@ OPTIONS: tuple[OptionSpec, ...] = (
         parse=parse_positive_int,
         metavar="N",
         becomes=("setting", "max_new_tokens"),
+        ignored_if_unknown=True,
     ),
     OptionSpec(
         ("--threshold",),
@@ -255,6 +259,7 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "Deprecated, goes in the next release: use --setting model_config=DIR.",
         metavar="DIR",
         becomes=("setting", "model_config"),
+        ignored_if_unknown=True,
     ),
     OptionSpec(
         ("--clip-model",),
@@ -262,6 +267,7 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "Deprecated, goes in the next release: use --setting clip_model=DIR|SPEC.",
         metavar="DIR|SPEC",
         becomes=("setting", "clip_model"),
+        ignored_if_unknown=True,
     ),
     OptionSpec(
         ("--judge",),
@@ -277,6 +283,7 @@ OPTIONS: tuple[OptionSpec, ...] = (
         metavar="NAME",
         multiple=True,
         becomes=("setting", "concepts"),
+        ignored_if_unknown=True,
     ),
     OptionSpec(
         ("--images",),
@@ -284,6 +291,7 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "Deprecated, goes in the next release: use --setting images=DIR.",
         metavar="DIR",
         becomes=("setting", "images"),
+        ignored_if_unknown=True,
     ),
     OptionSpec(
         ("--setting",),
@@ -411,6 +419,7 @@ class SuiteInputs:
     overrides: dict[str, Any]
     sources: dict[str, str]
     notices: list[str]
+    ignorable: frozenset[str] = frozenset()
 
 
 def suite_inputs(resolved: dict[str, tuple[Any, str]]) -> SuiteInputs:
@@ -428,6 +437,7 @@ def suite_inputs(resolved: dict[str, tuple[Any, str]]) -> SuiteInputs:
     overrides = dict(settings)
     sources = dict.fromkeys(overrides, setting_source)
     notices = []
+    ignorable: set[str] = set()
     for spec in OPTIONS:
         value, source = resolved[spec.dest]
         if spec.becomes is None or source == "default":
@@ -445,4 +455,6 @@ def suite_inputs(resolved: dict[str, tuple[Any, str]]) -> SuiteInputs:
         elif name not in overrides:
             overrides[name] = value
             sources[name] = source
-    return SuiteInputs(folder, data_paths, overrides, sources, notices)
+            if spec.ignored_if_unknown:
+                ignorable.add(name)
+    return SuiteInputs(folder, data_paths, overrides, sources, notices, frozenset(ignorable))

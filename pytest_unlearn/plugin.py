@@ -147,6 +147,7 @@ def pytest_configure(config: pytest.Config) -> None:
             reference=as_path(values["unlearn_reference"]),
             overrides=suite.overrides,
             setting_sources=suite.sources,
+            ignorable_settings=suite.ignorable,
             cache_dir=_cache_dir(config, values),
             strict=bool(values["unlearn_strict"]) or _pytest_strict(config),
         )

@@ -112,11 +112,25 @@ def test_a_deprecated_flag_still_works_and_prints_its_new_spelling_once(pytester
     result.stdout.fnmatch_lines(["task-aggregate * 1.0000 * >= 0.5000 * PASS"])
 
 
-def test_a_deprecated_flag_that_is_not_a_setting_of_the_suite_is_refused(pytester, perfect_unlearning_predictions):
-    line = usage_error(
-        pytester, "--suite=semeval", f"--predictions={perfect_unlearning_predictions}", "--clip-model=clip"
+def test_a_deprecated_flag_the_suite_never_read_is_still_ignored_but_judge_is_refused(
+    pytester, perfect_unlearning_predictions
+):
+    # --clip-model was a run-level field that semeval never read: ignored for one release, as before.
+    result = pytester.runpytest_inprocess(
+        "-p",
+        "no:cacheprovider",
+        "--suite=semeval",
+        f"--predictions={perfect_unlearning_predictions}",
+        "--clip-model=clip",
+        "--setting=bootstrap_samples=20",
     )
-    assert line.startswith("ERROR: --clip-model: suite semeval has no such setting. Known: bootstrap_samples, ")
+    assert result.ret != pytest.ExitCode.USAGE_ERROR
+    result.stdout.fnmatch_lines(
+        ["warning: --clip-model is deprecated and goes in the next release: use --setting clip_model=clip"]
+    )
+    # --judge always was a setting: a suite without one refuses it.
+    line = usage_error(pytester, "--suite=semeval", f"--predictions={perfect_unlearning_predictions}", "--judge=clip")
+    assert line.startswith("ERROR: --judge: suite semeval has no such setting. Known: bootstrap_samples, ")
 
 
 def test_an_unknown_data_entry_is_refused(pytester, perfect_unlearning_predictions, tmp_path):
