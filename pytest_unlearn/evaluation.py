@@ -88,10 +88,11 @@ class RunSettings:
         given |= {"images": images, "concepts": list(concepts) or None}
         given = {key: value for key, value in given.items() if value is not None}
         if given:
-            object.__setattr__(self, "overrides", {**given, **self.overrides})
+            # The field given by name wins (RunSettings(**{**old.__dict__, "max_new_tokens": 4})).
+            object.__setattr__(self, "overrides", {**self.overrides, **given})
         data = {key: value for key, value in {"mmlu": mmlu, "mia": mia_data}.items() if value is not None}
         if data:
-            object.__setattr__(self, "data_paths", {**data, **self.data_paths})
+            object.__setattr__(self, "data_paths", {**self.data_paths, **data})
 
 
 def check_metric_params(manifest: SuiteManifest) -> None:
