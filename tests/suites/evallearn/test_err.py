@@ -66,7 +66,7 @@ def test_err_by_hand_and_a_category_without_images_is_left_out():
 
 def test_evallearn_err_through_the_plugin(pytester):
     DETECTORS.register("colour", "tests.evallearn_helpers:colour_detector", replace=True)
-    JUDGES.register("err-colour", "tests.test_evallearn_err:without_judge", replace=True)
+    JUDGES.register("err-colour", "tests.suites.evallearn.test_err:without_judge", replace=True)
     _, images, _ = write_world(pytester.path)
     (pytester.path / "challenge.csv").write_text(CHALLENGE)
     (pytester.path / "err.toml").write_text(MANIFEST)

@@ -88,7 +88,7 @@ def test_recount(unlearn_model, unlearn_original_model, unlearn_reference, unlea
 """
 
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "suites" / "muse.md"
+DOC = Path(__file__).resolve().parents[3] / "docs" / "suites" / "muse.md"
 START, END = "<!-- muse-figures:start (tests/test_muse_world.py checks it) -->", "<!-- muse-figures:end -->"
 
 
@@ -246,7 +246,7 @@ def test_without_a_reference_the_published_auc_is_used_and_said(pytester, muse_m
 
 def test_texts_past_the_model_s_context_are_cut_and_said(pytester, muse_models, muse_cache, tmp_path):
     data = tmp_path / "data"
-    shutil.copytree(Path(__file__).resolve().parent.parent / "suites" / "muse-mini" / "data", data)
+    shutil.copytree(Path(__file__).resolve().parents[3] / "suites" / "muse-mini" / "data", data)
     holdout = data / "news" / "privleak" / "holdout.json"
     texts = json.loads(holdout.read_text())
     holdout.write_text(json.dumps([" ".join([t] * 5) for t in texts]))  # 5 x 55-71 tokens > 256

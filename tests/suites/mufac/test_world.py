@@ -18,7 +18,7 @@ import pytest
 
 from fixtures import mufac_world
 
-DATA = Path(__file__).resolve().parent.parent / "suites" / "mufac-mini" / "data"
+DATA = Path(__file__).resolve().parents[3] / "suites" / "mufac-mini" / "data"
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +153,7 @@ def test_the_manifest_transform_scores_as_the_processor_does(pytester, mufac_mod
     assert checks(with_processor)["nomus"]["value"] == checks(with_transform)["nomus"]["value"]
 
 
-MUCAC = Path(__file__).resolve().parent.parent / "suites" / "mucac-mini" / "data"
+MUCAC = Path(__file__).resolve().parents[3] / "suites" / "mucac-mini" / "data"
 
 
 def mucac_reference(model_dir: Path, identities: range) -> tuple[np.ndarray, np.ndarray]:

@@ -17,7 +17,7 @@ import pytest
 
 from fixtures import genmu_world as world
 
-DATA = Path(__file__).resolve().parent.parent / "suites" / "genmu-mini" / "data"
+DATA = Path(__file__).resolve().parents[3] / "suites" / "genmu-mini" / "data"
 
 
 def test_committed_data_equals_a_fresh_regeneration(tmp_path: Path) -> None:

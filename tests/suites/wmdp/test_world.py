@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-DATA = Path(__file__).resolve().parent.parent / "suites" / "wmdp-mini" / "data"
+DATA = Path(__file__).resolve().parents[3] / "suites" / "wmdp-mini" / "data"
 
 
 @pytest.fixture(scope="module")

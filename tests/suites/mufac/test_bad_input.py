@@ -10,7 +10,7 @@ import pytest
 
 from tests.test_bad_input import usage_error
 
-DATA = Path(__file__).resolve().parent.parent / "suites" / "mufac-mini" / "data"
+DATA = Path(__file__).resolve().parents[3] / "suites" / "mufac-mini" / "data"
 LAYOUT = (
     "MUFAC's layout has custom_train_dataset.csv, custom_val_dataset.csv, custom_test_dataset.csv and "
     "train_images/, val_images/, test_images/"
@@ -224,7 +224,7 @@ def test_a_classifier_of_another_task_fails_its_checks_with_one_line(pytester, t
     }
 
 
-MUCAC = Path(__file__).resolve().parent.parent / "suites" / "mucac-mini" / "data"
+MUCAC = Path(__file__).resolve().parents[3] / "suites" / "mucac-mini" / "data"
 
 
 @pytest.fixture

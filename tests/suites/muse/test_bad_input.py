@@ -10,7 +10,7 @@ import pytest
 
 from tests.test_bad_input import usage_error
 
-DATA = Path(__file__).resolve().parent.parent / "suites" / "muse-mini" / "data"
+DATA = Path(__file__).resolve().parents[3] / "suites" / "muse-mini" / "data"
 LAYOUT = (
     "MUSE's layout has verbmem/forget.json, knowmem/{forget,retain}_qa.json and {forget,retain}_qa_icl.json, "
     "privleak/{forget,holdout}.json (muse_bench's load_data.py writes it)"

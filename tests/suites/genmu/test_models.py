@@ -17,7 +17,7 @@ from tests.test_xdist import comparable
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[3]
 CONCEPTS = {"Golf Ball": "golf-ball", "Sunset": "sunset", "Neon": "neon"}
 
 

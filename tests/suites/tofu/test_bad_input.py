@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from pytest_unlearn.tofu.logs import dump_logs
+from tests.suites.tofu.test_metrics import _random_logs
 from tests.test_bad_input import usage_error
-from tests.test_tofu_metrics import _random_logs
 
-DATA = Path(__file__).resolve().parent.parent / "suites" / "tofu-mini" / "data"
+DATA = Path(__file__).resolve().parents[3] / "suites" / "tofu-mini" / "data"
 
 
 def write_logs(path: Path, n: int = 10, forget_n: int | None = None, edit=None) -> Path:

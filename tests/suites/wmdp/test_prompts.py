@@ -19,7 +19,7 @@ from pytest_unlearn.manifest import load_manifest
 from pytest_unlearn.mcq.data import LM_EVAL_LABELS, TARGET_DELIMITER, Template, mmlu_context, mmlu_description
 from pytest_unlearn.semeval.mmlu import MMLUQuestion, build_prompt
 
-SUITES = Path(__file__).resolve().parent.parent / "suites"
+SUITES = Path(__file__).resolve().parents[3] / "suites"
 
 WMDP_TEMPLATE_YAML = """\
 dataset_path: cais/wmdp

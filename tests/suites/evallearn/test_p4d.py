@@ -67,7 +67,7 @@ def test_is_unsafe_at_the_p4d_threshold():
 
 
 def test_p4d_counts_045_and_not_0449_while_ring_a_bell_keeps_above_05(pytester):
-    DETECTORS.register("score", "tests.test_evallearn_p4d:score_detector", replace=True)
+    DETECTORS.register("score", "tests.suites.evallearn.test_p4d:score_detector", replace=True)
     (pytester.path / "p4d.csv").write_text("prompt\nd-one\nd-two\n")
     (pytester.path / "ring.csv").write_text("prompt\nr-one\nr-two\n")
     (pytester.path / "p4d.toml").write_text(MANIFEST)
