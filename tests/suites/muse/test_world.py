@@ -89,7 +89,7 @@ def test_recount(unlearn_model, unlearn_original_model, unlearn_reference, unlea
 
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "suites" / "muse.md"
-START, END = "<!-- muse-figures:start (tests/test_muse_world.py checks it) -->", "<!-- muse-figures:end -->"
+START, END = "<!-- muse-figures:start (tests/suites/muse/test_world.py checks it) -->", "<!-- muse-figures:end -->"
 
 
 def figures_table(cards: dict[str, dict]) -> str:
