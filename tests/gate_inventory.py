@@ -59,18 +59,18 @@ def render() -> str:
         lines.append(f"| {what} | `{path}` | {sum(n for _, n in found)} |")
         names = "; ".join(f"{name} (×{n})" if n > 1 else name for name, n in found)
         details.append(f"- `{path}`: {names}.")
-    # Each suite's own bad-input file (tests/test_<suite>_bad_input.py), found by name so a new
-    # suite's cases are counted without editing this table.
-    suite_files = sorted((REPO / "tests").glob("test_*_bad_input.py"))
+    # Each suite's own bad-input file (tests/suites/<suite>/test_bad_input.py), found by name so a
+    # new suite's cases are counted without editing this table.
+    suite_files = sorted((REPO / "tests" / "suites").glob("*/test_bad_input.py"))
     per_suite = []
     for path in suite_files:
-        module = importlib.import_module(f"tests.{path.stem}")
-        per_suite.append((path.stem[len("test_") : -len("_bad_input")], sum(n for _, n in tests_of(module))))
+        module = importlib.import_module(f"tests.suites.{path.parent.name}.test_bad_input")
+        per_suite.append((path.parent.name, sum(n for _, n in tests_of(module))))
     if per_suite:
         counts = ", ".join(f"{suite} {n}" for suite, n in per_suite)
         lines.append(
             f"| each suite's own data, models and settings ({counts}): one `ERROR:` line each "
-            f"| `tests/test_<suite>_bad_input.py` | {sum(n for _, n in per_suite)} |"
+            f"| `tests/suites/<suite>/test_bad_input.py` | {sum(n for _, n in per_suite)} |"
         )
     fuzz = importlib.import_module("tests.test_fuzz_inputs")
     n_fuzz = len(fuzz.TARGETS) * len(fuzz.DAMAGES)

@@ -2,7 +2,7 @@
 
 The official scripts run one prompt at a time. We batch with left padding and explicit
 position ids, which gives the same greedy outputs and losses in float32 (proved in
-``tests/test_semeval_backend.py`` and measured in ``benchmarks/semeval_speed.py``).
+``tests/suites/semeval/test_backend.py`` and measured in ``benchmarks/semeval_speed.py``).
 Imported only when the semeval suite runs: it imports torch.
 """
 
@@ -505,7 +505,7 @@ def mmlu_predict(
     With ``prefixes`` (each prompt's 5-shot header, :func:`share_prefixes`), a group's prefix is
     run once and its key/value cache expanded over each batch of the group's suffixes, so a
     question costs its own ~60 tokens instead of its ~600-token prompt; the letters and
-    probabilities equal the unshared pass (``tests/test_semeval_backend.py``). The head runs on
+    probabilities equal the unshared pass (``tests/suites/semeval/test_backend.py``). The head runs on
     the last position only.
     """
     candidates = answer_token_ids(tokenizer)

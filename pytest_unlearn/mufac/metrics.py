@@ -74,7 +74,7 @@ def _logistic_fit(x: np.ndarray, t: np.ndarray, iterations: int = 50) -> tuple[n
     """Exact minimisers (w, b) of scikit-learn's ``LogisticRegression()`` objective (L2, C = 1,
     intercept unpenalised) on 1-d inputs, one problem per row of ``x`` (rows, n) with labels ``t``
     (n,): damped Newton steps, vectorised over the rows. lbfgs stops within its tolerance of the
-    same optimum, so the predictions agree (tests/test_mufac_metrics.py checks them)."""
+    same optimum, so the predictions agree (tests/suites/mufac/test_metrics.py checks them)."""
     rows = x.shape[0]
     w, b = np.zeros(rows), np.zeros(rows)
 

@@ -432,7 +432,7 @@ class SemevalBackend(Backend):
             model, tokenizer, device = self.require_model("the MMLU gate")
             prompts = mmlu_prompts(tokenizer, data, self.shots)
             # Each subject's header and shots are run once (the letters and probabilities equal
-            # the unshared pass: tests/test_semeval_backend.py).
+            # the unshared pass: tests/suites/semeval/test_backend.py).
             predictions = mmlu_predict(
                 model, tokenizer, [p for _, _, p in prompts], batch_size=self.settings.batch_size, device=device,
                 max_tokens=self.max_batch_tokens, prefixes=mmlu_prefixes(data, prompts),
