@@ -243,6 +243,8 @@ def load_loglikelihoods(
     other log-likelihoods is an error naming both lines."""
     import math
 
+    from pytest_unlearn import domains
+
     where = f"--predictions {path}"
     rows: list[Located[tuple[str, ScoredRow]]] = []
     for number, record in _records_of(path, where):
@@ -259,6 +261,9 @@ def load_loglikelihoods(
         values = tuple(lls[label] for label in labels)
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isnan(v) for v in values):
             raise UnlearnError(f"{where}:{number}: loglikelihoods must be numbers (no NaN), got {lls!r}")
+        # A log-likelihood is finite and <= 0: Infinity (or a probability written in its place)
+        # would win or lose every argmax it enters.
+        domains.validate(domains.ScoredChoices, record, f"{where} line {number}")
         row_id = f"{record[key_fields[0]]}:{record[key_fields[1]]}"
         question = str(record.get("question", ""))
         rows.append(Located(number, (row_id, ScoredRow(number, question, tuple(float(v) for v in values)))))

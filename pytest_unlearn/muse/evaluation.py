@@ -296,11 +296,16 @@ class MuseBackend(LanguageModels, Backend):
         ], f"published: muse_bench constants.py, {self.corpus} (no --reference)"
 
     def _privleak_scores(self, path: Path) -> dict[str, np.ndarray]:
+        from pytest_unlearn import domains
         from pytest_unlearn.attacks import TokenStats
 
         sets = self.data.privleak
         texts = sets["forget"] + sets["holdout"]
-        rows = iter(self._token_stats(path, texts))
+        table = self._token_stats(path, texts)
+        names = [f"{split} text {i + 1}" for split in ("forget", "holdout") for i in range(len(sets[split]))]
+        # A NaN log-prob sorts anywhere in Min-K%: the AUC would be scored from noise.
+        domains.require_finite(table, names, what="token log-probabilities", unit="PrivLeak texts", source=str(path))
+        rows = iter(table)
         out = {}
         for split in ("forget", "holdout"):
             stats = []

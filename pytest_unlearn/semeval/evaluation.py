@@ -455,9 +455,20 @@ class SemevalBackend(Backend):
         questions = json.dumps(asdict(data), sort_keys=True, ensure_ascii=False)
         digest = hashlib.sha256(questions.encode()).hexdigest()
         key = self._cache_key("semeval.mmlu", questions=digest, shots=self.shots)
+        from pytest_unlearn import domains
+
+        predicted = self.cache.get_or_create_json("semeval-mmlu", key, produce)
+        # The letter is the argmax of these probabilities: over NaN it is "A" whatever the model knows.
+        domains.require_finite(
+            [probs for _, _, _, probs in predicted],
+            [f"{subject}:{index}" for subject, index, _, _ in predicted],
+            what="MMLU letter probabilities",
+            unit="questions",
+            source=str(self.settings.model),
+        )
         rows = []
         correct = []
-        for subject, index, letter, probs in self.cache.get_or_create_json("semeval-mmlu", key, produce):
+        for subject, index, letter, probs in predicted:
             answer = self.mmlu_data.test[subject][index].answer
             correct.append(float(letter == answer))
             rows.append(
