@@ -123,7 +123,7 @@ def test_tofu_empty_answer_in_the_data(pytester, tmp_path):
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     logs = write_logs(tmp_path / "model.json", n=10)
     line = refused(pytester, "--suite=tofu-mini", f"--predictions={logs}", f"--data={data}")
-    assert line == f'ERROR: {path} record 5: field "base_answer" = \'\' is outside its domain (non-empty text); {FIX}'
+    assert line == f"ERROR: {path} record 5: field \"base_answer\" = '' is outside its domain (non-empty text); {FIX}"
 
 
 def test_semeval_empty_reference_output(pytester, tmp_path, perfect_unlearning_predictions):
