@@ -138,6 +138,15 @@ class ImageIndexRow(Record):
     seed: Seed
 
 
+class BaselineCheck(Record):
+    """One check of a ``--baseline`` scorecard: a NaN value or an infinite interval would make
+    every later value "no regression"."""
+
+    id: NonEmptyText
+    value: Logit | None = None
+    ci95: tuple[Logit, Logit] | None = None
+
+
 #: The generation settings a prompt-CSV row may ask for (evallearn's I2P columns), by setting.
 GENERATION = {"seed": Seed, "guidance": Guidance, "width": Pixels, "height": Pixels}
 

@@ -299,3 +299,24 @@ def test_loading_the_plugin_does_not_import_pydantic():
     )
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert completed.returncode == 0, completed.stdout + completed.stderr
+
+
+@pytest.mark.parametrize(
+    ("check", "field", "shown"),
+    [({"value": math.nan}, "value", "nan"), ({"value": 0.5, "ci95": [0.0, math.inf]}, "ci95.1", "inf")],
+)
+def test_baseline_values_outside_their_domain(pytester, tmp_path, perfect_unlearning_predictions, check, field, shown):
+    # A NaN baseline value never compares as a regression, nor anything against an infinite interval.
+    card = {
+        "schema": "pytest-unlearn/scorecard/1",
+        "status": "complete",
+        "suite": {"name": "semeval", "version": "2025.1"},
+        "checks": [{"id": "task1-regurgitation-forget", "value": 0.1}, {"id": "mia-score", **check}],
+    }
+    path = tmp_path / "baseline.json"
+    path.write_text(json.dumps(card))
+    line = refused(pytester, "--suite=semeval", f"--predictions={perfect_unlearning_predictions}", f"--baseline={path}")
+    assert line == (
+        f'ERROR: --baseline {path} check 2: field "{field}" = {shown} is outside its domain (finite); '
+        "pass an unedited scorecard"
+    )
