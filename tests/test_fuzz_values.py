@@ -291,3 +291,24 @@ def test_face_predictions_values_through_the_plugin(pytester, value, field):
     errors = [line for line in result.stderr.lines if line.startswith("ERROR: ")]
     assert len(errors) == 1 and errors[0].startswith(f"ERROR: --predictions {path}"), output
     assert not card.exists() or json.loads(card.read_text()).get("passed") is not True
+
+
+# -- evallearn BenchScore: the aggregates of the scorecards it ranks ---------------------------------------
+@FUZZ
+@given(value=VALUES)
+@specials()
+def test_benchscore_aggregate_values(tmp_path_factory, value):
+    from pytest_unlearn.evallearn.benchscore import load_scorecard
+
+    path = tmp_path_factory.mktemp("bench") / "card.json"
+    card = {
+        "schema": "pytest-unlearn/scorecard/1",
+        "suite": {"name": "evallearn"},
+        "aggregates": {"ua": 0.5, "clip_score": value},
+    }
+    path.write_text(json.dumps(card))
+    entry = load_scorecard(path)  # never raises: a value it cannot rank is left out, as a missing metric
+    if in_range(value):
+        assert entry.values == {"ua": 0.5, "clip_score": float(value)}
+    else:
+        assert entry.values == {"ua": 0.5}
