@@ -320,3 +320,30 @@ def test_baseline_values_outside_their_domain(pytester, tmp_path, perfect_unlear
         f'ERROR: --baseline {path} check 2: field "{field}" = {shown} is outside its domain (finite); '
         "pass an unedited scorecard"
     )
+
+
+def test_nan_in_the_muse_reference_fails_only_privleak(pytester, tmp_path, muse_models):
+    # PrivLeak compares the model's Min-K% AUC with the retrained reference's: a reference whose
+    # log-probs are NaN fails that check; VerbMem and KnowMem never use the reference and are kept.
+    reference = _nan_model(muse_models["retrained"], tmp_path / "nan-reference")
+    result = pytester.runpytest_inprocess(
+        "-p", "no:cacheprovider", "--suite=muse-mini", f"--model={muse_models['target']}",
+        f"--original-model={muse_models['target']}", f"--reference={reference}", f"--cache-dir={tmp_path / 'cache'}",
+        "--scorecard=card.json",
+    )  # fmt: skip
+    card = json.loads((pytester.path / "card.json").read_text())
+    assert result.ret == pytest.ExitCode.TESTS_FAILED and card["passed"] is False
+    checks = {c["id"]: c for c in card["checks"]}
+    assert checks["privleak"]["value"] is None and checks["privleak"]["passed"] is False
+    assert checks["privleak"]["error"].startswith(
+        f"{reference}: the model produced non-finite token log-probabilities for "
+    )
+    assert checks["privleak"]["error"].endswith(
+        " PrivLeak texts (first: forget text 1); the check cannot be scored (check the weights, the dtype or "
+        "--setting device)"
+    )
+    assert {k: (c["value"], c["passed"]) for k, c in checks.items() if k != "privleak"} == {
+        "verbmem-forget": (100.0, False),
+        "knowmem-forget": (100.0, False),
+        "knowmem-retain-ratio": (1.0, True),
+    }
