@@ -228,15 +228,15 @@ def test_evallearn_prompt_csv_generation_settings_outside_their_domain(tmp_path,
 
 
 # -- run time: NaN from finite weights -----------------------------------------------------------------
-def _nan_model(source: Path, folder: Path) -> Path:
+def _nan_model(source: Path, folder: Path, tensor: str = "lm_head.weight") -> Path:
     """A copy of ``source`` whose output projection is scaled to 3e38: every weight finite (the
     loader accepts it), but the logits overflow to +-inf and their log-softmax is NaN."""
     from safetensors.numpy import load_file, save_file
 
     shutil.copytree(source, folder)
     tensors = load_file(folder / "model.safetensors")
-    head = tensors["lm_head.weight"].astype(np.float64)
-    tensors["lm_head.weight"] = (head / np.abs(head).max() * 3e38).astype(np.float32)
+    head = tensors[tensor].astype(np.float64)
+    tensors[tensor] = (head / np.abs(head).max() * 3e38).astype(np.float32)
     assert all(np.isfinite(t).all() for t in tensors.values())
     save_file(tensors, folder / "model.safetensors", metadata={"format": "pt"})
     return folder
@@ -347,3 +347,20 @@ def test_nan_in_the_muse_reference_fails_only_privleak(pytester, tmp_path, muse_
         "knowmem-forget": (100.0, False),
         "knowmem-retain-ratio": (1.0, True),
     }
+
+
+def test_nan_logits_of_the_mufac_original_fail_only_the_ratio(pytester, tmp_path, mufac_models):
+    original = _nan_model(mufac_models["target"], tmp_path / "nan-original", "classifier.1.weight")
+    result = pytester.runpytest_inprocess(
+        "-p", "no:cacheprovider", "--suite=mufac-mini", "--batch-size=64", f"--model={mufac_models['retrained']}",
+        f"--original-model={original}", f"--cache-dir={tmp_path / 'cache'}", "--scorecard=card.json",
+    )  # fmt: skip
+    card = json.loads((pytester.path / "card.json").read_text())
+    assert result.ret == pytest.ExitCode.TESTS_FAILED and card["passed"] is False
+    checks = {c["id"]: c for c in card["checks"]}
+    ratio = checks.pop("test-accuracy-ratio")
+    assert ratio["value"] is None and ratio["passed"] is False
+    assert ratio["error"].startswith(f"--original-model {original}: the model produced non-finite logits for ")
+    assert ratio["error"].endswith("; the check cannot be scored (check the weights, the dtype or --setting device)")
+    # The retrained model's own checks never read the original's logits: kept, and passing.
+    assert checks and all(c["value"] is not None and c["passed"] for c in checks.values()), checks
