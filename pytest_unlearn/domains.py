@@ -73,8 +73,10 @@ class Record(BaseModel):
 
 # -- the record types, one per kind of row each suite reads ------------------------------------------
 class ScoredChoices(Record):
-    """wmdp/mcq ``--predictions``: one question's log-likelihood per choice label."""
+    """wmdp/mcq ``--predictions``: a question's position in its subset (or MMLU subject) and its
+    log-likelihood per choice label."""
 
+    index: Count
     loglikelihoods: dict[str, LogLikelihood]
 
 

@@ -98,6 +98,24 @@ def test_mcq_loglikelihoods(tmp_path_factory, value, label):
     assert rows["bio:0"].loglikelihoods["ABCD".index(label)] == float(value)
 
 
+@FUZZ
+@given(value=VALUES)
+@specials()
+def test_mcq_prediction_index(tmp_path_factory, value):
+    from pytest_unlearn.mcq.data import load_loglikelihoods
+
+    path = tmp_path_factory.mktemp("mcq") / "scored.jsonl"
+    lls = {"A": -1.0, "B": -2.0, "C": -3.0, "D": -4.0}
+    path.write_text(json.dumps({"subset": "bio", "index": value, "loglikelihoods": lls}) + "\n")
+    try:
+        rows = load_loglikelihoods(path, ("subset", "index"), ("A", "B", "C", "D"))
+    except UnlearnError as exc:
+        assert not (type(value) is int and value >= 0), exc
+        one_line(exc, f"--predictions {path} line 1", 'field "index"', "(an integer >= 0)")
+        return
+    assert type(value) is int and value >= 0 and list(rows) == [f"bio:{value}"]
+
+
 # -- wmdp / mcq: question rows ------------------------------------------------------------------------
 @FUZZ
 @given(value=VALUES)
