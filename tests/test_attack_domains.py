@@ -364,3 +364,52 @@ def test_nan_logits_of_the_mufac_original_fail_only_the_ratio(pytester, tmp_path
     assert ratio["error"].endswith("; the check cannot be scored (check the weights, the dtype or --setting device)")
     # The retrained model's own checks never read the original's logits: kept, and passing.
     assert checks and all(c["value"] is not None and c["passed"] for c in checks.values()), checks
+
+
+def test_nan_logits_fail_the_semeval_text_checks_and_the_mmlu_gate(pytester, tmp_path, semeval_models):
+    from fixtures.figures import SEMEVAL_ARGS
+
+    model = _nan_model(semeval_models["target"], tmp_path / "nan-model")
+    result = pytester.runpytest_inprocess(
+        "-p", "no:cacheprovider", f"--model={model}", *SEMEVAL_ARGS, f"--cache-dir={tmp_path / 'cache'}",
+        "--scorecard=card.json",
+    )  # fmt: skip
+    output = result.stdout.str() + result.stderr.str()
+    card = json.loads((pytester.path / "card.json").read_text())
+    assert result.ret == pytest.ExitCode.TESTS_FAILED and card["passed"] is False and "Traceback" not in output
+    checks = {c["id"]: c for c in card["checks"]}
+    # Before: the letter was the argmax of NaN ("A"), and MMLU was scored from it.
+    assert checks["mmlu"]["value"] is None and checks["mmlu"]["passed"] is False
+    assert checks["mmlu"]["error"].startswith(f"{model}: the model produced non-finite MMLU letter probabilities for ")
+    assert checks["mmlu"]["error"].endswith(
+        "; the check cannot be scored (check the weights, the dtype or --setting device)"
+    )
+    # Before: greedy decoding over NaN logits gave empty outputs, and every forget check passed at 1.0.
+    probe = (
+        f"{model}: the model produced non-finite log-likelihoods for 1 of 1 probe (first: the first prompts); the "
+        "check cannot be scored (check the weights, the dtype or --setting device)"
+    )
+    text_checks = [k for k in checks if k.endswith(("-forget", "-retain"))]
+    assert len(text_checks) == 12
+    for name in text_checks:
+        assert (checks[name]["value"], checks[name]["passed"], checks[name]["error"]) == (None, False, probe)
+    assert not any(c["passed"] for c in checks.values())
+
+
+def test_nan_logits_fail_the_muse_generation_checks(pytester, tmp_path, muse_models):
+    model = _nan_model(muse_models["target"], tmp_path / "nan-model")
+    result = pytester.runpytest_inprocess(
+        "-p", "no:cacheprovider", "--suite=muse-mini", f"--model={model}", f"--original-model={muse_models['target']}",
+        f"--reference={muse_models['retrained']}", f"--cache-dir={tmp_path / 'cache'}", "--scorecard=card.json",
+    )  # fmt: skip
+    card = json.loads((pytester.path / "card.json").read_text())
+    assert result.ret == pytest.ExitCode.TESTS_FAILED and card["passed"] is False
+    checks = {c["id"]: c for c in card["checks"]}
+    probe = (
+        f"{model}: the model produced non-finite log-likelihoods for 1 of 1 probe (first: the first prompts); the "
+        "check cannot be scored (check the weights, the dtype or --setting device)"
+    )
+    # Before: empty generations, VerbMem and KnowMem-forget at 0 ("forgotten", both passing).
+    for name in ("verbmem-forget", "knowmem-forget", "knowmem-retain-ratio"):
+        assert (checks[name]["value"], checks[name]["passed"], checks[name]["error"]) == (None, False, probe)
+    assert checks["privleak"]["value"] is None and "non-finite token log-probabilities" in checks["privleak"]["error"]

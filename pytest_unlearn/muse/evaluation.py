@@ -150,7 +150,10 @@ class MuseBackend(LanguageModels, Backend):
         from pytest_unlearn.semeval.backend import generate_greedy
 
         def produce() -> list[str]:
+            from pytest_unlearn.semeval.evaluation import require_finite_generation
+
             model, tokenizer, device = self._model(path)
+            require_finite_generation(model, tokenizer, prompts, device=device, source=str(path))
             self.progress(f"muse: {len(prompts)} greedy generations of {max_new_tokens} tokens ({path.name})")
             return generate_greedy(
                 model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=self.settings.batch_size,
