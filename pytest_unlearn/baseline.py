@@ -70,6 +70,11 @@ def load_baseline(path: Path, suite: str, version: str) -> Baseline:
         raise UnlearnError(
             f"--baseline {path}: its status is {card.get('status')!r}, not 'complete'; pass a finished run's scorecard"
         )
+    from pytest_unlearn import domains
+
+    for number, check in enumerate(card["checks"], start=1):
+        where = f"--baseline {path} check {number}"
+        domains.validate(domains.BaselineCheck, check, where, "pass an unedited scorecard")
     return Baseline(Path(path), digest, card)
 
 

@@ -95,6 +95,7 @@ def read_image_index(folder: Path, warn: Warn = no_warning) -> dict[tuple[str, i
     """
     import json
 
+    from pytest_unlearn import domains
     from pytest_unlearn.errors import UnlearnError
     from pytest_unlearn.integrity import Located, deduplicate, read_text
 
@@ -110,9 +111,13 @@ def read_image_index(folder: Path, warn: Warn = no_warning) -> dict[tuple[str, i
             continue
         try:
             row = json.loads(line)
-            entries.append(Located(number, ((str(row["prompt"]), int(row["seed"])), str(row["file"]))))
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError, OverflowError, RecursionError):
+        except (json.JSONDecodeError, RecursionError):
             raise UnlearnError(f"{index_path}:{number}: each line needs file, prompt and seed") from None
+        if not isinstance(row, dict) or any(k not in row for k in ("file", "prompt", "seed")):
+            raise UnlearnError(f"{index_path}:{number}: each line needs file, prompt and seed")
+        # A seed of 1.5, "3" or true was once read as 1, 3 or 1: an image of another seed.
+        entry = domains.validate(domains.ImageIndexRow, row, f"{index_path} line {number}")
+        entries.append(Located(number, ((entry.prompt, entry.seed), entry.file)))
     unique = deduplicate(
         entries, key=lambda e: e[0], content=lambda e: e[1], source=index_path, what="image (prompt, seed)"
     )

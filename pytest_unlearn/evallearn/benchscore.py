@@ -75,12 +75,18 @@ def load_scorecard(path: Path) -> Entry:
     if suite != "evallearn" and backend != "evallearn":
         raise UnlearnError(f"{path}: a scorecard of suite {suite!r}, not evallearn; BenchScore compares evallearn runs")
     aggregates = card.get("aggregates") or {}
-    values = {
-        key: float(value)
-        for key, value in aggregates.items()
-        if _is_metric(key) and isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    }
+    values = {key: float(value) for key, value in aggregates.items() if _is_metric(key) and _finite_number(value)}
     return Entry(_label(card, path), path, values)
+
+
+def _finite_number(value: object) -> bool:
+    """A number BenchScore can rank (not a bool, NaN, an infinity or an int too large for a float)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def _ordered(metrics: set[str]) -> list[str]:

@@ -84,6 +84,8 @@ def load_prompt_set(name: str, path: Path, flag: str = "--data", warn: Warn = no
     A row repeated cell for cell is kept once (with a warning): it would otherwise count twice
     in a rate. Rows have no ids, so two rows can only repeat, never conflict.
     """
+    from pytest_unlearn import domains
+
     if not path.is_file():
         raise UnlearnError(f"{flag}: no {name} prompt CSV at {path}")
     try:
@@ -132,6 +134,9 @@ def load_prompt_set(name: str, path: Path, flag: str = "--data", warn: Warn = no
             key: _number(row.get(column), kind, where, column) if column else None
             for key, (column, kind) in columns.items()
         }
+        for key, (column, _) in columns.items():
+            if values[key] is not None:  # a seed of -1 or a width of 0 is no image the suite can make
+                domains.check(domains.GENERATION[key], values[key], f"{path} line {number}", str(column))
         categories = ()
         if category_column:
             categories = tuple(c.strip().lower() for c in (row.get(category_column) or "").split(",") if c.strip())

@@ -241,7 +241,7 @@ def load_loglikelihoods(
     ``mcq_predictions.jsonl``: subset and index; ``mmlu_predictions.jsonl``: subject and index),
     keyed ``"<first>:<second>"``. Identical repeats are kept once (a warning); the same key with
     other log-likelihoods is an error naming both lines."""
-    import math
+    from pytest_unlearn import domains
 
     where = f"--predictions {path}"
     rows: list[Located[tuple[str, ScoredRow]]] = []
@@ -257,8 +257,12 @@ def load_loglikelihoods(
                 f"{where}:{number}: loglikelihoods must map each label ({', '.join(labels)}) to a number, got {lls!r}"
             )
         values = tuple(lls[label] for label in labels)
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isnan(v) for v in values):
+        # (An int too large for a float is left to the domain check below: math.isnan would overflow.)
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v == v for v in values):
             raise UnlearnError(f"{where}:{number}: loglikelihoods must be numbers (no NaN), got {lls!r}")
+        # A log-likelihood is finite and <= 0: Infinity (or a probability written in its place)
+        # would win or lose every argmax it enters.
+        domains.validate(domains.ScoredChoices, record, f"{where} line {number}")
         row_id = f"{record[key_fields[0]]}:{record[key_fields[1]]}"
         question = str(record.get("question", ""))
         rows.append(Located(number, (row_id, ScoredRow(number, question, tuple(float(v) for v in values)))))

@@ -286,9 +286,12 @@ class FaceBackend(Backend):
                     loss = F.binary_cross_entropy_with_logits(logits, labels.float(), reduction="none").mean(dim=1)
                 logits_all.extend(logits.cpu().tolist())
                 losses.extend(loss.cpu().tolist())
-        bad = [rows[i].id for i, v in enumerate(losses) if not np.isfinite(v)]
-        if bad:
-            raise UnlearnError(f"{flag} {path}: no finite loss for {len(bad)} image(s), e.g. {bad[0]}; check the model")
+        from pytest_unlearn import domains
+
+        # NaN logits give a NaN loss and an argmax of 0: neither may be scored.
+        ids = [s.id for s in rows]
+        domains.require_finite(logits_all, ids, what="logits", unit="images", source=f"{flag} {path}")
+        domains.require_finite(losses, ids, what="losses", unit="images", source=f"{flag} {path}")
         return {"ids": [s.id for s in rows], "logits": logits_all, "losses": losses}
 
     def _pixels(self, images: list[Any], processor: Any) -> Any:
@@ -380,7 +383,32 @@ class FaceBackend(Backend):
                     f"{flag} {path}: the {split} split needs {len(self.data.label_names)} logits and a finite loss "
                     "per image"
                 )
+            self._check_domains(path, flag, split, outputs[split])
         return self._scores(outputs)
+
+    def _check_domains(self, path: Path, flag: str, split: str, rows: dict[str, list[Any]]) -> None:
+        """Each image's logits finite and its loss >= 0 and the loss of its logits (the
+        cross-entropy, or the mean binary cross-entropy of MUCAC's attributes): a loss that does
+        not match them was not produced by this model's outputs and would move the attack."""
+        from pytest_unlearn import domains
+
+        samples = self.data.splits[split]
+        for image, logits, loss, sample in zip(rows["ids"], rows["logits"], rows["losses"], samples):
+            where = f"{flag} {path} {split} image {image!r}"
+            record = domains.validate(domains.ImagePrediction, {"logits": logits, "loss": loss}, where)
+            x = np.asarray(record.logits, dtype=np.float64)
+            if self.data.task == "multiclass":
+                top = x.max()
+                expected = float(top + np.log(np.exp(x - top).sum()) - x[sample.labels[0]])
+                how = f"the cross-entropy of its logits for label {self.data.label_names[sample.labels[0]]!r}"
+            else:
+                y = np.asarray(sample.labels, dtype=np.float64)
+                expected = float(np.mean(np.maximum(x, 0) - x * y + np.log1p(np.exp(-np.abs(x)))))
+                how = "the mean binary cross-entropy of its logits and labels"
+            if abs(record.loss - expected) > 1e-3 + 1e-3 * expected:
+                raise UnlearnError(
+                    f'{where}: field "loss" = {domains.show(loss)} is not {how} ({expected:.6g}); {domains.FIX}'
+                )
 
     def _write(self, name: str, folder: str, outputs: dict[str, dict[str, list[Any]]]) -> None:
         doc: dict[str, Any] = {

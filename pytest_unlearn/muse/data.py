@@ -86,6 +86,9 @@ def read_json(path: Path) -> Any:
 
 
 def _records(path: Path, fields: tuple[str, ...]) -> list[Located[dict[str, str]]]:
+    from pytest_unlearn import domains
+
+    model = domains.QAPair if fields == ("question", "answer") else domains.Passage
     rows = read_json(path)
     if not isinstance(rows, list):
         raise UnlearnError(f"{path}: expected a JSON list of objects with {', '.join(fields)}")
@@ -93,6 +96,8 @@ def _records(path: Path, fields: tuple[str, ...]) -> list[Located[dict[str, str]
     for number, row in enumerate(rows, 1):
         if not isinstance(row, dict) or not all(isinstance(row.get(f), str) for f in fields):
             raise UnlearnError(f"{path}: record {number} needs the strings {', '.join(fields)}")
+        # An empty answer (or gt) is matched by any output: KnowMem-forget would read 0.
+        domains.validate(model, row, f"{path} record {number}")
         out.append(Located(number, {f: row[f] for f in fields}))
     if not out:
         raise UnlearnError(f"{path}: no records")

@@ -140,7 +140,10 @@ class MuseBackend(ModelsByPath, Backend):
         from pytest_unlearn.engines.causal_lm import generate_greedy
 
         def produce() -> list[str]:
+            from pytest_unlearn.semeval.evaluation import require_finite_generation
+
             model, tokenizer, device = self._model(path)
+            require_finite_generation(model, tokenizer, prompts, device=device, source=str(path))
             self.progress(f"muse: {len(prompts)} greedy generations of {max_new_tokens} tokens ({path.name})")
             return generate_greedy(
                 model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=self.settings.batch_size,
@@ -286,11 +289,16 @@ class MuseBackend(ModelsByPath, Backend):
         ], f"published: muse_bench constants.py, {self.corpus} (no --reference)"
 
     def _privleak_scores(self, path: Path) -> dict[str, np.ndarray]:
+        from pytest_unlearn import domains
         from pytest_unlearn.attacks import TokenStats
 
         sets = self.data.privleak
         texts = sets["forget"] + sets["holdout"]
-        rows = iter(self._token_stats(path, texts))
+        table = self._token_stats(path, texts)
+        names = [f"{split} text {i + 1}" for split in ("forget", "holdout") for i in range(len(sets[split]))]
+        # A NaN log-prob sorts anywhere in Min-K%: the AUC would be scored from noise.
+        domains.require_finite(table, names, what="token log-probabilities", unit="PrivLeak texts", source=str(path))
+        rows = iter(table)
         out = {}
         for split in ("forget", "holdout"):
             stats = []

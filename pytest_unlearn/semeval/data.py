@@ -123,6 +123,8 @@ def read_records(path: Path) -> list[dict[str, Any]]:
 def load_prompts(path: Path, split: str, warn: Warn = _no_warning) -> list[PromptRow]:
     """Validated prompt rows of one split file; identical repeated rows are kept once (with a
     warning), an id repeated with other content is an error naming both lines."""
+    from pytest_unlearn import domains
+
     records = read_located_records(path)
     if not records:
         raise UnlearnError(f"{path}: the {split} set is empty; it needs SemEval prompt rows")
@@ -142,6 +144,8 @@ def load_prompts(path: Path, split: str, warn: Warn = _no_warning) -> list[Promp
         for name in ("input", "output"):
             if not isinstance(record[name], str):
                 raise UnlearnError(f"{path}:{line}: row {row_id!r} has a non-text {name} ({record[name]!r})")
+        # An empty reference output is regurgitated by any generation: the check would be vacuous.
+        domains.validate(domains.PromptRow, record, f"{path} line {line}")
         row = PromptRow(row_id, record["input"], record["output"], task, split, prompt_kind(row_id, path), line)
         rows.append(Located(line, row))
     unique = deduplicate(rows, key=lambda r: r.id, content=lambda r: (r.input, r.output, r.task), source=path)
@@ -168,6 +172,8 @@ def load_mia(
 ) -> tuple[list[MIADocument], list[MIADocument]]:
     """Member and non-member documents; both sets must be non-empty for an AUC to exist, and
     no document may be in both (it would count as a member and as a non-member)."""
+    from pytest_unlearn import domains
+
     if not folder.is_dir():
         raise UnlearnError(f"{flag} {folder}: no such folder; it needs member.jsonl and nonmember.jsonl")
     sets = []
@@ -182,6 +188,7 @@ def load_mia(
             record = located.value
             if not isinstance(record.get("document"), str):
                 raise UnlearnError(f"{path}:{located.line}: the row lacks a text 'document' field")
+            domains.validate(domains.Document, record, f"{path} line {located.line}")
             docs.append(Located(located.line, MIADocument(str(record.get("id", located.line)), record["document"])))
         # Without ids a document is its own key: the same text twice is a repeat, not two documents.
         has_ids = all("id" in r.value for r in records)

@@ -48,6 +48,23 @@ def _read_jsonl(path: str | None) -> list[dict[str, Any]]:
         return []
 
 
+def require_finite_generation(model: Any, tokenizer: Any, prompts: list[str], *, device: str, source: str) -> None:
+    """Refuse to decode from a model whose log-likelihoods are NaN or infinite.
+
+    Greedy decoding hides them: the argmax of NaN logits is token 0, often the end of text, and
+    the empty output reads as forgotten (every forget check passes). One pass over the first
+    prompts, joined, shows them before any generation is kept (and cached).
+    """
+    from pytest_unlearn import domains
+    from pytest_unlearn.semeval.backend import document_nll
+
+    text = "\n".join(prompts[:4])
+    if len(tokenizer(text)["input_ids"]) < 2:
+        return  # no next token to score: nothing to learn
+    probe = document_nll(model, tokenizer, [text], batch_size=1, device=device)
+    domains.require_finite(probe, ["the first prompts"], what="log-likelihoods", unit="probe", source=source)
+
+
 def _optional_dir(
     explicit: Path | None, data_dir: Path | None, names: tuple[str, ...], bundled: Path | None
 ) -> Path | None:
@@ -445,9 +462,20 @@ class SemevalBackend(Backend):
         questions = json.dumps(asdict(data), sort_keys=True, ensure_ascii=False)
         digest = hashlib.sha256(questions.encode()).hexdigest()
         key = self._cache_key("semeval.mmlu", questions=digest, shots=self.shots)
+        from pytest_unlearn import domains
+
+        predicted = self.cache.get_or_create_json("semeval-mmlu", key, produce)
+        # The letter is the argmax of these probabilities: over NaN it is "A" whatever the model knows.
+        domains.require_finite(
+            [probs for _, _, _, probs in predicted],
+            [f"{subject}:{index}" for subject, index, _, _ in predicted],
+            what="MMLU letter probabilities",
+            unit="questions",
+            source=str(self.settings.model),
+        )
         rows = []
         correct = []
-        for subject, index, letter, probs in self.cache.get_or_create_json("semeval-mmlu", key, produce):
+        for subject, index, letter, probs in predicted:
             answer = self.mmlu_data.test[subject][index].answer
             correct.append(float(letter == answer))
             rows.append(
@@ -470,6 +498,7 @@ class SemevalBackend(Backend):
 
         def produce() -> list[str]:
             model, tokenizer, device = self.require_model("generation")
+            require_finite_generation(model, tokenizer, prompts, device=device, source=str(self.settings.model))
             return generate_greedy(
                 model, tokenizer, prompts, max_new_tokens=max_new_tokens,
                 batch_size=self.settings.batch_size, device=device, max_tokens=self.max_batch_tokens,

@@ -76,6 +76,8 @@ def load_task(path: Path, task: str, ds_size: int, warnings: list[str] | None = 
     """One task's questions, the first ``ds_size`` (TOFU's ``ds_size``; 0 = all). A question
     repeated with the same answers is kept once (a warning in ``warnings``); repeated with other
     answers, it is an error naming both records."""
+    from pytest_unlearn import domains
+
     rows = read_json_records(path)
     if ds_size > 0:
         rows = rows[:ds_size]
@@ -101,6 +103,12 @@ def load_task(path: Path, task: str, ds_size: int, warnings: list[str] | None = 
         texts = [row["question"], row["answer"], row[base_key]]
         if not all(isinstance(t, str) for t in texts):
             raise UnlearnError(f"{path}: record {line}: question and answers must be strings")
+        # An empty answer has no tokens: no loss, and a ROUGE recall that any output meets.
+        domains.validate(
+            domains.TofuQuestion,
+            {"question": texts[0], "answer": texts[1], "base_answer": texts[2], "perturbed_answer": perturbed},
+            f"{path} record {line}",
+        )
         questions.append(Question(str(line - 1), texts[0], texts[1], texts[2], tuple(perturbed)))
     if not questions:
         raise UnlearnError(f"{path}: no questions")
@@ -180,6 +188,8 @@ def holdout_path(data_dir: Path, forget_split: str) -> Path:
 
 def load_holdout(path: Path, ds_size: int) -> list[Question]:
     """Questions about authors no model was trained on (``question``, ``answer``)."""
+    from pytest_unlearn import domains
+
     rows = read_json_records(path)
     if ds_size > 0:
         rows = rows[:ds_size]
@@ -187,6 +197,7 @@ def load_holdout(path: Path, ds_size: int) -> list[Question]:
     for line, row in enumerate(rows, 1):
         if not isinstance(row.get("question"), str) or not isinstance(row.get("answer"), str):
             raise UnlearnError(f"{path}: record {line} needs the strings question and answer")
+        domains.validate(domains.QAPair, row, f"{path} record {line}")
         out.append(Question(str(line - 1), row["question"], row["answer"], row["answer"], ()))
     if not out:
         raise UnlearnError(f"{path}: no questions")

@@ -7,7 +7,6 @@ themselves valid ``--predictions`` / ``--reference`` input. Pure Python and nump
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -38,12 +37,6 @@ def _read_json(path: Path, flag: str) -> Any:
         raise UnlearnError(f"{flag} {path}: not a readable JSON file ({exc})") from None
 
 
-def _finite(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise UnlearnError(f"{where}: {value!r} is not a finite number")
-    return float(value)
-
-
 def _tofu_task(task: str, raw: Any, where: str) -> TaskLog:
     """One of TOFU's per-task logs: ``{key: {index: value}}``."""
     if not isinstance(raw, dict):
@@ -69,18 +62,21 @@ def _tofu_task(task: str, raw: Any, where: str) -> TaskLog:
     generations = None
     if isinstance(generated, dict) and set(generated) == set(indices):
         generations = tuple(str(g[1]) if isinstance(g, list) and len(g) > 1 else str(g) for g in generated.values())
+    from pytest_unlearn import domains
+
+    # Each sample's values in their domains (losses >= 0, ROUGE in [0, 1]): a "missing" sentinel
+    # such as rougeL_recall = -1 would otherwise be averaged into the verdict.
+    samples = [
+        domains.validate(domains.TofuSample, {key: raw[key][i] for key in TOFU_KEYS}, f"{where} sample {i}")
+        for i in indices
+    ]
     return TaskLog(
         task=task,
         indices=tuple(str(i) for i in indices),
-        gt_loss=np.array([_finite(raw["avg_gt_loss"][i], f"{where} avg_gt_loss[{i}]") for i in indices]),
-        paraphrased_loss=np.array(
-            [_finite(raw["avg_paraphrased_loss"][i], f"{where} avg_paraphrased_loss[{i}]") for i in indices]
-        ),
-        perturbed_loss=np.array(
-            [[_finite(v, f"{where} average_perturb_loss[{i}]") for v in p] for i, p in zip(indices, perturbed)],
-            dtype=float,
-        ).reshape(len(indices), -1),
-        rouge=np.array([_finite(raw["rougeL_recall"][i], f"{where} rougeL_recall[{i}]") for i in indices]),
+        gt_loss=np.array([s.avg_gt_loss for s in samples], dtype=float),
+        paraphrased_loss=np.array([s.avg_paraphrased_loss for s in samples], dtype=float),
+        perturbed_loss=np.array([s.average_perturb_loss for s in samples], dtype=float).reshape(len(indices), -1),
+        rouge=np.array([s.rougeL_recall for s in samples], dtype=float),
         generations=generations,
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -273,7 +274,10 @@ def test_stray_ids_in_a_per_image_file_are_a_warning_and_strict_makes_them_an_er
         "format": "pytest-unlearn/face-predictions",
         "task": "multiclass",
         "label_names": ["a", "b", "c", "d"],
-        "splits": {k: {"ids": v, "logits": [[0.0] * 4] * len(v), "losses": [1.0] * len(v)} for k, v in splits.items()},
+        # ln 4: the cross-entropy of four equal logits, whatever the label (losses match their logits).
+        "splits": {
+            k: {"ids": v, "logits": [[0.0] * 4] * len(v), "losses": [math.log(4)] * len(v)} for k, v in splits.items()
+        },
     }
     path = tmp_path / "predictions.json"
     path.write_text(json.dumps(doc))
