@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_unlearn.errors import UnlearnError
+from pytest_unlearn.fingerprint import fingerprint, weight_files
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
 
@@ -179,15 +180,12 @@ def loading_problems(info: dict[str, Any], folder: Path, root: Path | None = Non
             mismatched.append(str(entry))
     if mismatched:
         parts.append(f"{len(mismatched)} tensor(s) of the wrong shape: {_names(mismatched)}")
-    errors = [first_line_text(str(e)) for e in info.get("error_msgs") or ()]
+    errors = [
+        next((line.strip() for line in str(e).splitlines() if line.strip()), "") for e in info.get("error_msgs") or ()
+    ]
     if errors:
         parts.append(f"the loader reported {_names(errors)}")
     return "; ".join(parts) or None
-
-
-def first_line_text(text: str) -> str:
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[0] if lines else ""
 
 
 @contextlib.contextmanager
@@ -269,8 +267,6 @@ def same_model_roles(settings: Any) -> str | None:
     """The warning when ``--model`` is also given as ``--original-model`` or ``--reference``
     (the same path, or the same weights): every check relative to that role then compares the
     model with itself and cannot fail for the reason it exists."""
-    from pytest_unlearn.fingerprint import fingerprint
-
     model = getattr(settings, "model", None)
     if model is None:
         return None
@@ -288,7 +284,10 @@ def same_model_roles(settings: Any) -> str | None:
         how = "the same path"
         if not same:
             try:
-                same = bool(weight_files_of(model)) and fingerprint(model) == fingerprint(other)
+                # Hash only when the weight files have the same names and sizes (hashes are memoised
+                # and the cache keys need them anyway).
+                layout = _weight_layout(model)
+                same = bool(layout) and layout == _weight_layout(other) and fingerprint(model) == fingerprint(other)
             except OSError:
                 same = False
             how = "the same weights"
@@ -300,10 +299,9 @@ def same_model_roles(settings: Any) -> str | None:
     return None
 
 
-def weight_files_of(path: Path) -> list[Path]:
-    from pytest_unlearn.fingerprint import weight_files
-
-    return weight_files(path)
+def _weight_layout(path: Path) -> list[tuple[str, int]]:
+    files = weight_files(path)
+    return [(f.name if path.is_file() else f.relative_to(path).as_posix(), f.stat().st_size) for f in files]
 
 
 def first_line(exc: BaseException) -> str:
