@@ -23,6 +23,7 @@ from pytest_unlearn import (
 from pytest_unlearn.cache import open_cache
 from pytest_unlearn.errors import UnlearnError
 from pytest_unlearn.files import write_bytes_atomic
+from pytest_unlearn.loading import same_model_roles
 from pytest_unlearn.manifest import CheckSpec, SuiteManifest, apply_threshold_overrides, expand_per_concept
 from pytest_unlearn.registry import BACKENDS, METRICS, Metric
 from pytest_unlearn.scorecard import CheckResult
@@ -127,7 +128,9 @@ class Backend(ABC):
         self.timings: dict[str, float] = {}
         self._computed: set[str] = set()
         self._failures: dict[str, UnlearnError] = {}
-        self.cache = open_cache(settings.cache_dir)
+        # A cache finding (an entry discarded, a folder not writable) is a warning even under
+        # --strict: the result was computed again, no verdict rests on the cache.
+        self.cache = open_cache(settings.cache_dir, warn=self._note)
         # Run-level findings for the scorecard and the summary (an artifact not written, say).
         self.warnings: list[str] = []
         # Where long steps report how far they are (one line each); the plugin points it at the
@@ -150,6 +153,11 @@ class Backend(ABC):
             return
         if self.settings.strict:
             raise UnlearnError(f"{message} (--strict turns warnings into errors)")
+        if message not in self.warnings:
+            self.warnings.append(message)
+
+    def _note(self, message: str) -> None:
+        """Record a finding that is never an error (what it reports was already repaired)."""
         if message not in self.warnings:
             self.warnings.append(message)
 
@@ -465,6 +473,8 @@ def create_backend(manifest: SuiteManifest, settings: RunSettings) -> Backend:
             "pass one --model PATH"
         )
     backend = backend_cls(manifest, settings)
+    # A model given as its own original/reference makes the relative checks vacuous.
+    backend.warn(same_model_roles(settings))
     expanded = replace(manifest, checks=backend.expand_checks(manifest.checks))
     backend.manifest = apply_threshold_overrides(expanded, settings.thresholds)
     check_metric_params(backend.manifest)

@@ -7,13 +7,16 @@ Checkpoints are often someone else's: only safetensors load by default; pickle-b
 
 from __future__ import annotations
 
+import contextlib
 import json
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pytest_unlearn.errors import UnlearnError
+from pytest_unlearn.fingerprint import fingerprint, weight_files
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
 
@@ -69,22 +72,31 @@ def check_safetensors_file(path: Path, flag: str = "--model") -> None:
         )
 
 
-def _safetensors_problem(path: Path) -> str | None:
+def _read_header(path: Path) -> tuple[dict[str, Any] | None, int, str | None]:
+    """(header, its length, the problem) of a safetensors file; the header is None on a problem."""
     size = path.stat().st_size
     with path.open("rb") as handle:
         prefix = handle.read(8)
         if len(prefix) < 8:
-            return f"{size} bytes, shorter than a header"
+            return None, 0, f"{size} bytes, shorter than a header"
         (header_len,) = struct.unpack("<Q", prefix)
         if header_len > size - 8:
-            return "the header length points past the end of the file"
+            return None, 0, "the header length points past the end of the file"
         raw = handle.read(header_len)
     try:
         header = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
-        return "the header is not JSON"
+        return None, 0, "the header is not JSON"
     if not isinstance(header, dict):
-        return "the header is not a JSON object"
+        return None, 0, "the header is not a JSON object"
+    return header, header_len, None
+
+
+def _safetensors_problem(path: Path) -> str | None:
+    size = path.stat().st_size
+    header, header_len, problem = _read_header(path)
+    if header is None:
+        return problem
     end = 0
     for name, entry in header.items():
         if name == "__metadata__":
@@ -97,6 +109,199 @@ def _safetensors_problem(path: Path) -> str | None:
     if end != held:
         return f"the header describes {end} bytes of tensors, the file holds {held}"
     return None
+
+
+# -- strict loading ------------------------------------------------------------------------------
+# transformers and diffusers load a checkpoint that lacks a tensor with that tensor randomly
+# initialised, and skip a tensor the architecture does not have, with a log line at most: such a
+# model scores differently on every run and can pass. Every model load goes through
+# :func:`strict_from_pretrained`, which asks the library for its loading report and refuses any
+# mismatch. Tied weights (an lm_head sharing the embeddings) are not reported missing by the
+# libraries, so they are never flagged.
+
+_SHOWN = 5  # tensor names spelled out per kind of mismatch; the rest are counted
+
+
+def tensor_files(folder: Path) -> dict[str, Path]:
+    """Tensor name -> the safetensors file of ``folder`` (not recursive) that holds it."""
+    found: dict[str, Path] = {}
+    for file in sorted(folder.glob("*.safetensors")):
+        try:
+            header, _, _ = _read_header(file)
+        except OSError:
+            continue
+        for name in header or {}:
+            if name != "__metadata__":
+                found.setdefault(name, file)
+    return found
+
+
+def _names(names: list[str]) -> str:
+    shown = ", ".join(names[:_SHOWN])
+    return shown + (f" and {len(names) - _SHOWN} more" if len(names) > _SHOWN else "")
+
+
+def _shape(shape: Any) -> str:
+    return "[" + ", ".join(str(int(n)) for n in shape) + "]"
+
+
+def loading_problems(info: dict[str, Any], folder: Path, root: Path | None = None) -> str | None:
+    """What a transformers/diffusers loading report (``output_loading_info=True``) says is wrong
+    with the checkpoint in ``folder``, as one line naming the tensors and their files; None
+    when every tensor of the model came from the checkpoint and every tensor was used."""
+    root = root or folder
+    where = tensor_files(folder)
+    weights = sorted(folder.glob("*.safetensors")) or sorted(p for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
+
+    def name_of(file: Path) -> str:
+        return file.relative_to(root).as_posix() if file.is_relative_to(root) else str(file)
+
+    parts: list[str] = []
+    missing = sorted(str(k) for k in info.get("missing_keys") or ())
+    if missing:
+        files = ", ".join(name_of(f) for f in weights) or name_of(folder)
+        parts.append(
+            f"{files} lacks {len(missing)} tensor(s) of the model, which the loader would initialise randomly: "
+            f"{_names(missing)}"
+        )
+    unexpected = sorted(str(k) for k in info.get("unexpected_keys") or ())
+    by_file: dict[str, list[str]] = {}
+    for key in unexpected:
+        by_file.setdefault(name_of(where[key]) if key in where else name_of(folder), []).append(key)
+    for file, keys in by_file.items():
+        parts.append(f"{file} holds {len(keys)} tensor(s) the model does not have: {_names(keys)}")
+    mismatched: list[str] = []
+    for entry in sorted(info.get("mismatched_keys") or (), key=str):
+        if isinstance(entry, (tuple, list)) and len(entry) == 3:
+            key, in_file, in_model = entry
+            file = name_of(where[key]) if key in where else name_of(folder)
+            mismatched.append(f"{key} in {file} is {_shape(in_file)}, the model's is {_shape(in_model)}")
+        else:
+            mismatched.append(str(entry))
+    if mismatched:
+        parts.append(f"{len(mismatched)} tensor(s) of the wrong shape: {_names(mismatched)}")
+    errors = [
+        next((line.strip() for line in str(e).splitlines() if line.strip()), "") for e in info.get("error_msgs") or ()
+    ]
+    if errors:
+        parts.append(f"the loader reported {_names(errors)}")
+    return "; ".join(parts) or None
+
+
+@contextlib.contextmanager
+def _quiet_loaders() -> Iterator[None]:
+    """The libraries print their own multi-line load report on a mismatch; ours is the one line."""
+    import logging
+
+    loggers = [logging.getLogger(name) for name in ("transformers", "diffusers")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
+def strict_from_pretrained(cls: Any, path: Path, *, where: str, subfolder: str | None = None, **kwargs: Any) -> Any:
+    """``cls.from_pretrained(path, **kwargs)`` that refuses a checkpoint not matching the model.
+
+    Missing, unexpected and wrong-shaped tensors are an :class:`UnlearnError` starting with
+    ``where`` ("--model DIR") and naming the tensors and the file that holds (or lacks) them.
+    ``cls`` is a transformers or diffusers model class; a diffusers pipeline loads its weighted
+    components through :func:`strict_components`.
+    """
+    if subfolder is not None:
+        kwargs["subfolder"] = subfolder
+    with _quiet_loaders():
+        # Shapes are compared by the report rather than raised as a traceback-like RuntimeError.
+        model, info = cls.from_pretrained(path, output_loading_info=True, ignore_mismatched_sizes=True, **kwargs)
+    folder = Path(path) / subfolder if subfolder else Path(path)
+    problem = loading_problems(info, folder, root=Path(path))
+    if problem is not None:
+        raise UnlearnError(
+            f"{where}: the checkpoint does not match the model's architecture: {problem}; re-save the "
+            "model with save_pretrained, or check that the weights and config.json belong together"
+        )
+    return model
+
+
+#: Components of a diffusers pipeline whose weights an unlearning method changes.
+WEIGHTED_COMPONENTS = ("unet", "text_encoder", "vae")
+
+
+def strict_components(path: Path, *, where: str, dtype: Any, use_safetensors: bool) -> dict[str, Any]:
+    """The weighted components of a diffusers folder, each loaded by :func:`strict_from_pretrained`,
+    to pass to ``Pipeline.from_pretrained(path, **components)`` (which has no loading report)."""
+    import importlib
+
+    try:
+        index = json.loads((path / "model_index.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    components: dict[str, Any] = {}
+    for name in WEIGHTED_COMPONENTS:
+        entry = index.get(name)
+        if not (isinstance(entry, list) and len(entry) == 2 and entry[0] in ("diffusers", "transformers")):
+            continue
+        if not (path / name).is_dir() or not isinstance(entry[1], str):
+            continue
+        cls = getattr(importlib.import_module(entry[0]), entry[1], None)
+        if cls is None:
+            continue
+        dtype_kwarg = {"dtype": dtype} if entry[0] == "transformers" else {"torch_dtype": dtype}
+        components[name] = strict_from_pretrained(
+            cls,
+            path,
+            where=where,
+            subfolder=name,
+            local_files_only=True,
+            use_safetensors=use_safetensors,
+            **dtype_kwarg,
+        )
+    return components
+
+
+def same_model_roles(settings: Any) -> str | None:
+    """The warning when ``--model`` is also given as ``--original-model`` or ``--reference``
+    (the same path, or the same weights): every check relative to that role then compares the
+    model with itself and cannot fail for the reason it exists."""
+    model = getattr(settings, "model", None)
+    if model is None:
+        return None
+    model = Path(model)
+    if not model.exists():
+        return None
+    for flag, attr in (("--original-model", "original_model"), ("--reference", "reference")):
+        other = getattr(settings, attr, None)
+        if other is None or not Path(other).exists():
+            continue
+        other = Path(other)
+        if model.is_dir() != other.is_dir():
+            continue  # a model folder against a logs or predictions file: not the same thing
+        same = model.resolve() == other.resolve()
+        how = "the same path"
+        if not same:
+            try:
+                # Hash only when the weight files have the same names and sizes (hashes are memoised
+                # and the cache keys need them anyway).
+                layout = _weight_layout(model)
+                same = bool(layout) and layout == _weight_layout(other) and fingerprint(model) == fingerprint(other)
+            except OSError:
+                same = False
+            how = "the same weights"
+        if same:
+            return (
+                f"--model {model} is also {flag} {other} ({how}): the checks relative to {flag} compare the model "
+                f"with itself and cannot fail for the reason they exist; pass the model {flag} stands for"
+            )
+    return None
+
+
+def _weight_layout(path: Path) -> list[tuple[str, int]]:
+    files = weight_files(path)
+    return [(f.name if path.is_file() else f.relative_to(path).as_posix(), f.stat().st_size) for f in files]
 
 
 def first_line(exc: BaseException) -> str:
@@ -242,14 +447,18 @@ def load_causal_lm(path: Path, *, device: str, dtype: str, allow_pickle: bool) -
     tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"
     try:
-        model = AutoModelForCausalLM.from_pretrained(
+        model = strict_from_pretrained(
+            AutoModelForCausalLM,
             path,
+            where=f"--model {path}",
             dtype=torch_dtype,
             local_files_only=True,
             trust_remote_code=False,
             use_safetensors=bool(folder.safetensors),
             weights_only=True,
         )
+    except UnlearnError:
+        raise
     except Exception as exc:
         refused = pickle_refusal(exc)
         if refused is not None:
@@ -280,12 +489,19 @@ def load_image_classifier(
     pickles = [p for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES] if path.is_dir() else []
     use_safetensors = not (allow_pickle and pickles and not list(path.glob("*.safetensors")))
     try:
-        model = AutoModelForImageClassification.from_pretrained(
-            path, local_files_only=True, use_safetensors=use_safetensors, weights_only=True
+        model = strict_from_pretrained(
+            AutoModelForImageClassification,
+            path,
+            where=where,
+            local_files_only=True,
+            use_safetensors=use_safetensors,
+            weights_only=True,
         )
         processor = None
         if need_processor or (path / "preprocessor_config.json").is_file():
             processor = AutoImageProcessor.from_pretrained(path, local_files_only=True)
+    except UnlearnError:
+        raise
     except Exception as exc:
         refused = pickle_refusal(exc)
         if refused is not None:

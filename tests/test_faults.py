@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from pytest_unlearn.cache import decode_entry
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
@@ -112,7 +113,11 @@ def test_runs_killed_at_every_phase_resume_to_the_clean_scorecard(tmp_path, mode
         for entry in entries(cache):
             if entry.name.startswith("."):
                 continue  # a temporary file the kill left: never read, its name is not a key
-            json.loads(entry.read_text())
+            # A whole entry: its header's size and checksum hold, and its content is JSON.
+            kind, key = entry.parent.parent.name, entry.name.split(".")[0]
+            content, problem = decode_entry(kind, key, entry.read_bytes())
+            assert problem is None, f"{entry}: {problem}"
+            json.loads(content)
         if card_path.exists():
             card = json.loads(card_path.read_text())
             assert card["status"] == "running" and card["passed"] is False and card["checks"] == []

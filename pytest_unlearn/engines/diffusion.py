@@ -21,6 +21,7 @@ from pytest_unlearn.loading import (
     inspect_model_folder,
     pickle_refusal,
     resolve_device,
+    strict_components,
 )
 
 # Components whose parameters define "the model" for the weight-change ratio.
@@ -81,6 +82,10 @@ def load_pipeline(
             folder = inspect_model_folder(path, allow_pickle=allow_pickle, flag=flag)
             pipe = StableDiffusionPipeline.from_pretrained(
                 path,
+                # The weighted components load strictly (a missing tensor is an error, not noise).
+                **strict_components(
+                    path, where=f"{flag} {path}", dtype=torch_dtype, use_safetensors=bool(folder.safetensors)
+                ),
                 torch_dtype=torch_dtype,
                 local_files_only=True,
                 use_safetensors=bool(folder.safetensors),

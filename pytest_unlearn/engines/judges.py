@@ -54,11 +54,16 @@ class TransformersClip:
         import torch
         from transformers import CLIPModel, CLIPProcessor
 
+        from pytest_unlearn.loading import strict_from_pretrained
+
         if not (path / "config.json").is_file():
             raise UnlearnError(f"--clip-model {path}: not a CLIP model folder (no config.json)")
         try:
-            self.model = CLIPModel.from_pretrained(path, local_files_only=True).to(device).eval()
+            model = strict_from_pretrained(CLIPModel, path, where=f"--clip-model {path}", local_files_only=True)
+            self.model = model.to(device).eval()
             self.processor = CLIPProcessor.from_pretrained(path, local_files_only=True)
+        except UnlearnError:
+            raise
         except Exception as exc:
             raise UnlearnError(f"--clip-model {path}: cannot load CLIP ({type(exc).__name__}: {exc})") from None
         self.device = device
