@@ -42,6 +42,11 @@ class Baseline:
 
 def read_scorecard(path: Path, flag: str) -> tuple[dict[str, Any], str]:
     """A scorecard file and the sha256 of its bytes; anything else is one line naming ``flag``."""
+    from pytest_unlearn.files import input_file_problem
+
+    problem = input_file_problem(Path(path))
+    if problem is not None:
+        raise UnlearnError(f"{flag} {path}: {problem}")
     try:
         raw = Path(path).read_bytes()
     except FileNotFoundError:

@@ -86,6 +86,8 @@ class SemevalBackend(Backend):
         "max_new_tokens", "mmlu_shots", "seed", "bootstrap_samples", "mia_attack", "mia_k",
         "max_batch_tokens", "truncate_to_context",
     )  # fmt: skip
+    #: --predictions replaces the generations only; MIA and MMLU always come from the weights.
+    PREDICTED_INPUTS = ("text",)
 
     def __init__(self, manifest: SuiteManifest, settings: RunSettings) -> None:
         super().__init__(manifest, settings)
