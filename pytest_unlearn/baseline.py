@@ -71,7 +71,9 @@ def load_baseline(path: Path, suite: str, version: str) -> Baseline:
             f"--baseline {path}: a scorecard of suite {other.get('name')} {other.get('version')}, this run is "
             f"{suite} {version}; pass a baseline of the same suite and version"
         )
-    if card.get("status") != "complete":
+    # A partial card (a subset of the checks) is finished: its checks compare; the others are
+    # noted as not in the baseline.
+    if card.get("status") not in ("complete", "partial"):
         raise UnlearnError(
             f"--baseline {path}: its status is {card.get('status')!r}, not 'complete'; pass a finished run's scorecard"
         )

@@ -81,6 +81,13 @@ REFUSED_MARKS = ("skip", "skipif", "xfail")
 _OWN_CODE = (os.sep + "_pytest" + os.sep, os.sep + "pluggy" + os.sep, os.sep + "pytest_unlearn" + os.sep)
 
 
+def _shown_path(filename: str) -> str:
+    try:
+        return os.path.relpath(filename)
+    except ValueError:  # another drive (Windows)
+        return filename
+
+
 def _applied_by() -> str:
     """``conftest.py:12 (pytest_collection_modifyitems)``: who called add_marker."""
     import inspect
@@ -89,11 +96,7 @@ def _applied_by() -> str:
     while frame is not None:
         filename = frame.f_code.co_filename
         if not any(part in filename for part in _OWN_CODE) and not filename.endswith(os.sep + "pytest.py"):
-            try:
-                shown = os.path.relpath(filename)
-            except ValueError:
-                shown = filename
-            return f"{shown}:{frame.f_lineno} ({frame.f_code.co_name})"
+            return f"{_shown_path(filename)}:{frame.f_lineno} ({frame.f_code.co_name})"
         frame = frame.f_back
     return "a plugin"
 
@@ -335,7 +338,7 @@ class CheckItem(pytest.Item):
         is dropped, so the check still runs, and the gate fails with a line naming who applied it."""
         name = marker if isinstance(marker, str) else getattr(marker, "name", None)
         if name in REFUSED_MARKS:
-            _refuse(self.config, f"pytest.mark.{name} applied to {self.nodeid} by {_applied_by()}")
+            _refuse(self.config, f"pytest.mark.{name} applied to {{checks}} by {_applied_by()}", self.nodeid)
             return
         super().add_marker(marker, append=append)
 
@@ -390,10 +393,10 @@ def pytest_unlearn_group_checks(session: pytest.Session, config: pytest.Config, 
         item.add_marker(pytest.mark.xdist_group(group))
 
 
-def _refuse(config: pytest.Config, line: str) -> None:
+def _refuse(config: pytest.Config, line: str, nodeid: str) -> None:
     state = _state(config)
-    if state is not None and line not in state.refused:
-        state.refused.append(line)
+    if state is not None:
+        state.refuse(line, nodeid)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -408,7 +411,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             for node in item.listchain():
                 for mark in [m for m in node.own_markers if m.name in REFUSED_MARKS]:
                     where = node.nodeid or "the session"
-                    _refuse(session.config, f"pytest.mark.{mark.name} put on {where} by a conftest or plugin")
+                    _refuse(session.config, f"pytest.mark.{mark.name} put on {{checks}} by a conftest or plugin", where)
                     node.own_markers.remove(mark)
 
 
@@ -439,16 +442,17 @@ class _ResultSink:
             # A suite check never skips or xfails itself: one that did was made to by a hook or
             # fixture from outside (pytest.skip/xfail); its value is missing, and the gate says who.
             if hasattr(report, "wasxfail"):
-                self.state.refused.append(
-                    f"{report.nodeid} was turned into an expected failure from outside the suite "
-                    f"({report.wasxfail or 'pytest.xfail'}); a suite check cannot be xfailed"
+                self.state.refuse(
+                    "{checks} turned into an expected failure from outside the suite "
+                    f"({report.wasxfail or 'pytest.xfail'}); a suite check cannot be xfailed",
+                    report.nodeid,
                 )
             elif report.skipped:
                 where = ""
                 if isinstance(report.longrepr, tuple) and len(report.longrepr) == 3:
                     path, lineno, reason = report.longrepr
-                    where = f" at {path}:{lineno + 1 if isinstance(lineno, int) else lineno} ({reason})"
-                self.state.refused.append(f"{report.nodeid} was skipped{where}; a suite check cannot be skipped")
+                    where = f" at {_shown_path(str(path))}:{lineno} ({reason})"
+                self.state.refuse(f"{{checks}} skipped{where}; a suite check cannot be skipped", report.nodeid)
 
 
 @pytest.hookimpl(trylast=True)
@@ -486,7 +490,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             "selected": list(state.selected),
             "backend": state.backend.export_state(),
             "weights": state.weights,
-            "refused": list(state.refused),
+            "refused": {k: list(v) for k, v in state.refused.items()},
         }
         return
     if not state.checks_started:
@@ -556,7 +560,9 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
         return
     state.backend.import_state(payload["backend"])
     state.merge_weights(payload.get("weights", {}))
-    state.refused.extend(line for line in payload.get("refused", []) if line not in state.refused)
+    for template, nodeids in payload.get("refused", {}).items():
+        for nodeid in nodeids:
+            state.refuse(template, nodeid)
     if not state.selected:  # the controller does not collect: every worker collects all checks
         state.selected = list(payload["selected"])
 

@@ -83,7 +83,9 @@ class RunState:
     option_sources: dict[str, dict[str, Any]] = field(default_factory=dict)
     # pytest marks (skip, skipif, xfail) something outside the suite put on its checks: one
     # line each, naming who applied them. Any makes the gate fail.
-    refused: list[str] = field(default_factory=list)
+    # Keyed by what was done and by whom ("{checks} ... by conftest.py:5"), with the checks it was
+    # done to: one line per (mark, applier), however many checks.
+    refused: dict[str, list[str]] = field(default_factory=dict)
     # Flag -> {"path", "fingerprint", "files"} of each model's weights, taken before the first
     # check of this process loads them (xdist: each worker's, merged by the controller).
     weights: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -147,6 +149,23 @@ class RunState:
         """Every check of the suite (after per-concept expansion and --threshold): what the gate
         is over, whatever pytest collected, selected or ran."""
         return [spec.id for spec in self.manifest.checks]
+
+    def refuse(self, template: str, nodeid: str) -> None:
+        """Note a mark or skip someone outside the suite put on check ``nodeid``."""
+        checks = self.refused.setdefault(template, [])
+        if nodeid not in checks:
+            checks.append(nodeid)
+
+    def refused_lines(self) -> list[str]:
+        lines = []
+        for template, nodeids in self.refused.items():
+            if len(nodeids) == 1:
+                checks = nodeids[0]
+            else:
+                more = ", ..." if len(nodeids) > 3 else ""
+                checks = f"{len(nodeids)} suite checks ({', '.join(nodeids[:3])}{more})"
+            lines.append(template.replace("{checks}", checks))
+        return lines
 
     def missing(self) -> list[str]:
         """Required checks that produced no result (deselected, skipped, errored, not reached)."""
@@ -291,7 +310,7 @@ class RunState:
             "required": len(self.required),
             "produced": len(self.required) - len(missing),
             "partial_requested": self.partial_ok,
-            "refused_marks": list(self.refused),
+            "refused_marks": self.refused_lines(),
             "weights_changed": weight_errors,
         }
         if self.refused or weight_errors:
