@@ -211,7 +211,9 @@ class RunState:
             if mine is None:
                 self.weights[flag] = record
             elif mine["fingerprint"] != record["fingerprint"]:
-                changed = sorted(k for k in {*mine["files"], *record["files"]} if mine["files"].get(k) != record["files"].get(k))
+                changed = sorted(
+                    k for k in {*mine["files"], *record["files"]} if mine["files"].get(k) != record["files"].get(k)
+                )
                 self.weight_errors.append(_changed_line(flag, record["path"], changed, "between two workers' loads"))
 
     def verify_weights(self) -> list[str]:
@@ -538,4 +540,6 @@ def lock_scorecard(path: Path) -> Any:
             "another --scorecard"
         ) from None
     except OSError as exc:
-        raise UnlearnError(f"--scorecard {path}: cannot lock it ({exc.strerror or exc}); pick a writable path") from None
+        raise UnlearnError(
+            f"--scorecard {path}: cannot lock it ({exc.strerror or exc}); pick a writable path"
+        ) from None

@@ -144,7 +144,9 @@ def test_pytest_xfail_from_a_call_hook(pytester, tmp_path):
         """
     )
     leaky = leaky_predictions(tmp_path / "leaky.jsonl")
-    result = run(pytester, "--suite=semeval", f"--predictions={leaky}", "-k", "task1-knowledge-forget", "--unlearn-partial")
+    result = run(
+        pytester, "--suite=semeval", f"--predictions={leaky}", "-k", "task1-knowledge-forget", "--unlearn-partial"
+    )
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     assert refused(result) == [
         "ERROR: unlearn: semeval::task1-knowledge-forget[>=0.6] turned into an expected failure from outside the "
@@ -167,7 +169,9 @@ def test_call_wrapper_that_swallows_the_failure(pytester, tmp_path):
         """
     )
     leaky = leaky_predictions(tmp_path / "leaky.jsonl")
-    result = run(pytester, "--suite=semeval", f"--predictions={leaky}", "-k", "task1-knowledge-forget", "--unlearn-partial")
+    result = run(
+        pytester, "--suite=semeval", f"--predictions={leaky}", "-k", "task1-knowledge-forget", "--unlearn-partial"
+    )
     result.assert_outcomes(passed=1, deselected=15)  # what pytest believes
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(
@@ -193,9 +197,13 @@ def test_makereport_hook_that_rewrites_the_outcome(pytester, tmp_path):
         """
     )
     leaky = leaky_predictions(tmp_path / "leaky.jsonl")
-    result = run(pytester, "--suite=semeval", f"--predictions={leaky}", "-k", "task2-knowledge-forget", "--unlearn-partial")
+    result = run(
+        pytester, "--suite=semeval", f"--predictions={leaky}", "-k", "task2-knowledge-forget", "--unlearn-partial"
+    )
     assert result.ret == pytest.ExitCode.TESTS_FAILED
-    result.stdout.fnmatch_lines(["ERROR: unlearn: 1 check(s) failed but pytest reported no failure (task2-knowledge-forget)*"])
+    result.stdout.fnmatch_lines(
+        ["ERROR: unlearn: 1 check(s) failed but pytest reported no failure (task2-knowledge-forget)*"]
+    )
 
 
 def test_runxfail_with_xfail_marks(pytester, tmp_path):
@@ -210,7 +218,13 @@ def test_runxfail_with_xfail_marks(pytester, tmp_path):
     )
     leaky = leaky_predictions(tmp_path / "leaky.jsonl")
     result = run(
-        pytester, "--suite=semeval", f"--predictions={leaky}", "-k", "task3-knowledge-forget", "--unlearn-partial", "--runxfail"
+        pytester,
+        "--suite=semeval",
+        f"--predictions={leaky}",
+        "-k",
+        "task3-knowledge-forget",
+        "--unlearn-partial",
+        "--runxfail",
     )
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.assert_outcomes(failed=1, deselected=15)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from tests.attack_helpers import SEMEVAL_CHECKS, TEXT, TEXT_CHECKS, card, leaky_predictions, run
+from tests.attack_helpers import SEMEVAL_CHECKS, TEXT, card, leaky_predictions, run
 
-GATE_LINE = "unlearn: gate not passed: {n} of 16 checks of suite semeval produced no value ({shown}); run the whole suite*"
+GATE_LINE = (
+    "unlearn: gate not passed: {n} of 16 checks of suite semeval produced no value ({shown}); run the whole suite*"
+)
 
 
 def shown(missing: list[str]) -> str:
@@ -41,7 +43,9 @@ def test_deselect_one_check(pytester, perfect_unlearning_predictions):
 
 
 def test_ini_addopts_k(pytester, perfect_unlearning_predictions):
-    pytester.makeini(f"[pytest]\naddopts = -k retain\nunlearn_suite = semeval\nunlearn_predictions = {perfect_unlearning_predictions}\n")
+    pytester.makeini(
+        f"[pytest]\naddopts = -k retain\nunlearn_suite = semeval\nunlearn_predictions = {perfect_unlearning_predictions}\n"
+    )
     result = run(pytester)
     assert_partial(result, pytester, [c for c in SEMEVAL_CHECKS if "retain" not in c])
 
@@ -51,14 +55,14 @@ def test_m_expression_selecting_no_check(pytester, perfect_unlearning_prediction
     result = run(pytester, "--suite=semeval", f"--predictions={perfect_unlearning_predictions}", "-m", "slow")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     assert not (pytester.path / "unlearn-scorecard.json").exists()
-    result.stdout.fnmatch_lines(
-        [GATE_LINE.format(n=16, shown=shown(SEMEVAL_CHECKS)).replace("[", "[[]")]
-    )
+    result.stdout.fnmatch_lines([GATE_LINE.format(n=16, shown=shown(SEMEVAL_CHECKS)).replace("[", "[[]")])
 
 
 def test_only_your_own_tests_run_beside_the_suite(pytester, perfect_unlearning_predictions):
     pytester.makepyfile(test_mine="def test_mine():\n    pass\n")
-    result = run(pytester, "--suite=semeval", f"--predictions={perfect_unlearning_predictions}", "test_mine.py", "-k", "mine")
+    result = run(
+        pytester, "--suite=semeval", f"--predictions={perfect_unlearning_predictions}", "test_mine.py", "-k", "mine"
+    )
     result.assert_outcomes(passed=1, deselected=16)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(["unlearn: gate not passed: 16 of 16 checks of suite semeval produced no value*"])
@@ -89,7 +93,9 @@ def test_conftest_whose_runtest_protocol_runs_nothing(pytester, perfect_unlearni
         """
     )
     result = run(pytester, "--suite=semeval", f"--predictions={perfect_unlearning_predictions}", "-k", TEXT)
-    assert_partial(result, pytester, ["task1-knowledge-forget", "task1-knowledge-retain", "mia-score", "mmlu", "final-score"])
+    assert_partial(
+        result, pytester, ["task1-knowledge-forget", "task1-knowledge-retain", "mia-score", "mmlu", "final-score"]
+    )
 
 
 def test_exitfirst_with_a_failing_check_first(pytester, tmp_path):
@@ -115,7 +121,9 @@ def test_last_failed_does_not_shrink_the_suite(pytester, tmp_path, perfect_unlea
     run(pytester, "--suite=semeval", f"--predictions={leaky}", "-k", TEXT, cacheprovider=True)
     # The forget checks failed; after "fixing" the predictions, --lf must not rerun only them: the
     # suite's checks are made by the plugin, not found in files, so every one runs again.
-    result = run(pytester, "--suite=semeval", f"--predictions={perfect_unlearning_predictions}", "--lf", cacheprovider=True)
+    result = run(
+        pytester, "--suite=semeval", f"--predictions={perfect_unlearning_predictions}", "--lf", cacheprovider=True
+    )
     found = card(pytester)
     assert [c["id"] for c in found["checks"]] == SEMEVAL_CHECKS
     assert found["status"] == "complete" and found["missing_checks"] == []
@@ -146,7 +154,9 @@ def test_unlearn_partial_accepts_a_subset_that_never_passes(pytester, perfect_un
     assert found["gate"]["partial_requested"] is True
     assert found["missing_checks"] == [c for c in SEMEVAL_CHECKS if "retain" not in c]
     result.stdout.fnmatch_lines(
-        ["unlearn: partial run (--unlearn-partial): 10 of 16 checks of suite semeval not run (*); the scorecard does not pass the suite"]
+        [
+            "unlearn: partial run (--unlearn-partial): 10 of 16 checks of suite semeval not run (*); the scorecard does not pass the suite"
+        ]
     )
 
 
