@@ -355,6 +355,7 @@ class RunState:
         # Check id -> what produced its value, one entry per input it needs (beside the check
         # records, whose shape the scorecard contract fixes).
         per_check: dict[str, list[dict[str, Any]]] = {}
+        reuse: dict[str, list[dict[str, Any]]] = {}
         for check in card["checks"]:
             spec = specs.get(check["id"])
             if spec is None:
@@ -374,7 +375,11 @@ class RunState:
                     entry["kind"] = "data"
                 cached = self.backend.cache_events.get(name)
                 if cached:
-                    entry["cache"] = [dict(event) for event in cached]
+                    # Key and content hash are the same in every run of the same inputs; whether
+                    # this run found the entry or wrote it goes to "cache_reuse" (volatile, like
+                    # timings), so two runs still give the same card.
+                    entry["cache"] = [{k: v for k, v in event.items() if k != "reused"} for event in cached]
+                    reuse[check["id"]] = [{"key": e["key"], "reused": e["reused"]} for e in cached]
                 sources.append(entry)
             per_check[check["id"]] = sources
         record = card.get("model")
@@ -397,9 +402,11 @@ class RunState:
             )
         card["provenance"] = {
             "checks": per_check,
-            "options": dict(self.option_sources),
+            "options": {k: v for k, v in self.option_sources.items() if k != "unlearn_cache_dir"},
             "weights": {flag: dict(record) for flag, record in self.weights.items()},
         }
+        # Where the cache was (and where that came from) is of this run, like the reuse itself.
+        card["cache_reuse"] = {"cache_dir": self.option_sources.get("unlearn_cache_dir"), "checks": reuse}
 
     def start_checks(self) -> None:
         """The first check starts: note what the scorecard path holds, then mark it running."""

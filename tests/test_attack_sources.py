@@ -63,7 +63,8 @@ def test_model_and_another_models_predictions(pytester, semeval_models, perfect_
     result.stdout.fnmatch_lines([f"warning: {line}"])
     # The MIA losses were computed here and stored: their cache entry is named, not reused.
     (entry,) = mia["cache"]
-    assert entry["kind"] == "semeval-mia" and entry["reused"] is False
+    assert entry["kind"] == "semeval-mia"
+    assert found["cache_reuse"]["checks"]["mia-score"] == [{"key": entry["key"], "reused": False}]
     stored = json.loads((mia_cache / "semeval-mia" / entry["key"][:2] / f"{entry['key']}.json").read_text())
     assert entry["sha256"] == hashlib.sha256(json.dumps(stored, sort_keys=True).encode()).hexdigest()
 
@@ -84,7 +85,8 @@ def test_predictions_left_in_the_environment(
     result.stdout.fnmatch_lines(["warning: mixed sources: 1 check(s) scored from --predictions *"])
     # The second run read the MIA losses from the cache: marked reused, same entry.
     (entry,) = found["provenance"]["checks"]["mia-score"][0]["cache"]
-    assert entry["reused"] is True
+    assert found["cache_reuse"]["checks"]["mia-score"] == [{"key": entry["key"], "reused": True}]
+    assert found["cache_reuse"]["cache_dir"] == {"flag": "--cache-dir", "value": str(mia_cache), "from": "--cache-dir"}
 
 
 def test_strict_refuses_the_mix(pytester, semeval_models, perfect_unlearning_predictions):
