@@ -82,8 +82,6 @@ def input_file_problem(path: Path) -> str | None:
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             return "is a symlink loop (a link that points back to itself); point it at a real file"
-        if exc.errno == errno.ENOTDIR:
-            return "a part of the path is a file, not a folder; check the path"
         return None
     import stat as stat_module
 
