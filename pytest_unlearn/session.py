@@ -392,8 +392,6 @@ class RunState:
                 record["path"] = None
                 record["fingerprint"] = None
             record["checks"] = sorted(set(by_model), key=list(specs).index)
-        if predictions_record is not None and isinstance(record, dict):
-            record["predictions"] = dict(predictions_record, checks=sorted(set(by_file), key=list(specs).index))
         if by_model and by_file:
             card["warnings"].append(
                 f"mixed sources: {len(set(by_file))} check(s) scored from --predictions {predictions} "
@@ -402,6 +400,10 @@ class RunState:
             )
         card["provenance"] = {
             "checks": per_check,
+            # The file and the checks it produced (the headline "model" keeps the backend's shape).
+            "predictions": None
+            if predictions_record is None
+            else dict(predictions_record, checks=sorted(set(by_file), key=list(specs).index)),
             "options": {k: v for k, v in self.option_sources.items() if k != "unlearn_cache_dir"},
             "weights": {flag: dict(record) for flag, record in self.weights.items()},
         }

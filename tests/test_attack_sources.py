@@ -53,7 +53,7 @@ def test_model_and_another_models_predictions(pytester, semeval_models, perfect_
     assert mia["kind"] == "model" and mia["path"] == str(target)
     assert mia["fingerprint"] == weights_fingerprint(target) == found["model"]["fingerprint"]
     assert found["model"]["checks"] == ["mia-score"]
-    assert found["model"]["predictions"]["checks"] == ["task1-knowledge-forget"]
+    assert found["provenance"]["predictions"]["checks"] == ["task1-knowledge-forget"]
     line = (
         f"mixed sources: 1 check(s) scored from --predictions {perfect_unlearning_predictions} (sha256 "
         f"{sha256(perfect_unlearning_predictions)[:12]}…), not from the --model {target} weights (provenance.checks "
@@ -128,7 +128,7 @@ def test_predictions_only_run_names_the_file(pytester, perfect_unlearning_predic
     )
     found = card(pytester)
     assert found["model"]["path"] is None
-    assert found["model"]["predictions"]["sha256"] == sha256(perfect_unlearning_predictions)
+    assert found["provenance"]["predictions"]["sha256"] == sha256(perfect_unlearning_predictions)
     assert found["provenance"]["checks"]["task2-knowledge-forget"][0]["sha256"] == sha256(
         perfect_unlearning_predictions
     )
