@@ -42,6 +42,11 @@ class Baseline:
 
 def read_scorecard(path: Path, flag: str) -> tuple[dict[str, Any], str]:
     """A scorecard file and the sha256 of its bytes; anything else is one line naming ``flag``."""
+    from pytest_unlearn.files import input_file_problem
+
+    problem = input_file_problem(Path(path))
+    if problem is not None:
+        raise UnlearnError(f"{flag} {path}: {problem}")
     try:
         raw = Path(path).read_bytes()
     except FileNotFoundError:
@@ -66,7 +71,9 @@ def load_baseline(path: Path, suite: str, version: str) -> Baseline:
             f"--baseline {path}: a scorecard of suite {other.get('name')} {other.get('version')}, this run is "
             f"{suite} {version}; pass a baseline of the same suite and version"
         )
-    if card.get("status") != "complete":
+    # A partial card (a subset of the checks) is finished: its checks compare; the others are
+    # noted as not in the baseline.
+    if card.get("status") not in ("complete", "partial"):
         raise UnlearnError(
             f"--baseline {path}: its status is {card.get('status')!r}, not 'complete'; pass a finished run's scorecard"
         )

@@ -128,9 +128,13 @@ class Backend(ABC):
         self.timings: dict[str, float] = {}
         self._computed: set[str] = set()
         self._failures: dict[str, UnlearnError] = {}
+        # Which cache entries each input was read from (reused) or written to: the scorecard's
+        # per-check provenance. Read through a watcher, so the cache module stays as it is.
+        self.cache_events: dict[str, list[dict[str, Any]]] = {}
+        self._computing: str | None = None
         # A cache finding (an entry discarded, a folder not writable) is a warning even under
         # --strict: the result was computed again, no verdict rests on the cache.
-        self.cache = open_cache(settings.cache_dir, warn=self._note)
+        self.cache = _WatchedCache(open_cache(settings.cache_dir, warn=self._note), self._note_cache)
         # Run-level findings for the scorecard and the summary (an artifact not written, say).
         self.warnings: list[str] = []
         # Where long steps report how far they are (one line each); the plugin points it at the
@@ -145,6 +149,23 @@ class Backend(ABC):
     def setting(self, name: str, default: Any = None) -> Any:
         """The suite's setting ``name`` as resolved (manifest, ``--setting``, ini, environment)."""
         return self.manifest.settings.get(name, default)
+
+    #: The inputs ``--predictions`` provides when it is given (None: every input). A backend
+    #: that scores some inputs from the file and the rest from the weights (semeval: the text
+    #: checks from the file, MIA and MMLU from the model) names the file's inputs here.
+    PREDICTED_INPUTS: tuple[str, ...] | None = None
+
+    def input_origin(self, name: str) -> str:
+        """What produced input ``name``: ``"predictions"`` (the --predictions file), ``"model"``
+        (the --model weights) or ``"data"`` (neither: computed from the suite's data alone)."""
+        if self.settings.predictions is not None and (
+            self.PREDICTED_INPUTS is None or name in self.PREDICTED_INPUTS or self.settings.model is None
+        ):
+            return "predictions"
+        return "model" if self.settings.model is not None else "data"
+
+    def _note_cache(self, event: dict[str, Any]) -> None:
+        self.cache_events.setdefault(self._computing or "user", []).append(event)
 
     def warn(self, message: str | None) -> None:
         """Record a run-level finding for the scorecard and the summary; under ``--strict`` it
@@ -283,6 +304,7 @@ class Backend(ABC):
                 "timings": dict(self.timings),
                 "device": self.device(),
                 "warnings": list(self.warnings),
+                "cache_events": {k: list(v) for k, v in self.cache_events.items()},
                 "extra": self.export_extra(),
             }
         )
@@ -307,6 +329,9 @@ class Backend(ABC):
             self.timings[name] = max(seconds, self.timings.get(name, 0.0))
         self._worker_device = self._worker_device or state["device"]
         self.warnings.extend(w for w in state["warnings"] if w not in self.warnings)
+        for name, events in state.get("cache_events", {}).items():
+            known = self.cache_events.setdefault(name, [])
+            known.extend(e for e in events if e not in known)
         self.import_extra(state["extra"])
 
     def run_artifacts(self) -> dict[str, str]:
@@ -326,11 +351,14 @@ class Backend(ABC):
                 raise self._failures[name]
             started = time.perf_counter()
             with memory.measure() as peak:
+                self._computing = name
                 try:
                     self.compute(name)
                 except UnlearnError as exc:
                     self._failures[name] = exc
                     raise
+                finally:
+                    self._computing = None
             self.timings[name] = time.perf_counter() - started
             # Peak memory per phase beside its seconds (README "Scorecard"): what a long-document
             # run needs is on the record, and a regression in it shows in the next card.
@@ -492,3 +520,44 @@ def check_groups(
     needs = backend.requires if backend is not None else (lambda spec: METRICS.get(spec.metric).requires)
     groups = input_groups({spec.id: needs(spec) for spec in selected})
     return {check_id: f"{manifest.name}/{group}" for check_id, group in groups.items()}
+
+
+class _WatchedCache:
+    """The run's artifact cache, reporting each entry a backend reads or writes (its key, the
+    sha256 of its content and whether it was reused) to ``note``; everything else passes through."""
+
+    def __init__(self, inner: Any, note: Callable[[dict[str, Any]], None]) -> None:
+        self._inner = inner
+        self._note = note
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def _watch(self, kind: str, key: str, call: Callable[[], Any], digest: Callable[[Any], bytes]) -> Any:
+        hits = getattr(self._inner, "hits", 0)
+        value = call()
+        if getattr(self._inner, "root", None) is not None:
+            import hashlib
+
+            self._note(
+                {
+                    "kind": kind,
+                    "key": key,
+                    "sha256": hashlib.sha256(digest(value)).hexdigest(),
+                    "reused": getattr(self._inner, "hits", 0) > hits,
+                }
+            )
+        return value
+
+    def get_or_create(self, kind: str, key: str, suffix: str, produce: Callable[[], bytes]) -> bytes:
+        return self._watch(kind, key, lambda: self._inner.get_or_create(kind, key, suffix, produce), bytes)
+
+    def get_or_create_json(self, kind: str, key: str, produce: Callable[[], Any]) -> Any:
+        import json
+
+        return self._watch(
+            kind,
+            key,
+            lambda: self._inner.get_or_create_json(kind, key, produce),
+            lambda value: json.dumps(value, sort_keys=True, allow_nan=True).encode("utf-8"),
+        )

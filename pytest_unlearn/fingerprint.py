@@ -47,3 +47,15 @@ def fingerprint(path: str | Path) -> str:
         name = file.name if root.is_file() else file.relative_to(root).as_posix()
         outer.update(name.encode("utf-8") + b"\0" + digest)
     return "sha256:" + outer.hexdigest()
+
+
+def file_digests(path: str | Path) -> dict[str, str]:
+    """Each weight file's sha256 by its name relative to ``path``: what a changed model folder
+    is compared by, so the error can name the file that changed."""
+    root = Path(path)
+    found = {}
+    for file in weight_files(root):
+        stat = file.stat()
+        digest = _cached_file_digest(str(file.resolve()), stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+        found[file.name if root.is_file() else file.relative_to(root).as_posix()] = digest.hex()
+    return found

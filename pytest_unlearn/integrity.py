@@ -129,6 +129,11 @@ def read_text(path: Path, flag: str | None = None) -> str:
     """A data file as UTF-8 text. A leading BOM (spreadsheet exports add one) is dropped; a file
     that is not UTF-8 is one line naming the file, the line and the byte."""
     where = f"{flag} {path}" if flag else str(path)
+    from pytest_unlearn.files import input_file_problem
+
+    problem = input_file_problem(path)
+    if problem is not None:
+        raise UnlearnError(f"{where}: {problem}")
     try:
         raw = path.read_bytes()
     except FileNotFoundError:

@@ -352,6 +352,25 @@ OPTIONS: tuple[OptionSpec, ...] = (
         flag_only=True,
     ),
     OptionSpec(
+        ("--unlearn-partial",),
+        "unlearn_partial",
+        "Accept running a subset of the suite's checks on purpose (-k, -m, --deselect, --lf): the exit "
+        "status follows the checks that ran, the scorecard says \"status\": \"partial\" and never "
+        "\"passed\": true. Without it a check that produced no value fails the gate.",
+        default=False,
+        parse=parse_bool,
+        flag_only=True,
+    ),
+    OptionSpec(
+        ("--unlearn-max-input-mib",),
+        "unlearn_max_input_mib",
+        "Largest input file (predictions, logs, data, baseline) read, in MiB; a larger one is refused "
+        "before it is loaded.",
+        default=1024,
+        parse=parse_positive_int,
+        metavar="N",
+    ),
+    OptionSpec(
         ("--no-cache",),
         "unlearn_no_cache",
         "Neither read nor write the artifact cache: compute everything in this run.",

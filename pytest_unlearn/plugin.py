@@ -53,10 +53,50 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def _resolved_options(config: pytest.Config) -> dict[str, tuple[Any, str]]:
-    """Each option's value and where it came from."""
+    """Each option's value and where it came from (a flag, an environment variable, ini)."""
     return {
         spec.dest: resolve(spec, config.getoption(spec.dest), os.environ, config.getini(spec.ini)) for spec in OPTIONS
     }
+
+
+def _path_sources(resolved: dict[str, tuple[Any, str]]) -> dict[str, dict[str, Any]]:
+    """The scorecard's record of where every path given came from (so a path left in a CI
+    environment, PYTEST_UNLEARN_PREDICTIONS say, shows as such)."""
+    from pytest_unlearn.session import PATH_OPTIONS
+
+    found = {}
+    for dest in PATH_OPTIONS:
+        value, source = resolved[dest]
+        if value in (None, "", []) or source == "default":
+            continue
+        found[dest] = {"flag": OPTIONS_BY_DEST[dest].flag, "value": value, "from": source}
+    return found
+
+
+#: Marks that would keep a suite check from producing its value (or turn a fail into a pass).
+REFUSED_MARKS = ("skip", "skipif", "xfail")
+#: Where a mark applied from outside comes from: the first frame outside these.
+_OWN_CODE = (os.sep + "_pytest" + os.sep, os.sep + "pluggy" + os.sep, os.sep + "pytest_unlearn" + os.sep)
+
+
+def _shown_path(filename: str) -> str:
+    try:
+        return os.path.relpath(filename)
+    except ValueError:  # another drive (Windows)
+        return filename
+
+
+def _applied_by() -> str:
+    """``conftest.py:12 (pytest_collection_modifyitems)``: who called add_marker."""
+    import inspect
+
+    frame = inspect.currentframe()
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if not any(part in filename for part in _OWN_CODE) and not filename.endswith(os.sep + "pytest.py"):
+            return f"{_shown_path(filename)}:{frame.f_lineno} ({frame.f_code.co_name})"
+        frame = frame.f_back
+    return "a plugin"
 
 
 def _gpu_count() -> int:
@@ -152,14 +192,19 @@ def pytest_configure(config: pytest.Config) -> None:
             strict=bool(values["unlearn_strict"]) or _pytest_strict(config),
         )
         config.stash[NOTICES_KEY] = suite.notices
+        _export_input_cap(config, values["unlearn_max_input_mib"])
         state = RunState.start(
             values["unlearn_suite"],
             settings,
             scorecard,
             baseline=as_path(values["unlearn_baseline"]),
             baseline_tolerance=values["unlearn_baseline_tolerance"],
+            partial_ok=bool(values["unlearn_partial"]),
+            option_sources=_path_sources(resolved),
+            own_outputs=not hasattr(config, "workerinput"),
         )
     except UnlearnError as exc:
+        _restore_input_cap(config)
         raise pytest.UsageError(str(exc)) from None
     config.stash[STATE_KEY] = state
     if not hasattr(config, "workerinput"):  # xdist workers have no terminal of their own
@@ -185,6 +230,37 @@ def pytest_cmdline_main(config: pytest.Config) -> Any:
         except UnlearnError as exc:
             tw.line(f"unlearn: {exc}")
     return code
+
+
+INPUT_CAP_KEY = pytest.StashKey[tuple]()
+
+
+def _export_input_cap(config: pytest.Config, mib: int) -> None:
+    """The loaders read the input cap from its environment twin; restored at unconfigure, so
+    an in-process run (pytester) leaves the environment as it found it."""
+    from pytest_unlearn.files import MAX_INPUT_ENV
+
+    config.stash[INPUT_CAP_KEY] = (MAX_INPUT_ENV, os.environ.get(MAX_INPUT_ENV))
+    os.environ[MAX_INPUT_ENV] = str(mib)
+
+
+def _restore_input_cap(config: pytest.Config) -> None:
+    saved = config.stash.get(INPUT_CAP_KEY, None)
+    if saved is None:
+        return
+    name, before = saved
+    if before is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = before
+    del config.stash[INPUT_CAP_KEY]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    state = _state(config)
+    if state is not None:
+        state.release()
+    _restore_input_cap(config)
 
 
 def _progress_line(config: pytest.Config, message: str) -> None:
@@ -270,6 +346,15 @@ class CheckItem(pytest.Item):
         super().__init__(**kwargs)
         self.spec = spec
 
+    def add_marker(self, marker: Any, append: bool = True) -> None:
+        """A skip/skipif/xfail from outside the suite (a conftest, a plugin) is refused: the mark
+        is dropped, so the check still runs, and the gate fails with a line naming who applied it."""
+        name = marker if isinstance(marker, str) else getattr(marker, "name", None)
+        if name in REFUSED_MARKS:
+            _refuse(self.config, f"pytest.mark.{name} applied to {{checks}} by {_applied_by()}", self.nodeid)
+            return
+        super().add_marker(marker, append=append)
+
     def runtest(self) -> None:
         result = _state(self.config).evaluate(self.spec)
         _keep_result(self, result)
@@ -321,10 +406,26 @@ def pytest_unlearn_group_checks(session: pytest.Session, config: pytest.Config, 
         item.add_marker(pytest.mark.xdist_group(group))
 
 
+def _refuse(config: pytest.Config, line: str, nodeid: str) -> None:
+    state = _state(config)
+    if state is not None:
+        state.refuse(line, nodeid)
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     state = _state(session.config)
     if state is not None:
         state.selected = [item.spec.id for item in session.items if isinstance(item, CheckItem)]
+        for item in session.items:
+            if not isinstance(item, CheckItem):
+                continue
+            # Marks that bypassed add_marker (own_markers edited, a mark on the session) are
+            # dropped too; who put them there is not known.
+            for node in item.listchain():
+                for mark in [m for m in node.own_markers if m.name in REFUSED_MARKS]:
+                    where = node.nodeid or "the session"
+                    _refuse(session.config, f"pytest.mark.{mark.name} put on {{checks}} by a conftest or plugin", where)
+                    node.own_markers.remove(mark)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -350,6 +451,21 @@ class _ResultSink:
                 self.state.record(CheckResult.from_json(result))
                 if self.controller:
                     self.state.start_checks()  # a user's check counts as a check that ran
+        if self.controller and report.nodeid.startswith(f"{self.state.manifest.name}::"):
+            # A suite check never skips or xfails itself: one that did was made to by a hook or
+            # fixture from outside (pytest.skip/xfail); its value is missing, and the gate says who.
+            if hasattr(report, "wasxfail"):
+                self.state.refuse(
+                    "{checks} turned into an expected failure from outside the suite "
+                    f"({report.wasxfail or 'pytest.xfail'}); a suite check cannot be xfailed",
+                    report.nodeid,
+                )
+            elif report.skipped:
+                where = ""
+                if isinstance(report.longrepr, tuple) and len(report.longrepr) == 3:
+                    path, lineno, reason = report.longrepr
+                    where = f" at {_shown_path(str(path))}:{lineno} ({reason})"
+                self.state.refuse(f"{{checks}} skipped{where}; a suite check cannot be skipped", report.nodeid)
 
 
 @pytest.hookimpl(trylast=True)
@@ -390,21 +506,59 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.config.workeroutput[WORKER_STATE] = {
             "selected": list(state.selected),
             "backend": state.backend.export_state(),
+            "weights": state.weights,
+            "refused": {k: list(v) for k, v in state.refused.items()},
         }
         return
     if not state.checks_started:
         why = "--collect-only" if session.config.option.collectonly else "no check selected"
         kept = f"{state.scorecard_path} left as it was" if state.scorecard_path.exists() else "none written"
         session.config.stash[NO_CARD_KEY] = f"unlearn: no check ran ({why}); scorecard {kept}"
+        if not session.config.option.collectonly and not state.partial_ok:
+            # Only the user's own tests ran (-k, paths): they must not pass for the suite.
+            session.config.stash[GATE_LINES_KEY] = [state.gate_line(state.missing())]
+            _fail_gate(session)
         return
     card = state.scorecard(interrupted=exitstatus == pytest.ExitCode.INTERRUPTED)
     error = state.write(card)
     session.config.stash[CARD_KEY] = card
+    lines = []
+    if card["missing_checks"] and card["status"] == "partial":
+        lines.append(state.gate_line(card["missing_checks"]))
+    lines += [f"ERROR: unlearn: {line}" for line in card["gate"]["refused_marks"]]
+    lines += [f"ERROR: {line}" for line in card["gate"]["weights_changed"]]
+    failed = [c["id"] for c in card["checks"] if not c["passed"]]
+    if failed and session.exitstatus == pytest.ExitCode.OK:
+        # pytest counted them as passed (a hook swallowed the failure, an xfail turned into a
+        # pass): the card's verdict is the gate's.
+        lines.append(
+            f"ERROR: unlearn: {len(failed)} check(s) failed but pytest reported no failure ({', '.join(failed[:5])}); "
+            "a hook or plugin changed their outcome: the exit status follows the scorecard"
+        )
+    session.config.stash[GATE_LINES_KEY] = lines
+    if (
+        (card["missing_checks"] and not state.partial_ok)
+        or card["gate"]["refused_marks"]
+        or card["gate"]["weights_changed"]
+        or failed
+    ):
+        _fail_gate(session)
     if error is not None:
         session.config.stash[WRITE_ERROR_KEY] = error
         if session.exitstatus == pytest.ExitCode.OK:
             # A gate whose scorecard is not where the pipeline looks for it has not passed.
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+GATE_LINES_KEY = pytest.StashKey[list]()
+#: The exit status of a gate that did not pass for a reason pytest does not count as a failure
+#: (a check missing, a refused mark, weights changed during the run): that of failed tests.
+GATE_EXIT = pytest.ExitCode.TESTS_FAILED
+
+
+def _fail_gate(session: pytest.Session) -> None:
+    if session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
+        session.exitstatus = GATE_EXIT
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -422,6 +576,10 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
     if state is None or payload is None:
         return
     state.backend.import_state(payload["backend"])
+    state.merge_weights(payload.get("weights", {}))
+    for template, nodeids in payload.get("refused", {}).items():
+        for nodeid in nodeids:
+            state.refuse(template, nodeid)
     if not state.selected:  # the controller does not collect: every worker collects all checks
         state.selected = list(payload["selected"])
 
@@ -564,6 +722,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     if NO_CARD_KEY in config.stash:
         terminalreporter.write_line(config.stash[NO_CARD_KEY])
     if state is None or card is None:
+        for line in config.stash.get(GATE_LINES_KEY, []):
+            terminalreporter.write_line(line, red=not state or not state.partial_ok)
         return
     tr = terminalreporter
     tr.write_sep("=", f"unlearn scorecard: {state.manifest.name} {state.manifest.version}")
@@ -575,7 +735,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     )
     tr.write_line(f"aggregates: {aggregates}")
     status = card["status"]
-    if status != "complete":
+    if status not in ("complete", "partial"):
         missing = ", ".join(card["missing_checks"]) or "none"
         tr.write_line(f"status: incomplete (checks not run: {missing})")
     for warning in card.get("warnings", []):
@@ -583,5 +743,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     error = config.stash.get(WRITE_ERROR_KEY, None)
     if error is not None:
         tr.write_line(f"ERROR: {error}", red=True)
+    for line in config.stash.get(GATE_LINES_KEY, []):
+        tr.write_line(line, red=line.startswith("ERROR") or not state.partial_ok)
     replaced = f" (replaced the earlier {state.replaced})" if state.replaced else ""
     tr.write_line(f"scorecard: {state.scorecard_path}{replaced}")

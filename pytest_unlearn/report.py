@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pytest_unlearn.files import write_bytes_atomic
 from pytest_unlearn.scorecard import format_number
 
 CSS = (
@@ -138,7 +139,8 @@ def page(card: dict[str, Any], sections: list[str]) -> str:
 def write_report(path: Path, card: dict[str, Any], sections: list[str]) -> dict[str, str]:
     """Write the page; a folder that cannot be written loses the page, never the scorecard."""
     try:
-        path.write_text(page(card, sections), encoding="utf-8")
+        # Atomically, as the scorecard: a reader (a CI upload step) never sees half a page.
+        write_bytes_atomic(path, page(card, sections).encode("utf-8"))
     except OSError:
         return {}
     return {"report": str(path)}

@@ -132,16 +132,19 @@ def build_scorecard(
     warnings: list[str] | None = None,
     running: bool = False,
     baseline: dict[str, Any] | None = None,
+    status: str | None = None,
 ) -> dict[str, Any]:
     # "running": written when the first check starts, so a run killed outright (SIGKILL, the
     # OOM killer) leaves a card that says so, never the previous run's complete one.
-    status = "running" if running else "complete" if complete else "incomplete"
+    # "partial": a check of the suite produced no value (deselected, skipped, not reached) or
+    # the run was a subset on purpose (--unlearn-partial): never passed.
+    status = "running" if running else status or ("complete" if complete else "incomplete")
     return {
         "schema": SCHEMA,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "status": status,
         "missing_checks": missing,
-        "passed": bool(checks) and complete and not running and all(c.passed for c in checks),
+        "passed": bool(checks) and status == "complete" and all(c.passed for c in checks),
         "suite": suite,
         "model": model,
         "checks": [_clean(c.to_json()) for c in checks],

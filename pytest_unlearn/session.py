@@ -21,9 +21,24 @@ from pytest_unlearn.evaluation import Backend, RunSettings, create_backend
 from pytest_unlearn.manifest import SuiteManifest, resolve_suite
 from pytest_unlearn.scorecard import CheckResult, build_scorecard, write_json_atomic
 
+#: The model roles whose weights are fingerprinted when a check first runs and verified when the
+#: scorecard is written (flag, RunSettings attribute).
+WEIGHT_ROLES = (("--model", "model"), ("--original-model", "original_model"), ("--reference", "reference"))
+#: Path options whose source (flag, environment variable, ini) the scorecard records.
+PATH_OPTIONS = (
+    "unlearn_model", "unlearn_data", "unlearn_scorecard", "unlearn_artifacts", "unlearn_predictions",
+    "unlearn_mmlu", "unlearn_mia_data", "unlearn_original_model", "unlearn_reference", "unlearn_model_config",
+    "unlearn_images", "unlearn_cache_dir", "unlearn_baseline",
+)  # fmt: skip
+
 
 def ensure_writable_file(path: Path, flag: str) -> None:
     """Fail before the run, not after it, when the scorecard could not be written."""
+    from pytest_unlearn.files import input_file_problem
+
+    problem = input_file_problem(path)
+    if problem is not None and "cap" not in problem:  # an output may be large: only its kind matters
+        raise UnlearnError(f"{flag} {path}: {problem.replace('pass the file inside it', 'pass a file path')}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".unlearn-probe-"):
@@ -62,6 +77,22 @@ class RunState:
     baseline_tolerance: float | None = None
     # Check id -> the test that recorded it with unlearn_check (ids are unique in a scorecard).
     user_checks: dict[str, str] = field(default_factory=dict)
+    # --unlearn-partial: a subset of the checks on purpose (the card never says passed).
+    partial_ok: bool = False
+    # Option dest -> {"flag", "value", "from"} for the path options given (CLI, environment, ini).
+    option_sources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # pytest marks (skip, skipif, xfail) something outside the suite put on its checks: one
+    # line each, naming who applied them. Any makes the gate fail.
+    # Keyed by what was done and by whom ("{checks} ... by conftest.py:5"), with the checks it was
+    # done to: one line per (mark, applier), however many checks.
+    refused: dict[str, list[str]] = field(default_factory=dict)
+    # Flag -> {"path", "fingerprint", "files"} of each model's weights, taken before the first
+    # check of this process loads them (xdist: each worker's, merged by the controller).
+    weights: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # What went wrong with the weights between their load and the card (one line each).
+    weight_errors: list[str] = field(default_factory=list)
+    # The lock that makes this run the only writer of its scorecard (the controller's).
+    lock: Any = None
 
     @classmethod
     def start(
@@ -71,20 +102,139 @@ class RunState:
         scorecard_path: Path,
         baseline: Path | None = None,
         baseline_tolerance: float | None = None,
+        *,
+        partial_ok: bool = False,
+        option_sources: dict[str, dict[str, Any]] | None = None,
+        own_outputs: bool = False,
     ) -> RunState:
+        """``own_outputs``: this process writes the scorecard (not an xdist worker), so it takes
+        the scorecard's lock first; a second run aimed at the same path is refused."""
         manifest = resolve_suite(suite)
         ensure_writable_file(scorecard_path, "--scorecard")
         ensure_writable_dir(settings.artifacts, "--artifacts")
+        check_input_paths(settings)
+        if settings.model is not None and settings.predictions is not None and settings.strict:
+            raise UnlearnError(
+                f"--model {settings.model} and --predictions {settings.predictions} together: some checks would be "
+                "scored from the file, not the weights (--strict refuses a mix); pass one of them"
+            )
         loaded = load_baseline(baseline, manifest.name, manifest.version) if baseline else None
         if baseline_tolerance is not None and loaded is None:
             raise UnlearnError("--baseline-tolerance needs --baseline PATH (the scorecard to compare with)")
-        backend = create_backend(manifest, settings)
+        try:
+            backend = create_backend(manifest, settings)
+        except UnlearnError as exc:
+            raise explain_path_error(exc, settings) from None
+        lock = lock_scorecard(scorecard_path) if own_outputs else None
         return cls(
-            backend.manifest, backend, settings, scorecard_path, baseline=loaded, baseline_tolerance=baseline_tolerance
+            backend.manifest,
+            backend,
+            settings,
+            scorecard_path,
+            baseline=loaded,
+            baseline_tolerance=baseline_tolerance,
+            partial_ok=partial_ok,
+            option_sources=dict(option_sources or {}),
+            lock=lock,
         )
+
+    def release(self) -> None:
+        """Let the next run write this scorecard."""
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
+    @property
+    def required(self) -> list[str]:
+        """Every check of the suite (after per-concept expansion and --threshold): what the gate
+        is over, whatever pytest collected, selected or ran."""
+        return [spec.id for spec in self.manifest.checks]
+
+    def refuse(self, template: str, nodeid: str) -> None:
+        """Note a mark or skip someone outside the suite put on check ``nodeid``."""
+        checks = self.refused.setdefault(template, [])
+        if nodeid not in checks:
+            checks.append(nodeid)
+
+    def refused_lines(self) -> list[str]:
+        lines = []
+        for template, nodeids in self.refused.items():
+            if len(nodeids) == 1:
+                checks = nodeids[0]
+            else:
+                more = ", ..." if len(nodeids) > 3 else ""
+                checks = f"{len(nodeids)} suite checks ({', '.join(nodeids[:3])}{more})"
+            lines.append(template.replace("{checks}", checks))
+        return lines
+
+    def missing(self) -> list[str]:
+        """Required checks that produced no result (deselected, skipped, errored, not reached)."""
+        return [check_id for check_id in self.required if check_id not in self.results]
+
+    def gate_line(self, missing: list[str]) -> str:
+        """The one terminal line of a partial run: which checks and how to run them."""
+        shown = ", ".join(missing[:8]) + (f", ... ({len(missing) - 8} more)" if len(missing) > 8 else "")
+        total = len(self.required)
+        if self.partial_ok:
+            return (
+                f"unlearn: partial run (--unlearn-partial): {len(missing)} of {total} checks of suite "
+                f"{self.manifest.name} not run ({shown}); the scorecard does not pass the suite"
+            )
+        return (
+            f"unlearn: gate not passed: {len(missing)} of {total} checks of suite {self.manifest.name} produced no "
+            f"value ({shown}); run the whole suite (no -k/-m/--deselect/--lf/-x, no skipping conftest), or pass "
+            "--unlearn-partial to accept a subset that never passes"
+        )
+
+    # -- the weights behind the values -----------------------------------------------------
+    def snapshot_weights(self) -> None:
+        """Fingerprint each model before this process's first check loads it (once)."""
+        if self.weights:
+            return
+        from pytest_unlearn.fingerprint import file_digests
+
+        for flag, attr in WEIGHT_ROLES:
+            path = getattr(self.settings, attr, None)
+            if path is None or not Path(path).exists():
+                continue
+            try:
+                files = file_digests(path)
+            except OSError:
+                continue  # the loader says what is wrong with the folder
+            if files:
+                self.weights[flag] = {"path": str(path), "fingerprint": _combine(files), "files": files}
+
+    def merge_weights(self, weights: dict[str, dict[str, Any]]) -> None:
+        """A worker's snapshot: a fingerprint that differs from another process's is a change."""
+        for flag, record in weights.items():
+            mine = self.weights.get(flag)
+            if mine is None:
+                self.weights[flag] = record
+            elif mine["fingerprint"] != record["fingerprint"]:
+                changed = sorted(
+                    k for k in {*mine["files"], *record["files"]} if mine["files"].get(k) != record["files"].get(k)
+                )
+                self.weight_errors.append(_changed_line(flag, record["path"], changed, "between two workers' loads"))
+
+    def verify_weights(self) -> list[str]:
+        """Each fingerprinted model read again: a file that changed since it was loaded is an
+        error naming it (the values came from weights the card could not name)."""
+        from pytest_unlearn.fingerprint import file_digests
+
+        errors = list(self.weight_errors)
+        for flag, record in self.weights.items():
+            try:
+                now = file_digests(record["path"])
+            except OSError:
+                now = {}
+            changed = sorted(k for k in {*record["files"], *now} if record["files"].get(k) != now.get(k))
+            if changed:
+                errors.append(_changed_line(flag, record["path"], changed, "since the run loaded it"))
+        return errors
 
     def evaluate(self, spec: Any) -> CheckResult:
         """One check's result, compared with the baseline when there is one."""
+        self.snapshot_weights()
         result = self.backend.evaluate(spec)
         if self.baseline is not None:
             result = apply_baseline(result, self.baseline, self.baseline_tolerance)
@@ -131,7 +281,9 @@ class RunState:
         }
 
     def scorecard(self, *, interrupted: bool) -> dict[str, Any]:
-        missing = [check_id for check_id in self.selected if check_id not in self.results]
+        missing = self.missing()
+        weight_errors = self.verify_weights()
+        status = "incomplete" if interrupted else "partial" if missing or self.partial_ok else "complete"
         timings = {"total": time.perf_counter() - self.started, **self.backend.timings}
         # The run's peak: the highest phase peak (a worker's, under xdist) or what this process
         # reached since the last phase, whichever is higher.
@@ -154,7 +306,18 @@ class RunState:
             missing=missing,
             warnings=list(self.backend.warnings),
             baseline=self.baseline.record() if self.baseline else None,
+            status=status,
         )
+        card["gate"] = {
+            "required": len(self.required),
+            "produced": len(self.required) - len(missing),
+            "partial_requested": self.partial_ok,
+            "refused_marks": self.refused_lines(),
+            "weights_changed": weight_errors,
+        }
+        if self.refused or weight_errors:
+            card["passed"] = False
+        self._add_provenance(card)
         # The page beside the scorecard: the check table, then the suite's own sections
         # (semeval's worst examples and histograms, genmu's image grids).
         from pytest_unlearn.report import write_report
@@ -167,6 +330,85 @@ class RunState:
             card["warnings"].append(f"the HTML report lacks the suite's sections ({type(exc).__name__}: {exc})")
         card["artifacts"].update(write_report(report, card, sections))
         return card
+
+    def _add_provenance(self, card: dict[str, Any]) -> None:
+        """Per check, what produced its value; the headline names only what produced some."""
+        specs = {spec.id: spec for spec in self.manifest.checks}
+        predictions = self.settings.predictions
+        predictions_record: dict[str, Any] | None = None
+        if predictions is not None:
+            predictions_record = {"kind": "predictions", "path": str(predictions), "sha256": _sha256_of(predictions)}
+            source = self.option_sources.get("unlearn_predictions", {}).get("from")
+            if source:
+                predictions_record["from"] = source
+        model = self.weights.get("--model")
+        model_record: dict[str, Any] | None = None
+        if self.settings.model is not None:
+            model_record = {
+                "kind": "model",
+                "path": str(self.settings.model),
+                # Taken before the weights were loaded; verified just now (gate.weights_changed).
+                "fingerprint": model["fingerprint"] if model else None,
+            }
+        by_model: list[str] = []
+        by_file: list[str] = []
+        # Check id -> what produced its value, one entry per input it needs (beside the check
+        # records, whose shape the scorecard contract fixes).
+        per_check: dict[str, list[dict[str, Any]]] = {}
+        reuse: dict[str, list[dict[str, Any]]] = {}
+        for check in card["checks"]:
+            spec = specs.get(check["id"])
+            if spec is None:
+                per_check[check["id"]] = [{"kind": "unlearn_check", "test": check.get("details", {}).get("test")}]
+                continue
+            sources = []
+            for name in self.backend.requires(spec):
+                origin = self.backend.input_origin(name)
+                entry: dict[str, Any] = {"input": name}
+                if origin == "predictions" and predictions_record is not None:
+                    entry.update(predictions_record)
+                    by_file.append(check["id"])
+                elif origin == "model" and model_record is not None:
+                    entry.update(model_record)
+                    by_model.append(check["id"])
+                else:
+                    entry["kind"] = "data"
+                cached = self.backend.cache_events.get(name)
+                if cached:
+                    # Key and content hash are the same in every run of the same inputs; whether
+                    # this run found the entry or wrote it goes to "cache_reuse" (volatile, like
+                    # timings), so two runs still give the same card.
+                    entry["cache"] = [{k: v for k, v in event.items() if k != "reused"} for event in cached]
+                    reuse[check["id"]] = [{"key": e["key"], "reused": e["reused"]} for e in cached]
+                sources.append(entry)
+            per_check[check["id"]] = sources
+        record = card.get("model")
+        if isinstance(record, dict) and model_record is not None:
+            if model is not None and record.get("path") == str(self.settings.model):
+                record["fingerprint"] = model["fingerprint"]  # the weights loaded, not those at the end
+            if not by_model and record.get("path") is not None:
+                # No value of this card came from these weights: the headline must not name them.
+                record["given"] = record["path"]
+                record["path"] = None
+                record["fingerprint"] = None
+            record["checks"] = sorted(set(by_model), key=list(specs).index)
+        if by_model and by_file:
+            card["warnings"].append(
+                f"mixed sources: {len(set(by_file))} check(s) scored from --predictions {predictions} "
+                f"(sha256 {predictions_record['sha256'][:12]}…), not from the --model {self.settings.model} weights "
+                "(provenance.checks says which); --strict refuses the mix"
+            )
+        card["provenance"] = {
+            "checks": per_check,
+            # The file and the checks it produced (the headline "model" keeps the backend's shape).
+            "predictions": None
+            if predictions_record is None
+            else dict(predictions_record, checks=sorted(set(by_file), key=list(specs).index)),
+            "options": {k: v for k, v in self.option_sources.items() if k != "unlearn_cache_dir"},
+            "weights": {flag: dict(record) for flag, record in self.weights.items()},
+        }
+        # Where the cache was (and where that came from) is of this run, like the reuse itself.
+        card["cache_reuse"] = {"cache_dir": self.option_sources.get("unlearn_cache_dir"), "checks": reuse}
 
     def start_checks(self) -> None:
         """The first check starts: note what the scorecard path holds, then mark it running."""
@@ -214,3 +456,99 @@ def describe_existing(path: Path) -> str | None:
 
 def default_artifacts_dir(scorecard: Path) -> Path:
     return scorecard.with_name(scorecard.stem + "-artifacts")
+
+
+def _combine(files: dict[str, str]) -> str:
+    """The same ``sha256:`` value :func:`pytest_unlearn.fingerprint.fingerprint` gives."""
+    import hashlib
+
+    outer = hashlib.sha256()
+    for name in sorted(files):
+        outer.update(name.encode("utf-8") + b"\0" + bytes.fromhex(files[name]))
+    return "sha256:" + outer.hexdigest()
+
+
+def _changed_line(flag: str, path: str, changed: list[str], when: str) -> str:
+    names = ", ".join(changed[:5]) + (", ..." if len(changed) > 5 else "")
+    return (
+        f"{flag} {path}: weight file(s) changed {when} ({names}); the values cannot be tied to one set of "
+        "weights: rerun on a model folder nothing writes to during the run"
+    )
+
+
+def _sha256_of(path: Path) -> str | None:
+    import hashlib
+
+    digest = hashlib.sha256()
+    try:
+        if Path(path).is_dir():
+            for file in sorted(p for p in Path(path).rglob("*") if p.is_file()):
+                digest.update(file.relative_to(path).as_posix().encode() + b"\0")
+                with file.open("rb") as handle:
+                    while chunk := handle.read(1 << 20):
+                        digest.update(chunk)
+        else:
+            with Path(path).open("rb") as handle:
+                while chunk := handle.read(1 << 20):
+                    digest.update(chunk)
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
+#: Path options a run reads, with their flags: a symlink loop in any is its own error.
+_READ_PATHS = (
+    ("--predictions", "predictions"), ("--data", "data"), ("--mmlu", "mmlu"), ("--mia-data", "mia_data"),
+    ("--model", "model"), ("--original-model", "original_model"), ("--reference", "reference"),
+    ("--model-config", "model_config"), ("--images", "images"),
+)  # fmt: skip
+
+
+def check_input_paths(settings: RunSettings) -> None:
+    """Before any loader: a symlink loop, or a --predictions file over the input cap, is one line."""
+    from pytest_unlearn.files import input_file_problem
+
+    for flag, attr in _READ_PATHS:
+        path = getattr(settings, attr, None)
+        if path is None:
+            continue
+        problem = input_file_problem(Path(path))
+        if problem is None or problem.startswith("is a folder"):
+            continue  # folders are what most of these take; the loader says when one is wrong
+        raise UnlearnError(f"{flag} {path}: {problem}")
+
+
+def explain_path_error(exc: UnlearnError, settings: RunSettings) -> UnlearnError:
+    """A loader's "no such file" for a path that exists as a folder says so instead."""
+    from pytest_unlearn.files import input_file_problem
+
+    text = str(exc)
+    for flag, attr in _READ_PATHS:
+        path = getattr(settings, attr, None)
+        if path is None or f"{flag} {path}: no such file" not in text:
+            continue
+        problem = input_file_problem(Path(path))
+        if problem is not None:
+            return UnlearnError(f"{flag} {path}: {problem}")
+    return exc
+
+
+def lock_scorecard(path: Path) -> Any:
+    """This run becomes the only writer of ``path``; a run already writing it is one line."""
+    import socket
+
+    from pytest_unlearn.files import LockBusy, OwnedLock
+
+    lock_path = path.with_name(f".{path.name}.lock")
+    holder = f"pid {os.getpid()} on {socket.gethostname()}"
+    try:
+        return OwnedLock(lock_path, holder)
+    except LockBusy as busy:
+        raise UnlearnError(
+            f"--scorecard {path}: another run ({busy.holder}) is writing it; wait for it to finish or pass "
+            "another --scorecard"
+        ) from None
+    except OSError as exc:
+        raise UnlearnError(
+            f"--scorecard {path}: cannot lock it ({exc.strerror or exc}); pick a writable path"
+        ) from None

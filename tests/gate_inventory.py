@@ -95,7 +95,39 @@ def render() -> str:
         "generations) and halfway through the scorecard write; `tests/test_cache.py`: genmu killed between "
         "image batches."
     )
-    return "\n".join(lines + [""] + details) + "\n"
+    return "\n".join(lines + [""] + details + [""] + attack_table()) + "\n"
+
+
+def attack_classes() -> list[tuple[str, str, str, int]]:
+    """(class, what its cases try, file, cases) of every ``tests/test_attack_*.py``, found by name:
+    a module's docstring opens with ``class: what is tried``, so a new attack module is listed by
+    ``--write`` without editing this file."""
+    found = []
+    for path in sorted((REPO / "tests").glob("test_attack_*.py")):
+        module = importlib.import_module(f"tests.{path.stem}")
+        first = (module.__doc__ or path.stem).strip().splitlines()[0].rstrip(".")
+        name, _, what = first.partition(":")
+        if not what:
+            name, what = path.stem[len("test_attack_") :].replace("_", " "), first
+        found.append((name.strip(), what.strip(), f"tests/{path.name}", sum(n for _, n in tests_of(module))))
+    return found
+
+
+def attack_table() -> list[str]:
+    """The attack classes of the release gate (issue 23): each tried through the real plugin."""
+    classes = attack_classes()
+    if not classes:
+        return []
+    total = sum(n for *_, n in classes)
+    lines = [
+        f"Attack classes ({len(classes)} classes, {total} cases; each case runs the plugin and asserts the exit "
+        "status, the scorecard's status and the one line):",
+        "",
+        "| class | what is tried | file | cases |",
+        "| --- | --- | --- | --- |",
+    ]
+    lines += [f"| {name} | {what} | `{path}` | {n} |" for name, what, path, n in classes]
+    return lines
 
 
 def replace_block(readme: str, block: str) -> str:

@@ -333,6 +333,7 @@ def test_tokenizer_without_pad_token_is_padded_with_eos(pytester, tiny_olmo_fold
         "--max-new-tokens=2",
         "-k",
         "task1-knowledge-forget",
+        "--unlearn-partial",
     )
     assert result.ret == pytest.ExitCode.OK, result.stdout.str()
 
@@ -435,11 +436,14 @@ def test_artifacts_folder_lost_during_the_run_keeps_the_scores(pytester, perfect
         f"--artifacts={artifacts}",
         "-k",
         "task-aggregate",
+        "--unlearn-partial",
     )
     output = result.stdout.str()
     assert result.ret == pytest.ExitCode.OK and "Traceback" not in output
     card = json.loads((pytester.path / "unlearn-scorecard.json").read_text())
-    assert card["checks"][0]["value"] == 1.0 and card["passed"] is True
+    # One check of 16, on purpose: it passed; the suite is not (tests/test_attack_selection.py).
+    assert card["checks"][0]["value"] == 1.0 and card["checks"][0]["passed"] is True
+    assert card["status"] == "partial" and card["passed"] is False
     assert "generations" not in card["artifacts"]
     warning = (
         f"--artifacts {artifacts}: cannot write generations.jsonl (File exists); the scores are kept, "
@@ -463,6 +467,7 @@ def test_scorecard_folder_lost_during_the_run_writes_it_elsewhere_and_fails(pyte
         f"--artifacts={pytester.path / 'artifacts'}",
         "-k",
         "task-aggregate",
+        "--unlearn-partial",
     )
     output = result.stdout.str()
     # Every check passed, but the gate's evidence is not where the pipeline will look for it.
@@ -475,7 +480,8 @@ def test_scorecard_folder_lost_during_the_run_writes_it_elsewhere_and_fails(pyte
     fallback = Path(errors[0].split("wrote it to ")[1].split(" instead")[0])
     try:
         card = json.loads(fallback.read_text())
-        assert card["passed"] is True and card["checks"][0]["id"] == "task-aggregate"
+        assert card["checks"][0]["passed"] is True and card["checks"][0]["id"] == "task-aggregate"
+        assert card["status"] == "partial"  # one check of 16, on purpose
     finally:
         fallback.unlink()
 

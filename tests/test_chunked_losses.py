@@ -155,12 +155,14 @@ def test_out_of_memory_fails_its_check_in_one_line_and_keeps_the_others(pytester
     result = pytester.runpytest_inprocess(
         "-p", "no:cacheprovider", "--suite", "semeval", f"--model={semeval_models['retrained']}", "--no-cache",
         "--max-new-tokens=8", "-k", "mia or task1-knowledge-retain", "--setting=bootstrap_samples=20",
+        "--unlearn-partial",
     )  # fmt: skip
     import json
 
     card = json.loads((pytester.path / "unlearn-scorecard.json").read_text())
     checks = {c["id"]: c for c in card["checks"]}
-    assert card["status"] == "complete" and checks["task1-knowledge-retain"]["passed"] is True
+    # "partial": two checks of the suite, on purpose; the run finished (not "incomplete").
+    assert card["status"] == "partial" and checks["task1-knowledge-retain"]["passed"] is True
     assert checks["mia-score"]["error"].startswith("MIA document '")
     assert (
         "tokens) does not fit in memory even alone (OutOfMemoryError); pass --dtype bfloat16"

@@ -64,7 +64,8 @@ def entries(cache: Path) -> list[Path]:
 
 def comparable(card: dict) -> dict:
     card = dict(card)
-    for key in ("timings", "created"):
+    # cache_reuse: whether each entry was found or written, what a resumed run differs in by design.
+    for key in ("timings", "created", "cache_reuse"):
         card.pop(key)
     return card
 

@@ -18,9 +18,10 @@ TEXT = "not mia and not mmlu and not final"
 
 
 def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
-    # Verdicts do not depend on the interval: a short bootstrap keeps these runs fast.
+    # Verdicts do not depend on the interval: a short bootstrap keeps these runs fast. These
+    # runs leave out the model checks (-k) on purpose: --unlearn-partial.
     return pytester.runpytest_inprocess(
-        "-p", "no:cacheprovider", "--setting=bootstrap_samples=50", *args, no_reraise_ctrlc=True
+        "-p", "no:cacheprovider", "--setting=bootstrap_samples=50", "--unlearn-partial", *args, no_reraise_ctrlc=True
     )
 
 
@@ -288,7 +289,7 @@ def test_a_run_that_executes_no_check_never_replaces_a_scorecard(pytester, tmp_p
     run(pytester, *args, "-k", TEXT)
     card_path = pytester.path / "unlearn-scorecard.json"
     before = card_path.read_text()
-    assert json.loads(before)["status"] == "complete"
+    assert json.loads(before)["status"] == "partial"  # -k TEXT: a subset, on purpose
     for extra in (("--collect-only",), ("-k", "no-such-check"), ("--co", "-q")):
         result = run(pytester, *args, *extra)
         assert card_path.read_text() == before, extra
@@ -296,14 +297,14 @@ def test_a_run_that_executes_no_check_never_replaces_a_scorecard(pytester, tmp_p
     # A run that does execute checks replaces it, and says what it replaced.
     result = run(pytester, *args, "-k", "task1")
     created = json.loads(before)["created"]
-    result.stdout.fnmatch_lines([f"scorecard: {card_path.name} (replaced the earlier complete scorecard of {created})"])
+    result.stdout.fnmatch_lines([f"scorecard: {card_path.name} (replaced the earlier partial scorecard of {created})"])
     assert len(json.loads(card_path.read_text())["checks"]) == 4
     # -k matching nothing, and --lf with nothing failed to rerun: nothing is written.
     fresh = tmp_path / "fresh.json"
     result = run(pytester, *args, f"--scorecard={fresh}", "-k", "nothing-matches")
     assert not fresh.exists()
     result.stdout.fnmatch_lines(["unlearn: no check ran (no check selected); scorecard none written"])
-    lf = ("--suite", "semeval", f"--predictions={perfect_unlearning_predictions}", "-k", "task1-knowledge-retain")
+    lf = ("--suite", "semeval", f"--predictions={perfect_unlearning_predictions}", "--unlearn-partial", "-k", "task1-knowledge-retain")
     assert pytester.runpytest_inprocess(*lf, "--scorecard=lf.json").ret == pytest.ExitCode.OK  # nothing failed
     (pytester.path / "lf.json").write_text(before)
     result = pytester.runpytest_inprocess(*lf, "--scorecard=lf.json", "--lf", "--lfnf=none")

@@ -21,9 +21,11 @@ def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
 
 
 def test_each_check_is_a_test_with_a_readable_id(pytester, perfect_unlearning_predictions):
+    # The model checks are left out on purpose (no model): --unlearn-partial.
     result = run(
-        pytester, "--suite", "semeval", f"--predictions={perfect_unlearning_predictions}", "-v", "-k", TEXT_CHECKS
-    )
+        pytester, "--suite", "semeval", f"--predictions={perfect_unlearning_predictions}", "-v", "-k", TEXT_CHECKS,
+        "--unlearn-partial",
+    )  # fmt: skip
     result.stdout.fnmatch_lines(
         [
             "*collected 16 items / 3 deselected / 13 selected",
@@ -47,6 +49,7 @@ def test_scorecard_contract(pytester, perfect_unlearning_predictions):
         f"--predictions={perfect_unlearning_predictions}",
         "-k",
         TEXT_CHECKS,
+        "--unlearn-partial",
         "--scorecard",
         "out/card.json",
     )
@@ -54,7 +57,9 @@ def test_scorecard_contract(pytester, perfect_unlearning_predictions):
     card = json.loads((pytester.path / "out" / "card.json").read_text())
     assert card["schema"] == "pytest-unlearn/scorecard/1"
     assert card["suite"]["name"] == "semeval" and card["suite"]["version"] == "2025.1"
-    assert card["status"] == "complete" and card["passed"] is True
+    # 13 of the 16 checks, on purpose: never a pass for the suite (tests/test_attack_selection.py).
+    assert card["status"] == "partial" and card["passed"] is False
+    assert card["missing_checks"] == ["mia-score", "mmlu", "final-score"]
     check = next(c for c in card["checks"] if c["id"] == "task2-knowledge-forget")
     # 12 forget QA prompts of Task2, none answered: raw exact match 0, inverted term 1.
     assert check == {

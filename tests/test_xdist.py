@@ -171,6 +171,7 @@ def test_workers_share_out_an_existing_cuda_visible_devices_list(
         f"--predictions={perfect_unlearning_predictions}",
         "-k",
         "env or knowledge-forget",
+        "--unlearn-partial",
         "test_env.py",
     )
     assert result.ret == 0, result.stdout.str()
@@ -279,6 +280,7 @@ def test_user_choice_of_dist_mode_is_kept(pytester, monkeypatch, perfect_unlearn
         f"--predictions={perfect_unlearning_predictions}",
         "-k",
         "knowledge-forget",
+        "--unlearn-partial",
     )
     assert result.ret == 0, result.stdout.str()
     assert "--dist loadgroup" not in result.stdout.str()

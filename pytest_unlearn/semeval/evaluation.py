@@ -93,6 +93,8 @@ class SemevalBackend(Backend):
     #: What --setting may override.
     SETTINGS = SEMEVAL_SETTINGS
     DATA_ENTRIES = ("mia", "mmlu")
+    #: --predictions replaces the generations only; MIA and MMLU always come from the weights.
+    PREDICTED_INPUTS = ("text",)
 
     def __init__(self, manifest: SuiteManifest, settings: RunSettings) -> None:
         super().__init__(manifest, settings)
