@@ -34,7 +34,9 @@ LOADGROUP_INPUT = "unlearn_loadgroup"  # workerinput key
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("unlearn", "certify unlearned models (pytest-unlearn)")
     for spec in OPTIONS:
-        kwargs: dict[str, Any] = {"dest": spec.dest, "help": spec.help, "default": None}
+        # argparse %-formats help strings (%(default)s): a literal % must be doubled, or
+        # `pytest --help` crashes for every project that has the plugin installed.
+        kwargs: dict[str, Any] = {"dest": spec.dest, "help": spec.help.replace("%", "%%"), "default": None}
         if spec.flag_only:
             kwargs["action"] = "store_true"
         elif spec.multiple:
