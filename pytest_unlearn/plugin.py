@@ -565,3 +565,18 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         tr.write_line(f"ERROR: {error}", red=True)
     replaced = f" (replaced the earlier {state.replaced})" if state.replaced else ""
     tr.write_line(f"scorecard: {state.scorecard_path}{replaced}")
+    _write_where_and_ci_lines(tr, card, state.scorecard_path)
+
+
+def _write_where_and_ci_lines(tr: Any, card: dict[str, Any], scorecard: Path) -> None:
+    """The HTML report's path beside the scorecard's, the GitHub job summary when running
+    there, and last a one-line result any CI log can grep."""
+    from pytest_unlearn import ci_summary
+
+    report = card["artifacts"].get("report")
+    if report:
+        tr.write_line(f"report: {report} (one self-contained page: open it anywhere)")
+    problem = ci_summary.write_step_summary(card, scorecard, report, os.environ)
+    if problem is not None:
+        tr.write_line(f"warning: {problem}", yellow=True)
+    tr.write_line(ci_summary.one_line(card, scorecard, report))
