@@ -47,3 +47,11 @@ def fingerprint(path: str | Path) -> str:
         name = file.name if root.is_file() else file.relative_to(root).as_posix()
         outer.update(name.encode("utf-8") + b"\0" + digest)
     return "sha256:" + outer.hexdigest()
+
+
+def artifact_tag(model: str | Path | None) -> str:
+    """The first 12 hex digits of a model's fingerprint, for artifact file names (``images``
+    when the images came from --images, not from a model)."""
+    if model is None or Path(model) == Path() or not Path(model).exists():
+        return "images"
+    return fingerprint(model).split(":", 1)[1][:12]

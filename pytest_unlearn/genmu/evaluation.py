@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import html
 import json
-import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ import numpy as np
 
 from pytest_unlearn.errors import UnlearnError
 from pytest_unlearn.evaluation import Backend, RunSettings
-from pytest_unlearn.fingerprint import fingerprint
+from pytest_unlearn.fingerprint import artifact_tag, fingerprint
 from pytest_unlearn.genmu import metrics as gm
 from pytest_unlearn.genmu.data import ConceptPrompts, clean_name, concept_key, load_prompt_csv
 from pytest_unlearn.genmu.generation import generation_settings, read_image_index, typed_setting
@@ -796,6 +795,7 @@ class GenmuBackend(Backend):
         label = dict(zip(pairs, shown))
         score = {pair: float(value) for pair, value in zip(pairs, scores)}
         records: dict[tuple[str, int], dict[str, Any]] = {}
+        tag = artifact_tag(self._path_of(which))
         for request in requests:
             pair = (request.prompt, request.seed)
             if pair in records:
@@ -803,7 +803,9 @@ class GenmuBackend(Backend):
                 continue
             records[pair] = {
                 # Relative to the index, so the folder is a valid --images DIR as it is.
-                "file": f"{slug(request.concept)}-{request.prompt_type}-{request.key}.png",
+                # The model's fingerprint in the name: a second run into the same folder
+                # never replaces the files an earlier report links to.
+                "file": f"{tag}-{slug(request.concept)}-{request.prompt_type}-{request.key}.png",
                 "prompt": request.prompt,
                 "seed": request.seed,
                 "concept": request.concept,
@@ -1036,7 +1038,9 @@ class GenmuBackend(Backend):
         shown = [(m, self.which[m]) for m in self.model_paths if self.which[m] in self._records]
         if not shown:
             return []
-        path = report
+        from pytest_unlearn.report import Thumbnails
+
+        thumbnails = Thumbnails(report)
         root = self.settings.artifacts
         original = {(r["prompt"], r["seed"]): r for r in self._records.get("original", [])}
         parts = [f"<h2>Images: {html.escape(', '.join(self.targets))}</h2>"]
@@ -1055,12 +1059,11 @@ class GenmuBackend(Backend):
                     for label, record in (("original", original.get((row["prompt"], row["seed"]))), (which, row)):
                         if record is None:
                             continue
-                        # Relative to the report, so the folder can be moved or uploaded whole.
+                        # Embedded (the page renders anywhere), linked to the full-size file.
                         image = Path(root, "images", label, record["file"])
-                        src = html.escape(os.path.relpath(image, path.parent))
                         css = "present" if record["judge"]["present"] else "absent"
                         cells.append(
-                            f"<td><img class={css} src='{src}'><br>{label.split('-')[0]}: judge sees "
+                            f"<td>{thumbnails.img(image, css, record['prompt'])}<br>{label.split('-')[0]}: judge sees "
                             f"{html.escape(record['judge']['predicted'])}</td>"
                         )
                     parts.append(
@@ -1068,4 +1071,5 @@ class GenmuBackend(Backend):
                         f"<i>{html.escape(row['prompt'])}</i></td>{''.join(cells)}</tr>"
                     )
                 parts.append("</table>")
+        parts.append(thumbnails.note())
         return ["\n".join(parts)]
