@@ -67,9 +67,12 @@ def load_baseline(path: Path, suite: str, version: str) -> Baseline:
             f"{suite} {version}; pass a baseline of the same suite and version"
         )
     if card.get("status") != "complete":
-        raise UnlearnError(
-            f"--baseline {path}: its status is {card.get('status')!r}, not 'complete'; pass a finished run's scorecard"
-        )
+        from pytest_unlearn.report import status_text
+
+        status = card.get("status")
+        # A card left "running" is one whose run was killed: say so, not just its raw status.
+        said = f"{status!r}: {status_text(status)}" if status_text(str(status)) != status else repr(status)
+        raise UnlearnError(f"--baseline {path}: its status is {said}, not 'complete'; pass a finished run's scorecard")
     return Baseline(Path(path), digest, card)
 
 
@@ -130,6 +133,11 @@ def compare_table(cards: list[tuple[str, dict[str, Any]]], *, markdown: bool) ->
         order += [c["id"] for c in card["checks"] if c["id"] not in order]
     header = ["check", *[name for name, _ in cards]]
     rows = []
+    if any(card.get("status") != "complete" for _, card in cards):
+        from pytest_unlearn.report import status_text
+
+        # A card left "running" by a killed run reads as interrupted, not as a finished run.
+        rows.append(["status", *[status_text(str(card.get("status"))) for _, card in cards]])
     regressions = 0
     for check_id in order:
         row = [check_id]

@@ -7,6 +7,7 @@ nothing heavy (torch, transformers) is imported until a check needs a model.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -168,15 +169,43 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(exc)) from None
     config.stash[STATE_KEY] = state
     if not hasattr(config, "workerinput"):  # xdist workers have no terminal of their own
-        state.backend.progress = lambda message: _progress_line(config, message)
+        progress = _ProgressLines(config)
+        config.pluginmanager.register(progress, "unlearn-progress")
+        state.backend.progress = progress
 
 
-def _progress_line(config: pytest.Config, message: str) -> None:
-    """One progress line on the terminal, past output capturing (generation takes minutes)."""
-    reporter = config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None and config.get_verbosity() >= 0:
-        reporter.ensure_newline()
-        reporter.write_line(message)
+class _ProgressLines:
+    """Progress lines on the terminal, past output capturing (generation takes minutes), quiet
+    under -q. Each is a line of its own; pytest's result line it interrupted (``genmu ..``, or
+    ``genmu::check`` under -v) is started again with its prefix before the next result, so
+    the results never continue on a progress line."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.prefix: Path | str | None = None  # the result line interrupted, to write again
+
+    def __call__(self, message: str) -> None:
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is None or self.config.get_verbosity() < 0:
+            return
+        interrupted = reporter.currentfspath
+        if isinstance(interrupted, (Path, str)):
+            self.prefix = interrupted
+        # The check runs with output captured: the terminal's stream is the captured one then.
+        capture = self.config.pluginmanager.get_plugin("capturemanager")
+        with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
+            reporter.ensure_newline()
+            reporter.write_line(message, flush=True)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if self.prefix is None or reporter is None:
+            return
+        prefix, self.prefix = self.prefix, None
+        text = os.path.relpath(prefix, reporter.startpath) + " " if isinstance(prefix, Path) else prefix
+        reporter.write(text)
+        reporter.currentfspath = prefix  # pytest goes on writing on this line
 
 
 def _state(config: pytest.Config) -> Any:

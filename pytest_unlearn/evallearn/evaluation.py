@@ -308,7 +308,9 @@ class EvallearnBackend(Backend):
 
     def _generate(self, requests: list[ImageRequest]) -> None:
         from pytest_unlearn.genmu.diffusion import generate
+        from pytest_unlearn.progress import PhaseProgress
 
+        progress = PhaseProgress(self.progress, f"{self.manifest.name} images", len(requests))
         # A batch shares guidance and size: group by them, in request order.
         groups: dict[tuple[float, int, int], list[ImageRequest]] = {}
         for request in requests:
@@ -316,7 +318,11 @@ class EvallearnBackend(Backend):
         for (guidance, width, height), group in groups.items():
             settings = replace(self.generation, guidance=guidance, width=width, height=height)
             images = generate(
-                self.pipeline(), [(r.prompt, r.seed) for r in group], settings, batch_size=self.settings.batch_size
+                self.pipeline(),
+                [(r.prompt, r.seed) for r in group],
+                settings,
+                batch_size=self.settings.batch_size,
+                progress=progress.advance,
             )
             self.generated_images += len(images)
             for request, image in zip(group, images):

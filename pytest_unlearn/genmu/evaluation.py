@@ -745,21 +745,17 @@ class GenmuBackend(Backend):
             spent["generate"] += time.perf_counter() - started
             return encode_arrays([np.asarray(image.convert("RGB")) for image in made])
 
+        from pytest_unlearn.progress import PhaseProgress
+
         images: list[Any] = []
-        reported, generated_before = -1, self.generated_images
+        progress = PhaseProgress(self.progress, f"{self.manifest.name} {which} images", len(pairs))
         for start in range(0, len(pairs), size):
             batch = pairs[start : start + size]
             key = self._generation_key(which, batch)
             data = self.cache.get_or_create("genmu-images", key, ".npz", lambda batch=batch: produce(batch))
             # Cached or not, images go through the same uint8 arrays: a warm run sees the same pixels.
             images.extend(Image.fromarray(array) for array in decode_arrays(data))
-            tenth = 10 * len(images) // len(pairs)
-            if tenth > reported:  # a line per tenth of the way, not per batch
-                reported = tenth
-                self.progress(
-                    f"unlearn: {which} images {len(images)}/{len(pairs)} "
-                    f"({self.generated_images - generated_before} generated, the rest from the cache)"
-                )
+            progress.advance(len(batch))
         self.timings[f"load_{which}"] = spent["load"]
         self.timings[f"generate_{which}"] = spent["generate"]
         return images

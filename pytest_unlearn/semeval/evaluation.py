@@ -479,10 +479,14 @@ class SemevalBackend(Backend):
         from pytest_unlearn.semeval.backend import generate_greedy
 
         def produce() -> list[str]:
+            from pytest_unlearn.progress import PhaseProgress
+
             model, tokenizer, device = self.require_model("generation")
+            progress = PhaseProgress(self.progress, "semeval generations", len(prompts))
             return generate_greedy(
                 model, tokenizer, prompts, max_new_tokens=max_new_tokens,
                 batch_size=self.settings.batch_size, device=device, max_tokens=self.max_batch_tokens,
+                progress=progress.advance,
             )  # fmt: skip
 
         key = self._cache_key("semeval.generations", inputs=prompts, max_new_tokens=max_new_tokens)
