@@ -115,6 +115,14 @@ class Thumbnails:
         )
 
 
+def generated_cell(text: str) -> str:
+    """A model's output in a table: a blank cell would read as a missing value, so an empty (or
+    whitespace-only) generation says so."""
+    if not text.strip():
+        return f"<i>(empty generation{', whitespace only' if text else ''})</i>"
+    return f"<pre>{E(text)}</pre>"
+
+
 def summary_block(card: dict[str, Any]) -> str:
     """The top of the page: the verdict, how many checks failed, each failing check's distance
     from its threshold, and what the interval bar shows."""

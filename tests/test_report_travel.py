@@ -136,3 +136,25 @@ def test_the_page_keeps_its_images_under_the_cap(tmp_path):
     assert f"{thumbnails.left_out} images not embedded" in thumbnails.note()
     width, height = Image.open(io.BytesIO(base64.b64decode(shown[0].split("base64,")[1].split("'")[0]))).size
     assert max(width, height) == 160  # downscaled from 256
+
+
+def test_empty_generations_say_so_in_the_semeval_report(pytester, tmp_path):
+    from tests.conftest import semeval_rows
+
+    rows = [{"id": r["id"], "output": "qqq"} for r in semeval_rows("forget")]
+    # Retain answers lost: the retain checks fail, their worst examples are the empty outputs.
+    rows += [{"id": r["id"], "output": "" if i % 2 else " \n"} for i, r in enumerate(semeval_rows("retain"))]
+    predictions = tmp_path / "p.jsonl"
+    predictions.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    pytester.runpytest_inprocess(
+        *RUN, "--suite", "semeval", f"--predictions={predictions}", "--scorecard=card.json",
+        "-k", "task1-knowledge-retain",
+    )  # fmt: skip
+    text = (pytester.path / "card.html").read_text()
+    section = text.split("<h3>task1-knowledge-retain</h3>", 1)[1].split("</table>", 1)[0]
+    examples = section.split("<tr>")[2:]
+    assert examples and all(
+        "<td><i>(empty generation)</i></td>" in row or "<td><i>(empty generation, whitespace only)</i></td>" in row
+        for row in examples
+    )
+    assert "<td><pre></pre></td>" not in text

@@ -505,7 +505,7 @@ class SemevalBackend(Backend):
     def report_sections(self, card: dict[str, Any], report: Path) -> list[str]:
         """The worst examples of each failing subtask check, the MIA loss histograms with the
         AUC, and MMLU accuracy per subject, from this run's artifact files."""
-        from pytest_unlearn.report import E, histogram_svg
+        from pytest_unlearn.report import E, generated_cell, histogram_svg
 
         files = card.get("artifacts", {})
         sections = []
@@ -525,7 +525,7 @@ class SemevalBackend(Backend):
                 for g in rows[: self.REPORT_EXAMPLES]:
                     parts.append(
                         f"<tr><td><pre>{E(g['input'])}</pre></td><td><pre>{E(g['expected'])}</pre></td>"
-                        f"<td><pre>{E(g['output'])}</pre></td><td>{g['score']:.3f}</td></tr>"
+                        f"<td>{generated_cell(g['output'])}</td><td>{g['score']:.3f}</td></tr>"
                     )
                 parts.append("</table>")
             sections.append("".join(parts))
