@@ -127,7 +127,10 @@ def pytest_configure(config: pytest.Config) -> None:
                 # with their group only where this is set.
                 config.option.loadgroup = True
         from pytest_unlearn.evaluation import RunSettings
+        from pytest_unlearn.noise import silence_third_party_noise
         from pytest_unlearn.session import RunState, default_artifacts_dir
+
+        silence_third_party_noise()  # never inside a check's captured output
 
         scorecard = Path(values["unlearn_scorecard"]).expanduser()
         thresholds = dict(values["unlearn_threshold"])
