@@ -206,6 +206,8 @@ class _ProgressLines:
         if self.prefix is None or reporter is None:
             return
         prefix, self.prefix = self.prefix, None
+        if isinstance(prefix, Path) and prefix != self.config.rootpath / report.nodeid.split("::")[0]:
+            return  # another file's result: pytest starts its own line
         text = os.path.relpath(prefix, reporter.startpath) + " " if isinstance(prefix, Path) else prefix
         reporter.write(text)
         reporter.currentfspath = prefix  # pytest goes on writing on this line

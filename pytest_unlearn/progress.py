@@ -35,6 +35,7 @@ class PhaseProgress:
         unit: str = "",
         every_s: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
+        detail: Callable[[], str] | None = None,
     ) -> None:
         self.write = write
         self.label = label
@@ -42,6 +43,7 @@ class PhaseProgress:
         self.unit = unit
         self.every_s = every_s
         self.clock = clock
+        self.detail = detail  # e.g. how many items came from the cache, said at the end
         self.started = clock()
         self.done = 0
         self._last_line: float | None = None
@@ -54,7 +56,7 @@ class PhaseProgress:
         unit = f" {self.unit}" if self.unit else ""
         text = f"unlearn: {self.label}: {self.done}/{self.total}{unit}, {duration(elapsed)} elapsed"
         if self.done >= self.total:
-            return text + ", done"
+            return text + ", done" + (f" ({self.detail()})" if self.detail else "")
         if self.done > 0:
             left = elapsed / self.done * (self.total - self.done)
             text += f", about {duration(left)} left"

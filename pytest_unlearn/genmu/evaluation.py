@@ -748,7 +748,13 @@ class GenmuBackend(Backend):
         from pytest_unlearn.progress import PhaseProgress
 
         images: list[Any] = []
-        progress = PhaseProgress(self.progress, f"{self.manifest.name} {which} images", len(pairs))
+        before = self.generated_images
+        progress = PhaseProgress(
+            self.progress,
+            f"{self.manifest.name} {which} images",
+            len(pairs),
+            detail=lambda: f"{self.generated_images - before} generated, the rest from the cache",
+        )
         for start in range(0, len(pairs), size):
             batch = pairs[start : start + size]
             key = self._generation_key(which, batch)

@@ -385,10 +385,13 @@ class SemevalBackend(Backend):
         from pytest_unlearn.semeval.backend import document_nll
 
         def produce() -> list[float]:
+            from pytest_unlearn.progress import PhaseProgress
+
             model, tokenizer, device = self.require_model("the membership-inference check")
+            progress = PhaseProgress(self.progress, "semeval document losses", len(documents))
             return document_nll(
                 model, tokenizer, documents, batch_size=self.settings.batch_size, device=device,
-                max_tokens=self.max_batch_tokens, names=names, truncate=context,
+                max_tokens=self.max_batch_tokens, names=names, truncate=context, progress=progress.advance,
             )  # fmt: skip
 
         key = self._cache_key("semeval.mia_losses", documents=documents, **({"truncate": context} if context else {}))
@@ -406,10 +409,14 @@ class SemevalBackend(Backend):
         context = self._context(documents, "MIA data")
 
         def produce() -> list[dict[str, list[float]]]:
+            from pytest_unlearn.progress import PhaseProgress
+
             model, tokenizer, device = self.require_model("the membership-inference check")
+            progress = PhaseProgress(self.progress, "semeval MIA token statistics", len(documents))
             return token_statistics(
                 model, tokenizer, documents, batch_size=self.settings.batch_size, device=device,
                 vocabulary=vocabulary, max_tokens=self.max_batch_tokens, truncate=context,
+                progress=progress.advance,
             )  # fmt: skip
 
         key = self._cache_key("semeval.mia_token_stats", documents=documents, vocabulary=vocabulary)
@@ -441,11 +448,15 @@ class SemevalBackend(Backend):
         def produce() -> list[Any]:
             model, tokenizer, device = self.require_model("the MMLU gate")
             prompts = mmlu_prompts(tokenizer, data, self.shots)
+            from pytest_unlearn.progress import PhaseProgress
+
+            progress = PhaseProgress(self.progress, "semeval MMLU questions", len(prompts))
             # Each subject's header and shots are run once (the letters and probabilities equal
             # the unshared pass: tests/test_semeval_backend.py).
             predictions = mmlu_predict(
                 model, tokenizer, [p for _, _, p in prompts], batch_size=self.settings.batch_size, device=device,
                 max_tokens=self.max_batch_tokens, prefixes=mmlu_prefixes(data, prompts),
+                progress=progress.advance,
             )  # fmt: skip
             pairs = zip(prompts, predictions)
             return [[subject, index, letter, probs] for (subject, index, _), (letter, probs) in pairs]
