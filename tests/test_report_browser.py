@@ -123,3 +123,17 @@ def test_a_report_moved_to_another_folder_still_shows_its_images(pytester, tmp_p
     assert count > 0
     assert_renders(moved, tmp_path)
     assert_images_decode(moved, tmp_path, count)
+
+
+@pytest.mark.parametrize("suite", ["tofu", "muse", "wmdp", "mufac", "mucac"])
+def test_every_world_suite_report_renders(pytester, tmp_path, request, suite):
+    """Each bundled -mini world's report (the target model: failing checks, error rows too)."""
+    models = request.getfixturevalue(f"{suite}_models")
+    pytester.runpytest_inprocess(
+        "-p", "no:cacheprovider", f"--suite={suite}-mini", f"--model={models['target']}", "--batch-size=64",
+        "--scorecard=card.json",
+    )  # fmt: skip
+    page = pytester.path / "card.html"
+    dom = assert_renders(page, tmp_path)
+    assert "checks failed" in dom and "Bar: grey is the range shown" in dom
+    assert_images_decode(page, tmp_path, page.read_text().count("<img"))
