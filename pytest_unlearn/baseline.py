@@ -73,10 +73,13 @@ def load_baseline(path: Path, suite: str, version: str) -> Baseline:
         )
     # A partial card (a subset of the checks) is finished: its checks compare; the others are
     # noted as not in the baseline.
-    if card.get("status") not in ("complete", "partial"):
-        raise UnlearnError(
-            f"--baseline {path}: its status is {card.get('status')!r}, not 'complete'; pass a finished run's scorecard"
-        )
+    status = card.get("status")
+    if status not in ("complete", "partial"):
+        from pytest_unlearn.report import status_text
+
+        # A card left "running" is one whose run was killed: say so, not just its raw status.
+        said = f"{status!r}: {status_text(status)}" if status_text(str(status)) != status else repr(status)
+        raise UnlearnError(f"--baseline {path}: its status is {said}, not 'complete'; pass a finished run's scorecard")
     from pytest_unlearn import domains
 
     for number, check in enumerate(card["checks"], start=1):
@@ -142,6 +145,11 @@ def compare_table(cards: list[tuple[str, dict[str, Any]]], *, markdown: bool) ->
         order += [c["id"] for c in card["checks"] if c["id"] not in order]
     header = ["check", *[name for name, _ in cards]]
     rows = []
+    if any(card.get("status") != "complete" for _, card in cards):
+        from pytest_unlearn.report import status_text
+
+        # A card left "running" by a killed run reads as interrupted, not as a finished run.
+        rows.append(["status", *[status_text(str(card.get("status"))) for _, card in cards]])
     regressions = 0
     for check_id in order:
         row = [check_id]

@@ -59,3 +59,11 @@ def file_digests(path: str | Path) -> dict[str, str]:
         digest = _cached_file_digest(str(file.resolve()), stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
         found[file.name if root.is_file() else file.relative_to(root).as_posix()] = digest.hex()
     return found
+
+
+def artifact_tag(model: str | Path | None) -> str:
+    """The first 12 hex digits of a model's fingerprint, for artifact file names (``images``
+    when the images came from --images, not from a model)."""
+    if model is None or Path(model) == Path() or not Path(model).exists():
+        return "images"
+    return fingerprint(model).split(":", 1)[1][:12]

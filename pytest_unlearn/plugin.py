@@ -7,6 +7,7 @@ nothing heavy (torch, transformers) is imported until a check needs a model.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,8 @@ LOADGROUP_INPUT = "unlearn_loadgroup"  # workerinput key
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("unlearn", "certify unlearned models (pytest-unlearn)")
     for spec in OPTIONS:
-        # argparse expands %-formats in help ("95% interval" would read as "%i").
+        # argparse %-formats help strings (%(default)s): a literal % must be doubled, or
+        # `pytest --help` crashes for every project that has the plugin installed.
         kwargs: dict[str, Any] = {"dest": spec.dest, "help": spec.help.replace("%", "%%"), "default": None}
         if spec.flag_only:
             kwargs["action"] = "store_true"
@@ -167,7 +169,10 @@ def pytest_configure(config: pytest.Config) -> None:
                 # with their group only where this is set.
                 config.option.loadgroup = True
         from pytest_unlearn.evaluation import RunSettings
+        from pytest_unlearn.noise import silence_third_party_noise
         from pytest_unlearn.session import RunState, default_artifacts_dir
+
+        silence_third_party_noise()  # never inside a check's captured output
 
         scorecard = Path(values["unlearn_scorecard"]).expanduser()
         suite = suite_inputs(resolved)
@@ -208,7 +213,9 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(exc)) from None
     config.stash[STATE_KEY] = state
     if not hasattr(config, "workerinput"):  # xdist workers have no terminal of their own
-        state.backend.progress = lambda message: _progress_line(config, message)
+        progress = _ProgressLines(config)
+        config.pluginmanager.register(progress, "unlearn-progress")
+        state.backend.progress = progress
 
 
 @pytest.hookimpl(wrapper=True)
@@ -263,12 +270,40 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     _restore_input_cap(config)
 
 
-def _progress_line(config: pytest.Config, message: str) -> None:
-    """One progress line on the terminal, past output capturing (generation takes minutes)."""
-    reporter = config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None and config.get_verbosity() >= 0:
-        reporter.ensure_newline()
-        reporter.write_line(message)
+class _ProgressLines:
+    """Progress lines on the terminal, past output capturing (generation takes minutes), quiet
+    under -q. Each is a line of its own; pytest's result line it interrupted (``genmu ..``, or
+    ``genmu::check`` under -v) is started again with its prefix before the next result, so
+    the results never continue on a progress line."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.prefix: Path | str | None = None  # the result line interrupted, to write again
+
+    def __call__(self, message: str) -> None:
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is None or self.config.get_verbosity() < 0:
+            return
+        interrupted = reporter.currentfspath
+        if isinstance(interrupted, (Path, str)):
+            self.prefix = interrupted
+        # The check runs with output captured: the terminal's stream is the captured one then.
+        capture = self.config.pluginmanager.get_plugin("capturemanager")
+        with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
+            reporter.ensure_newline()
+            reporter.write_line(message, flush=True)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if self.prefix is None or reporter is None:
+            return
+        prefix, self.prefix = self.prefix, None
+        if isinstance(prefix, Path) and prefix != self.config.rootpath / report.nodeid.split("::")[0]:
+            return  # another file's result: pytest starts its own line
+        text = os.path.relpath(prefix, reporter.startpath) + " " if isinstance(prefix, Path) else prefix
+        reporter.write(text)
+        reporter.currentfspath = prefix  # pytest goes on writing on this line
 
 
 def _state(config: pytest.Config) -> Any:
@@ -747,3 +782,18 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         tr.write_line(line, red=line.startswith("ERROR") or not state.partial_ok)
     replaced = f" (replaced the earlier {state.replaced})" if state.replaced else ""
     tr.write_line(f"scorecard: {state.scorecard_path}{replaced}")
+    _write_where_and_ci_lines(tr, card, state.scorecard_path)
+
+
+def _write_where_and_ci_lines(tr: Any, card: dict[str, Any], scorecard: Path) -> None:
+    """The HTML report's path beside the scorecard's, the GitHub job summary when running
+    there, and last a one-line result any CI log can grep."""
+    from pytest_unlearn import ci_summary
+
+    report = card["artifacts"].get("report")
+    if report:
+        tr.write_line(f"report: {report} (one self-contained page: open it anywhere)")
+    problem = ci_summary.write_step_summary(card, scorecard, report, os.environ)
+    if problem is not None:
+        tr.write_line(f"warning: {problem}", yellow=True)
+    tr.write_line(ci_summary.one_line(card, scorecard, report))

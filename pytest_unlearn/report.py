@@ -1,21 +1,26 @@
 """The HTML report a person opens after a failed gate: ``<scorecard>.html``. Pure Python.
 
-Self-contained (inline CSS, inline SVG plots made here, images by relative path, nothing from
-the network): the check table with each value, threshold, 95% interval drawn as a bar, verdict
-and baseline delta, then the suite's own sections (the worst examples of each failing check,
-loss histograms, per-subject accuracy).
+One file that renders the same from anywhere, offline (inline CSS, inline SVG plots made here,
+images embedded as downscaled data-URI thumbnails, nothing from the network): at the top the
+verdict, the number of failed checks and each failing check's distance from its threshold; then
+the check table (failing checks first) with each value, threshold, 95% interval drawn as a bar,
+verdict and baseline delta; then the suite's own sections (the worst examples of each failing
+check, loss histograms, per-subject accuracy, image grids).
 """
 
 from __future__ import annotations
 
+import base64
 import html
+import io
 import math
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from pytest_unlearn.files import write_bytes_atomic
-from pytest_unlearn.scorecard import format_number
+from pytest_unlearn.scorecard import format_number, threshold_text
 
 CSS = (
     "body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0}"
@@ -25,8 +30,119 @@ CSS = (
     "svg text{font-size:11px;font-family:system-ui,sans-serif}"
     # genmu's grids: the judge sees the concept (red outline) or not (green).
     "img{width:128px;image-rendering:pixelated}.absent{outline:3px solid #2a2}.present{outline:3px solid #c22}"
+    ".summary li{margin:2px 0}.legend{color:#555;font-size:12px}.errorrow td{border-bottom:1px solid #ddd;"
+    "color:#c62828;font-size:12px;max-width:60em;overflow-wrap:anywhere}"
 )
 E = html.escape
+LEGEND = (
+    "Bar: grey is the range shown, green the passing side of the threshold (the vertical line), "
+    "blue the 95% interval (line) and the value (dot)."
+)
+#: A thumbnail's longest side, in pixels (the grids show images at 128 px).
+THUMBNAIL_PX = 160
+#: The images embedded in one page, base64 included: past it, an image is a link to its file.
+IMAGE_BUDGET_BYTES = 4 * 1024 * 1024
+STATUS_TEXT = {"running": "interrupted (the run did not finish)"}
+
+
+def status_text(status: str) -> str:
+    """A card's status for people: a card left ``running`` is one whose run was killed."""
+    return STATUS_TEXT.get(status, status)
+
+
+def margin(check: dict[str, Any]) -> float | None:
+    """How far the value is on the passing side of the threshold (negative: how far it misses)."""
+    value = check.get("value")
+    if value is None or not math.isfinite(value):
+        return None
+    return value - check["threshold"] if check["op"] == ">=" else check["threshold"] - value
+
+
+def _margin_text(check: dict[str, Any]) -> str:
+    gap = margin(check)
+    if gap is None:
+        return "no value"
+    return f"{format_number(abs(gap))} {'short of' if gap < 0 else 'inside'} the threshold"
+
+
+class Thumbnails:
+    """Images embedded in one page as downscaled PNG/JPEG data URIs, each a link to its
+    full-size file (relative to the page, so it works where the artifacts travel with it).
+    Past ``budget`` bytes an image is only that link, and the page says how many were left out."""
+
+    def __init__(self, report: Path, budget: int = IMAGE_BUDGET_BYTES, size: int = THUMBNAIL_PX) -> None:
+        self.report = report
+        self.budget = budget
+        self.size = size
+        self.used = 0
+        self.left_out = 0
+
+    def data_uri(self, file: Path) -> str:
+        from PIL import Image  # the image suites have it; the report module must not need it
+
+        with Image.open(file) as opened:
+            image = opened.convert("RGB")
+        image.thumbnail((self.size, self.size))
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG", optimize=True)
+        kind = "png"
+        if buffer.tell() > 24_000:  # a photo: JPEG is a fifth of the size at this scale
+            buffer = io.BytesIO()
+            image.save(buffer, format="JPEG", quality=85)
+            kind = "jpeg"
+        return f"data:image/{kind};base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+    def img(self, file: Path, css: str = "", alt: str = "") -> str:
+        href = E(os.path.relpath(file, self.report.parent), quote=True)
+        try:
+            uri = self.data_uri(file)
+        except (OSError, ValueError):
+            return f"<a href='{href}'>(image missing: {E(file.name)})</a>"
+        if self.used + len(uri) > self.budget:
+            self.left_out += 1
+            return f"<a href='{href}'>full-size image (not embedded: page image cap reached)</a>"
+        self.used += len(uri)
+        klass = f" class={css}" if css else ""
+        return f"<a href='{href}' title='full size: {href}'><img{klass} alt='{E(alt, quote=True)}' src='{uri}'></a>"
+
+    def note(self) -> str:
+        """A line for the end of a section when images were left out, else nothing."""
+        if not self.left_out:
+            return ""
+        cap = self.budget / (1024 * 1024)
+        return (
+            f"<p>{self.left_out} images not embedded (the page keeps under {cap:g} MiB of thumbnails); "
+            "each links to its full-size file among the artifacts.</p>"
+        )
+
+
+def generated_cell(text: str) -> str:
+    """A model's output in a table: a blank cell would read as a missing value, so an empty (or
+    whitespace-only) generation says so."""
+    if not text.strip():
+        return f"<i>(empty generation{', whitespace only' if text else ''})</i>"
+    return f"<pre>{E(text)}</pre>"
+
+
+def summary_block(card: dict[str, Any]) -> str:
+    """The top of the page: the verdict, how many checks failed, each failing check's distance
+    from its threshold, and what the interval bar shows."""
+    checks = card["checks"]
+    failing = [c for c in checks if not c["passed"]]
+    missing = card.get("missing_checks") or []
+    status = "PASSED" if card["passed"] else "FAILED"
+    counts = f"{len(failing)} of {len(checks)} checks failed" + (f", {len(missing)} not run" if missing else "")
+    items = "".join(
+        f"<li>{E(c['id'])}: {E(format_number(c.get('value')))}, needs "
+        f"{E(threshold_text(c['op'], c['threshold'], c.get('unit') or ''))} — "
+        f"{E(c['error']) if c.get('error') else E(_margin_text(c))}</li>"
+        for c in failing
+    )
+    return (
+        f'<p class=summary><b class="{"PASS" if card["passed"] else "FAIL"}">{status}</b>: {E(counts)}</p>'
+        + (f"<ul class=summary>{items}</ul>" if items else "")
+        + f"<p class=legend>{E(LEGEND)}</p>"
+    )
 
 
 def interval_svg(value: float | None, threshold: float, ci: Sequence[float] | None, op: str) -> str:
@@ -57,17 +173,20 @@ def interval_svg(value: float | None, threshold: float, ci: Sequence[float] | No
 
 def check_table(checks: list[dict[str, Any]]) -> str:
     with_baseline = any("baseline" in c.get("details", {}) for c in checks)
-    head = ["check", "value", "threshold", "95% interval", "", "n", "verdict"] + (
+    head = ["check", "value", "threshold", "to threshold", "95% interval", "", "n", "verdict"] + (
         ["vs baseline"] if with_baseline else []
     )
     rows = ["<table><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
-    for c in checks:
+    # Failing checks first (stable: manifest order within each group): what a reader came for.
+    for c in sorted(checks, key=lambda c: bool(c["passed"])):
         verdict = "ERROR" if c.get("error") else "PASS" if c["passed"] else "FAIL"
         ci = c.get("ci95")
+        gap = margin(c)
         cells = [
-            E(c["id"]) + (f"<br><small>{E(c['error'])}</small>" if c.get("error") else ""),
+            E(c["id"]),
             format_number(c.get("value")),
-            f"{E(c['op'])} {format_number(c['threshold'])}",
+            E(threshold_text(c["op"], c["threshold"], c.get("unit") or "")),
+            "" if gap is None else f"{gap:+.4g}",
             f"{ci[0]:.3f}–{ci[1]:.3f}" if ci else "",
             interval_svg(c.get("value"), c["threshold"], ci, c["op"]),
             "" if c.get("n") is None else str(c["n"]),
@@ -78,6 +197,9 @@ def check_table(checks: list[dict[str, Any]]) -> str:
             text = f"{compared['delta']:+.4g}" if "delta" in compared else E(compared.get("note", ""))
             cells.append(f'<span class="regressed">{text} REGRESSION</span>' if compared.get("regressed") else text)
         rows.append("<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>")
+        if c.get("error"):
+            # Its own row across the table: a long error must not widen the check column.
+            rows.append(f"<tr class=errorrow><td colspan={len(head)}>{E(c['error'])}</td></tr>")
     return "".join(rows) + "</table>"
 
 
@@ -127,8 +249,8 @@ def page(card: dict[str, Any], sections: list[str]) -> str:
         f"<!doctype html><html lang=en><meta charset=utf-8><title>pytest-unlearn: {E(suite['name'])}</title>"
         f"<style>{CSS}</style><h1>{E(suite['name'])} {E(str(suite['version']))}: "
         f'<span class="{"PASS" if card["passed"] else "FAIL"}">{status}</span></h1>'
-        f"<p>model {E(str(model))} · status {E(card['status'])}</p>"
-    )
+        f"<p>model {E(str(model))} · status {E(status_text(card['status']))}</p>"
+    ) + summary_block(card)
     if card.get("baseline"):
         head += f"<p>baseline {E(card['baseline']['path'])} ({E(str(card['baseline'].get('created')))})</p>"
     if warnings:

@@ -79,7 +79,15 @@ class CheckResult:
         if self.ci95 is not None:
             extra.append(f"95% CI {self.ci95[0]:.3f}-{self.ci95[1]:.3f}")
         tail = f" ({', '.join(extra)})" if extra else ""
-        return f"{self.id} = {format_number(self.value)}, needs {self.op} {format_number(self.threshold)}{tail}"
+        needs = threshold_text(self.op, self.threshold, self.unit)
+        return f"{self.id} = {format_number(self.value)}, needs {needs}{tail}"
+
+
+def threshold_text(op: str, threshold: float, unit: str = "") -> str:
+    """``>= 0.9000``; ``|x| <= 20.0000`` for a metric whose unit says it is an absolute value
+    (muse's PrivLeak, ``|% of AUC_retrain|``): the check is on the magnitude, either way."""
+    bound = f"{op} {format_number(threshold)}"
+    return f"|x| {bound}" if unit.startswith("|") else bound
 
 
 def format_number(value: float | None) -> str:
@@ -181,7 +189,7 @@ def render_table(results: list[CheckResult]) -> list[str]:
         row = (
             r.id,
             format_number(r.value),
-            f"{r.op} {format_number(r.threshold)}",
+            threshold_text(r.op, r.threshold, r.unit),
             ci,
             "" if r.n is None else str(r.n),
             r.verdict(),

@@ -5,19 +5,23 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy  # noqa: F401
 import pytest
-import scipy.stats  # noqa: F401
-import sklearn.metrics  # noqa: F401
-from hypothesis import settings
 
-# pytester's in-process runs drop modules first imported inside them, and C extensions cannot
-# be imported twice in one process: import what the inner runs use out here, once.
-import pytest_unlearn.mcq.evaluation  # noqa: F401
-import pytest_unlearn.mcq.metrics  # noqa: F401
-import pytest_unlearn.semeval.evaluation  # noqa: F401
-import pytest_unlearn.semeval.metrics  # noqa: F401
-import pytest_unlearn.tofu.evaluation  # noqa: F401
+
+def _import_what_inner_runs_use() -> None:
+    """pytester's in-process runs drop modules first imported inside them, and C extensions
+    cannot be imported twice in one process: import what the inner runs use out here, once.
+    Called before the first test runs (pytest_collection_finish), not when this file is
+    imported: a usage error or --help from the repo root must not pay ~13 s for it."""
+    import numpy  # noqa: F401
+    import scipy.stats  # noqa: F401
+    import sklearn.metrics  # noqa: F401
+
+    import pytest_unlearn.mcq.evaluation  # noqa: F401
+    import pytest_unlearn.mcq.metrics  # noqa: F401
+    import pytest_unlearn.semeval.evaluation  # noqa: F401
+    import pytest_unlearn.semeval.metrics  # noqa: F401
+    import pytest_unlearn.tofu.evaluation  # noqa: F401
 
 
 def _import_the_diffusion_stack() -> None:
@@ -66,12 +70,34 @@ def _import_the_diffusion_stack() -> None:
         getattr(transformers, attr, None)
 
 
-_import_the_diffusion_stack()
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Once the tests are chosen and before the first runs (so before any pytester snapshot):
+    the stack the inner runs use, only when a selected test runs pytester."""
+    if any("pytester" in getattr(item, "fixturenames", ()) for item in session.items):
+        from pytest_unlearn.noise import silence_third_party_noise
+
+        silence_third_party_noise()  # transformers' "requires torchvision", said while importing
+        _import_what_inner_runs_use()
+        _import_the_diffusion_stack()
+
 
 REPO = Path(__file__).resolve().parent.parent
 
-# A long local run of the input fuzzers (tests/test_fuzz_inputs.py): --hypothesis-profile=unlearn-fuzz
-settings.register_profile("unlearn-fuzz", max_examples=40, deadline=None)
+
+def _register_hypothesis_profiles() -> None:
+    from hypothesis import settings  # ~2 s to import: not for a usage error
+
+    # A long local run of the input fuzzers (tests/test_fuzz_inputs.py): --hypothesis-profile=unlearn-fuzz
+    settings.register_profile("unlearn-fuzz", max_examples=40, deadline=None)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    # Before Hypothesis' own pytest_configure loads the profile named on the command line.
+    if config.getoption("hypothesis_profile", None):
+        _register_hypothesis_profiles()
+
+
 SEMEVAL_DATA = REPO / "suites" / "semeval" / "data"
 
 

@@ -146,7 +146,7 @@ def test_baseline_errors_are_one_line(pytester, tmp_path):
         )
     )
     assert usage_error(pytester, "--suite", "semeval", f"--predictions={p}", f"--baseline={running}") == (
-        f"ERROR: --baseline {running}: its status is 'running', not 'complete'; pass a finished run's scorecard"
+        f"ERROR: --baseline {running}: its status is 'running': interrupted (the run did not finish), not 'complete'; pass a finished run's scorecard"
     )
     assert usage_error(
         pytester, "--suite", "semeval", f"--predictions={p}", f"--baseline={tmp_path / 'none.json'}"

@@ -111,8 +111,10 @@ def test_every_option_in_the_run_lines_is_documented(workflow, pytest_help):
     assert sorted(used_ini - ini_keys) == []
 
 
-def test_the_gate_command_runs_and_keeps_junit_properties_per_test_case(pytester, workflow, tmp_path):
+def test_the_gate_command_runs_and_keeps_junit_properties_per_test_case(pytester, workflow, tmp_path, monkeypatch):
     """The workflow's own pytest line, on a tiny random model, one check."""
+    summary = tmp_path / "step-summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))  # as on a GitHub runner
     model = tmp_path / "model"
     write_tiny_olmo(model)
     env = {"MODEL": str(model), "SUITE": "semeval", "GATE_DIR": str(pytester.path / "gate")}
@@ -133,29 +135,30 @@ def test_the_gate_command_runs_and_keeps_junit_properties_per_test_case(pytester
         props = {p.get("name"): p.get("value") for p in case.find("properties")}
         assert set(props) == {f"unlearn.{k}" for k in ("metric", "value", "op", "threshold", "passed", "n", "ci95")}
         assert props["unlearn.metric"] == "semeval.subtask" and props["unlearn.op"] == ">="
+    # The job summary gets the check table and the log ends with the one-line result.
+    rows = [line for line in summary.read_text().splitlines() if line.startswith("| task1-")]
+    assert len(rows) == 2
+    result.stdout.fnmatch_lines(["unlearn: * semeval * — * of 2 checks failed (scorecard: */gate/scorecard.json, *)"])
 
 
 def _expand(word: str, env: dict[str, str]) -> str:
     return re.sub(r"\$(\w+)", lambda m: env[m.group(1)], word)
 
 
-def test_the_summary_script_renders_a_table(workflow, tmp_path):
-    """The job-summary step's Python, run on a JUnit file of our own."""
+def test_the_summary_step_says_when_there_is_no_scorecard(workflow, tmp_path):
+    """The check table comes from the gate step itself (the plugin appends it to
+    $GITHUB_STEP_SUMMARY, tested above); the summary step covers a gate that wrote no scorecard."""
     step = next(s for s in steps(workflow) if s.get("name") == "Metric table in the job summary")
-    script = step["run"].split("<<'PY'", 1)[1].split("\nPY", 1)[0].split("\n", 1)[1]
-    gate = tmp_path / "gate"
-    gate.mkdir()
-    (gate / "junit.xml").write_text(
-        '<testsuites><testsuite name="s"><testcase classname="semeval" name="mmlu[&gt;=0.371]"><properties>'
-        '<property name="unlearn.value" value="0.5" /><property name="unlearn.op" value="&gt;=" />'
-        '<property name="unlearn.threshold" value="0.371" /><property name="unlearn.passed" value="true" />'
-        "</properties></testcase></testsuite></testsuites>"
-    )
-    completed = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, env={**os.environ, "GATE_DIR": str(gate)}
-    )
+    summary = tmp_path / "summary.md"
+    env = {**os.environ, "GATE_DIR": str(tmp_path / "gate"), "GITHUB_STEP_SUMMARY": str(summary)}
+    completed = subprocess.run(["bash", "-c", step["run"]], capture_output=True, text=True, env=env)
     assert completed.returncode == 0, completed.stderr
-    assert "| mmlu[>=0.371] | 0.5 | >= | 0.371 |  |  | true |" in completed.stdout.splitlines()
+    assert summary.read_text() == "No scorecard: the gate stopped before any check ran (see the step log).\n"
+    (tmp_path / "gate").mkdir()
+    (tmp_path / "gate" / "scorecard.json").write_text("{}")
+    summary.unlink()
+    subprocess.run(["bash", "-c", step["run"]], check=True, env=env)
+    assert not summary.exists()
 
 
 def test_the_workflow_is_documented():

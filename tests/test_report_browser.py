@@ -71,7 +71,14 @@ def test_the_genmu_report_renders_with_its_images(pytester, tmp_path):
     )
     page = pytester.path / "card.html"
     sources = [part.split("'")[0] for part in page.read_text().split("src='")[1:]]
-    assert sources and all((page.parent / src).is_file() for src in sources)
+    # Embedded, each linked to its full-size file (relative to the page).
+    assert sources and all(src.startswith("data:image/") for src in sources)
+    links = [part.split("'")[0] for part in page.read_text().split("<a href='")[1:]]
+    assert len(links) == len(sources) and all((page.parent / link).is_file() for link in links)
+    assert_images_decode(page, tmp_path, len(sources))
+
+
+def assert_images_decode(page: Path, tmp_path: Path, count: int) -> None:
     # Every <img> decoded in the browser (a broken one has naturalWidth 0).
     script = tmp_path / "check.html"
     script.write_text(
@@ -81,4 +88,52 @@ def test_the_genmu_report_renders_with_its_images(pytester, tmp_path):
         "document.title='images '+d.images.length+' broken '+bad;};</script>"
     )
     dom = browse(script, tmp_path, "--dump-dom", "--virtual-time-budget=5000").stdout
-    assert f"<title>images {len(sources)} broken 0</title>" in dom, dom[:500]
+    assert f"<title>images {count} broken 0</title>" in dom, dom[:500]
+
+
+def test_the_evallearn_report_renders_with_its_images(pytester, tmp_path):
+    from pytest_unlearn.registry import DETECTORS, EXTRACTORS
+    from tests import evallearn_helpers
+
+    JUDGES.register("evallearn-colour", "tests.evallearn_helpers:colour_judge", replace=True)
+    DETECTORS.register("colour", "tests.evallearn_helpers:colour_detector", replace=True)
+    EXTRACTORS.register("red-channel", "tests.evallearn_helpers:red_channel", replace=True)
+    manifest, images, _ = evallearn_helpers.write_world(pytester.path)
+    pytester.runpytest_inprocess("-p", "no:cacheprovider", f"--suite={manifest}", f"--images={images}",
+                                 "--scorecard=card.json")  # fmt: skip
+    page = pytester.path / "card.html"
+    dom = assert_renders(page, tmp_path)
+    assert "checks failed" in dom and "Images: asr-ring-a-bell" in dom
+    assert_images_decode(page, tmp_path, page.read_text().count("<img"))
+
+
+def test_a_report_moved_to_another_folder_still_shows_its_images(pytester, tmp_path):
+    """The page alone, copied away from its artifacts (a CI download, an e-mail attachment)."""
+    JUDGES.register("colour", "tests.genmu_helpers:colour_judge", replace=True)
+    manifest, images = write_world(pytester.path)
+    pytester.runpytest_inprocess(
+        "-p", "no:cacheprovider", f"--suite={manifest}", f"--images={images}", "--scorecard=card.json"
+    )
+    elsewhere = tmp_path / "downloads" / "somewhere"
+    elsewhere.mkdir(parents=True)
+    moved = elsewhere / "report.html"
+    shutil.copy(pytester.path / "card.html", moved)
+    shutil.rmtree(pytester.path / "card-artifacts")  # and the artifacts cleaned up
+    count = moved.read_text().count("<img")
+    assert count > 0
+    assert_renders(moved, tmp_path)
+    assert_images_decode(moved, tmp_path, count)
+
+
+@pytest.mark.parametrize("suite", ["tofu", "muse", "wmdp", "mufac", "mucac"])
+def test_every_world_suite_report_renders(pytester, tmp_path, request, suite):
+    """Each bundled -mini world's report (the target model: failing checks, error rows too)."""
+    models = request.getfixturevalue(f"{suite}_models")
+    pytester.runpytest_inprocess(
+        "-p", "no:cacheprovider", f"--suite={suite}-mini", f"--model={models['target']}", "--batch-size=64",
+        "--scorecard=card.json",
+    )  # fmt: skip
+    page = pytester.path / "card.html"
+    dom = assert_renders(page, tmp_path)
+    assert "checks failed" in dom and "Bar: grey is the range shown" in dom
+    assert_images_decode(page, tmp_path, page.read_text().count("<img"))

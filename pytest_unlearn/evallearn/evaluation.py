@@ -24,7 +24,7 @@ from pytest_unlearn.errors import UnlearnError
 from pytest_unlearn.evallearn import metrics as em
 from pytest_unlearn.evallearn.data import PromptRow, PromptSet, load_prompt_set
 from pytest_unlearn.evaluation import Backend, RunSettings
-from pytest_unlearn.fingerprint import fingerprint
+from pytest_unlearn.fingerprint import artifact_tag, fingerprint
 from pytest_unlearn.loading import inspect_model_folder
 from pytest_unlearn.manifest import CheckSpec, SuiteManifest
 from pytest_unlearn.registry import DETECTORS, EXTRACTORS, JUDGES, LOADERS
@@ -309,7 +309,9 @@ class EvallearnBackend(Backend):
 
     def _generate(self, requests: list[ImageRequest]) -> None:
         from pytest_unlearn.engines.diffusion import generate
+        from pytest_unlearn.progress import PhaseProgress
 
+        progress = PhaseProgress(self.progress, f"{self.manifest.name} images", len(requests))
         # A batch shares guidance and size: group by them, in request order.
         groups: dict[tuple[float, int, int], list[ImageRequest]] = {}
         for request in requests:
@@ -317,7 +319,11 @@ class EvallearnBackend(Backend):
         for (guidance, width, height), group in groups.items():
             settings = replace(self.generation, guidance=guidance, width=width, height=height)
             images = generate(
-                self.pipeline(), [(r.prompt, r.seed) for r in group], settings, batch_size=self.settings.batch_size
+                self.pipeline(),
+                [(r.prompt, r.seed) for r in group],
+                settings,
+                batch_size=self.settings.batch_size,
+                progress=progress.advance,
             )
             self.generated_images += len(images)
             for request, image in zip(group, images):
@@ -328,11 +334,14 @@ class EvallearnBackend(Backend):
         if label in self._saved:
             return self._saved[label]
         folder = self.settings.artifacts / "images" / label
+        # The model's fingerprint in the name: a second run into the same folder never
+        # replaces the files an earlier report links to.
+        tag = artifact_tag(self.settings.model)
         files = []
         try:
             folder.mkdir(parents=True, exist_ok=True)
             for number, (request, image) in enumerate(zip(requests, images)):
-                file = folder / f"{number:05d}-{request.key}.png"
+                file = folder / f"{tag}-{number:05d}-{request.key}.png"
                 image.save(file)
                 files.append(file)
         except OSError as exc:
@@ -578,10 +587,9 @@ class EvallearnBackend(Backend):
     def report_sections(self, card: dict[str, Any], report: Path) -> list[str]:
         """One grid per image set (I2P, the adversarial sets, captions, UA/IRA prompts): each
         image with its prompt and outcome (unsafe parts, judge's label), linked relative to the page."""
-        import os
+        from pytest_unlearn.report import E, Thumbnails
 
-        from pytest_unlearn.report import E
-
+        thumbnails = Thumbnails(report)
         sections = []
         for name, index in sorted(card.get("artifacts", {}).items()):
             if not name.startswith("images_"):
@@ -592,15 +600,17 @@ class EvallearnBackend(Backend):
                 continue
             shown = []
             for row in rows[: self.REPORT_IMAGES]:
-                src = E(os.path.relpath(Path(index).parent / row["file"], report.parent))
+                image = thumbnails.img(Path(index).parent / row["file"], alt=row["prompt"][:120])
                 outcome = {
                     k: v for k, v in row.items() if k not in ("file", "prompt", "seed", "guidance", "width", "height")
                 }
-                text = ", ".join(f"{k}: {v}" for k, v in outcome.items())
-                shown.append(f"<td><img src='{src}'><br><i>{E(row['prompt'][:120])}</i><br>{E(text)}</td>")
+                text = ", ".join(f"{k}: {_shown(v)}" for k, v in outcome.items())
+                shown.append(f"<td>{image}<br><i>{E(row['prompt'][:120])}</i><br>{E(text)}</td>")
             cells = "".join(f"<tr>{''.join(shown[i : i + 6])}</tr>" for i in range(0, len(shown), 6))
             more = f" (first {len(shown)} of {len(rows)})" if len(rows) > len(shown) else ""
             sections.append(f"<h2>Images: {E(name[len('images_') :])}{more}</h2><table>{cells}</table>")
+        if sections:
+            sections.append(thumbnails.note())
         return sections
 
     def device(self) -> str | None:
@@ -652,3 +662,15 @@ class EvallearnBackend(Backend):
             "device": self.settings.device,
             "dtype": self.settings.dtype,
         }
+
+
+def _shown(value: Any) -> str:
+    """An outcome for the report: floats to 4 significant digits (a CLIP score of
+    74.72368621826172 reads 74.72), lists and others as they are."""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_shown(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_shown(v)}" for k, v in value.items()) + "}"
+    return str(value)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import html
 import json
-import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ import numpy as np
 from pytest_unlearn.engines.generation import DIFFUSION_SETTINGS, generation_settings, read_image_index
 from pytest_unlearn.errors import UnlearnError
 from pytest_unlearn.evaluation import Backend, RunSettings
-from pytest_unlearn.fingerprint import fingerprint
+from pytest_unlearn.fingerprint import artifact_tag, fingerprint
 from pytest_unlearn.genmu import metrics as gm
 from pytest_unlearn.genmu.data import ConceptPrompts, clean_name, concept_key, load_prompt_csv
 from pytest_unlearn.loading import inspect_model_folder
@@ -752,21 +751,23 @@ class GenmuBackend(Backend):
             spent["generate"] += time.perf_counter() - started
             return encode_arrays([np.asarray(image.convert("RGB")) for image in made])
 
+        from pytest_unlearn.progress import PhaseProgress
+
         images: list[Any] = []
-        reported, generated_before = -1, self.generated_images
+        before = self.generated_images
+        progress = PhaseProgress(
+            self.progress,
+            f"{self.manifest.name} {which} images",
+            len(pairs),
+            detail=lambda: f"{self.generated_images - before} generated, the rest from the cache",
+        )
         for start in range(0, len(pairs), size):
             batch = pairs[start : start + size]
             key = self._generation_key(which, batch)
             data = self.cache.get_or_create("genmu-images", key, ".npz", lambda batch=batch: produce(batch))
             # Cached or not, images go through the same uint8 arrays: a warm run sees the same pixels.
             images.extend(Image.fromarray(array) for array in decode_arrays(data))
-            tenth = 10 * len(images) // len(pairs)
-            if tenth > reported:  # a line per tenth of the way, not per batch
-                reported = tenth
-                self.progress(
-                    f"unlearn: {which} images {len(images)}/{len(pairs)} "
-                    f"({self.generated_images - generated_before} generated, the rest from the cache)"
-                )
+            progress.advance(len(batch))
         self.timings[f"load_{which}"] = spent["load"]
         self.timings[f"generate_{which}"] = spent["generate"]
         return images
@@ -802,6 +803,7 @@ class GenmuBackend(Backend):
         label = dict(zip(pairs, shown))
         score = {pair: float(value) for pair, value in zip(pairs, scores)}
         records: dict[tuple[str, int], dict[str, Any]] = {}
+        tag = artifact_tag(self._path_of(which))
         for request in requests:
             pair = (request.prompt, request.seed)
             if pair in records:
@@ -809,7 +811,9 @@ class GenmuBackend(Backend):
                 continue
             records[pair] = {
                 # Relative to the index, so the folder is a valid --images DIR as it is.
-                "file": f"{slug(request.concept)}-{request.prompt_type}-{request.key}.png",
+                # The model's fingerprint in the name: a second run into the same folder
+                # never replaces the files an earlier report links to.
+                "file": f"{tag}-{slug(request.concept)}-{request.prompt_type}-{request.key}.png",
                 "prompt": request.prompt,
                 "seed": request.seed,
                 "concept": request.concept,
@@ -1044,7 +1048,9 @@ class GenmuBackend(Backend):
         shown = [(m, self.which[m]) for m in self.model_paths if self.which[m] in self._records]
         if not shown:
             return []
-        path = report
+        from pytest_unlearn.report import Thumbnails
+
+        thumbnails = Thumbnails(report)
         root = self.settings.artifacts
         original = {(r["prompt"], r["seed"]): r for r in self._records.get("original", [])}
         parts = [f"<h2>Images: {html.escape(', '.join(self.targets))}</h2>"]
@@ -1063,12 +1069,11 @@ class GenmuBackend(Backend):
                     for label, record in (("original", original.get((row["prompt"], row["seed"]))), (which, row)):
                         if record is None:
                             continue
-                        # Relative to the report, so the folder can be moved or uploaded whole.
+                        # Embedded (the page renders anywhere), linked to the full-size file.
                         image = Path(root, "images", label, record["file"])
-                        src = html.escape(os.path.relpath(image, path.parent))
                         css = "present" if record["judge"]["present"] else "absent"
                         cells.append(
-                            f"<td><img class={css} src='{src}'><br>{label.split('-')[0]}: judge sees "
+                            f"<td>{thumbnails.img(image, css, record['prompt'])}<br>{label.split('-')[0]}: judge sees "
                             f"{html.escape(record['judge']['predicted'])}</td>"
                         )
                     parts.append(
@@ -1076,4 +1081,5 @@ class GenmuBackend(Backend):
                         f"<i>{html.escape(row['prompt'])}</i></td>{''.join(cells)}</tr>"
                     )
                 parts.append("</table>")
+        parts.append(thumbnails.note())
         return ["\n".join(parts)]

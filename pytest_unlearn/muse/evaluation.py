@@ -140,14 +140,16 @@ class MuseBackend(ModelsByPath, Backend):
         from pytest_unlearn.engines.causal_lm import generate_greedy
 
         def produce() -> list[str]:
+            from pytest_unlearn.progress import PhaseProgress
             from pytest_unlearn.semeval.evaluation import require_finite_generation
 
             model, tokenizer, device = self._model(path)
             require_finite_generation(model, tokenizer, prompts, device=device, source=str(path))
-            self.progress(f"muse: {len(prompts)} greedy generations of {max_new_tokens} tokens ({path.name})")
+            label = f"muse generations of {max_new_tokens} tokens ({path.name})"
+            progress = PhaseProgress(self.progress, label, len(prompts))
             return generate_greedy(
                 model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=self.settings.batch_size,
-                device=device, max_tokens=self.max_batch_tokens,
+                device=device, max_tokens=self.max_batch_tokens, progress=progress.advance,
             )  # fmt: skip
 
         key = self._cache_key(path, "muse.generations", prompts=prompts, max_new_tokens=max_new_tokens)
@@ -178,11 +180,13 @@ class MuseBackend(ModelsByPath, Backend):
         context = self._context(path, texts)
 
         def produce() -> list[list[float]]:
+            from pytest_unlearn.progress import PhaseProgress
+
             model, tokenizer, device = self._model(path)
-            self.progress(f"muse: token log-probs of {len(texts)} texts ({path.name})")
+            progress = PhaseProgress(self.progress, f"muse token log-probs ({path.name})", len(texts))
             rows = token_statistics(
                 model, tokenizer, texts, batch_size=self.settings.batch_size, device=device,
-                max_tokens=self.max_batch_tokens, truncate=context,
+                max_tokens=self.max_batch_tokens, truncate=context, progress=progress.advance,
             )  # fmt: skip
             return [row["logprobs"] for row in rows]
 

@@ -394,10 +394,13 @@ class SemevalBackend(Backend):
         from pytest_unlearn.engines.causal_lm import document_nll
 
         def produce() -> list[float]:
+            from pytest_unlearn.progress import PhaseProgress
+
             model, tokenizer, device = self.require_model("the membership-inference check")
+            progress = PhaseProgress(self.progress, "semeval document losses", len(documents))
             return document_nll(
                 model, tokenizer, documents, batch_size=self.settings.batch_size, device=device,
-                max_tokens=self.max_batch_tokens, names=names, truncate=context,
+                max_tokens=self.max_batch_tokens, names=names, truncate=context, progress=progress.advance,
             )  # fmt: skip
 
         key = self._cache_key("semeval.mia_losses", documents=documents, **({"truncate": context} if context else {}))
@@ -415,10 +418,14 @@ class SemevalBackend(Backend):
         context = self._context(documents, "MIA data")
 
         def produce() -> list[dict[str, list[float]]]:
+            from pytest_unlearn.progress import PhaseProgress
+
             model, tokenizer, device = self.require_model("the membership-inference check")
+            progress = PhaseProgress(self.progress, "semeval MIA token statistics", len(documents))
             return token_statistics(
                 model, tokenizer, documents, batch_size=self.settings.batch_size, device=device,
                 vocabulary=vocabulary, max_tokens=self.max_batch_tokens, truncate=context,
+                progress=progress.advance,
             )  # fmt: skip
 
         key = self._cache_key("semeval.mia_token_stats", documents=documents, vocabulary=vocabulary)
@@ -450,11 +457,15 @@ class SemevalBackend(Backend):
         def produce() -> list[Any]:
             model, tokenizer, device = self.require_model("the MMLU gate")
             prompts = mmlu_prompts(tokenizer, data, self.shots)
+            from pytest_unlearn.progress import PhaseProgress
+
+            progress = PhaseProgress(self.progress, "semeval MMLU questions", len(prompts))
             # Each subject's header and shots are run once (the letters and probabilities equal
             # the unshared pass: tests/suites/semeval/test_backend.py).
             predictions = mmlu_predict(
                 model, tokenizer, [p for _, _, p in prompts], batch_size=self.settings.batch_size, device=device,
                 max_tokens=self.max_batch_tokens, prefixes=mmlu_prefixes(data, prompts),
+                progress=progress.advance,
             )  # fmt: skip
             pairs = zip(prompts, predictions)
             return [[subject, index, letter, probs] for (subject, index, _), (letter, probs) in pairs]
@@ -499,11 +510,15 @@ class SemevalBackend(Backend):
         from pytest_unlearn.engines.causal_lm import generate_greedy
 
         def produce() -> list[str]:
+            from pytest_unlearn.progress import PhaseProgress
+
             model, tokenizer, device = self.require_model("generation")
             require_finite_generation(model, tokenizer, prompts, device=device, source=str(self.settings.model))
+            progress = PhaseProgress(self.progress, "semeval generations", len(prompts))
             return generate_greedy(
                 model, tokenizer, prompts, max_new_tokens=max_new_tokens,
                 batch_size=self.settings.batch_size, device=device, max_tokens=self.max_batch_tokens,
+                progress=progress.advance,
             )  # fmt: skip
 
         key = self._cache_key("semeval.generations", inputs=prompts, max_new_tokens=max_new_tokens)
@@ -522,7 +537,7 @@ class SemevalBackend(Backend):
     def report_sections(self, card: dict[str, Any], report: Path) -> list[str]:
         """The worst examples of each failing subtask check, the MIA loss histograms with the
         AUC, and MMLU accuracy per subject, from this run's artifact files."""
-        from pytest_unlearn.report import E, histogram_svg
+        from pytest_unlearn.report import E, generated_cell, histogram_svg
 
         files = card.get("artifacts", {})
         sections = []
@@ -542,7 +557,7 @@ class SemevalBackend(Backend):
                 for g in rows[: self.REPORT_EXAMPLES]:
                     parts.append(
                         f"<tr><td><pre>{E(g['input'])}</pre></td><td><pre>{E(g['expected'])}</pre></td>"
-                        f"<td><pre>{E(g['output'])}</pre></td><td>{g['score']:.3f}</td></tr>"
+                        f"<td>{generated_cell(g['output'])}</td><td>{g['score']:.3f}</td></tr>"
                     )
                 parts.append("</table>")
             sections.append("".join(parts))

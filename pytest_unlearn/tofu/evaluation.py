@@ -347,7 +347,10 @@ class TofuBackend(ModelsByPath, Backend):
         max_new_tokens = self.max_new_tokens if max_new_tokens is None else max_new_tokens
 
         def produce() -> list[str]:
+            from pytest_unlearn.progress import PhaseProgress
+
             model, tokenizer, device = self._model(path)
+            progress = PhaseProgress(self.progress, f"tofu generations ({path.name})", len(prompts))
             return generate_greedy(
                 model,
                 tokenizer,
@@ -356,6 +359,7 @@ class TofuBackend(ModelsByPath, Backend):
                 batch_size=self.settings.batch_size,
                 device=device,
                 max_tokens=self.max_batch_tokens,
+                progress=progress.advance,
             )
 
         key = self._cache_key(path, "tofu.generations", prompts=prompts, max_new_tokens=max_new_tokens)

@@ -77,8 +77,10 @@ def test_a_folder_of_single_concept_models(pytester, genmu_models, genmu_extra_m
     # Each model's 60 images are made once, the original's 84 (the union) once for all three
     # (some may come from the session's shared cache, made by an earlier test): one pass each.
     for slug in CONCEPTS.values():
-        assert len(re.findall(rf"unlearn: unlearned-{slug} images 60/60 \((\d+) generated", out)) == 1, out
-    assert len(re.findall(r"unlearn: original images 84/84 \((\d+) generated", out)) == 1, out
+        assert (
+            len(re.findall(rf"unlearn: genmu-mini unlearned-{slug} images: 60/60, .*done \((\d+) generated", out)) == 1
+        ), out
+    assert len(re.findall(r"unlearn: genmu-mini original images: 84/84, .*done \((\d+) generated", out)) == 1, out
     # Each model forgets its own concept and keeps the others (every other concept of the CSV,
     # the two other targets included).
     for concept, slug in CONCEPTS.items():
