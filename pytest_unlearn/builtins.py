@@ -97,10 +97,12 @@ for _name, _attr in {
 }.items():
     METRICS.register(_name, f"pytest_unlearn.evallearn.metrics:{_attr}", replace=True)
 SUITES.register("evallearn", "pytest_unlearn.evallearn:MANIFEST", replace=True)
+SUITES.register("evallearn-mini", "pytest_unlearn.suites:EVALLEARN_MINI", replace=True)
 BACKENDS.register("evallearn", "pytest_unlearn.evallearn.evaluation:EvallearnBackend", replace=True)
 LOADERS.register("diffusers", "pytest_unlearn.genmu.diffusion:load_pipeline", replace=True)
 DETECTORS.register("nudenet", "pytest_unlearn.evallearn.detectors:nudenet_detector", replace=True)
 EXTRACTORS.register("inception", "pytest_unlearn.evallearn.features:inception_extractor", replace=True)
+EXTRACTORS.register("clip", "pytest_unlearn.evallearn.features:clip_extractor", replace=True)
 
 # Membership-inference attacks (open-unlearning's src/evals/metrics/mia/), shared by suites.
 for _name, _attr in {"loss": "LOSS", "zlib": "ZLIB", "min_k": "MIN_K", "min_k_plus_plus": "MIN_K_PLUS_PLUS"}.items():
