@@ -205,3 +205,19 @@ def test_the_clip_extractor_without_a_clip_model_says_what_to_pass(pytester, gen
          "open_clip:MODEL:WEIGHTS)*"]
     )  # fmt: skip
     assert result.ret == 1
+
+
+def test_a_missing_bundled_reference_folder_names_the_manifest_entry(pytester, genmu_models):
+    """A copied manifest whose [data] fid-reference folder is not there: one line naming the entry."""
+    manifest = pytester.path / "mini.toml"
+    manifest.write_text((SUITE / "manifest.toml").read_text(encoding="utf-8"), encoding="utf-8")
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", f"--suite={manifest}", f"--model={genmu_models['erased']}",
+        f"--clip-model={genmu_models['clip']}", "-k", "fid",
+    )  # fmt: skip
+    result.stdout.fnmatch_lines(
+        [
+            f"*fid: suite manifest {manifest}: [[]data[]] fid-reference: no reference image folder {pytester.path}/data/fid-reference*"
+        ]
+    )
+    assert result.ret == 1
