@@ -86,6 +86,7 @@ ENTRY_POINTS: dict[str, dict[str, str]] = {
     },
     "pytest_unlearn.extractors": {
         "inception": "pytest_unlearn.evallearn.features:inception_extractor",
+        "clip": "pytest_unlearn.evallearn.features:clip_extractor",
     },
 }
 

@@ -139,6 +139,14 @@ class OptionSpec:
         return self.flags[0]
 
 
+def builtin_suites() -> list[str]:
+    """The bundled suites' names: the folders of ``pytest_unlearn.suites`` holding a manifest (read
+    from the files, so the ``--suite`` help and the README table cannot go stale)."""
+    from pytest_unlearn.builtins import suite_folders
+
+    return sorted(suite_folders())
+
+
 OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec(
         ("--model", "--unlearn-model"),
@@ -153,7 +161,8 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec(
         ("--suite",),
         "unlearn_suite",
-        "Suite to run: a registered name (semeval, genmu) or the path of a suite manifest (.toml).",
+        f"Suite to run: a built-in name ({', '.join(builtin_suites())}), a name a package registers, "
+        "or the path of a suite manifest (.toml).",
         metavar="NAME|PATH",
     ),
     OptionSpec(

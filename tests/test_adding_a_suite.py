@@ -144,9 +144,9 @@ def test_the_readme_lists_the_steps_this_test_takes():
         "pytest_unlearn/<name>/evaluation.py",
         "pytest_unlearn/<name>/settings.py",
         '[project.entry-points."pytest_unlearn.backends"]',
-        "tests/test_<name>_metrics.py",
-        "tests/test_<name>_world.py",
-        "tests/test_<name>_bad_input.py",
+        "tests/suites/<name>/test_metrics.py",
+        "tests/suites/<name>/test_world.py",
+        "tests/suites/<name>/test_bad_input.py",
         "docs/suites/<name>.md",
         "python -m pytest_unlearn settings <name>",
     ):

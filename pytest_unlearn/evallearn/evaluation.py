@@ -431,6 +431,10 @@ class EvallearnBackend(Backend):
         elif self.settings.data is not None:
             folder = self.settings.data / "fid-reference"
             flag = f"--data {self.settings.data}"
+        elif "fid-reference" in self.manifest.data:
+            # A suite may bundle its reference images (evallearn-mini: the world's renders).
+            folder = self.manifest.data["fid-reference"]
+            flag = f"suite manifest {self.manifest.path}: [data] fid-reference"
         else:
             raise UnlearnError(
                 "FID needs reference images: pass --setting fid_reference=DIR (a folder of real images, "
@@ -447,7 +451,9 @@ class EvallearnBackend(Backend):
         files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if len(files) < 2:
             raise UnlearnError(f"FID reference folder {folder}: needs at least 2 images, found {len(files)}")
-        extractor = EXTRACTORS.get(self.extractor_name)(self.inception_weights, self.settings.device)
+        # The clip extractor embeds with the run's CLIP; the others read their weights file.
+        spec = str(self.settings.clip_model or "") if self.extractor_name == "clip" else self.inception_weights
+        extractor = EXTRACTORS.get(self.extractor_name)(spec, self.settings.device)
         requests = self._caption_requests()
         images = self.images(requests, "captions")
         self._save("captions", requests, images)

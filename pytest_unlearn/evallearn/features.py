@@ -86,6 +86,31 @@ class TorchvisionInception:
         return np.concatenate(chunks)
 
 
+class ClipImageFeatures:
+    """The CLIP judge's image embeddings (after the projection) as FID features: the Fréchet
+    distance in CLIP space (clean-fid's ``model_name="clip_vit_b_32"``; Kynkäänniemi et al. 2023,
+    "The Role of ImageNet Classes in Fréchet Inception Distance"). For worlds without Inception."""
+
+    def __init__(self, spec: str, device: str) -> None:
+        from pytest_unlearn.registry import JUDGES
+
+        if not spec:
+            raise UnlearnError(
+                "--setting fid_extractor=clip embeds with the run's CLIP: pass --clip-model DIR "
+                "(or --clip-model open_clip:MODEL:WEIGHTS)"
+            )
+        self.judge = JUDGES.get("clip")(spec, device)
+        self.name = f"clip-image-embeddings ({Path(spec).name})"
+
+    def features(self, images: list[Any]) -> np.ndarray:
+        return np.asarray(self.judge.embed_images(images), dtype=np.float64)
+
+
+def clip_extractor(spec: str, device: str) -> Extractor:
+    """The built-in ``clip`` extractor: ``spec`` is the run's ``--clip-model``."""
+    return ClipImageFeatures(spec, device)
+
+
 def inception_extractor(spec: str, device: str) -> Extractor:
     """The built-in ``inception`` extractor (torchvision Inception v3 from a local weights file)."""
     return TorchvisionInception(spec, device)
