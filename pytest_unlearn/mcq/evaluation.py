@@ -26,6 +26,7 @@ from pytest_unlearn.language_models import LanguageModels
 from pytest_unlearn.loading import inspect_model_folder, token_budget
 from pytest_unlearn.manifest import CheckSpec, SuiteManifest
 from pytest_unlearn.mcq import metrics as mm
+from pytest_unlearn.mcq.lmeval import LM_EVAL_VERSION
 from pytest_unlearn.mcq.data import (
     LM_EVAL_LABELS,
     LM_EVAL_TEMPLATE,
@@ -98,7 +99,7 @@ def _digest(value: Any) -> str:
 
 class MCQBackend(LanguageModels, Backend):
     #: What --setting may override besides the manifest's [settings].
-    SETTINGS = ("seed", "bootstrap_samples", "mmlu_shots", "max_batch_tokens")
+    SETTINGS = ("seed", "bootstrap_samples", "mmlu_shots", "max_batch_tokens", "add_bos_token")
     USER_API = ("model", "original", "data")
 
     def __init__(self, manifest: SuiteManifest, settings: RunSettings) -> None:
@@ -111,6 +112,9 @@ class MCQBackend(LanguageModels, Backend):
         self.template = _template(s, where)
         self.shots = typed_setting(s, "mmlu_shots", int, f"suite {manifest.name} (manifest or --setting)")
         self.max_batch_tokens, self.token_budget_source = token_budget(s, settings)
+        from pytest_unlearn.mcq.lmeval import parse_add_bos_token
+
+        self.add_bos_token = parse_add_bos_token(s.get("add_bos_token"), f"suite {manifest.name} (manifest or --setting)")
 
         # The questions: --data, else the manifest's bundled folder.
         data_dir = settings.data if settings.data is not None else manifest.data.get("questions")
@@ -271,11 +275,19 @@ class MCQBackend(LanguageModels, Backend):
             model, tokenizer, device = self._model(path)
             return choice_loglikelihoods(
                 model, tokenizer, contexts, continuations, batch_size=self.settings.batch_size, device=device,
-                max_tokens=self.max_batch_tokens,
+                max_tokens=self.max_batch_tokens, add_bos_token=self.add_bos_token, on_truncate=self._truncated,
             )  # fmt: skip
 
-        key = self._cache_key(path, "mcq.loglikelihoods", contexts=_digest(contexts), continuations=continuations)
+        key = self._cache_key(
+            path, "mcq.loglikelihoods", contexts=_digest(contexts), continuations=continuations,
+            lm_eval=LM_EVAL_VERSION, add_bos_token=self.add_bos_token,
+        )  # fmt: skip
         return self.cache.get_or_create_json("mcq-loglikelihoods", key, produce)
+
+    def _truncated(self, rows: int, max_length: int) -> None:
+        from pytest_unlearn.mcq.lmeval import truncation_warning
+
+        self.warn(truncation_warning(self.manifest.name, rows, max_length))
 
     def device(self) -> str | None:
         for _, _, device in self._models.values():
@@ -468,6 +480,8 @@ class MCQBackend(LanguageModels, Backend):
             f"unlearn: {self.manifest.name} {sizes} {mmlu}, lm-eval multiple-choice acc, model={source}, "
             f"original={self.settings.original_model}"
         ]
+        bos = "tokenizer's default" if self.add_bos_token is None else str(self.add_bos_token).lower()
+        lines.append(f"unlearn: scoring as lm-eval {LM_EVAL_VERSION} (add_bos_token={bos}, left truncation)")
         lines.append(
             f"unlearn: max_batch_tokens={self.max_batch_tokens} ({self.token_budget_source}), at most "
             f"--batch-size={self.settings.batch_size} rows"
@@ -492,6 +506,9 @@ class MCQBackend(LanguageModels, Backend):
             "skipped": list(self.skipped),
             "mmlu": str(self.mmlu_dir) if self.mmlu_dir else None,
             "mmlu_shots": self.shots,
+            # The scoring rules followed (BOS, left truncation): lm-eval's HFLM of this release.
+            "lm_eval_version": LM_EVAL_VERSION,
+            "add_bos_token": "auto (the tokenizer decides)" if self.add_bos_token is None else self.add_bos_token,
             "batch_size": self.settings.batch_size,
             "device": self.settings.device,
             "dtype": self.settings.dtype,
