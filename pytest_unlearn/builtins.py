@@ -105,3 +105,6 @@ EXTRACTORS.register("inception", "pytest_unlearn.evallearn.features:inception_ex
 # Membership-inference attacks (open-unlearning's src/evals/metrics/mia/), shared by suites.
 for _name, _attr in {"loss": "LOSS", "zlib": "ZLIB", "min_k": "MIN_K", "min_k_plus_plus": "MIN_K_PLUS_PLUS"}.items():
     ATTACKS.register(_name, f"pytest_unlearn.attacks:{_attr}", replace=True)
+# open-unlearning's white-box and reference attacks (issue 27): they need a gradient or a reference pass.
+ATTACKS.register("gradnorm", "pytest_unlearn.attacks:GRAD_NORM", replace=True)
+ATTACKS.register("reference", "pytest_unlearn.attacks:REFERENCE", replace=True)
