@@ -27,6 +27,10 @@ _METRICS = {
         "tofu.model_utility_ratio": "model_utility_ratio",
         "tofu.forget_quality": "forget_quality_metric",
         "tofu.mia_auc": "mia_auc_metric",
+        "tofu.truth_ratio_ou": "truth_ratio_ou_metric",
+        "tofu.probability_w_options": "probability_w_options_metric",
+        "tofu.exact_memorization": "exact_memorization_metric",
+        "tofu.extraction_strength": "extraction_strength_metric",
     },
     "pytest_unlearn.mcq.metrics": {
         "mcq.accuracy": "accuracy_metric",

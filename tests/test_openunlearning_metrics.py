@@ -250,3 +250,125 @@ def test_reference_attack_on_the_muse_world():
     scores = [attack.score(TokenStats(t, np.array(m["logprobs"]), reference_logprobs=np.array(r["logprobs"])))
               for t, m, r in zip(texts, mine, ref)]  # fmt: skip
     assert max(scores[:3]) < min(scores[3:])
+
+
+# -- through the plugin, on the TOFU world -----------------------------------------------------
+OU_CHECKS = """
+[[checks]]
+id = "forget-exact-memorization"
+metric = "tofu.exact_memorization"
+op = "<="
+threshold = 0.5
+
+[[checks]]
+id = "forget-extraction-strength"
+metric = "tofu.extraction_strength"
+op = "<="
+threshold = 0.5
+
+[[checks]]
+id = "forget-truth-ratio-ou"
+metric = "tofu.truth_ratio_ou"
+params = { task = "forget", aggregator = "closer_to_1_better" }
+op = ">="
+threshold = 0.5
+
+[[checks]]
+id = "forget-truth-ratio-prob-mean"
+metric = "tofu.truth_ratio_ou"
+params = { task = "forget", aggregator = "prob_mean" }
+op = "<="
+threshold = 0.9
+
+[[checks]]
+id = "real-authors-probability-w-options"
+metric = "tofu.probability_w_options"
+params = { task = "real_authors" }
+op = ">="
+threshold = 0.0
+
+[[checks]]
+id = "mia-gradnorm"
+metric = "tofu.mia_auc"
+params = { attack = "gradnorm" }
+op = "<="
+threshold = 0.8
+
+[[checks]]
+id = "mia-reference"
+metric = "tofu.mia_auc"
+params = { attack = "reference" }
+op = "<="
+threshold = 0.8
+"""
+
+
+def tofu_ou_manifest(folder) -> str:
+    from pathlib import Path
+
+    mini = Path(__file__).resolve().parent.parent / "suites" / "tofu-mini"
+    text = (mini / "manifest.toml").read_text()
+    text = text.replace('tofu = "data"', f'tofu = "{mini / "data"}"').replace('name = "tofu-mini"', 'name = "tofu-ou"')
+    start = text.index("[[checks]]")
+    path = folder / "tofu-ou.toml"
+    path.write_text(text[:start] + OU_CHECKS)
+    return str(path)
+
+
+def test_open_unlearning_checks_through_the_plugin_on_the_tofu_world(pytester, tofu_models):
+    import json
+
+    import torch
+    from sklearn.metrics import roc_auc_score
+
+    from fixtures import tofu_world as tw
+
+    manifest = tofu_ou_manifest(pytester.path)
+    result = pytester.runpytest_inprocess(
+        "-p", "no:cacheprovider", "--suite", manifest, f"--model={tofu_models['target']}",
+        f"--reference={tofu_models['retain']}", f"--cache-dir={pytester.path / 'cache'}", "--scorecard=card.json",
+    )  # fmt: skip
+    card = json.loads((pytester.path / "card.json").read_text())
+    got = {c["id"]: (c["value"], c["passed"]) for c in card["checks"]}
+    assert set(got) == {
+        "forget-exact-memorization", "forget-extraction-strength", "forget-truth-ratio-ou",
+        "forget-truth-ratio-prob-mean", "real-authors-probability-w-options", "mia-gradnorm", "mia-reference",
+    }, result.stdout.str()  # fmt: skip
+
+    # Independent numbers: open-unlearning's code transcribed above, on the same forget questions.
+    world = tw.generate_world()
+    forget = world.forget
+    holdout = [r for a in world.holdout for r in a]
+    model, tokenizer = _load(tofu_models["target"])
+    retain, _ = _load(tofu_models["retain"])
+    em, es, norms, target_loss, ref_loss = [], [], [], [], []
+    for r in forget + holdout:
+        ids, labels = _their_batch(tokenizer, tw.prompt(r.question), tw.ANSWER_TAG + r.answer, max_length=200)
+        if r in forget:
+            with torch.no_grad():
+                a, b = _their_em_es(*_their_tokenwise_vocab_logprobs(model, ids, labels))
+            em.append(a)
+            es.append(b)
+        for m, out in ((model, target_loss), (retain, ref_loss)):
+            with torch.no_grad():
+                lp = torch.log_softmax(m(input_ids=ids).logits, -1)[:, :-1]
+            tok = torch.gather(lp, 2, ids[:, 1:, None])[0, :, 0]
+            actual = (labels[0] != IGNORE).nonzero(as_tuple=True)[0][:-1]
+            out.append(-tok[actual[0].item() - 1 : actual[-1].item()].mean().item())
+        model.zero_grad()
+        lp = torch.log_softmax(model(input_ids=ids).logits, -1)[:, :-1]
+        tok = torch.gather(lp, 2, ids[:, 1:, None])[0, :, 0]
+        actual = (labels[0] != IGNORE).nonzero(as_tuple=True)[0][:-1]
+        (-tok[actual[0].item() - 1 : actual[-1].item()].mean()).backward()
+        norms.append(torch.stack([q.grad.norm(p=2) for q in model.parameters() if q.grad is not None]).mean().item())
+    model.zero_grad()
+    truth = [1] * len(forget) + [0] * len(holdout)
+    assert got["forget-exact-memorization"][0] == pytest.approx(np.mean(em), abs=1e-6)
+    assert got["forget-extraction-strength"][0] == pytest.approx(np.mean(es), abs=1e-9)
+    # Membership score = minus the attack score (higher: more likely a member).
+    assert got["mia-gradnorm"][0] == pytest.approx(roc_auc_score(truth, [-v for v in norms]), abs=1e-9)
+    reference_scores = [-(t - r) for t, r in zip(target_loss, ref_loss)]
+    assert got["mia-reference"][0] == pytest.approx(roc_auc_score(truth, reference_scores), abs=1e-9)
+    # The target memorised its forget answers: both memorisation checks fail, as they should.
+    assert got["forget-exact-memorization"] == (pytest.approx(np.mean(em), abs=1e-6), False)
+    assert not got["forget-extraction-strength"][1]

@@ -213,8 +213,30 @@ class TofuBackend(LanguageModels, Backend):
             self.inputs = replace(self.inputs, reference=logs)
         elif name == "mia":
             self._compute_mia()
+        elif name == "memorization":
+            self._compute_memorization()
         else:
             raise UnlearnError(f"the tofu backend cannot compute {name!r}")
+
+    def _compute_memorization(self) -> None:
+        """Argmax predictions over every forget answer (open-unlearning's exact memorization and
+        extraction strength), one pass per question, cached."""
+        if self.settings.model is None:
+            raise UnlearnError("exact memorization and extraction strength need the model itself: pass --model PATH")
+        assert self.data is not None
+        from pytest_unlearn.openunlearning_passes import answer_predictions
+
+        pairs = [(self.tags.prompt(q.question), self.tags.answer_text(q.answer)) for q in self.data["forget"]]
+        path = self.settings.model
+
+        def produce() -> list[list[list[int]]]:
+            model, tokenizer, device = self._model(path)
+            rows = answer_predictions(model, tokenizer, pairs, max_length=self.max_length, device=device)
+            return [[p, lab] for p, lab in rows]
+
+        key = self._cache_key(path, "tofu.answer_argmax", pairs=pairs, max_length=self.max_length)
+        rows = self.cache.get_or_create_json("tofu-argmax", key, produce)
+        self.inputs = replace(self.inputs, memorization=[(list(p), list(lab)) for p, lab in rows])
 
     def _compute_mia(self) -> None:
         """Token statistics of every forget answer and every holdout answer, for the attacks."""
@@ -252,7 +274,47 @@ class TofuBackend(LanguageModels, Backend):
                 stats[name].append(
                     TokenStats(q.answer, np.asarray(row["logprobs"]), np.asarray(row["mu"]), np.asarray(row["sigma2"]))
                 )
+        stats = self._openunlearning_attack_inputs(stats, pairs)
         self.inputs = replace(self.inputs, mia=stats)
+
+    def _openunlearning_attack_inputs(self, stats: dict[str, list[Any]], pairs: list[tuple[str, str]]) -> dict[str, list[Any]]:
+        """The gradient norms (``gradnorm``) and the reference model's log-probs (``reference``)
+        of the same answers, computed only when a check asks for those attacks."""
+        from dataclasses import replace as with_fields
+
+        from pytest_unlearn.semeval.backend import answer_span_token_stats
+
+        wanted = {c.params.get("attack") for c in self.manifest.checks if c.metric == "tofu.mia_auc"}
+        order = [(name, i) for name, rows in stats.items() for i in range(len(rows))]
+        if "gradnorm" in wanted:
+            p = float(self.manifest.settings.get("gradnorm_p", 2))
+            path = self.settings.model
+
+            def norms() -> list[float]:
+                from pytest_unlearn.openunlearning_passes import answer_gradient_norms
+
+                model, tokenizer, device = self._model(path)  # type: ignore[arg-type]
+                return answer_gradient_norms(model, tokenizer, pairs, max_length=self.max_length, p=p, device=device)
+
+            key = self._cache_key(path, "tofu.mia_gradnorm", pairs=pairs, max_length=self.max_length, p=p)  # type: ignore[arg-type]
+            for (name, i), value in zip(order, self.cache.get_or_create_json("tofu-gradnorm", key, norms)):
+                stats[name][i] = with_fields(stats[name][i], grad_norm=value)
+        if "reference" in wanted:
+            ref = self.settings.reference
+            if ref is None or not _is_model_folder(ref):
+                raise UnlearnError("the reference attack needs a reference model: pass --reference PATH (a model folder)")
+
+            def ref_stats() -> list[dict[str, list[float]]]:
+                model, tokenizer, device = self._model(ref)
+                return answer_span_token_stats(
+                    model, tokenizer, pairs, max_length=self.max_length, batch_size=self.settings.batch_size,
+                    device=device, max_tokens=self.max_batch_tokens,
+                )  # fmt: skip
+
+            key = self._cache_key(ref, "tofu.mia_token_stats", pairs=pairs, max_length=self.max_length)
+            for (name, i), row in zip(order, self.cache.get_or_create_json("tofu-mia", key, ref_stats)):
+                stats[name][i] = with_fields(stats[name][i], reference_logprobs=np.asarray(row["logprobs"]))
+        return stats
 
     def _check_against_data(self, logs: dict[str, tm.TaskLog], flag: str, path: Path) -> None:
         if self.data is None:
