@@ -67,6 +67,7 @@ class TofuBackend(LanguageModels, Backend):
         "max_length",
         "ds_size",
         "max_batch_tokens",
+        "write_openunlearning",
     )
 
     def __init__(self, manifest: SuiteManifest, settings: RunSettings) -> None:
@@ -80,6 +81,9 @@ class TofuBackend(LanguageModels, Backend):
         self.max_batch_tokens, self.token_budget_source = token_budget(s, settings)
         self.max_length = typed_setting(s, "max_length", int, where)
         self.ds_size = typed_setting(s, "ds_size", int, where)
+        # open-unlearning's TOFU_EVAL.json / TOFU_SUMMARY.json beside our logs (issue 27).
+        self.write_openunlearning = typed_setting({"write_openunlearning": False, **s}, "write_openunlearning", bool, where)
+        self._openunlearning_written = False
         if not FORGET_SPLIT.match(self.forget_split):
             raise UnlearnError(f"--setting forget_split={self.forget_split}: expected forget01, forget05 or forget10")
         for key, value in (("max_new_tokens", self.max_new_tokens), ("max_length", self.max_length)):
@@ -527,7 +531,29 @@ class TofuBackend(LanguageModels, Backend):
         return sections
 
     def artifacts(self) -> dict[str, str]:
+        if self.write_openunlearning and not self._openunlearning_written and self.inputs.logs is not None:
+            # Written last, once every input is computed: forget quality needs the reference's log.
+            self._openunlearning_written = True
+            self._write_openunlearning()
         return dict(self._artifact_files)
+
+    def _write_openunlearning(self) -> None:
+        from pytest_unlearn import openunlearning as ou
+        from pytest_unlearn.tofu import openunlearning_files as files
+
+        memorization = None
+        if self.inputs.memorization is not None:
+            rows = [ou.answer_tokens(p, lab) for p, lab in self.inputs.memorization]
+            memorization = {
+                "exact_memorization": [ou.exact_memorization(p, lab) or 0.0 for p, lab in rows],
+                "extraction_strength": [ou.extraction_strength(p, lab) for p, lab in rows],
+            }
+        evals = files.dump_tofu_eval(self.inputs.logs or {}, self.inputs.reference, memorization)
+        self.write_artifact("openunlearning_eval", f"tofu/{files.EVAL_FILE}", files.encode(evals), "open-unlearning results")
+        self.write_artifact(
+            "openunlearning_summary", f"tofu/{files.SUMMARY_FILE}", files.encode(files.summary(evals)),
+            "open-unlearning summary",
+        )  # fmt: skip
 
     def header_lines(self) -> list[str]:
         source = str(self.settings.model) if self.settings.model else f"logs {self.settings.predictions}"
