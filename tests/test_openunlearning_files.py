@@ -111,3 +111,55 @@ def test_a_bad_write_openunlearning_is_one_line(pytester, tofu_models, cache_dir
     result.stderr.fnmatch_lines(
         ["ERROR: suite tofu-mini (manifest or --setting): setting 'write_openunlearning' must be a bool, got 'maybe'"]
     )
+
+
+MEMORIZATION_CHECKS = """
+[[checks]]
+id = "forget-exact-memorization"
+metric = "tofu.exact_memorization"
+op = "<="
+threshold = 0.5
+
+[[checks]]
+id = "forget-extraction-strength"
+metric = "tofu.extraction_strength"
+op = "<="
+threshold = 0.5
+"""
+
+
+def test_memorization_scores_travel_through_tofu_eval_and_summaries_are_refused(pytester, tofu_models, cache_dir):
+    mini = Path(__file__).resolve().parent.parent / "suites" / "tofu-mini"
+    text = (mini / "manifest.toml").read_text().replace('tofu = "data"', f'tofu = "{mini / "data"}"')
+    manifest = pytester.path / "mem.toml"
+    manifest.write_text(text + MEMORIZATION_CHECKS)  # tofu-mini's four checks and the two new ones
+
+    def go(*args: str):
+        result = pytester.runpytest_inprocess(
+            "-p", "no:cacheprovider", "--suite", str(manifest), f"--cache-dir={cache_dir}", "--scorecard=card.json",
+            *args,
+        )  # fmt: skip
+        return result, json.loads((pytester.path / "card.json").read_text())
+
+    _, card = go(
+        f"--model={tofu_models['target']}", f"--reference={tofu_models['retain']}", "--setting=write_openunlearning=true"
+    )
+    values = {c["id"]: c["value"] for c in card["checks"]}
+    evals = json.loads(Path(card["artifacts"]["openunlearning_eval"]).read_text())
+    for check, name in (("forget-exact-memorization", "exact_memorization"),
+                        ("forget-extraction-strength", "extraction_strength")):  # fmt: skip
+        scores = [v["score"] for v in evals[name]["value_by_index"].values()]
+        assert len(scores) == 10 and values[check] == pytest.approx(np.mean(scores), rel=1e-12)
+        assert evals[name]["agg_value"] == pytest.approx(values[check], rel=1e-12)
+    # The file alone, without a model, gives the same six checks.
+    result, again = go(
+        f"--predictions={card['artifacts']['openunlearning_eval']}", f"--reference={card['artifacts']['tofu_reference_logs']}"
+    )
+    assert {c["id"]: c["value"] for c in again["checks"]} == pytest.approx(values, rel=1e-12), result.stdout.str()
+    # A summary has no per-sample scores: one line saying which file to pass instead.
+    summary = card["artifacts"]["openunlearning_summary"]
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--suite", str(manifest), f"--predictions={summary}")
+    result.stderr.fnmatch_lines([
+        f"ERROR: --predictions {summary}: open-unlearning's TOFU_SUMMARY.json holds only aggregate values, no "
+        "per-sample scores to check or bootstrap; pass the TOFU_EVAL.json beside it"
+    ])  # fmt: skip

@@ -119,6 +119,7 @@ class TofuBackend(LanguageModels, Backend):
 
         # Logs are read now, so a malformed one stops the run before any model loads.
         self._prediction_logs: dict[str, tm.TaskLog] | None = None
+        self._prediction_scores: dict[str, list[float]] = {}
         self._reference_logs: dict[str, tm.TaskLog] | None = None
         if settings.model is not None:
             inspect_model_folder(settings.model, allow_pickle=settings.allow_pickle)
@@ -128,6 +129,9 @@ class TofuBackend(LanguageModels, Backend):
             raise UnlearnError(f"--predictions {settings.predictions}: no such file or folder")
         else:
             self._prediction_logs = load_logs(settings.predictions, "--predictions")
+            from pytest_unlearn.tofu.logs import load_open_unlearning_scores
+
+            self._prediction_scores = load_open_unlearning_scores(settings.predictions, "--predictions")
             self._check_against_data(self._prediction_logs, "--predictions", settings.predictions)
         if settings.reference is not None:
             if not settings.reference.exists():
@@ -224,7 +228,11 @@ class TofuBackend(LanguageModels, Backend):
 
     def _compute_memorization(self) -> None:
         """Argmax predictions over every forget answer (open-unlearning's exact memorization and
-        extraction strength), one pass per question, cached."""
+        extraction strength), one pass per question, cached; or the per-sample scores of an
+        open-unlearning TOFU_EVAL.json given as --predictions."""
+        if self.settings.model is None and self._prediction_scores:
+            self.inputs = replace(self.inputs, memorization_scores=self._prediction_scores)
+            return
         if self.settings.model is None:
             raise UnlearnError("exact memorization and extraction strength need the model itself: pass --model PATH")
         assert self.data is not None

@@ -161,6 +161,8 @@ class TofuInputs:
     mia: dict[str, list[TokenStats]] | None = None
     # open-unlearning's memorization metrics: per forget question, (argmax predictions, labels).
     memorization: list[tuple[list[int], list[int]]] | None = None
+    # ... or their per-sample scores read from open-unlearning's TOFU_EVAL.json (--predictions).
+    memorization_scores: dict[str, list[float]] | None = None
 
     def resample(self, rng: np.random.Generator, requires: tuple[str, ...]) -> TofuInputs:
         """A bootstrap replicate: each task's questions drawn with replacement, separately
@@ -181,6 +183,10 @@ class TofuInputs:
         if "memorization" in requires and self.memorization:
             rows = rng.integers(0, len(self.memorization), size=len(self.memorization))
             changes["memorization"] = [self.memorization[i] for i in rows]
+        if "memorization" in requires and self.memorization_scores:
+            changes["memorization_scores"] = {
+                k: [v[i] for i in rng.integers(0, len(v), size=len(v))] for k, v in self.memorization_scores.items()
+            }
         return replace(self, **changes)
 
     def require_logs(self) -> dict[str, TaskLog]:
@@ -336,6 +342,12 @@ def probability_w_options_metric(inputs: TofuInputs, *, task: str) -> Measuremen
     return Measurement(ou.probability_w_options(np.exp(-log.gt_loss), np.exp(-log.perturbed_loss)), log.n, {})
 
 
+def _read_scores(scores: dict[str, list[float]], name: str) -> list[float]:
+    if not scores.get(name):
+        raise UnlearnError(f"--predictions: the TOFU_EVAL.json has no {name}; run open-unlearning's eval with it")
+    return scores[name]
+
+
 def _memorization_rows(inputs: TofuInputs) -> list[tuple[list[int], list[int]]]:
     from pytest_unlearn import openunlearning as ou
 
@@ -356,6 +368,9 @@ def exact_memorization_metric(inputs: TofuInputs) -> Measurement:
     without tokens is left out, as their None)."""
     from pytest_unlearn import openunlearning as ou
 
+    if inputs.memorization is None and inputs.memorization_scores is not None:
+        values = _read_scores(inputs.memorization_scores, "exact_memorization")
+        return Measurement(float(np.mean(values)), len(values), {"source": "TOFU_EVAL.json"})
     values = [v for p, lab in _memorization_rows(inputs) if (v := ou.exact_memorization(p, lab)) is not None]
     if not values:
         raise UnlearnError("exact memorization: no forget answer has a token to score")
@@ -374,6 +389,9 @@ def extraction_strength_metric(inputs: TofuInputs) -> Measurement:
     """open-unlearning ``memorization.py`` ``extraction_strength`` (mean over questions)."""
     from pytest_unlearn import openunlearning as ou
 
+    if inputs.memorization is None and inputs.memorization_scores is not None:
+        values = _read_scores(inputs.memorization_scores, "extraction_strength")
+        return Measurement(float(np.mean(values)), len(values), {"source": "TOFU_EVAL.json"})
     rows = _memorization_rows(inputs)
     if not rows:
         raise UnlearnError("extraction strength: no forget answer to score")
