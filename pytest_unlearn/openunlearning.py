@@ -55,7 +55,9 @@ def extraction_strength(predictions: Sequence[int], labels: Sequence[int]) -> fl
     return 1 - k / total
 
 
-def answer_tokens(predictions: Sequence[int], labels: Sequence[int], drop_last: bool = True) -> tuple[list[int], list[int]]:
+def answer_tokens(
+    predictions: Sequence[int], labels: Sequence[int], drop_last: bool = True
+) -> tuple[list[int], list[int]]:
     """The (prediction, label) pairs open-unlearning scores: every answer token but the last
     (``utils.py``, ``tokenwise_vocab_logprobs``: ``actual_indices[:-1]``)."""
     if drop_last:

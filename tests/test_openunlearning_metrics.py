@@ -237,7 +237,7 @@ def test_reference_attack_on_the_muse_world():
     for text, m, r in zip(texts, mine, ref):
         ours = attack.score(TokenStats(text, np.array(m["logprobs"]), reference_logprobs=np.array(r["logprobs"])))
 
-        def their_avg_loss(model):  # utils.py evaluate_probability, labels = input_ids
+        def their_avg_loss(model, text=text):  # utils.py evaluate_probability, labels = input_ids
             ids = torch.tensor([tokenizer(text).input_ids])
             with torch.no_grad():
                 logits = model(input_ids=ids).logits[..., :-1, :]

@@ -89,7 +89,8 @@ def choice_loglikelihoods(
             if progress:
                 progress(len(batch))
 
-        _each_batch_apart([len(e) for e in encoded], [i in cut for i in range(len(encoded))], batch_size, max_tokens, run)
+        apart = [i in cut for i in range(len(encoded))]
+        _each_batch_apart([len(e) for e in encoded], apart, batch_size, max_tokens, run)
         return out
 
     flat = [(i, j, ctx, cont) for i, row in enumerate(pairs) for j, (ctx, cont) in enumerate(row)]
@@ -152,10 +153,18 @@ def _lm_eval_pairs(
 
 
 def _each_batch_apart(
-    lengths: Sequence[int], apart: Sequence[bool], batch_size: int, max_tokens: int | None, run: Callable[[list[int]], None]
+    lengths: Sequence[int],
+    apart: Sequence[bool],
+    batch_size: int,
+    max_tokens: int | None,
+    run: Callable[[list[int]], None],
 ) -> None:
     """``each_batch`` over the ordinary rows, then over the ``apart`` ones, never mixed."""
     for flag in (False, True):
         chosen = [i for i, a in enumerate(apart) if a is flag]
         if chosen:
-            each_batch([lengths[i] for i in chosen], batch_size, max_tokens, lambda b: run([chosen[k] for k in b]))
+
+            def run_chosen(batch: list[int], chosen: list[int] = chosen) -> None:
+                run([chosen[k] for k in batch])
+
+            each_batch([lengths[i] for i in chosen], batch_size, max_tokens, run_chosen)

@@ -26,7 +26,6 @@ from pytest_unlearn.language_models import LanguageModels
 from pytest_unlearn.loading import inspect_model_folder, token_budget
 from pytest_unlearn.manifest import CheckSpec, SuiteManifest
 from pytest_unlearn.mcq import metrics as mm
-from pytest_unlearn.mcq.lmeval import LM_EVAL_VERSION
 from pytest_unlearn.mcq.data import (
     LM_EVAL_LABELS,
     LM_EVAL_TEMPLATE,
@@ -40,6 +39,7 @@ from pytest_unlearn.mcq.data import (
     load_subset,
     mmlu_context,
 )
+from pytest_unlearn.mcq.lmeval import LM_EVAL_VERSION
 from pytest_unlearn.semeval.mmlu import MMLUData, load_mmlu
 
 SUBSET_ARTIFACT = "mcq_predictions"
@@ -114,7 +114,8 @@ class MCQBackend(LanguageModels, Backend):
         self.max_batch_tokens, self.token_budget_source = token_budget(s, settings)
         from pytest_unlearn.mcq.lmeval import parse_add_bos_token
 
-        self.add_bos_token = parse_add_bos_token(s.get("add_bos_token"), f"suite {manifest.name} (manifest or --setting)")
+        where_bos = f"suite {manifest.name} (manifest or --setting)"
+        self.add_bos_token = parse_add_bos_token(s.get("add_bos_token"), where_bos)
 
         # The questions: --data, else the manifest's bundled folder.
         data_dir = settings.data if settings.data is not None else manifest.data.get("questions")

@@ -56,7 +56,9 @@ def prefix_token_id(tokenizer: Any) -> int:
     return int(tokenizer.eos_token_id)
 
 
-def encode_pair(tokenizer: Any, context: str, continuation: str, add_bos_token: bool | None) -> tuple[list[int], list[int]]:
+def encode_pair(
+    tokenizer: Any, context: str, continuation: str, add_bos_token: bool | None
+) -> tuple[list[int], list[int]]:
     """``TemplateLM._encode_pair`` with ``HFLM.tok_encode``: trailing spaces of the context move
     to the continuation; the continuation is ``encode(context + continuation)[len(encode(context)):]``
     (with BOS, both encodings start with it, so the split is unchanged)."""

@@ -82,7 +82,9 @@ class TofuBackend(LanguageModels, Backend):
         self.max_length = typed_setting(s, "max_length", int, where)
         self.ds_size = typed_setting(s, "ds_size", int, where)
         # open-unlearning's TOFU_EVAL.json / TOFU_SUMMARY.json beside our logs (issue 27).
-        self.write_openunlearning = typed_setting({"write_openunlearning": False, **s}, "write_openunlearning", bool, where)
+        self.write_openunlearning = typed_setting(
+            {"write_openunlearning": False, **s}, "write_openunlearning", bool, where
+        )
         self._openunlearning_written = False
         if not FORGET_SPLIT.match(self.forget_split):
             raise UnlearnError(f"--setting forget_split={self.forget_split}: expected forget01, forget05 or forget10")
@@ -289,7 +291,9 @@ class TofuBackend(LanguageModels, Backend):
         stats = self._openunlearning_attack_inputs(stats, pairs)
         self.inputs = replace(self.inputs, mia=stats)
 
-    def _openunlearning_attack_inputs(self, stats: dict[str, list[Any]], pairs: list[tuple[str, str]]) -> dict[str, list[Any]]:
+    def _openunlearning_attack_inputs(
+        self, stats: dict[str, list[Any]], pairs: list[tuple[str, str]]
+    ) -> dict[str, list[Any]]:
         """The gradient norms (``gradnorm``) and the reference model's log-probs (``reference``)
         of the same answers, computed only when a check asks for those attacks."""
         from dataclasses import replace as with_fields
@@ -308,13 +312,17 @@ class TofuBackend(LanguageModels, Backend):
                 model, tokenizer, device = self._model(path)  # type: ignore[arg-type]
                 return answer_gradient_norms(model, tokenizer, pairs, max_length=self.max_length, p=p, device=device)
 
-            key = self._cache_key(path, "tofu.mia_gradnorm", pairs=pairs, max_length=self.max_length, p=p)  # type: ignore[arg-type]
+            key = self._cache_key(
+                path, "tofu.mia_gradnorm", pairs=pairs, max_length=self.max_length, p=p  # type: ignore[arg-type]
+            )
             for (name, i), value in zip(order, self.cache.get_or_create_json("tofu-gradnorm", key, norms)):
                 stats[name][i] = with_fields(stats[name][i], grad_norm=value)
         if "reference" in wanted:
             ref = self.settings.reference
             if ref is None or not _is_model_folder(ref):
-                raise UnlearnError("the reference attack needs a reference model: pass --reference PATH (a model folder)")
+                raise UnlearnError(
+                    "the reference attack needs a reference model: pass --reference PATH (a model folder)"
+                )
 
             def ref_stats() -> list[dict[str, list[float]]]:
                 model, tokenizer, device = self._model(ref)
@@ -557,7 +565,9 @@ class TofuBackend(LanguageModels, Backend):
                 "extraction_strength": [ou.extraction_strength(p, lab) for p, lab in rows],
             }
         evals = files.dump_tofu_eval(self.inputs.logs or {}, self.inputs.reference, memorization)
-        self.write_artifact("openunlearning_eval", f"tofu/{files.EVAL_FILE}", files.encode(evals), "open-unlearning results")
+        self.write_artifact(
+            "openunlearning_eval", f"tofu/{files.EVAL_FILE}", files.encode(evals), "open-unlearning results"
+        )
         self.write_artifact(
             "openunlearning_summary", f"tofu/{files.SUMMARY_FILE}", files.encode(files.summary(evals)),
             "open-unlearning summary",

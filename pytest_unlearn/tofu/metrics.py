@@ -361,7 +361,8 @@ def _memorization_rows(inputs: TofuInputs) -> list[tuple[list[int], list[int]]]:
     higher_is_better=False,
     unit="share of tokens",
     requires=("memorization",),
-    description="open-unlearning's exact memorization on the forget answers: share of tokens whose argmax is the label.",
+    description="open-unlearning's exact memorization on the forget answers: share of tokens whose argmax "
+    "is the label.",
 )
 def exact_memorization_metric(inputs: TofuInputs) -> Measurement:
     """open-unlearning ``memorization.py`` ``exact_memorization`` (mean over questions; an answer
