@@ -11,6 +11,11 @@ a suite that wants a membership score negates it. Definitions:
 - ``min_k_plus_plus`` (Min-K%++, Zhang et al. 2024): the same on (log p - mu) / sigma, with mu and
   sigma^2 the mean and variance of log p under the model's full next-token distribution
   (sigma^2 clamped at 1e-6).
+- ``gradnorm`` (open-unlearning ``mia/gradnorm.py``, ``GradNormAttack``): the mean over the
+  model's parameters of the p-norm of the gradient of the document's mean NLL (computed by
+  :mod:`pytest_unlearn.openunlearning_passes`; more norm, more loss: less likely a member).
+- ``reference`` (open-unlearning ``mia/reference.py``, ``ReferenceAttack.compute_score``): the
+  document's mean NLL under the model minus that under a reference model (``--reference``).
 
 Third-party attacks join through the entry-point group ``pytest_unlearn.attacks`` (an
 :class:`Attack`). Pure numpy; no torch.
@@ -38,6 +43,10 @@ class TokenStats:
     logprobs: np.ndarray
     mu: np.ndarray | None = None
     sigma2: np.ndarray | None = None
+    #: The same tokens' log-probs under the reference model (the ``reference`` attack).
+    reference_logprobs: np.ndarray | None = None
+    #: The gradient norm of the document's mean NLL (the ``gradnorm`` attack).
+    grad_norm: float | None = None
 
 
 @dataclass(frozen=True)
@@ -47,12 +56,18 @@ class Attack:
     description: str
     source: str
     needs_vocab: bool = False  # needs mu and sigma^2 of the full next-token distribution
+    needs_reference: bool = False  # needs the reference model's log-probs of the same tokens
+    needs_gradient: bool = False  # needs the per-sample gradient norm
 
     def score(self, stats: TokenStats, **params: Any) -> float:
         if stats.logprobs.size == 0:
             raise UnlearnError(f"the {self.name} attack needs at least one scored token per document")
         if self.needs_vocab and (stats.mu is None or stats.sigma2 is None):
             raise UnlearnError(f"internal: the {self.name} attack needs the vocabulary statistics")
+        if self.needs_reference and stats.reference_logprobs is None:
+            raise UnlearnError(f"the {self.name} attack needs a reference model: pass --reference PATH")
+        if self.needs_gradient and stats.grad_norm is None:
+            raise UnlearnError(f"internal: the {self.name} attack needs the per-sample gradient norm")
         return float(self.fn(stats, **params))
 
 
@@ -80,6 +95,14 @@ def min_k_plus_plus(stats: TokenStats, k: float = 0.4) -> float:
     return -_lowest_mean((stats.logprobs - stats.mu) / sigma, k)
 
 
+def reference(stats: TokenStats) -> float:
+    return loss(stats) - float(-stats.reference_logprobs.mean())  # type: ignore[union-attr]
+
+
+def grad_norm(stats: TokenStats) -> float:
+    return float(stats.grad_norm)  # type: ignore[arg-type]
+
+
 LOSS = Attack("loss", loss, "mean token NLL", "Yeom et al. 2018; open-unlearning mia/loss.py")
 ZLIB = Attack(
     "zlib", zlib_ratio, "mean token NLL / zlib-compressed bytes", "Carlini et al. 2021; open-unlearning mia/zlib.py"
@@ -94,6 +117,22 @@ MIN_K_PLUS_PLUS = Attack(
 )
 
 
+GRAD_NORM = Attack(
+    "gradnorm",
+    grad_norm,
+    "mean over parameters of the p-norm of the gradient of the mean token NLL",
+    "Maini et al. 2024 (arXiv 2402.17012); open-unlearning mia/gradnorm.py GradNormAttack",
+    needs_gradient=True,
+)
+REFERENCE = Attack(
+    "reference",
+    reference,
+    "mean token NLL under the model minus under the reference model",
+    "Carlini et al. 2021; open-unlearning mia/reference.py ReferenceAttack",
+    needs_reference=True,
+)
+
+
 def _as_attack(obj: Any) -> Attack:
     if not isinstance(obj, Attack):
         raise UnlearnError(f"attack entry {obj!r} is not a pytest_unlearn.attacks.Attack")
@@ -103,7 +142,15 @@ def _as_attack(obj: Any) -> Attack:
 # Entry-point group ``pytest_unlearn.attacks``; the built-in attacks are declared here, beside
 # their definitions (open-unlearning's src/evals/metrics/mia/).
 ATTACKS: Registry[Attack] = Registry("attack", _as_attack)
-for _name, _attr in {"loss": "LOSS", "zlib": "ZLIB", "min_k": "MIN_K", "min_k_plus_plus": "MIN_K_PLUS_PLUS"}.items():
+for _name, _attr in {
+    "loss": "LOSS",
+    "zlib": "ZLIB",
+    "min_k": "MIN_K",
+    "min_k_plus_plus": "MIN_K_PLUS_PLUS",
+    # open-unlearning's white-box and reference attacks: they need a gradient or a reference pass.
+    "gradnorm": "GRAD_NORM",
+    "reference": "REFERENCE",
+}.items():
     ATTACKS.register(_name, f"{__name__}:{_attr}")
 
 

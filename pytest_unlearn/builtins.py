@@ -73,6 +73,10 @@ ENTRY_POINTS: dict[str, dict[str, str]] = {
         "evallearn.ira": "pytest_unlearn.evallearn.metrics:ira",
         "evallearn.ua_ira": "pytest_unlearn.evallearn.metrics:ua_ira",
         "evallearn.err": "pytest_unlearn.evallearn.metrics:err",
+        "tofu.truth_ratio_ou": "pytest_unlearn.tofu.metrics:truth_ratio_ou_metric",
+        "tofu.probability_w_options": "pytest_unlearn.tofu.metrics:probability_w_options_metric",
+        "tofu.exact_memorization": "pytest_unlearn.tofu.metrics:exact_memorization_metric",
+        "tofu.extraction_strength": "pytest_unlearn.tofu.metrics:extraction_strength_metric",
     },
     "pytest_unlearn.judges": {
         "clip": "pytest_unlearn.engines.judges:clip_judge",

@@ -55,6 +55,8 @@ def _not_blank(value: str) -> str:
 LogLikelihood = Annotated[float, Strict(), Field(allow_inf_nan=False, le=0), _domain("finite, <= 0")]
 Probability = Annotated[float, Strict(), Field(allow_inf_nan=False, ge=0, le=1), _domain("a probability in [0, 1]")]
 Rouge = Annotated[float, Strict(), Field(allow_inf_nan=False, ge=0, le=1), _domain("a ROUGE score in [0, 1]")]
+# open-unlearning's exact memorization and extraction strength: shares of an answer's tokens.
+Share = Annotated[float, Strict(), Field(allow_inf_nan=False, ge=0, le=1), _domain("a share in [0, 1]")]
 Loss = Annotated[float, Strict(), Field(allow_inf_nan=False, ge=0), _domain("finite, >= 0")]
 Logit = Annotated[float, Strict(), Field(allow_inf_nan=False), _domain("finite")]
 Guidance = Annotated[float, Strict(), Field(allow_inf_nan=False, ge=0), _domain("finite, >= 0")]

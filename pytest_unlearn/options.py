@@ -364,8 +364,8 @@ OPTIONS: tuple[OptionSpec, ...] = (
         ("--unlearn-partial",),
         "unlearn_partial",
         "Accept running a subset of the suite's checks on purpose (-k, -m, --deselect, --lf): the exit "
-        "status follows the checks that ran, the scorecard says \"status\": \"partial\" and never "
-        "\"passed\": true. Without it a check that produced no value fails the gate.",
+        'status follows the checks that ran, the scorecard says "status": "partial" and never '
+        '"passed": true. Without it a check that produced no value fails the gate.',
         default=False,
         parse=parse_bool,
         flag_only=True,

@@ -11,7 +11,7 @@ pass over its context, read at the last position. Imported only when a model pas
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -63,9 +63,18 @@ def choice_loglikelihoods(
     device: str,
     max_tokens: int | None = None,
     progress: Progress | None = None,
+    add_bos_token: bool | None = None,
+    max_length: int | None = None,
+    on_truncate: Callable[[int, int], None] | None = None,
 ) -> list[list[float]]:
-    """For each context, the log-likelihood of every continuation (lm-eval's ``loglikelihood``)."""
-    pairs = [[encode_pair(tokenizer, c, k) for k in continuations] for c in contexts]
+    """For each context, the log-likelihood of every continuation (lm-eval's ``loglikelihood``).
+
+    BOS and context length follow lm-eval 0.4.13 (:mod:`pytest_unlearn.mcq.lmeval`):
+    ``add_bos_token`` None lets the tokenizer decide; a pair longer than ``max_length`` (default
+    the model's, as ``HFLM.max_length``) is cut from the left, ``on_truncate(rows, max_length)``
+    is called once, and cut rows are batched apart from the others (a cut row is padded to the
+    full context; a short row in its batch would pay for that padding)."""
+    pairs, cut = _lm_eval_pairs(model, tokenizer, contexts, continuations, add_bos_token, max_length, on_truncate)
     out: list[list[float]] = [[float("nan")] * len(continuations) for _ in contexts]
     single = all(len(cont) == 1 and ctx == row[0][0] for row in pairs for ctx, cont in row)
     if single:
@@ -80,18 +89,21 @@ def choice_loglikelihoods(
             if progress:
                 progress(len(batch))
 
-        each_batch([len(e) for e in encoded], batch_size, max_tokens, run)
+        apart = [i in cut for i in range(len(encoded))]
+        _each_batch_apart([len(e) for e in encoded], apart, batch_size, max_tokens, run)
         return out
 
     flat = [(i, j, ctx, cont) for i, row in enumerate(pairs) for j, (ctx, cont) in enumerate(row)]
 
     def run_rows(batch: list[int]) -> None:
         rows = [flat[k] for k in batch]
-        ids, mask = _left_pad([ctx + cont for _, _, ctx, cont in rows], tokenizer.pad_token_id, device)
+        # lm-eval's input is (context + continuation)[:-1]: the last token predicts nothing, and
+        # a pair cut to max_length + 1 tokens must not feed the model max_length + 1 positions.
+        ids, mask = _left_pad([(ctx + cont)[:-1] for _, _, ctx, cont in rows], tokenizer.pad_token_id, device)
         width = ids.shape[1]
         targets = torch.full_like(ids, -100)
         for r, (_, _, ctx, cont) in enumerate(rows):
-            start = width - len(ctx) - len(cont)
+            start = width - len(ctx) - len(cont) + 1
             # Position p predicts token p + 1: the continuation's tokens follow the context's last.
             for t in range(len(cont)):
                 targets[r, start + len(ctx) - 1 + t] = cont[t]
@@ -103,5 +115,56 @@ def choice_loglikelihoods(
         if progress:
             progress(len(batch))
 
-    each_batch([len(ctx) + len(cont) for _, _, ctx, cont in flat], batch_size, max_tokens, run_rows)
+    _each_batch_apart(
+        [len(ctx) + len(cont) - 1 for _, _, ctx, cont in flat], [i in cut for i, _, _, _ in flat],
+        batch_size, max_tokens, run_rows,
+    )  # fmt: skip
     return out
+
+
+def _lm_eval_pairs(
+    model: Any,
+    tokenizer: Any,
+    contexts: Sequence[str],
+    continuations: Sequence[str],
+    add_bos_token: bool | None,
+    max_length: int | None,
+    on_truncate: Callable[[int, int], None] | None,
+) -> tuple[list[list[tuple[list[int], list[int]]]], set[int]]:
+    """Every (context, continuation) pair encoded and left-truncated as lm-eval 0.4.13 does, and
+    the questions of which some pair was cut."""
+    from pytest_unlearn.mcq import lmeval
+
+    limit = max_length if max_length is not None else lmeval.model_max_length(model, tokenizer)
+    pairs: list[list[tuple[list[int], list[int]]]] = []
+    cut: set[int] = set()
+    for i, context in enumerate(contexts):
+        row = []
+        for continuation in continuations:
+            ctx, cont = lmeval.encode_pair(tokenizer, context, continuation, add_bos_token)
+            ctx, was_cut = lmeval.left_truncate(ctx, cont, limit)
+            if was_cut:
+                cut.add(i)
+            row.append((ctx, cont))
+        pairs.append(row)
+    if cut and on_truncate is not None:
+        on_truncate(len(cut), limit)
+    return pairs, cut
+
+
+def _each_batch_apart(
+    lengths: Sequence[int],
+    apart: Sequence[bool],
+    batch_size: int,
+    max_tokens: int | None,
+    run: Callable[[list[int]], None],
+) -> None:
+    """``each_batch`` over the ordinary rows, then over the ``apart`` ones, never mixed."""
+    for flag in (False, True):
+        chosen = [i for i, a in enumerate(apart) if a is flag]
+        if chosen:
+
+            def run_chosen(batch: list[int], chosen: list[int] = chosen) -> None:
+                run([chosen[k] for k in batch])
+
+            each_batch([lengths[i] for i in chosen], batch_size, max_tokens, run_chosen)

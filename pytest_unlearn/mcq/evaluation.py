@@ -39,6 +39,7 @@ from pytest_unlearn.mcq.data import (
     load_subset,
     mmlu_context,
 )
+from pytest_unlearn.mcq.lmeval import LM_EVAL_VERSION
 from pytest_unlearn.mcq.settings import SETTINGS as MCQ_SETTINGS
 from pytest_unlearn.mmlu import MMLUData, load_mmlu
 
@@ -113,6 +114,10 @@ class MCQBackend(ModelsByPath, Backend):
         self.template = _template(s, where)
         self.shots = typed_setting(s, "mmlu_shots", int, f"suite {manifest.name} (manifest or --setting)")
         self.max_batch_tokens, self.token_budget_source = token_budget(s, settings)
+        from pytest_unlearn.mcq.lmeval import parse_add_bos_token
+
+        where_bos = f"suite {manifest.name} (manifest or --setting)"
+        self.add_bos_token = parse_add_bos_token(s.get("add_bos_token"), where_bos)
 
         # The questions: --data, else the manifest's bundled folder.
         data_dir = settings.data if settings.data is not None else manifest.data.get("questions")
@@ -271,11 +276,19 @@ class MCQBackend(ModelsByPath, Backend):
             model, tokenizer, device = self._model(path)
             return choice_loglikelihoods(
                 model, tokenizer, contexts, continuations, batch_size=self.settings.batch_size, device=device,
-                max_tokens=self.max_batch_tokens,
+                max_tokens=self.max_batch_tokens, add_bos_token=self.add_bos_token, on_truncate=self._truncated,
             )  # fmt: skip
 
-        key = self._cache_key(path, "mcq.loglikelihoods", contexts=_digest(contexts), continuations=continuations)
+        key = self._cache_key(
+            path, "mcq.loglikelihoods", contexts=_digest(contexts), continuations=continuations,
+            lm_eval=LM_EVAL_VERSION, add_bos_token=self.add_bos_token,
+        )  # fmt: skip
         return self.cache.get_or_create_json("mcq-loglikelihoods", key, produce)
+
+    def _truncated(self, rows: int, max_length: int) -> None:
+        from pytest_unlearn.mcq.lmeval import truncation_warning
+
+        self.warn(truncation_warning(self.manifest.name, rows, max_length))
 
     def device(self) -> str | None:
         for _, _, device in self._models.values():
@@ -478,6 +491,8 @@ class MCQBackend(ModelsByPath, Backend):
             f"unlearn: {self.manifest.name} {sizes} {mmlu}, lm-eval multiple-choice acc, model={source}, "
             f"original={self.settings.original_model}"
         ]
+        bos = "tokenizer's default" if self.add_bos_token is None else str(self.add_bos_token).lower()
+        lines.append(f"unlearn: scoring as lm-eval {LM_EVAL_VERSION} (add_bos_token={bos}, left truncation)")
         lines.append(
             f"unlearn: max_batch_tokens={self.max_batch_tokens} ({self.token_budget_source}), at most "
             f"--batch-size={self.settings.batch_size} rows"
@@ -502,6 +517,9 @@ class MCQBackend(ModelsByPath, Backend):
             "skipped": list(self.skipped),
             "mmlu": str(self.mmlu_dir) if self.mmlu_dir else None,
             "mmlu_shots": self.shots,
+            # The scoring rules followed (BOS, left truncation): lm-eval's HFLM of this release.
+            "lm_eval_version": LM_EVAL_VERSION,
+            "add_bos_token": "auto (the tokenizer decides)" if self.add_bos_token is None else self.add_bos_token,
             "batch_size": self.settings.batch_size,
             "device": self.settings.device,
             "dtype": self.settings.dtype,

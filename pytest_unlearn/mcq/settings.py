@@ -13,5 +13,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("strip_question", bool, True, "strip white space around each question"),
     Setting("mmlu_shots", int, 0, "few-shot examples of each MMLU prompt", minimum=0),
     Setting("subsets", dict, None, "each subset: its file name in the data folder and its description", own_check=True),
+    Setting(
+        "add_bos_token",
+        bool,
+        None,
+        'lm-eval 0.4.13\'s BOS rule: unset or "auto", the tokenizer decides; true or false forces it',
+        own_check=True,
+    ),
     MAX_BATCH_TOKENS,
 )

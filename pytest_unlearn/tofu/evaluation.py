@@ -69,6 +69,11 @@ class TofuBackend(ModelsByPath, Backend):
         self.max_batch_tokens, self.token_budget_source = token_budget(s, settings)
         self.max_length = typed_setting(s, "max_length", int, where)
         self.ds_size = typed_setting(s, "ds_size", int, where)
+        # open-unlearning's TOFU_EVAL.json / TOFU_SUMMARY.json beside our logs (issue 27).
+        self.write_openunlearning = typed_setting(
+            {"write_openunlearning": False, **s}, "write_openunlearning", bool, where
+        )
+        self._openunlearning_written = False
         if not FORGET_SPLIT.match(self.forget_split):
             raise UnlearnError(f"--setting forget_split={self.forget_split}: expected forget01, forget05 or forget10")
         for key, value in (("max_new_tokens", self.max_new_tokens), ("max_length", self.max_length)):
@@ -104,6 +109,7 @@ class TofuBackend(ModelsByPath, Backend):
 
         # Logs are read now, so a malformed one stops the run before any model loads.
         self._prediction_logs: dict[str, tm.TaskLog] | None = None
+        self._prediction_scores: dict[str, list[float]] = {}
         self._reference_logs: dict[str, tm.TaskLog] | None = None
         if settings.model is not None:
             inspect_model_folder(settings.model, allow_pickle=settings.allow_pickle)
@@ -113,6 +119,9 @@ class TofuBackend(ModelsByPath, Backend):
             raise UnlearnError(f"--predictions {settings.predictions}: no such file or folder")
         else:
             self._prediction_logs = load_logs(settings.predictions, "--predictions")
+            from pytest_unlearn.tofu.logs import load_open_unlearning_scores
+
+            self._prediction_scores = load_open_unlearning_scores(settings.predictions, "--predictions")
             self._check_against_data(self._prediction_logs, "--predictions", settings.predictions)
         if settings.reference is not None:
             if not settings.reference.exists():
@@ -200,8 +209,34 @@ class TofuBackend(ModelsByPath, Backend):
             self.inputs = replace(self.inputs, reference=logs)
         elif name == "mia":
             self._compute_mia()
+        elif name == "memorization":
+            self._compute_memorization()
         else:
             raise UnlearnError(f"the tofu backend cannot compute {name!r}")
+
+    def _compute_memorization(self) -> None:
+        """Argmax predictions over every forget answer (open-unlearning's exact memorization and
+        extraction strength), one pass per question, cached; or the per-sample scores of an
+        open-unlearning TOFU_EVAL.json given as --predictions."""
+        if self.settings.model is None and self._prediction_scores:
+            self.inputs = replace(self.inputs, memorization_scores=self._prediction_scores)
+            return
+        if self.settings.model is None:
+            raise UnlearnError("exact memorization and extraction strength need the model itself: pass --model PATH")
+        assert self.data is not None
+        from pytest_unlearn.openunlearning_passes import answer_predictions
+
+        pairs = [(self.tags.prompt(q.question), self.tags.answer_text(q.answer)) for q in self.data["forget"]]
+        path = self.settings.model
+
+        def produce() -> list[list[list[int]]]:
+            model, tokenizer, device = self._model(path)
+            rows = answer_predictions(model, tokenizer, pairs, max_length=self.max_length, device=device)
+            return [[p, lab] for p, lab in rows]
+
+        key = self._cache_key(path, "tofu.answer_argmax", pairs=pairs, max_length=self.max_length)
+        rows = self.cache.get_or_create_json("tofu-argmax", key, produce)
+        self.inputs = replace(self.inputs, memorization=[(list(p), list(lab)) for p, lab in rows])
 
     def _compute_mia(self) -> None:
         """Token statistics of every forget answer and every holdout answer, for the attacks."""
@@ -239,7 +274,57 @@ class TofuBackend(ModelsByPath, Backend):
                 stats[name].append(
                     TokenStats(q.answer, np.asarray(row["logprobs"]), np.asarray(row["mu"]), np.asarray(row["sigma2"]))
                 )
+        stats = self._openunlearning_attack_inputs(stats, pairs)
         self.inputs = replace(self.inputs, mia=stats)
+
+    def _openunlearning_attack_inputs(
+        self, stats: dict[str, list[Any]], pairs: list[tuple[str, str]]
+    ) -> dict[str, list[Any]]:
+        """The gradient norms (``gradnorm``) and the reference model's log-probs (``reference``)
+        of the same answers, computed only when a check asks for those attacks."""
+        from dataclasses import replace as with_fields
+
+        from pytest_unlearn.semeval.backend import answer_span_token_stats
+
+        wanted = {c.params.get("attack") for c in self.manifest.checks if c.metric == "tofu.mia_auc"}
+        order = [(name, i) for name, rows in stats.items() for i in range(len(rows))]
+        if "gradnorm" in wanted:
+            p = float(self.manifest.settings.get("gradnorm_p", 2))
+            path = self.settings.model
+
+            def norms() -> list[float]:
+                from pytest_unlearn.openunlearning_passes import answer_gradient_norms
+
+                model, tokenizer, device = self._model(path)  # type: ignore[arg-type]
+                return answer_gradient_norms(model, tokenizer, pairs, max_length=self.max_length, p=p, device=device)
+
+            key = self._cache_key(
+                path,
+                "tofu.mia_gradnorm",
+                pairs=pairs,
+                max_length=self.max_length,
+                p=p,  # type: ignore[arg-type]
+            )
+            for (name, i), value in zip(order, self.cache.get_or_create_json("tofu-gradnorm", key, norms)):
+                stats[name][i] = with_fields(stats[name][i], grad_norm=value)
+        if "reference" in wanted:
+            ref = self.settings.reference
+            if ref is None or not _is_model_folder(ref):
+                raise UnlearnError(
+                    "the reference attack needs a reference model: pass --reference PATH (a model folder)"
+                )
+
+            def ref_stats() -> list[dict[str, list[float]]]:
+                model, tokenizer, device = self._model(ref)
+                return answer_span_token_stats(
+                    model, tokenizer, pairs, max_length=self.max_length, batch_size=self.settings.batch_size,
+                    device=device, max_tokens=self.max_batch_tokens,
+                )  # fmt: skip
+
+            key = self._cache_key(ref, "tofu.mia_token_stats", pairs=pairs, max_length=self.max_length)
+            for (name, i), row in zip(order, self.cache.get_or_create_json("tofu-mia", key, ref_stats)):
+                stats[name][i] = with_fields(stats[name][i], reference_logprobs=np.asarray(row["logprobs"]))
+        return stats
 
     def _check_against_data(self, logs: dict[str, tm.TaskLog], flag: str, path: Path) -> None:
         if self.data is None:
@@ -456,7 +541,31 @@ class TofuBackend(ModelsByPath, Backend):
         return sections
 
     def artifacts(self) -> dict[str, str]:
+        if self.write_openunlearning and not self._openunlearning_written and self.inputs.logs is not None:
+            # Written last, once every input is computed: forget quality needs the reference's log.
+            self._openunlearning_written = True
+            self._write_openunlearning()
         return dict(self._artifact_files)
+
+    def _write_openunlearning(self) -> None:
+        from pytest_unlearn import openunlearning as ou
+        from pytest_unlearn.tofu import openunlearning_files as files
+
+        memorization = None
+        if self.inputs.memorization is not None:
+            rows = [ou.answer_tokens(p, lab) for p, lab in self.inputs.memorization]
+            memorization = {
+                "exact_memorization": [ou.exact_memorization(p, lab) or 0.0 for p, lab in rows],
+                "extraction_strength": [ou.extraction_strength(p, lab) for p, lab in rows],
+            }
+        evals = files.dump_tofu_eval(self.inputs.logs or {}, self.inputs.reference, memorization)
+        self.write_artifact(
+            "openunlearning_eval", f"tofu/{files.EVAL_FILE}", files.encode(evals), "open-unlearning results"
+        )
+        self.write_artifact(
+            "openunlearning_summary", f"tofu/{files.SUMMARY_FILE}", files.encode(files.summary(evals)),
+            "open-unlearning summary",
+        )  # fmt: skip
 
     def header_lines(self) -> list[str]:
         source = str(self.settings.model) if self.settings.model else f"logs {self.settings.predictions}"

@@ -17,6 +17,9 @@ from pytest_unlearn.tofu.metrics import TASKS, TOFU_FILES, TaskLog
 
 AGGREGATED = "eval_log_aggregated.json"
 OPEN_UNLEARNING = "TOFU_EVAL.json"
+OPEN_UNLEARNING_SUMMARY = "TOFU_SUMMARY.json"
+#: open-unlearning's per-sample memorization metrics (``{"score": x}`` per index), read when present.
+OPEN_UNLEARNING_SCORES = ("exact_memorization", "extraction_strength")
 #: The keys of TOFU's per-task logs that the aggregation reads.
 TOFU_KEYS = ("avg_gt_loss", "avg_paraphrased_loss", "average_perturb_loss", "rougeL_recall")
 #: open-unlearning's metric names per task: (true answer, base answer, perturbed answers, ROUGE).
@@ -121,6 +124,8 @@ def load_logs(path: Path, flag: str) -> dict[str, TaskLog]:
             if (path / name).is_file():
                 return load_logs(path / name, flag)
         present = {name: path / name for name in TOFU_FILES.values() if (path / name).is_file()}
+        if not present and (path / OPEN_UNLEARNING_SUMMARY).is_file():
+            return load_logs(path / OPEN_UNLEARNING_SUMMARY, flag)
         if not present:
             raise UnlearnError(
                 f"{where}: no {AGGREGATED}, {OPEN_UNLEARNING} or eval_log*.json in this folder; "
@@ -140,6 +145,11 @@ def load_logs(path: Path, flag: str) -> dict[str, TaskLog]:
         if not candidate.is_absolute() and not candidate.exists():
             candidate = path.parent / candidate
         return load_logs(candidate, flag)
+    if _is_summary(data):
+        raise UnlearnError(
+            f"{where}: open-unlearning's {OPEN_UNLEARNING_SUMMARY} holds only aggregate values, no per-sample "
+            f"scores to check or bootstrap; pass the {OPEN_UNLEARNING} beside it"
+        )
     if any(name in data for name in TOFU_FILES.values()):
         logs = _from_tofu(data, where)
     elif any(keys[0] in data for keys in OPEN_UNLEARNING_KEYS.values()):
@@ -151,6 +161,36 @@ def load_logs(path: Path, flag: str) -> dict[str, TaskLog]:
             f"{', '.join(sorted(data)[:6]) or 'none'}"
         )
     return logs
+
+
+def _is_summary(data: dict[str, Any]) -> bool:
+    """open-unlearning's ``*_SUMMARY.json``: metric names mapped to bare numbers."""
+    known = {k for keys in OPEN_UNLEARNING_KEYS.values() for k in keys} | {"forget_quality", "model_utility"}
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in data.values())
+    return bool(data) and numbers and bool(known & set(data))
+
+
+def load_open_unlearning_scores(path: Path, flag: str) -> dict[str, list[float]]:
+    """``exact_memorization`` / ``extraction_strength`` per-sample scores of an open-unlearning
+    ``TOFU_EVAL.json`` (empty when ``path`` is another kind of log or lacks them)."""
+    if path.is_dir():
+        path = path / OPEN_UNLEARNING
+    if not path.is_file():
+        return {}
+    data = _read_json(path, flag)
+    if not isinstance(data, dict) or not any(keys[0] in data for keys in OPEN_UNLEARNING_KEYS.values()):
+        return {}
+    out = {}
+    for name in OPEN_UNLEARNING_SCORES:
+        if name in data:
+            scores = _values(data, name, "score", f"{flag} {path}")
+            from pytest_unlearn import domains
+
+            where = f"{flag} {path}"
+            out[name] = [
+                domains.check(domains.Share, v, where, f"{name}[{i}]") for i, v in scores.items() if v is not None
+            ]
+    return out
 
 
 def dump_logs(logs: dict[str, TaskLog], inputs: dict[str, list[str]] | None = None) -> dict[str, Any]:

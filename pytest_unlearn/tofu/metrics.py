@@ -159,6 +159,10 @@ class TofuInputs:
     reference: dict[str, TaskLog] | None = None
     # Membership inference: token statistics of the forget answers and the holdout answers.
     mia: dict[str, list[TokenStats]] | None = None
+    # open-unlearning's memorization metrics: per forget question, (argmax predictions, labels).
+    memorization: list[tuple[list[int], list[int]]] | None = None
+    # ... or their per-sample scores read from open-unlearning's TOFU_EVAL.json (--predictions).
+    memorization_scores: dict[str, list[float]] | None = None
 
     def resample(self, rng: np.random.Generator, requires: tuple[str, ...]) -> TofuInputs:
         """A bootstrap replicate: each task's questions drawn with replacement, separately
@@ -176,6 +180,13 @@ class TofuInputs:
             changes["reference"] = draw(self.reference)
         if "mia" in requires and self.mia is not None:
             changes["mia"] = {k: [v[i] for i in rng.integers(0, len(v), size=len(v))] for k, v in self.mia.items()}
+        if "memorization" in requires and self.memorization:
+            rows = rng.integers(0, len(self.memorization), size=len(self.memorization))
+            changes["memorization"] = [self.memorization[i] for i in rows]
+        if "memorization" in requires and self.memorization_scores:
+            changes["memorization_scores"] = {
+                k: [v[i] for i in rng.integers(0, len(v), size=len(v))] for k, v in self.memorization_scores.items()
+            }
         return replace(self, **changes)
 
     def require_logs(self) -> dict[str, TaskLog]:
@@ -293,6 +304,100 @@ def forget_quality_metric(inputs: TofuInputs) -> Measurement:
 MIA_ATTACKS = ("loss", "zlib", "min_k", "min_k_plus_plus")
 
 
+# -- open-unlearning's metrics (pytest_unlearn.openunlearning), on the same logs -----------------
+@metric(
+    "tofu.truth_ratio_ou",
+    higher_is_better=True,
+    unit="score",
+    requires=("tofu",),
+    description="open-unlearning's truth_ratio (false/true) under its aggregator: closer_to_1_better, "
+    "true_better or prob_mean.",
+)
+def truth_ratio_ou_metric(inputs: TofuInputs, *, task: str, aggregator: str) -> Measurement:
+    """open-unlearning ``memorization.py`` ``truth_ratio``: the paraphrased answer is the correct
+    one, the perturbed answers the wrong ones (their ``tofu`` eval config)."""
+    from pytest_unlearn import openunlearning as ou
+
+    _check_task(task)
+    log = inputs.require_task(task)
+    value = ou.truth_ratio(log.paraphrased_loss, log.perturbed_loss, aggregator)
+    return Measurement(value, log.n, {"aggregator": aggregator})
+
+
+@metric(
+    "tofu.probability_w_options",
+    higher_is_better=False,
+    unit="probability",
+    requires=("tofu",),
+    description="open-unlearning's normalised probability p_true / (p_true + sum p_wrong), averaged.",
+)
+def probability_w_options_metric(inputs: TofuInputs, *, task: str) -> Measurement:
+    """open-unlearning ``memorization.py`` ``probability_w_options`` (TOFU's normalised
+    probability plus their 1e-10)."""
+    from pytest_unlearn import openunlearning as ou
+
+    _check_task(task)
+    log = inputs.require_task(task)
+    return Measurement(ou.probability_w_options(np.exp(-log.gt_loss), np.exp(-log.perturbed_loss)), log.n, {})
+
+
+def _read_scores(scores: dict[str, list[float]], name: str) -> list[float]:
+    if not scores.get(name):
+        raise UnlearnError(f"--predictions: the TOFU_EVAL.json has no {name}; run open-unlearning's eval with it")
+    return scores[name]
+
+
+def _memorization_rows(inputs: TofuInputs) -> list[tuple[list[int], list[int]]]:
+    from pytest_unlearn import openunlearning as ou
+
+    if inputs.memorization is None:
+        raise UnlearnError("internal: the argmax predictions were not computed")
+    return [ou.answer_tokens(p, lab) for p, lab in inputs.memorization]
+
+
+@metric(
+    "tofu.exact_memorization",
+    higher_is_better=False,
+    unit="share of tokens",
+    requires=("memorization",),
+    description="open-unlearning's exact memorization on the forget answers: share of tokens whose argmax "
+    "is the label.",
+)
+def exact_memorization_metric(inputs: TofuInputs) -> Measurement:
+    """open-unlearning ``memorization.py`` ``exact_memorization`` (mean over questions; an answer
+    without tokens is left out, as their None)."""
+    from pytest_unlearn import openunlearning as ou
+
+    if inputs.memorization is None and inputs.memorization_scores is not None:
+        values = _read_scores(inputs.memorization_scores, "exact_memorization")
+        return Measurement(float(np.mean(values)), len(values), {"source": "TOFU_EVAL.json"})
+    values = [v for p, lab in _memorization_rows(inputs) if (v := ou.exact_memorization(p, lab)) is not None]
+    if not values:
+        raise UnlearnError("exact memorization: no forget answer has a token to score")
+    return Measurement(float(np.mean(values)), len(values), {})
+
+
+@metric(
+    "tofu.extraction_strength",
+    higher_is_better=False,
+    unit="score",
+    requires=("memorization",),
+    description="open-unlearning's extraction strength on the forget answers: 1 - k/T, k the first "
+    "position from which greedy decoding reproduces the rest.",
+)
+def extraction_strength_metric(inputs: TofuInputs) -> Measurement:
+    """open-unlearning ``memorization.py`` ``extraction_strength`` (mean over questions)."""
+    from pytest_unlearn import openunlearning as ou
+
+    if inputs.memorization is None and inputs.memorization_scores is not None:
+        values = _read_scores(inputs.memorization_scores, "extraction_strength")
+        return Measurement(float(np.mean(values)), len(values), {"source": "TOFU_EVAL.json"})
+    rows = _memorization_rows(inputs)
+    if not rows:
+        raise UnlearnError("extraction strength: no forget answer to score")
+    return Measurement(float(np.mean([ou.extraction_strength(p, lab) for p, lab in rows])), len(rows), {})
+
+
 def mia_auc(members: list[TokenStats], nonmembers: list[TokenStats], attack: str, k: float = 0.4) -> float:
     """ROC AUC of an attack telling the forget answers (members, label 1) from the holdout answers,
     membership score = minus the attack's score: 1 when the model still knows the forget set,
@@ -303,6 +408,7 @@ def mia_auc(members: list[TokenStats], nonmembers: list[TokenStats], attack: str
 
     chosen = get_attack(attack, "attack")
     params = {"k": k} if "k" in inspect.signature(chosen.fn).parameters else {}
+    # gradnorm and reference need inputs the backend computes only on request (see _compute_mia).
     scores = [-chosen.score(s, **params) for s in members + nonmembers]
     return float(roc_auc_score([1] * len(members) + [0] * len(nonmembers), scores))
 

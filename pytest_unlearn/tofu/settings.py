@@ -17,5 +17,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_length", int, 200, "question + answer tokens kept for the losses", minimum=1, own_check=True),
     Setting("ds_size", int, 300, "questions of each file evaluated (0: all)", minimum=0, own_check=True),
     Setting("families", dict, None, "prompt tags per model family", own_check=True),
+    Setting(
+        "write_openunlearning",
+        bool,
+        False,
+        "also write TOFU_EVAL.json and TOFU_SUMMARY.json in open-unlearning's layout",
+        own_check=True,
+    ),
+    Setting("gradnorm_p", float, 2.0, "the p of the GradNorm attack's gradient norm", minimum=1, own_check=True),
     MAX_BATCH_TOKENS,
 )

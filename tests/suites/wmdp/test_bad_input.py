@@ -162,7 +162,7 @@ def test_missing_original_model(pytester, model, tmp_path):
 def test_unknown_setting(pytester, model, tmp_path):
     folder = data_with(tmp_path, [GOOD])
     assert run(pytester, model, f"--data={folder}", "--setting", "mmlu_shot=5") == (
-        "ERROR: --setting mmlu_shot: suite wmdp has no such setting. Did you mean: mmlu_shots? Known: "
+        "ERROR: --setting mmlu_shot: suite wmdp has no such setting. Did you mean: mmlu_shots? Known: add_bos_token, "
         "bootstrap_samples, labels, max_batch_tokens, mmlu_shots, seed, strip_question, subsets, target_delimiter, "
         "template"
     )
