@@ -123,8 +123,8 @@ def test_a_diffusion_unet_missing_a_tensor_fails_every_check(pytester, genmu_mod
 def test_a_text_encoder_with_an_extra_tensor_is_refused_by_the_pipeline_loader(genmu_models, tmp_path):
     """The diffusers pipeline has no loading report of its own: each weighted component is loaded
     strictly, the transformers text encoder as well as the diffusers UNet and VAE."""
+    from pytest_unlearn.engines.diffusion import load_pipeline
     from pytest_unlearn.errors import UnlearnError
-    from pytest_unlearn.genmu.diffusion import load_pipeline
 
     weights = "text_encoder/model.safetensors"
     model = tamper(

@@ -214,7 +214,7 @@ def test_open_unlearning_log_values(tmp_path_factory, value, which):
 @given(value=VALUES)
 @specials()
 def test_image_index_seed(tmp_path_factory, value):
-    from pytest_unlearn.genmu.generation import read_image_index
+    from pytest_unlearn.engines.generation import read_image_index
 
     folder = tmp_path_factory.mktemp("images")
     (folder / "images.jsonl").write_text(json.dumps({"file": "a.png", "prompt": "p", "seed": value}) + "\n")

@@ -304,7 +304,14 @@ def test_a_run_that_executes_no_check_never_replaces_a_scorecard(pytester, tmp_p
     result = run(pytester, *args, f"--scorecard={fresh}", "-k", "nothing-matches")
     assert not fresh.exists()
     result.stdout.fnmatch_lines(["unlearn: no check ran (no check selected); scorecard none written"])
-    lf = ("--suite", "semeval", f"--predictions={perfect_unlearning_predictions}", "--unlearn-partial", "-k", "task1-knowledge-retain")
+    lf = (
+        "--suite",
+        "semeval",
+        f"--predictions={perfect_unlearning_predictions}",
+        "--unlearn-partial",
+        "-k",
+        "task1-knowledge-retain",
+    )
     assert pytester.runpytest_inprocess(*lf, "--scorecard=lf.json").ret == pytest.ExitCode.OK  # nothing failed
     (pytester.path / "lf.json").write_text(before)
     result = pytester.runpytest_inprocess(*lf, "--scorecard=lf.json", "--lf", "--lfnf=none")

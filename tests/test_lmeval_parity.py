@@ -18,9 +18,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from pytest_unlearn.mcq import backend as mcq_backend  # noqa: E402
-from pytest_unlearn.mcq.backend import choice_loglikelihoods  # noqa: E402
-from pytest_unlearn.mcq.lmeval import LM_EVAL_VERSION  # noqa: E402
+from pytest_unlearn.engines import multiple_choice as mcq_backend  # noqa: E402
+from pytest_unlearn.engines.lmeval import LM_EVAL_VERSION  # noqa: E402
+from pytest_unlearn.engines.multiple_choice import choice_loglikelihoods  # noqa: E402
 
 BOS, EOS = "<s>", "<|endoftext|>"
 LETTERS = [" A", " B", " C", " D"]
@@ -146,7 +146,7 @@ def test_an_over_long_question_is_cut_from_the_left_with_one_warning_and_batched
 def test_the_model_context_length_is_lm_evals():
     from types import SimpleNamespace
 
-    from pytest_unlearn.mcq.lmeval import model_max_length
+    from pytest_unlearn.engines.lmeval import model_max_length
 
     tok = SimpleNamespace(model_max_length=1000000000000000019884624838656)
     assert model_max_length(SimpleNamespace(config=SimpleNamespace(n_positions=1024)), tok) == 1024
@@ -216,14 +216,20 @@ def test_the_plugin_scores_with_lm_evals_bos_and_truncation(pytester, bos_world,
     settings = card["settings"] if "settings" in card else card["suite"]["settings"]
     assert settings["lm_eval_version"] == LM_EVAL_VERSION == "0.4.13"
     assert settings["add_bos_token"] == ("auto (the tokenizer decides)" if setting is None else False)
-    warning = "bos: 1 question(s) longer than the model's context (96 tokens) were cut from the left, as lm-eval 0.4.13 does*"
+    warning = (
+        "bos: 1 question(s) longer than the model's context (96 tokens) were cut from the left, as lm-eval 0.4.13 does*"
+    )
     result.stdout.fnmatch_lines([f"*{warning}"])
-    rows = [json.loads(line) for line in (pytester.path / card["artifacts"]["mcq_predictions"]).read_text().splitlines()]
+    rows = [
+        json.loads(line) for line in (pytester.path / card["artifacts"]["mcq_predictions"]).read_text().splitlines()
+    ]
     model = AutoModelForCausalLM.from_pretrained(folder).eval()
     tokenizer = AutoTokenizer.from_pretrained(folder)
     bos = None if setting is None else False
     for q, row in zip(questions, rows):
-        reference = [lm_eval_reference(model, tokenizer, _context(q), c, add_bos_token=bos, max_length=96) for c in LETTERS]
+        reference = [
+            lm_eval_reference(model, tokenizer, _context(q), c, add_bos_token=bos, max_length=96) for c in LETTERS
+        ]
         assert list(row["loglikelihoods"].values()) == pytest.approx(reference, abs=1e-4)
 
 
@@ -232,6 +238,8 @@ def test_a_bad_add_bos_token_is_one_line(pytester, bos_world):
     result = _run(pytester, folder, data, "--setting=add_bos_token=maybe")
     assert result.ret != pytest.ExitCode.OK
     result.stderr.fnmatch_lines(
-        ["ERROR: suite bos (manifest or --setting): setting 'add_bos_token' must be true, false or \"auto\", got 'maybe'*"]
+        [
+            "ERROR: suite bos (manifest or --setting): setting 'add_bos_token' must be true, false or \"auto\", got 'maybe'*"
+        ]
     )
     assert "Traceback" not in result.stdout.str() + result.stderr.str()

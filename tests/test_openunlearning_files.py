@@ -142,7 +142,9 @@ def test_memorization_scores_travel_through_tofu_eval_and_summaries_are_refused(
         return result, json.loads((pytester.path / "card.json").read_text())
 
     _, card = go(
-        f"--model={tofu_models['target']}", f"--reference={tofu_models['retain']}", "--setting=write_openunlearning=true"
+        f"--model={tofu_models['target']}",
+        f"--reference={tofu_models['retain']}",
+        "--setting=write_openunlearning=true",
     )
     values = {c["id"]: c["value"] for c in card["checks"]}
     evals = json.loads(Path(card["artifacts"]["openunlearning_eval"]).read_text())
@@ -153,12 +155,15 @@ def test_memorization_scores_travel_through_tofu_eval_and_summaries_are_refused(
         assert evals[name]["agg_value"] == pytest.approx(values[check], rel=1e-12)
     # The file alone, without a model, gives the same six checks.
     result, again = go(
-        f"--predictions={card['artifacts']['openunlearning_eval']}", f"--reference={card['artifacts']['tofu_reference_logs']}"
+        f"--predictions={card['artifacts']['openunlearning_eval']}",
+        f"--reference={card['artifacts']['tofu_reference_logs']}",
     )
     assert {c["id"]: c["value"] for c in again["checks"]} == pytest.approx(values, rel=1e-12), result.stdout.str()
     # A summary has no per-sample scores: one line saying which file to pass instead.
     summary = card["artifacts"]["openunlearning_summary"]
-    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--suite", str(manifest), f"--predictions={summary}")
+    result = pytester.runpytest_inprocess(
+        "-p", "no:cacheprovider", "--suite", str(manifest), f"--predictions={summary}"
+    )
     result.stderr.fnmatch_lines([
         f"ERROR: --predictions {summary}: open-unlearning's TOFU_SUMMARY.json holds only aggregate values, no "
         "per-sample scores to check or bootstrap; pass the TOFU_EVAL.json beside it"

@@ -136,7 +136,7 @@ def _load(path):
 def test_exact_memorization_and_extraction_strength_on_the_tofu_world(tofu_world):
     import torch
 
-    from pytest_unlearn.openunlearning_passes import answer_predictions
+    from pytest_unlearn.engines.open_unlearning import answer_predictions
 
     paths, pairs = tofu_world
     means = {}
@@ -160,7 +160,7 @@ def test_exact_memorization_and_extraction_strength_on_the_tofu_world(tofu_world
 def test_truth_ratio_and_normalised_probability_on_the_tofu_world(tofu_world):
     """Per-sample average losses from our pass; the aggregation transcribed from memorization.py."""
     from fixtures import tofu_world as tw
-    from pytest_unlearn.semeval.backend import answer_span_nll
+    from pytest_unlearn.engines.causal_lm import answer_span_nll
 
     paths, _ = tofu_world
     model, tokenizer = _load(paths["target"])
@@ -168,7 +168,9 @@ def test_truth_ratio_and_normalised_probability_on_the_tofu_world(tofu_world):
     pairs = []
     for r in records:
         prompt = tw.prompt(r.question)
-        pairs += [(prompt, tw.ANSWER_TAG + r.paraphrased_answer)] + [(prompt, tw.ANSWER_TAG + p) for p in r.perturbed_answer]
+        pairs += [(prompt, tw.ANSWER_TAG + r.paraphrased_answer)] + [
+            (prompt, tw.ANSWER_TAG + p) for p in r.perturbed_answer
+        ]
     sums = answer_span_nll(model, tokenizer, pairs, max_length=512, batch_size=8, device="cpu")
     losses = np.array([t / c for t, c in sums]).reshape(len(records), -1)
     correct, wrong = losses[:, 0], losses[:, 1:]
@@ -197,7 +199,7 @@ def test_truth_ratio_and_normalised_probability_on_the_tofu_world(tofu_world):
 def test_gradnorm_on_the_tofu_world(tofu_world):
     import torch
 
-    from pytest_unlearn.openunlearning_passes import answer_gradient_norms
+    from pytest_unlearn.engines.open_unlearning import answer_gradient_norms
 
     paths, pairs = tofu_world
     model, tokenizer = _load(paths["target"])
@@ -224,7 +226,7 @@ def test_reference_attack_on_the_muse_world():
 
     from fixtures import muse_world
     from fixtures.worlds import models
-    from pytest_unlearn.semeval.backend import token_statistics
+    from pytest_unlearn.engines.causal_lm import token_statistics
 
     paths = models("muse")
     world = muse_world.generate_world()

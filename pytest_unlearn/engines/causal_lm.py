@@ -742,3 +742,19 @@ def answer_span_token_stats(
 
     each_batch([len(ids) for ids, _ in encoded], batch_size, max_tokens, run, device=device)
     return out
+
+
+def require_finite_generation(model: Any, tokenizer: Any, prompts: list[str], *, device: str, source: str) -> None:
+    """Refuse to decode from a model whose log-likelihoods are NaN or infinite.
+
+    Greedy decoding hides them: the argmax of NaN logits is token 0, often the end of text, and
+    the empty output reads as forgotten (every forget check passes). One pass over the first
+    prompts, joined, shows them before any generation is kept (and cached).
+    """
+    from pytest_unlearn import domains
+
+    text = "\n".join(prompts[:4])
+    if len(tokenizer(text)["input_ids"]) < 2:
+        return  # no next token to score: nothing to learn
+    probe = document_nll(model, tokenizer, [text], batch_size=1, device=device)
+    domains.require_finite(probe, ["the first prompts"], what="log-likelihoods", unit="probe", source=source)

@@ -133,7 +133,7 @@ def _lm_eval_pairs(
 ) -> tuple[list[list[tuple[list[int], list[int]]]], set[int]]:
     """Every (context, continuation) pair encoded and left-truncated as lm-eval 0.4.13 does, and
     the questions of which some pair was cut."""
-    from pytest_unlearn.mcq import lmeval
+    from pytest_unlearn.engines import lmeval
 
     limit = max_length if max_length is not None else lmeval.model_max_length(model, tokenizer)
     pairs: list[list[tuple[list[int], list[int]]]] = []

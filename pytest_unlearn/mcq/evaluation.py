@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_unlearn.engines.language_models import LanguageModel, ModelsByPath
+from pytest_unlearn.engines.lmeval import LM_EVAL_VERSION
 from pytest_unlearn.errors import UnlearnError
 from pytest_unlearn.evaluation import Backend, RunSettings
 from pytest_unlearn.files import jsonl_bytes
@@ -39,7 +40,6 @@ from pytest_unlearn.mcq.data import (
     load_subset,
     mmlu_context,
 )
-from pytest_unlearn.mcq.lmeval import LM_EVAL_VERSION
 from pytest_unlearn.mcq.settings import SETTINGS as MCQ_SETTINGS
 from pytest_unlearn.mmlu import MMLUData, load_mmlu
 
@@ -114,7 +114,7 @@ class MCQBackend(ModelsByPath, Backend):
         self.template = _template(s, where)
         self.shots = typed_setting(s, "mmlu_shots", int, f"suite {manifest.name} (manifest or --setting)")
         self.max_batch_tokens, self.token_budget_source = token_budget(s, settings)
-        from pytest_unlearn.mcq.lmeval import parse_add_bos_token
+        from pytest_unlearn.engines.lmeval import parse_add_bos_token
 
         where_bos = f"suite {manifest.name} (manifest or --setting)"
         self.add_bos_token = parse_add_bos_token(s.get("add_bos_token"), where_bos)
@@ -286,7 +286,7 @@ class MCQBackend(ModelsByPath, Backend):
         return self.cache.get_or_create_json("mcq-loglikelihoods", key, produce)
 
     def _truncated(self, rows: int, max_length: int) -> None:
-        from pytest_unlearn.mcq.lmeval import truncation_warning
+        from pytest_unlearn.engines.lmeval import truncation_warning
 
         self.warn(truncation_warning(self.manifest.name, rows, max_length))
 

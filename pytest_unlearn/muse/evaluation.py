@@ -140,8 +140,8 @@ class MuseBackend(ModelsByPath, Backend):
         from pytest_unlearn.engines.causal_lm import generate_greedy
 
         def produce() -> list[str]:
+            from pytest_unlearn.engines.causal_lm import require_finite_generation
             from pytest_unlearn.progress import PhaseProgress
-            from pytest_unlearn.semeval.evaluation import require_finite_generation
 
             model, tokenizer, device = self._model(path)
             require_finite_generation(model, tokenizer, prompts, device=device, source=str(path))

@@ -48,23 +48,6 @@ def _read_jsonl(path: str | None) -> list[dict[str, Any]]:
         return []
 
 
-def require_finite_generation(model: Any, tokenizer: Any, prompts: list[str], *, device: str, source: str) -> None:
-    """Refuse to decode from a model whose log-likelihoods are NaN or infinite.
-
-    Greedy decoding hides them: the argmax of NaN logits is token 0, often the end of text, and
-    the empty output reads as forgotten (every forget check passes). One pass over the first
-    prompts, joined, shows them before any generation is kept (and cached).
-    """
-    from pytest_unlearn import domains
-    from pytest_unlearn.semeval.backend import document_nll
-
-    text = "\n".join(prompts[:4])
-    if len(tokenizer(text)["input_ids"]) < 2:
-        return  # no next token to score: nothing to learn
-    probe = document_nll(model, tokenizer, [text], batch_size=1, device=device)
-    domains.require_finite(probe, ["the first prompts"], what="log-likelihoods", unit="probe", source=source)
-
-
 def _optional_dir(
     explicit: Path | None, data_dir: Path | None, names: tuple[str, ...], bundled: Path | None
 ) -> Path | None:
@@ -507,7 +490,7 @@ class SemevalBackend(Backend):
     def _generations(self, prompts: list[str], max_new_tokens: int) -> list[str]:
         """Greedy continuations of ``prompts``, one artifact-cache entry per call (the suite's
         splits and the user's tests share the mechanism and the key)."""
-        from pytest_unlearn.engines.causal_lm import generate_greedy
+        from pytest_unlearn.engines.causal_lm import generate_greedy, require_finite_generation
 
         def produce() -> list[str]:
             from pytest_unlearn.progress import PhaseProgress

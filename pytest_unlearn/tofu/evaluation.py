@@ -224,7 +224,7 @@ class TofuBackend(ModelsByPath, Backend):
         if self.settings.model is None:
             raise UnlearnError("exact memorization and extraction strength need the model itself: pass --model PATH")
         assert self.data is not None
-        from pytest_unlearn.openunlearning_passes import answer_predictions
+        from pytest_unlearn.engines.open_unlearning import answer_predictions
 
         pairs = [(self.tags.prompt(q.question), self.tags.answer_text(q.answer)) for q in self.data["forget"]]
         path = self.settings.model
@@ -284,7 +284,7 @@ class TofuBackend(ModelsByPath, Backend):
         of the same answers, computed only when a check asks for those attacks."""
         from dataclasses import replace as with_fields
 
-        from pytest_unlearn.semeval.backend import answer_span_token_stats
+        from pytest_unlearn.engines.causal_lm import answer_span_token_stats
 
         wanted = {c.params.get("attack") for c in self.manifest.checks if c.metric == "tofu.mia_auc"}
         order = [(name, i) for name, rows in stats.items() for i in range(len(rows))]
@@ -293,7 +293,7 @@ class TofuBackend(ModelsByPath, Backend):
             path = self.settings.model
 
             def norms() -> list[float]:
-                from pytest_unlearn.openunlearning_passes import answer_gradient_norms
+                from pytest_unlearn.engines.open_unlearning import answer_gradient_norms
 
                 model, tokenizer, device = self._model(path)  # type: ignore[arg-type]
                 return answer_gradient_norms(model, tokenizer, pairs, max_length=self.max_length, p=p, device=device)

@@ -2,7 +2,7 @@
 per-sample gradient norms (GradNorm). Imported only when such a metric is computed (torch).
 
 Both use the encodings the tofu and muse backends already score with
-(:func:`pytest_unlearn.semeval.backend.answer_span_encoding`: TOFU's prompt + answer, labels the
+(:func:`pytest_unlearn.engines.causal_lm.answer_span_encoding`: TOFU's prompt + answer, labels the
 answer's tokens and EOS; and ``_encode`` for whole documents), one sample at a time: these are
 per-sample quantities (a gradient per sample cannot be batched without per-sample gradients).
 """
@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from pytest_unlearn.semeval.backend import _encode, answer_span_encoding
+from pytest_unlearn.engines.causal_lm import _encode, answer_span_encoding
 
 
 @torch.no_grad()
@@ -57,7 +57,7 @@ def answer_gradient_norms(
     model: Any, tokenizer: Any, pairs: Sequence[tuple[str, str]], *, max_length: int, p: float, device: str
 ) -> list[float]:
     """GradNorm of each (prompt, answer) over the answer's tokens (EOS not scored, as
-    :func:`pytest_unlearn.semeval.backend.answer_span_token_stats`)."""
+    :func:`pytest_unlearn.engines.causal_lm.answer_span_token_stats`)."""
     out = []
     for prompt, answer in pairs:
         seq, n_prompt = answer_span_encoding(tokenizer, prompt, answer, max_length)
