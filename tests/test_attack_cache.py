@@ -1,5 +1,6 @@
-"""Attack class "cache" (issue 23, items 5 and 7): a cache entry that lies, or a cache that cannot
-be written.
+"""cache: a cached generation replaced, an entry cut short or copied under another key, a read-only or full cache folder: the entry is discarded with one warning and computed again, the finished pass kept, every verdict as a clean run's.
+
+Issue 23, items 5 and 7.
 
 Each case runs the real plugin over a committed world with an artifact cache that was tampered
 with (a cached generation replaced by " ", an entry cut short), a read-only cache folder, or a

@@ -1,4 +1,6 @@
-"""Issue 23, class "domains": a number or text outside its domain is never scored.
+"""domains: a number or text outside its domain (Infinity log-likelihoods, ROUGE -1, empty answers, negative losses, NaN logits from finite weights) is never scored: one line naming the file, the line, the field, the value and the allowed range.
+
+Issue 23, class "domains".
 
 Each case runs the real plugin over the committed worlds (or their bundled data) with one value
 out of its domain, in a file or produced by the model at run time, and asserts the exit code, that
@@ -18,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.suites.tofu.test_bad_input import DATA as TOFU_DATA
+from tests.suites.tofu.test_bad_input import write_logs
 from tests.test_bad_input import data_folder, usage_error
-from tests.test_tofu_bad_input import DATA as TOFU_DATA
-from tests.test_tofu_bad_input import write_logs
 
 ROOT = Path(__file__).resolve().parent.parent
 WMDP_DATA = ROOT / "suites" / "wmdp-mini" / "data"

@@ -1,4 +1,6 @@
-"""Attack class "loading" (issue 23, items 3 and 7): a checkpoint that does not match its model.
+"""loading: a checkpoint missing a tensor, with an extra one or one of the wrong shape (transformers, diffusers, image classifiers), a model given as its own original: one line naming the tensor and the file, never a randomly initialised pass.
+
+Issue 23, items 3 and 7.
 
 transformers and diffusers load a checkpoint lacking a tensor with that tensor randomly
 initialised (a model whose scores change on every run, and can pass), skip a tensor the model
