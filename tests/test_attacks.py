@@ -10,9 +10,8 @@ import zlib
 import numpy as np
 import pytest
 
-from pytest_unlearn.attacks import TokenStats, get_attack
+from pytest_unlearn.attacks import ATTACKS, TokenStats, get_attack
 from pytest_unlearn.errors import UnlearnError
-from pytest_unlearn.registry import ATTACKS
 
 LOGPROBS = np.array([-1.0, -2.0, -3.0, -4.0, -0.5])
 
