@@ -182,25 +182,15 @@ class FaceBackend(Backend):
     def _model(self, path: Path, flag: str) -> tuple[Any, Any, str]:
         """(model, image processor or None, device); the model maps pixel_values to logits."""
         if path not in self._models:
-            from pytest_unlearn.loading import check_finite, load_image_classifier, resolve_device
+            from pytest_unlearn.engines.image_classifier import load_classifier
+            from pytest_unlearn.loading import check_finite, resolve_device
             from pytest_unlearn.workers import split_cpu_threads
 
             device = resolve_device(self.settings.device)
-            if self.model_loader == "transformers":
-                model, processor = load_image_classifier(
-                    path, device=device, where=f"{flag} {path}", allow_pickle=self.settings.allow_pickle,
-                    need_processor=False,
-                )  # fmt: skip
-            else:
-                from pytest_unlearn.registry import LOADERS
-
-                try:
-                    factory = LOADERS.get(self.model_loader)
-                except UnlearnError as exc:
-                    raise UnlearnError(f"--setting model_loader={self.model_loader}: {exc}") from None
-                model = factory(path, device=device, allow_pickle=self.settings.allow_pickle)
-                model.eval()
-                processor = None
+            model, processor = load_classifier(
+                path, loader=self.model_loader, device=device, allow_pickle=self.settings.allow_pickle,
+                where=f"{flag} {path}",
+            )  # fmt: skip
             if self.preprocess == "manifest":
                 processor = None
             import torch
@@ -252,40 +242,34 @@ class FaceBackend(Backend):
     ) -> dict[str, list[Any]]:
         import torch
         import torch.nn.functional as F
-        from PIL import Image
+
+        from pytest_unlearn.engines.image_classifier import batched_logits
 
         logits_all: list[list[float]] = []
         losses: list[float] = []
         width = len(self.data.label_names)
-        batch = max(1, self.settings.batch_size)
-        with torch.no_grad():
-            for start in range(0, len(rows), batch):
-                chunk = rows[start : start + batch]
-                images = []
-                for sample in chunk:
-                    try:
-                        with Image.open(sample.path) as img:
-                            images.append(img.convert("RGB"))
-                    except OSError as exc:
-                        raise UnlearnError(
-                            f"{sample.source}:{sample.line}: cannot read image {sample.path} ({exc})"
-                        ) from None
-                pixels = self._pixels(images, processor).to(device)
-                output = model(pixel_values=pixels) if self.model_loader == "transformers" else model(pixels)
-                logits = getattr(output, "logits", output).float()
-                if logits.ndim != 2 or logits.shape[1] != width:
-                    kind = "classes" if self.data.task == "multiclass" else "attributes"
-                    raise UnlearnError(
-                        f"{flag} {path}: the classifier has {logits.shape[-1]} outputs, the {self.layout} data "
-                        f"{width} {kind} ({', '.join(self.data.label_names)}); pass a classifier of this task"
-                    )
-                labels = torch.tensor([s.labels for s in chunk], device=logits.device)
+        files = [(sample.path, f"{sample.source}:{sample.line}") for sample in rows]
+        batches = batched_logits(
+            model, processor, device, files, batch_size=self.settings.batch_size,
+            transform=self.transform if processor is None else None,
+            keyword_call=self.model_loader == "transformers",
+        )  # fmt: skip
+        for start, logits in batches:
+            chunk = rows[start : start + len(logits)]
+            if logits.ndim != 2 or logits.shape[1] != width:
+                kind = "classes" if self.data.task == "multiclass" else "attributes"
+                raise UnlearnError(
+                    f"{flag} {path}: the classifier has {logits.shape[-1]} outputs, the {self.layout} data "
+                    f"{width} {kind} ({', '.join(self.data.label_names)}); pass a classifier of this task"
+                )
+            labels = torch.tensor([s.labels for s in chunk], device=logits.device)
+            with torch.no_grad():
                 if self.data.task == "multiclass":
                     loss = F.cross_entropy(logits, labels[:, 0], reduction="none")
                 else:
                     loss = F.binary_cross_entropy_with_logits(logits, labels.float(), reduction="none").mean(dim=1)
-                logits_all.extend(logits.cpu().tolist())
-                losses.extend(loss.cpu().tolist())
+            logits_all.extend(logits.cpu().tolist())
+            losses.extend(loss.cpu().tolist())
         from pytest_unlearn import domains
 
         # NaN logits give a NaN loss and an argmax of 0: neither may be scored.
@@ -293,23 +277,6 @@ class FaceBackend(Backend):
         domains.require_finite(logits_all, ids, what="logits", unit="images", source=f"{flag} {path}")
         domains.require_finite(losses, ids, what="losses", unit="images", source=f"{flag} {path}")
         return {"ids": [s.id for s in rows], "logits": logits_all, "losses": losses}
-
-    def _pixels(self, images: list[Any], processor: Any) -> Any:
-        import torch
-
-        if processor is not None:
-            return processor(images=images, return_tensors="pt")["pixel_values"]
-        from PIL import Image
-
-        size = self.transform["size"]
-        mean = np.array(self.transform["mean"], dtype=np.float32)[:, None, None]
-        std = np.array(self.transform["std"], dtype=np.float32)[:, None, None]
-        arrays = []
-        for img in images:
-            if img.size != (size, size):
-                img = img.resize((size, size), Image.BILINEAR)
-            arrays.append((np.asarray(img, dtype=np.float32).transpose(2, 0, 1) / 255.0 - mean) / std)
-        return torch.from_numpy(np.stack(arrays))
 
     # -- per-image records -----------------------------------------------------------------------
     def _scores(self, outputs: dict[str, dict[str, list[Any]]]) -> dict[str, mm.SplitScores]:
