@@ -512,3 +512,54 @@ def load_image_classifier(
             ) from None
         raise UnlearnError(f"{where}: cannot load the classifier ({type(exc).__name__}: {exc})") from None
     return model.to(device).eval(), processor
+
+
+def single_file_problems(pipe: Any, checkpoint_path: Path) -> str | None:
+    """What a single original-format checkpoint lacks, or holds in excess, for the pipeline that
+    ``from_single_file`` built from it (None: every tensor accounted for).
+
+    diffusers' single-file loader loads each component with ``load_state_dict(strict=False)``: a
+    tensor the file lacks stays randomly initialised, without a word. Each weighted component's
+    part of the file is converted here with diffusers' own mapping (the one the loader used) and
+    compared with the component's parameters by name and shape.
+    """
+    from diffusers.loaders.single_file_utils import (
+        convert_ldm_clip_checkpoint,
+        convert_ldm_unet_checkpoint,
+        convert_ldm_vae_checkpoint,
+        load_single_file_checkpoint,
+    )
+
+    checkpoint = load_single_file_checkpoint(str(checkpoint_path), local_files_only=True)
+    converters = {
+        "unet": lambda component: convert_ldm_unet_checkpoint(dict(checkpoint), config=dict(component.config)),
+        "vae": lambda component: convert_ldm_vae_checkpoint(dict(checkpoint), config=dict(component.config)),
+        "text_encoder": lambda component: convert_ldm_clip_checkpoint(dict(checkpoint)),
+    }
+    problems = []
+    for name, convert in converters.items():
+        component = getattr(pipe, name, None)
+        if component is None:
+            continue
+        expected = dict(component.named_parameters())
+        converted = convert(component)
+        # transformers' CLIPTextModel may name its parameters without the "text_model." the
+        # conversion writes (the loader maps them the same way).
+        if not any(key.startswith("text_model.") for key in expected):
+            converted = {key.removeprefix("text_model."): value for key, value in converted.items()}
+        missing = sorted(key for key in expected if key not in converted)
+        unexpected = sorted(key for key in converted if key not in component.state_dict())
+        wrong = sorted(
+            key
+            for key, tensor in expected.items()
+            if key in converted and tuple(converted[key].shape) != tuple(tensor.shape)
+        )
+        if missing:
+            problems.append(
+                f"{name} lacks {len(missing)} tensor(s), which the loader would initialise randomly: {_names(missing)}"
+            )
+        if unexpected:
+            problems.append(f"{name} has {len(unexpected)} tensor(s) the model does not: {_names(unexpected)}")
+        if wrong:
+            problems.append(f"{name} has {len(wrong)} tensor(s) of the wrong shape: {_names(wrong)}")
+    return "; ".join(problems) or None

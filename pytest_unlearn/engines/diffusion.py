@@ -21,6 +21,7 @@ from pytest_unlearn.loading import (
     inspect_model_folder,
     pickle_refusal,
     resolve_device,
+    single_file_problems,
     strict_components,
 )
 
@@ -78,6 +79,13 @@ def load_pipeline(
                 safety_checker=None,
                 requires_safety_checker=False,
             )
+            # The single-file loader has no loading report: check the file's tensors ourselves.
+            problem = single_file_problems(pipe, path)
+            if problem is not None:
+                raise UnlearnError(
+                    f"{flag} {path}: the checkpoint does not match the architecture of --model-config "
+                    f"{model_config}: {problem}; convert the checkpoint again, or pass the config it was made for"
+                )
         else:
             folder = inspect_model_folder(path, allow_pickle=allow_pickle, flag=flag)
             pipe = StableDiffusionPipeline.from_pretrained(

@@ -152,3 +152,33 @@ def test_a_pickle_checkpoint_needs_allow_pickle(tmp_path: Path, sd_world: dict[s
     assert str(info.value) == (
         f"--model {ckpt}: a pickle checkpoint, which can run code when loaded; convert it to safetensors or pass --allow-pickle"
     )
+
+
+@pytest.mark.parametrize("damage", ["missing", "shape"])
+def test_a_single_file_that_does_not_match_its_config_is_refused(
+    tmp_path: Path, sd_world: dict[str, Path], damage: str
+) -> None:
+    """diffusers' single-file loader would initialise a tensor the file lacks randomly, without a
+    word (issue 23, class "loading"): the load is refused with one line naming the tensor. A
+    tensor of the wrong shape is refused by diffusers itself, also in one line."""
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(sd_world["file"])
+    victim = "model.diffusion_model.out.2.bias"
+    assert victim in tensors
+    damaged = tmp_path / "damaged.safetensors"
+    if damage == "missing":
+        del tensors[victim]
+        start = f"--model {damaged}: the checkpoint does not match the architecture of --model-config"
+        expected = "unet lacks 1 tensor(s), which the loader would initialise randomly: conv_out.bias"
+    else:
+        tensors[victim] = torch.zeros(tensors[victim].shape[0] + 1)
+        start = f"--model {damaged}: cannot load the pipeline"
+        expected = "UNet2DConditionModel"
+    save_file(tensors, damaged)
+    with pytest.raises(UnlearnError) as info:
+        load_pipeline(damaged, model_config=sd_world["config"], device="cpu", dtype="float32", allow_pickle=False)
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(start)
+    assert expected in message
