@@ -387,14 +387,14 @@ def test_nan_logits_fail_the_semeval_text_checks_and_the_mmlu_gate(pytester, tmp
         "; the check cannot be scored (check the weights, the dtype or --setting device)"
     )
     # Before: greedy decoding over NaN logits gave empty outputs, and every forget check passed at 1.0.
-    probe = (
-        f"{model}: the model produced non-finite log-likelihoods for 1 of 1 probe (first: the first prompts); the "
-        "check cannot be scored (check the weights, the dtype or --setting device)"
+    refused = (
+        f"{model}: the model produced non-finite logits while generating for 54 of 54 prompts of a batch (first: "
+        "prompt 45); the check cannot be scored (check the weights, the dtype or --setting device)"
     )
     text_checks = [k for k in checks if k.endswith(("-forget", "-retain"))]
     assert len(text_checks) == 12
     for name in text_checks:
-        assert (checks[name]["value"], checks[name]["passed"], checks[name]["error"]) == (None, False, probe)
+        assert (checks[name]["value"], checks[name]["passed"], checks[name]["error"]) == (None, False, refused)
     assert not any(c["passed"] for c in checks.values())
 
 
@@ -407,11 +407,11 @@ def test_nan_logits_fail_the_muse_generation_checks(pytester, tmp_path, muse_mod
     card = json.loads((pytester.path / "card.json").read_text())
     assert result.ret == pytest.ExitCode.TESTS_FAILED and card["passed"] is False
     checks = {c["id"]: c for c in card["checks"]}
-    probe = (
-        f"{model}: the model produced non-finite log-likelihoods for 1 of 1 probe (first: the first prompts); the "
-        "check cannot be scored (check the weights, the dtype or --setting device)"
+    refused = (
+        f"{model}: the model produced non-finite logits while generating for 12 of 12 prompts of a batch (first: "
+        "prompt 0); the check cannot be scored (check the weights, the dtype or --setting device)"
     )
     # Before: empty generations, VerbMem and KnowMem-forget at 0 ("forgotten", both passing).
     for name in ("verbmem-forget", "knowmem-forget", "knowmem-retain-ratio"):
-        assert (checks[name]["value"], checks[name]["passed"], checks[name]["error"]) == (None, False, probe)
+        assert (checks[name]["value"], checks[name]["passed"], checks[name]["error"]) == (None, False, refused)
     assert checks["privleak"]["value"] is None and "non-finite token log-probabilities" in checks["privleak"]["error"]

@@ -137,8 +137,16 @@ def test_the_gate_command_runs_and_keeps_junit_properties_per_test_case(pytester
         assert props["unlearn.metric"] == "semeval.subtask" and props["unlearn.op"] == ">="
     # The job summary gets the check table and the log ends with the one-line result.
     rows = [line for line in summary.read_text().splitlines() if line.startswith("| task1-")]
-    assert len(rows) == 2
-    result.stdout.fnmatch_lines(["unlearn: * semeval * — * of 2 checks failed (scorecard: */gate/scorecard.json, *)"])
+    ran = [row for row in rows if not row.endswith("| not run |")]
+    assert len(ran) == 2
+    # The 14 checks -k left out are listed as not run (issue 23: the gate is over the whole suite).
+    assert sorted(row.split(" | ")[0][2:] for row in rows if row not in ran) == [
+        "task1-knowledge-retain",
+        "task1-regurgitation-retain",
+    ]
+    result.stdout.fnmatch_lines(
+        ["unlearn: * semeval * — * of 2 checks failed, 14 not run (scorecard: */gate/scorecard.json, *)"]
+    )
 
 
 def _expand(word: str, env: dict[str, str]) -> str:

@@ -250,8 +250,33 @@ def _eos_ids(model: Any, tokenizer: Any) -> set[int] | None:
     return {int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos])}
 
 
+def _refuse_non_finite(logits: torch.Tensor, rows: list[int], names: Sequence[str], source: str) -> None:
+    """Greedy decoding hides NaN or infinite logits: their argmax is token 0, often the end of
+    text, and the empty output reads as forgotten (every forget check would pass). Refused at the
+    step they appear, in one line naming the prompts."""
+    finite = torch.isfinite(logits).all(-1)
+    if bool(finite.all()):
+        return
+    bad = [names[row] for row, ok in zip(rows, finite.tolist()) if not ok]
+    from pytest_unlearn import domains
+
+    domains.require_finite(
+        [float("nan")] * len(bad) + [0.0] * (len(rows) - len(bad)),
+        bad + [""] * (len(rows) - len(bad)),
+        what="logits while generating",
+        unit="prompts of a batch",
+        source=source,
+    )
+
+
 def _greedy_rows(
-    model: Any, ids: torch.Tensor, mask: torch.Tensor, max_new_tokens: int, eos: set[int]
+    model: Any,
+    ids: torch.Tensor,
+    mask: torch.Tensor,
+    max_new_tokens: int,
+    eos: set[int],
+    names: Sequence[str] | None = None,
+    source: str = "--model",
 ) -> list[list[int]]:
     """Greedy decoding of a left-padded batch in which a row leaves the batch, and its keys and
     values the cache, as soon as it has produced an end token: the rows still running cost one
@@ -278,7 +303,10 @@ def _greedy_rows(
             use_cache=True,
             logits_to_keep=1,
         ).logits
-        tokens = logits[:, -1].to(dtype=torch.float32).argmax(-1)
+        last = logits[:, -1].to(dtype=torch.float32)
+        if names is not None:
+            _refuse_non_finite(last, rows.tolist(), names, source)
+        tokens = last.argmax(-1)
         for row, token in zip(rows.tolist(), tokens.tolist()):
             out[row].append(token)
         if step == max_new_tokens - 1:
@@ -307,8 +335,12 @@ def generate_greedy(
     device: str,
     max_tokens: int | None = None,
     progress: Progress | None = None,
+    source: str | None = None,
 ) -> list[str]:
     """Greedy continuations of the raw prompts, new tokens only, special tokens skipped.
+
+    With ``source`` (the model's flag and path, for the error), non-finite logits are refused in
+    one line instead of decoded (:func:`_refuse_non_finite`).
 
     Mirrors the scorer: ``tokenizer(prompt)`` (default special tokens), ``generate(...,
     do_sample=False, use_cache=True, pad_token_id=eos)``, ``batch_decode(new_tokens,
@@ -323,8 +355,11 @@ def generate_greedy(
     for batch in _batches([len(e) + max_new_tokens for e in encoded], batch_size, max_tokens, device):
         ids, mask = _left_pad([encoded[i] for i in batch], tokenizer.pad_token_id, device)
         if eos is not None:
-            new_tokens: Any = _greedy_rows(model, ids, mask, max_new_tokens, eos)
+            names = None if source is None else [f"prompt {i}" for i in batch]
+            new_tokens: Any = _greedy_rows(model, ids, mask, max_new_tokens, eos, names, source or "")
         else:
+            if source is not None:  # generate() decodes on its own: probe the logits first
+                require_finite_generation(model, tokenizer, [prompts[i] for i in batch], device=device, source=source)
             generated = model.generate(
                 input_ids=ids,
                 attention_mask=mask,

@@ -140,16 +140,14 @@ class MuseBackend(ModelsByPath, Backend):
         from pytest_unlearn.engines.causal_lm import generate_greedy
 
         def produce() -> list[str]:
-            from pytest_unlearn.engines.causal_lm import require_finite_generation
             from pytest_unlearn.progress import PhaseProgress
 
             model, tokenizer, device = self._model(path)
-            require_finite_generation(model, tokenizer, prompts, device=device, source=str(path))
             label = f"muse generations of {max_new_tokens} tokens ({path.name})"
             progress = PhaseProgress(self.progress, label, len(prompts))
             return generate_greedy(
                 model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=self.settings.batch_size,
-                device=device, max_tokens=self.max_batch_tokens, progress=progress.advance,
+                device=device, max_tokens=self.max_batch_tokens, progress=progress.advance, source=str(path),
             )  # fmt: skip
 
         key = self._cache_key(path, "muse.generations", prompts=prompts, max_new_tokens=max_new_tokens)

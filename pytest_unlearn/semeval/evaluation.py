@@ -490,18 +490,17 @@ class SemevalBackend(Backend):
     def _generations(self, prompts: list[str], max_new_tokens: int) -> list[str]:
         """Greedy continuations of ``prompts``, one artifact-cache entry per call (the suite's
         splits and the user's tests share the mechanism and the key)."""
-        from pytest_unlearn.engines.causal_lm import generate_greedy, require_finite_generation
+        from pytest_unlearn.engines.causal_lm import generate_greedy
 
         def produce() -> list[str]:
             from pytest_unlearn.progress import PhaseProgress
 
             model, tokenizer, device = self.require_model("generation")
-            require_finite_generation(model, tokenizer, prompts, device=device, source=str(self.settings.model))
             progress = PhaseProgress(self.progress, "semeval generations", len(prompts))
             return generate_greedy(
                 model, tokenizer, prompts, max_new_tokens=max_new_tokens,
                 batch_size=self.settings.batch_size, device=device, max_tokens=self.max_batch_tokens,
-                progress=progress.advance,
+                progress=progress.advance, source=str(self.settings.model),
             )  # fmt: skip
 
         key = self._cache_key("semeval.generations", inputs=prompts, max_new_tokens=max_new_tokens)

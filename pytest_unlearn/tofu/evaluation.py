@@ -445,6 +445,7 @@ class TofuBackend(ModelsByPath, Backend):
                 device=device,
                 max_tokens=self.max_batch_tokens,
                 progress=progress.advance,
+                source=str(path),
             )
 
         key = self._cache_key(path, "tofu.generations", prompts=prompts, max_new_tokens=max_new_tokens)
