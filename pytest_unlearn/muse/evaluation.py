@@ -279,8 +279,31 @@ class MuseBackend(ModelsByPath, Backend):
             else:
                 value, source = self.fixed_auc_retrain()
                 self.inputs = replace(self.inputs, auc_retrain=value, auc_retrain_source=source)
+        elif name == "memorization":
+            self._compute_memorization(model)
         else:
             raise UnlearnError(f"the muse backend cannot compute {name!r}")
+
+    #: open-unlearning's ``MUSE_forget_verbmem`` dataset: ``max_length: 2048`` answer tokens.
+    MEMORIZATION_MAX_LENGTH = 2048
+
+    def _compute_memorization(self, path: Path) -> None:
+        """Argmax predictions over every verbmem forget passage, labelled as open-unlearning's
+        ``CompletionDataset`` labels it (``configs/eval/muse_metrics/exact_memorization.yaml``,
+        ``extraction_strength.yaml``), one pass per passage, cached."""
+        from pytest_unlearn.engines.open_unlearning import completion_predictions
+
+        pairs = [(p.prompt, p.gt) for p in self.data.verbmem]
+        limit = self.MEMORIZATION_MAX_LENGTH
+
+        def produce() -> list[list[list[int]]]:
+            model, tokenizer, device = self._model(path)
+            return [[p, lab] for p, lab in completion_predictions(model, tokenizer, pairs, max_length=limit,
+                                                                  device=device)]  # fmt: skip
+
+        key = self._cache_key(path, "muse.completion_argmax", pairs=pairs, max_length=limit)
+        rows = self.cache.get_or_create_json("muse-argmax", key, produce)
+        self.inputs = replace(self.inputs, memorization=[(list(p), list(lab)) for p, lab in rows])
 
     def fixed_auc_retrain(self) -> tuple[float, str]:
         """PrivLeak's denominator without a retrained model, and where it comes from."""

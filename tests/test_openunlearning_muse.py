@@ -1,0 +1,103 @@
+"""open-unlearning's MUSE metrics and result files on the MUSE world, checked against an
+independent transcription of their code (``src/data/utils.py`` ``preprocess_pretraining_instance``,
+``src/evals/metrics/utils.py`` ``tokenwise_vocab_logprobs``, ``memorization.py``) run on the same
+passages, and their ``MUSE_EVAL.json`` layout written and read back through the real plugin."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+IGNORE = -100
+MINI = Path(__file__).resolve().parent.parent / "suites" / "muse-mini"
+
+OU_CHECKS = """
+[suite]
+name = "muse-ou"
+extends = "{mini}"
+
+[[checks]]
+id = "verbmem-exact-memorization"
+metric = "muse.exact_memorization"
+op = "<="
+threshold = 0.5
+
+[[checks]]
+id = "verbmem-extraction-strength"
+metric = "muse.extraction_strength"
+op = "<="
+threshold = 0.5
+"""
+
+
+def _manifest(folder: Path, checks: str = OU_CHECKS) -> str:
+    path = folder / "muse-ou.toml"
+    path.write_text(checks.format(mini=MINI / "manifest.toml"))
+    return str(path)
+
+
+def _their_completion_item(tokenizer, prefix: str, text: str, max_length: int = 2048):
+    """``preprocess_pretraining_instance(tokenizer, prefix, text, max_length, False, insert_space=True)``
+    as open-unlearning's ``CompletionDataset`` calls it for ``MUSE_forget_verbmem``, transcribed."""
+    import torch
+
+    full_seq_ids = tokenizer(prefix + " " + text, add_special_tokens=True)["input_ids"]
+    prefix_len = len(tokenizer(prefix, add_special_tokens=True)["input_ids"])
+    full_seq_ids = full_seq_ids[: prefix_len + max_length]
+    len_matched = prefix_len if prefix_len else 1
+    labels = [IGNORE] * len_matched + full_seq_ids[len_matched:]
+    return torch.tensor([full_seq_ids]), torch.tensor([labels])
+
+
+def _their_em_es(model, ids, labels) -> tuple[float, float]:
+    """``tokenwise_vocab_logprobs`` then ``_exact_memorization`` / ``_extraction_strength``."""
+    import torch
+
+    with torch.no_grad():
+        log_probs = torch.nn.functional.log_softmax(model(input_ids=ids).logits, dim=-1)[:, :-1, :]
+    actual = (labels[0] != IGNORE).nonzero(as_tuple=True)[0][:-1]
+    start, end = actual[0].item(), actual[-1].item()
+    lp, lab = log_probs[0, start - 1 : end], labels[0][actual]
+    preds = torch.argmax(lp, dim=-1)
+    em = ((preds == lab).sum() / len(lab)).item()
+    k = 0
+    for k in range(len(lab)):
+        if torch.equal(preds[k:], lab[k:]):
+            break
+    return em, 1 - k / len(lab)
+
+
+def _run(pytester, manifest: str, *args: str):
+    result = pytester.runpytest_inprocess(
+        "-p", "no:cacheprovider", "--suite", manifest, f"--cache-dir={pytester.path / 'cache'}",
+        "--scorecard=card.json", *args,
+    )  # fmt: skip
+    card = json.loads((pytester.path / "card.json").read_text())
+    return result, {c["id"]: (c["value"], c["passed"]) for c in card["checks"]}
+
+
+def test_exact_memorization_and_extraction_strength_through_the_plugin_on_the_muse_world(pytester, muse_models):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from pytest_unlearn.muse.data import load_data
+
+    passages = load_data(MINI / "data", "news", "--data", lambda message: None).verbmem
+    manifest = _manifest(pytester.path)
+    values = {}
+    for name in ("target", "retrained"):
+        result, got = _run(pytester, manifest, f"--model={muse_models[name]}")
+        assert set(got) == {"verbmem-exact-memorization", "verbmem-extraction-strength"}, result.stdout.str()
+        model = AutoModelForCausalLM.from_pretrained(muse_models[name]).eval()
+        tokenizer = AutoTokenizer.from_pretrained(muse_models[name])
+        em, es = zip(*(_their_em_es(model, *_their_completion_item(tokenizer, p.prompt, p.gt)) for p in passages))
+        assert got["verbmem-exact-memorization"][0] == pytest.approx(np.mean(em), abs=1e-6)
+        assert got["verbmem-extraction-strength"][0] == pytest.approx(np.mean(es), abs=1e-9)
+        values[name] = got
+    # The target was trained on the forget articles and reproduces them; the retrained model not.
+    assert values["target"]["verbmem-exact-memorization"][0] > 0.9
+    assert not values["target"]["verbmem-exact-memorization"][1]
+    assert not values["target"]["verbmem-extraction-strength"][1]
+    assert values["retrained"]["verbmem-exact-memorization"][0] < values["target"]["verbmem-exact-memorization"][0]
