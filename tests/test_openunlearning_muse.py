@@ -101,3 +101,88 @@ def test_exact_memorization_and_extraction_strength_through_the_plugin_on_the_mu
     assert not values["target"]["verbmem-exact-memorization"][1]
     assert not values["target"]["verbmem-extraction-strength"][1]
     assert values["retrained"]["verbmem-exact-memorization"][0] < values["target"]["verbmem-exact-memorization"][0]
+
+
+# -- one line for each input the open-unlearning checks cannot use ---------------------------------
+@pytest.mark.parametrize("attack, needs", [("gradnorm", "a gradient pass"), ("reference", "a reference model")])
+def test_semeval_refuses_the_attacks_it_does_not_run_in_one_line(pytester, perfect_unlearning_predictions, attack,
+                                                                  needs):  # fmt: skip
+    from tests.test_bad_input import usage_error
+
+    line = usage_error(
+        pytester, "--suite=semeval", f"--predictions={perfect_unlearning_predictions}", "--setting",
+        f"mia_attack={attack}",
+    )  # fmt: skip
+    assert line == (
+        f"ERROR: --setting mia_attack={attack}: semeval does not run this attack (it needs {needs}); "
+        "use one of loss, zlib, min_k, min_k_plus_plus"
+    )
+
+
+TOFU_CHECKS = """
+[[checks]]
+id = "forget-truth-ratio-ou"
+metric = "tofu.truth_ratio_ou"
+params = { task = "forget", aggregator = "closer_to_1_better" }
+op = ">="
+threshold = 0.5
+
+[[checks]]
+id = "forget-extraction-strength"
+metric = "tofu.extraction_strength"
+op = "<="
+threshold = 0.5
+"""
+
+MORE_TOFU_CHECKS = """
+[[checks]]
+id = "forget-exact-memorization"
+metric = "tofu.exact_memorization"
+op = "<="
+threshold = 0.5
+
+[[checks]]
+id = "mia-reference"
+metric = "tofu.mia_auc"
+params = { attack = "reference" }
+op = "<="
+threshold = 0.8
+"""
+
+
+def test_the_tofu_open_unlearning_error_lines_through_the_plugin(pytester, tofu_models):
+    tofu_mini = MINI.parent / "tofu-mini"
+    head = f'[suite]\nname = "tofu-ou-errors"\nextends = "{tofu_mini / "manifest.toml"}"\n'
+    written = pytester.path / "written.toml"
+    written.write_text(head + TOFU_CHECKS)
+    asked = pytester.path / "asked.toml"
+    asked.write_text(head + MORE_TOFU_CHECKS)
+    common = ("-p", "no:cacheprovider", f"--cache-dir={pytester.path / 'cache'}", "--scorecard=card.json")
+
+    # The model's own logs and an open-unlearning TOFU_EVAL.json, written by a model run.
+    pytester.runpytest_inprocess(
+        *common, "--suite", str(written), f"--model={tofu_models['target']}", "--setting=write_openunlearning=true"
+    )
+    artifacts = json.loads((pytester.path / "card.json").read_text())["artifacts"]
+    evals = json.loads(Path(artifacts["openunlearning_eval"]).read_text())
+    del evals["exact_memorization"]  # an open-unlearning run whose config left it out
+    lacking = pytester.path / "TOFU_EVAL.json"
+    lacking.write_text(json.dumps(evals))
+
+    # The reference attack without --reference.
+    result = pytester.runpytest_inprocess(*common, "--suite", str(asked), f"--model={tofu_models['target']}",
+                                          "-k", "mia")  # fmt: skip
+    result.stdout.fnmatch_lines(
+        ["*the reference attack needs a reference model: pass --reference PATH (a model folder)*"]
+    )
+    # TOFU's own logs carry no argmax predictions.
+    result = pytester.runpytest_inprocess(*common, "--suite", str(asked), f"--predictions={artifacts['tofu_logs']}",
+                                          "-k", "exact")  # fmt: skip
+    result.stdout.fnmatch_lines(
+        ["*exact memorization and extraction strength need the model itself: pass --model PATH*"]
+    )
+    # An open-unlearning file without the metric asked for.
+    result = pytester.runpytest_inprocess(*common, "--suite", str(asked), f"--predictions={lacking}", "-k", "exact")
+    result.stdout.fnmatch_lines(
+        ["*--predictions: the TOFU_EVAL.json has no exact_memorization; run open-unlearning's eval with it*"]
+    )
