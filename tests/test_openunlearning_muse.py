@@ -186,3 +186,104 @@ def test_the_tofu_open_unlearning_error_lines_through_the_plugin(pytester, tofu_
     result.stdout.fnmatch_lines(
         ["*--predictions: the TOFU_EVAL.json has no exact_memorization; run open-unlearning's eval with it*"]
     )
+
+
+# -- MUSE_EVAL.json both ways -------------------------------------------------------------------
+ROUND_TRIP_CHECKS = OU_CHECKS + """
+[[checks]]
+id = "verbmem-forget"
+metric = "muse.verbmem"
+op = "<="
+threshold = 10.0
+
+[[checks]]
+id = "knowmem-forget"
+metric = "muse.knowmem_forget"
+op = "<="
+threshold = 10.0
+
+[[checks]]
+id = "knowmem-retain"
+metric = "muse.knowmem_retain"
+op = ">="
+threshold = 10.0
+
+[[checks]]
+id = "privleak"
+metric = "muse.privleak"
+op = "<="
+threshold = 10.0
+"""
+
+
+def test_muse_eval_is_written_and_read_back_to_the_same_scorecard(pytester, muse_models, muse_cache):
+    from sklearn.metrics import roc_auc_score
+
+    manifest = _manifest(pytester.path, ROUND_TRIP_CHECKS)
+    common = ("-p", "no:cacheprovider", "--suite", manifest, f"--cache-dir={muse_cache}")
+
+    def go(*args: str) -> dict:
+        result = pytester.runpytest_inprocess(*common, "--scorecard=card.json", *args)
+        card = json.loads((pytester.path / "card.json").read_text())
+        assert len(card["checks"]) == 6, result.stdout.str()
+        return card
+
+    # The retrained model's file first: it is the target's --reference afterwards.
+    retrained = go(f"--model={muse_models['retrained']}", "--setting=write_openunlearning=true")
+    retrained_eval = pytester.path / "retrained_MUSE_EVAL.json"
+    retrained_eval.write_bytes(Path(retrained["artifacts"]["openunlearning_eval"]).read_bytes())
+    card = go(f"--model={muse_models['target']}", f"--reference={muse_models['retrained']}",
+              "--setting=write_openunlearning=true")  # fmt: skip
+    values = {c["id"]: c["value"] for c in card["checks"]}
+    evals = json.loads(Path(card["artifacts"]["openunlearning_eval"]).read_text())
+    summary = json.loads(Path(card["artifacts"]["openunlearning_summary"]).read_text())
+
+    # open-unlearning's layout: ROUGE in [0, 1] per index, mia_min_k's AUC with holdout = 1
+    # scored by the Min-K score (1 - MUSE's AUC), privleak signed, summary = every agg_value.
+    assert sorted(evals) == sorted(["exact_memorization", "extraction_strength", "forget_knowmem_ROUGE",
+                                    "forget_verbmem_ROUGE", "mia_min_k", "privleak", "retain_knowmem_ROUGE"])  # fmt: skip
+    assert summary == {name: entry["agg_value"] for name, entry in evals.items()}
+    verbmem = [v["rougeL_f1"] for v in evals["forget_verbmem_ROUGE"]["value_by_index"].values()]
+    assert 100 * np.mean(verbmem) == pytest.approx(values["verbmem-forget"], rel=1e-12)
+    forget = [v["score"] for v in evals["mia_min_k"]["forget"]["value_by_index"].values()]
+    holdout = [v["score"] for v in evals["mia_min_k"]["holdout"]["value_by_index"].values()]
+    their_auc = roc_auc_score([0] * len(forget) + [1] * len(holdout), forget + holdout)
+    assert evals["mia_min_k"]["auc"] == pytest.approx(their_auc, abs=1e-12)
+    assert card["aggregates"]["auc"] == pytest.approx(1 - their_auc, abs=1e-12)
+    assert evals["privleak"]["agg_value"] == pytest.approx(card["aggregates"]["privleak"], rel=1e-12)
+    assert abs(evals["privleak"]["agg_value"]) == pytest.approx(values["privleak"], rel=1e-12)
+
+    # Read back without a model: the same six values, with the retrained model as a folder or
+    # as its own MUSE_EVAL.json.
+    for reference in (muse_models["retrained"], retrained_eval):
+        again = go(f"--predictions={card['artifacts']['openunlearning_eval']}", f"--reference={reference}")
+        assert {c["id"]: c["value"] for c in again["checks"]} == pytest.approx(values, rel=1e-12)
+        assert again["model"]["path"] is None
+
+    # A summary has no per-sample values: one line naming the file to pass instead.
+    result = pytester.runpytest_inprocess(*common, f"--predictions={card['artifacts']['openunlearning_summary']}")
+    result.stderr.fnmatch_lines([
+        f"ERROR: --predictions {card['artifacts']['openunlearning_summary']}: open-unlearning's MUSE_SUMMARY.json "
+        "holds only aggregate values, no per-sample scores to check or bootstrap; pass the MUSE_EVAL.json beside it"
+    ])  # fmt: skip
+    # A file without a metric a check reads: one line naming it.
+    del evals["forget_verbmem_ROUGE"]
+    lacking = pytester.path / "MUSE_EVAL.json"
+    lacking.write_text(json.dumps(evals))
+    result = pytester.runpytest_inprocess(*common, f"--predictions={lacking}", f"--reference={retrained_eval}",
+                                          "-k", "verbmem-forget")  # fmt: skip
+    result.stdout.fnmatch_lines([
+        f"*--predictions {lacking}: the MUSE_EVAL.json has no forget_verbmem_ROUGE; run open-unlearning's MUSE eval "
+        "with it*"
+    ])  # fmt: skip
+    # A retrained model's file of other texts cannot be paired with the model's.
+    short = json.loads(retrained_eval.read_text())
+    short["mia_min_k"]["forget"]["value_by_index"].popitem()
+    other = pytester.path / "other" / "MUSE_EVAL.json"
+    other.parent.mkdir()
+    other.write_text(json.dumps(short))
+    result = pytester.runpytest_inprocess(*common, f"--predictions={lacking}", f"--reference={other.parent}")
+    result.stderr.fnmatch_lines([
+        f"ERROR: --reference {other}: its mia_min_k scores {len(forget) - 1} forget and {len(holdout)} holdout texts, "
+        f"the model {len(forget)} and {len(holdout)}; pass the retrained model's MUSE_EVAL.json of the same data"
+    ])  # fmt: skip
