@@ -189,7 +189,9 @@ def test_the_tofu_open_unlearning_error_lines_through_the_plugin(pytester, tofu_
 
 
 # -- MUSE_EVAL.json both ways -------------------------------------------------------------------
-ROUND_TRIP_CHECKS = OU_CHECKS + """
+ROUND_TRIP_CHECKS = (
+    OU_CHECKS
+    + """
 [[checks]]
 id = "verbmem-forget"
 metric = "muse.verbmem"
@@ -214,6 +216,7 @@ metric = "muse.privleak"
 op = "<="
 threshold = 10.0
 """
+)
 
 
 def test_muse_eval_is_written_and_read_back_to_the_same_scorecard(pytester, muse_models, muse_cache):

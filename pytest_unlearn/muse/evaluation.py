@@ -113,8 +113,10 @@ class MuseBackend(ModelsByPath, Backend):
             )
         if settings.model is not None:
             inspect_model_folder(settings.model, allow_pickle=settings.allow_pickle)
-        if settings.reference is not None and not (settings.reference / "config.json").is_file() and (
-            settings.reference.is_file() or (settings.reference / "MUSE_EVAL.json").is_file()
+        if (
+            settings.reference is not None
+            and not (settings.reference / "config.json").is_file()
+            and (settings.reference.is_file() or (settings.reference / "MUSE_EVAL.json").is_file())
         ):
             self._reference_log = load_muse_eval(settings.reference, "--reference")
             self._check_reference_sizes()
