@@ -55,6 +55,8 @@ ENTRY_POINTS: dict[str, dict[str, str]] = {
         "muse.knowmem_retain": "pytest_unlearn.muse.metrics:knowmem_retain_metric",
         "muse.knowmem_retain_ratio": "pytest_unlearn.muse.metrics:knowmem_retain_ratio",
         "muse.privleak": "pytest_unlearn.muse.metrics:privleak_metric",
+        "muse.exact_memorization": "pytest_unlearn.muse.metrics:exact_memorization_metric",
+        "muse.extraction_strength": "pytest_unlearn.muse.metrics:extraction_strength_metric",
         "genmu.forget": "pytest_unlearn.genmu.metrics:forget",
         "genmu.retain": "pytest_unlearn.genmu.metrics:retain",
         "genmu.adjacent": "pytest_unlearn.genmu.metrics:adjacent",

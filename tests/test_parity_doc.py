@@ -76,6 +76,6 @@ def test_a_changed_figure_is_caught(tmp_path):
     assert len(bad) == 1
     with pytest.raises(AssertionError, match="no longer asserts rel=1e-15"):
         check_row(bad[0])
-    renamed = dict(bad[0], **{"measured by": "`tests/test_tofu_metrics.py::test_gone`"})
+    renamed = dict(bad[0], **{"measured by": "`tests/suites/tofu/test_metrics.py::test_gone`"})
     with pytest.raises(AssertionError, match="has no test test_gone"):
         check_row(renamed)

@@ -70,3 +70,28 @@ def document_gradient_norms(
 ) -> list[float]:
     """GradNorm of each whole document (every token after the first, as ``token_statistics``)."""
     return [gradient_norm(model, _encode(tokenizer, d, truncate), 1, p, device) for d in documents]
+
+
+@torch.no_grad()
+def completion_predictions(
+    model: Any, tokenizer: Any, pairs: Sequence[tuple[str, str]], *, max_length: int, device: str
+) -> list[tuple[list[int], list[int]]]:
+    """Per (prefix, text): the argmax prediction at each labelled position and the label there,
+    as open-unlearning's ``CompletionDataset`` labels a MUSE verbmem passage
+    (``data/utils.py`` ``preprocess_pretraining_instance`` with ``insert_space=True``: the ids of
+    ``prefix + " " + text`` with special tokens, cut to the prefix's length + ``max_length``,
+    labelled from the end of the prefix's own ids; no EOS is appended)."""
+    out: list[tuple[list[int], list[int]]] = []
+    for prefix, text in pairs:
+        full = tokenizer(prefix + " " + text, add_special_tokens=True).input_ids
+        start = len(tokenizer(prefix, add_special_tokens=True).input_ids)
+        full = full[: start + max_length]
+        start = max(start, 1)  # their rule: index 0 never carries a label
+        if start >= len(full):
+            out.append(([], []))
+            continue
+        logits = model(input_ids=torch.tensor([full], device=device), use_cache=False).logits[0].float()
+        # Position j - 1 predicts label j.
+        preds = logits[start - 1 : len(full) - 1].argmax(-1).tolist()
+        out.append((preds, full[start:]))
+    return out

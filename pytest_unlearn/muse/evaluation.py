@@ -75,6 +75,11 @@ class MuseBackend(ModelsByPath, Backend):
             raise UnlearnError(f"--setting mink_k={self.k}: the Min-K% fraction must be in (0, 1] (MUSE: 0.4)")
         self.retain_target = self._optional_fraction(s, "knowmem_retain_target", 100.0, "its KnowMem on retain, x 100")
         self.auc_retrain = self._optional_fraction(s, "auc_retrain", 1.0, "an AUC")
+        # open-unlearning's MUSE_EVAL.json / MUSE_SUMMARY.json beside our records (issue 27).
+        self.write_openunlearning = typed_setting(
+            {"write_openunlearning": False, **s}, "write_openunlearning", bool, where
+        )
+        self._openunlearning_written = False
         self.max_batch_tokens, self.token_budget_source = token_budget(s, settings)
         self.inputs = mm.MuseInputs(variant=self.variant)
         self._models: dict[Path, tuple[Any, Any, str]] = {}
@@ -93,12 +98,31 @@ class MuseBackend(ModelsByPath, Backend):
         flag = "--data" if settings.data is not None else f"suite {manifest.name}'s bundled data"
         self.data: MuseData = load_data(Path(data_dir), self.corpus, flag, self.warn)
 
-        if settings.model is None:
-            raise UnlearnError(f"--suite {manifest.name} needs --model PATH (the unlearned model's folder)")
-        inspect_model_folder(settings.model, allow_pickle=settings.allow_pickle)
+        # open-unlearning's MUSE_EVAL.json as the model's (--predictions) or the retrained
+        # model's (--reference) per-sample values: read now, so a bad file stops the run first.
+        from pytest_unlearn.muse.openunlearning_files import MuseLog, load_muse_eval
+
+        self._prediction_log: MuseLog | None = None
+        self._reference_log: MuseLog | None = None
+        if settings.predictions is not None:
+            self._prediction_log = load_muse_eval(settings.predictions, "--predictions")
+        elif settings.model is None:
+            raise UnlearnError(
+                f"--suite {manifest.name} needs --model PATH (the unlearned model's folder) or --predictions FILE "
+                "(open-unlearning's MUSE_EVAL.json)"
+            )
+        if settings.model is not None:
+            inspect_model_folder(settings.model, allow_pickle=settings.allow_pickle)
+        if (
+            settings.reference is not None
+            and not (settings.reference / "config.json").is_file()
+            and (settings.reference.is_file() or (settings.reference / "MUSE_EVAL.json").is_file())
+        ):
+            self._reference_log = load_muse_eval(settings.reference, "--reference")
+            self._check_reference_sizes()
         for role in ("original", "reference"):
             path = self._role_path(role)
-            if path is not None:
+            if path is not None and not (role == "reference" and self._reference_log is not None):
                 what = (
                     "the folder of the model before unlearning"
                     if role == "original"
@@ -107,6 +131,20 @@ class MuseBackend(ModelsByPath, Backend):
                 if not path.exists():
                     raise UnlearnError(f"{ROLES[role]} {path}: no such file or folder; pass {what}")
                 inspect_model_folder(path, allow_pickle=settings.allow_pickle, flag=ROLES[role])
+
+    def _check_reference_sizes(self) -> None:
+        """The retrained model's texts are drawn with the model's in a bootstrap replicate:
+        their MUSE_EVAL.json must score as many forget and holdout texts."""
+        assert self._reference_log is not None
+        ref = self._reference_log.privleak
+        own = self._prediction_log.privleak if self._prediction_log is not None else None
+        sizes = {s: len(v) for s, v in (own or {k: self.data.privleak[k] for k in ("forget", "holdout")}).items()}
+        if ref is not None and {s: len(v) for s, v in ref.items()} != sizes:
+            raise UnlearnError(
+                f"--reference {self._reference_log.path}: its mia_min_k scores {len(ref['forget'])} forget and "
+                f"{len(ref['holdout'])} holdout texts, the model {sizes['forget']} and {sizes['holdout']}; pass the "
+                "retrained model's MUSE_EVAL.json of the same data"
+            )
 
     def _optional_fraction(self, s: dict[str, Any], key: str, top: float, what: str) -> float | None:
         value = s.get(key)
@@ -226,9 +264,34 @@ class MuseBackend(ModelsByPath, Backend):
             out[split] = (np.array([r["rougeL_f1"] for r in rows]), rows)
         return out
 
+    def _compute_from_log(self, name: str) -> bool:
+        """Input ``name`` from the --predictions MUSE_EVAL.json; False when it comes from a model."""
+        log = self._prediction_log
+        if log is None or name not in ("verbmem", "knowmem", "privleak", "memorization"):
+            return False
+        flag = "--predictions"
+        if name == "verbmem":
+            self.inputs = replace(self.inputs, verbmem=log.require_rouge("verbmem", flag))
+        elif name == "knowmem":
+            knowmem = {split: log.require_rouge(f"knowmem_{split}", flag) for split in ("forget", "retain")}
+            self.inputs = replace(self.inputs, knowmem=knowmem)
+        elif name == "privleak":
+            self.inputs = replace(self.inputs, privleak=log.require_privleak(flag))
+        elif name == "memorization":
+            self.inputs = replace(self.inputs, memorization_scores=log.memorization)
+        return True
+
     def compute(self, name: str) -> None:
+        if self._compute_from_log(name):
+            return
+        if name == "reference" and self._reference_log is not None:
+            ref = self._reference_log.require_privleak("--reference")
+            source = f"--reference {self._reference_log.path}"
+            self.inputs = replace(self.inputs, reference_privleak=ref, auc_retrain_source=source)
+            return
         model = self.settings.model
-        assert model is not None
+        if model is None and name in ("verbmem", "knowmem", "privleak", "memorization"):
+            raise UnlearnError(f"internal: the muse input {name!r} has no model to come from")
         if name == "verbmem":
             prompts = [p.prompt for p in self.data.verbmem]
             outputs = self._generate(model, prompts, self.verbmem_tokens)
@@ -277,8 +340,31 @@ class MuseBackend(ModelsByPath, Backend):
             else:
                 value, source = self.fixed_auc_retrain()
                 self.inputs = replace(self.inputs, auc_retrain=value, auc_retrain_source=source)
+        elif name == "memorization":
+            self._compute_memorization(model)
         else:
             raise UnlearnError(f"the muse backend cannot compute {name!r}")
+
+    #: open-unlearning's ``MUSE_forget_verbmem`` dataset: ``max_length: 2048`` answer tokens.
+    MEMORIZATION_MAX_LENGTH = 2048
+
+    def _compute_memorization(self, path: Path) -> None:
+        """Argmax predictions over every verbmem forget passage, labelled as open-unlearning's
+        ``CompletionDataset`` labels it (``configs/eval/muse_metrics/exact_memorization.yaml``,
+        ``extraction_strength.yaml``), one pass per passage, cached."""
+        from pytest_unlearn.engines.open_unlearning import completion_predictions
+
+        pairs = [(p.prompt, p.gt) for p in self.data.verbmem]
+        limit = self.MEMORIZATION_MAX_LENGTH
+
+        def produce() -> list[list[list[int]]]:
+            model, tokenizer, device = self._model(path)
+            return [[p, lab] for p, lab in completion_predictions(model, tokenizer, pairs, max_length=limit,
+                                                                  device=device)]  # fmt: skip
+
+        key = self._cache_key(path, "muse.completion_argmax", pairs=pairs, max_length=limit)
+        rows = self.cache.get_or_create_json("muse-argmax", key, produce)
+        self.inputs = replace(self.inputs, memorization=[(list(p), list(lab)) for p, lab in rows])
 
     def fixed_auc_retrain(self) -> tuple[float, str]:
         """PrivLeak's denominator without a retrained model, and where it comes from."""
@@ -354,7 +440,42 @@ class MuseBackend(ModelsByPath, Backend):
         self.write_artifact(f"muse_{name}", f"muse/{name}.jsonl", jsonl_bytes(rows), "per-sample records")
 
     def artifacts(self) -> dict[str, str]:
+        if self.write_openunlearning and not self._openunlearning_written:
+            # Written last, once every input is computed (PrivLeak needs the reference's AUC).
+            self._openunlearning_written = True
+            self._write_openunlearning()
         return dict(self._artifact_files)
+
+    def _write_openunlearning(self) -> None:
+        from pytest_unlearn import openunlearning as ou
+        from pytest_unlearn.muse import openunlearning_files as files
+
+        i = self.inputs
+        rouge: dict[str, np.ndarray] = {}
+        if i.verbmem is not None:
+            rouge["verbmem"] = i.verbmem
+        if i.knowmem is not None:
+            rouge.update({f"knowmem_{split}": values for split, values in i.knowmem.items()})
+        memorization: dict[str, list[float]] = {}
+        if i.memorization is not None:
+            rows = [ou.answer_tokens(p, lab) for p, lab in i.memorization]
+            memorization = {
+                "exact_memorization": [v for p, lab in rows if (v := ou.exact_memorization(p, lab)) is not None],
+                "extraction_strength": [ou.extraction_strength(p, lab) for p, lab in rows],
+            }
+        elif i.memorization_scores:
+            memorization = dict(i.memorization_scores)
+        signed = mm.aggregates(i).get("privleak")
+        evals = files.dump_muse_eval(rouge, i.privleak, signed, memorization)
+        if not evals:
+            return
+        self.write_artifact(
+            "openunlearning_eval", f"muse/{files.EVAL_FILE}", files.encode(evals), "open-unlearning results"
+        )
+        self.write_artifact(
+            "openunlearning_summary", f"muse/{files.SUMMARY_FILE}", files.encode(files.summary(evals)),
+            "open-unlearning summary",
+        )  # fmt: skip
 
     def device(self) -> str | None:
         for _, _, device in self._models.values():
@@ -362,6 +483,14 @@ class MuseBackend(ModelsByPath, Backend):
         return self._resolved_device
 
     def model_record(self) -> dict[str, Any]:
+        if self.settings.model is None:
+            return {
+                "path": None,
+                "fingerprint": None,
+                "predictions": str(self.settings.predictions),
+                "original": str(self.settings.original_model) if self.settings.original_model else None,
+                "reference": str(self.settings.reference) if self.settings.reference else None,
+            }
         if self._fingerprint is None:
             self._fingerprint = fingerprint(self.settings.model)  # type: ignore[arg-type]
         return {
@@ -391,6 +520,7 @@ class MuseBackend(ModelsByPath, Backend):
             "mink_k": self.k,
             "knowmem_retain_target": self.retain_target,
             "auc_retrain": self.auc_retrain,
+            "write_openunlearning": self.write_openunlearning,
             "rouge": "ROUGE-L F1, Porter stemmer" if self._stem() else "ROUGE-L F1, no stemmer",
             "batch_size": self.settings.batch_size,
             "device": self.settings.device,

@@ -118,6 +118,11 @@ class MuseInputs:
     reference_privleak: dict[str, np.ndarray] | None = None
     auc_retrain: float | None = None
     auc_retrain_source: str | None = None
+    # open-unlearning's memorization metrics over the verbmem forget passages: per passage,
+    # (argmax predictions, labels) ...
+    memorization: list[tuple[list[int], list[int]]] | None = None
+    # ... or their per-passage scores read from an open-unlearning MUSE_EVAL.json (--predictions).
+    memorization_scores: dict[str, list[float]] | None = None
 
     def resample(self, rng: np.random.Generator, requires: tuple[str, ...]) -> MuseInputs:
         """A bootstrap replicate: every set drawn with replacement, *paired* across models: the
@@ -146,6 +151,13 @@ class MuseInputs:
             changes["privleak"] = draw("privleak", self.privleak)
         if "reference" in requires:
             changes["reference_privleak"] = draw("privleak", self.reference_privleak)
+        if "memorization" in requires and self.memorization:
+            rows = rng.integers(0, len(self.memorization), size=len(self.memorization))
+            changes["memorization"] = [self.memorization[i] for i in rows]
+        if "memorization" in requires and self.memorization_scores:
+            changes["memorization_scores"] = {
+                k: [v[i] for i in rng.integers(0, len(v), size=len(v))] for k, v in self.memorization_scores.items()
+            }
         return replace(self, **changes)
 
     def model_auc(self) -> float:
@@ -246,6 +258,59 @@ def privleak_metric(inputs: MuseInputs) -> Measurement:
     if retrain == 0:
         details["note"] = "AUC_retrain is 0: PrivLeak divides by it and is undefined"
     return Measurement(abs(signed), n, details)
+
+
+def _memorization_scores(inputs: MuseInputs, name: str) -> list[float]:
+    """Per-passage scores of open-unlearning's ``name`` (``memorization.py``): from the argmax
+    rows (their last label dropped, ``tokenwise_vocab_logprobs``), or read from MUSE_EVAL.json.
+    A passage without a label is left out of exact memorization (their None) and scores 0 in
+    extraction strength (theirs)."""
+    from pytest_unlearn import openunlearning as ou
+
+    if inputs.memorization is None and inputs.memorization_scores is not None:
+        if not inputs.memorization_scores.get(name):
+            raise UnlearnError(f"--predictions: the MUSE_EVAL.json has no {name}; run open-unlearning's eval with it")
+        return inputs.memorization_scores[name]
+    if inputs.memorization is None:
+        raise UnlearnError("internal: the argmax predictions were not computed")
+    rows = [ou.answer_tokens(p, lab) for p, lab in inputs.memorization]
+    if name == "exact_memorization":
+        return [v for p, lab in rows if (v := ou.exact_memorization(p, lab)) is not None]
+    return [ou.extraction_strength(p, lab) for p, lab in rows]
+
+
+@metric(
+    "muse.exact_memorization",
+    higher_is_better=False,
+    unit="share of tokens",
+    requires=("memorization",),
+    description="open-unlearning's exact memorization on the verbmem forget passages: share of tokens whose "
+    "argmax is the label.",
+)
+def exact_memorization_metric(inputs: MuseInputs) -> Measurement:
+    """open-unlearning ``memorization.py`` ``exact_memorization`` over ``MUSE_forget_verbmem``
+    (``configs/eval/muse_metrics/exact_memorization.yaml``), mean over passages."""
+    values = _memorization_scores(inputs, "exact_memorization")
+    if not values:
+        raise UnlearnError("exact memorization: no verbmem passage has a token to score")
+    return Measurement(float(np.mean(values)), len(values), {})
+
+
+@metric(
+    "muse.extraction_strength",
+    higher_is_better=False,
+    unit="score",
+    requires=("memorization",),
+    description="open-unlearning's extraction strength on the verbmem forget passages: 1 - k/T, k the first "
+    "position from which greedy decoding reproduces the rest.",
+)
+def extraction_strength_metric(inputs: MuseInputs) -> Measurement:
+    """open-unlearning ``memorization.py`` ``extraction_strength`` over ``MUSE_forget_verbmem``
+    (``configs/eval/muse_metrics/extraction_strength.yaml``), mean over passages."""
+    values = _memorization_scores(inputs, "extraction_strength")
+    if not values:
+        raise UnlearnError("extraction strength: no verbmem passage to score")
+    return Measurement(float(np.mean(values)), len(values), {})
 
 
 def aggregates(inputs: MuseInputs) -> dict[str, Any]:

@@ -15,5 +15,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("mink_k", float, 0.4, "PrivLeak's Min-K% share", own_check=True),
     Setting("knowmem_retain_target", float, None, "the retrained model's KnowMem on the retain set", own_check=True),
     Setting("auc_retrain", float, None, "the retrained model's Min-K% AUC (PrivLeak's reference)", own_check=True),
+    Setting(
+        "write_openunlearning",
+        bool,
+        False,
+        "also write open-unlearning's MUSE_EVAL.json and MUSE_SUMMARY.json",
+        own_check=True,
+    ),
     MAX_BATCH_TOKENS,
 )

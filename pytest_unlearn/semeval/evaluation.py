@@ -72,6 +72,10 @@ class SemevalData:
     mmlu: MMLUData | None
 
 
+#: The attacks semeval's MIA check runs: those scored from token log-probs alone.
+SUPPORTED_MIA_ATTACKS = ("loss", "zlib", "min_k", "min_k_plus_plus")
+
+
 class SemevalBackend(Backend):
     #: What --setting may override.
     SETTINGS = SEMEVAL_SETTINGS
@@ -87,6 +91,14 @@ class SemevalBackend(Backend):
         # The official scorer's attack is LOSS; --setting mia_attack=min_k (zlib, min_k_plus_plus)
         # scores the same documents with another attack of the registry.
         self.mia_attack = get_attack(str(manifest.settings.get("mia_attack", "loss")))
+        # semeval's MIA scores documents from one pass's token log-probs; an attack that needs a
+        # gradient pass (gradnorm) or a second model (reference) would fail mid-run.
+        if self.mia_attack.needs_gradient or self.mia_attack.needs_reference:
+            raise UnlearnError(
+                f"--setting mia_attack={self.mia_attack.name}: semeval does not run this attack (it needs "
+                f"{'a gradient pass' if self.mia_attack.needs_gradient else 'a reference model'}); "
+                f"use one of {', '.join(SUPPORTED_MIA_ATTACKS)}"
+            )
         try:
             self.mia_k = float(manifest.settings.get("mia_k", 0.4))
         except (TypeError, ValueError):

@@ -153,7 +153,10 @@ def test_bad_settings(pytester, model_folder, setting, message):
 
 
 def test_no_model(pytester):
-    assert run(pytester) == "ERROR: --suite muse-mini needs --model PATH (the unlearned model's folder)"
+    assert run(pytester) == (
+        "ERROR: --suite muse-mini needs --model PATH (the unlearned model's folder) or --predictions FILE "
+        "(open-unlearning's MUSE_EVAL.json)"
+    )
 
 
 def test_no_such_reference(pytester, tmp_path, model_folder):

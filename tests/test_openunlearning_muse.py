@@ -1,0 +1,292 @@
+"""open-unlearning's MUSE metrics and result files on the MUSE world, checked against an
+independent transcription of their code (``src/data/utils.py`` ``preprocess_pretraining_instance``,
+``src/evals/metrics/utils.py`` ``tokenwise_vocab_logprobs``, ``memorization.py``) run on the same
+passages, and their ``MUSE_EVAL.json`` layout written and read back through the real plugin."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+IGNORE = -100
+MINI = Path(__file__).resolve().parent.parent / "suites" / "muse-mini"
+
+OU_CHECKS = """
+[suite]
+name = "muse-ou"
+extends = "{mini}"
+
+[[checks]]
+id = "verbmem-exact-memorization"
+metric = "muse.exact_memorization"
+op = "<="
+threshold = 0.5
+
+[[checks]]
+id = "verbmem-extraction-strength"
+metric = "muse.extraction_strength"
+op = "<="
+threshold = 0.5
+"""
+
+
+def _manifest(folder: Path, checks: str = OU_CHECKS) -> str:
+    path = folder / "muse-ou.toml"
+    path.write_text(checks.format(mini=MINI / "manifest.toml"))
+    return str(path)
+
+
+def _their_completion_item(tokenizer, prefix: str, text: str, max_length: int = 2048):
+    """``preprocess_pretraining_instance(tokenizer, prefix, text, max_length, False, insert_space=True)``
+    as open-unlearning's ``CompletionDataset`` calls it for ``MUSE_forget_verbmem``, transcribed."""
+    import torch
+
+    full_seq_ids = tokenizer(prefix + " " + text, add_special_tokens=True)["input_ids"]
+    prefix_len = len(tokenizer(prefix, add_special_tokens=True)["input_ids"])
+    full_seq_ids = full_seq_ids[: prefix_len + max_length]
+    len_matched = prefix_len if prefix_len else 1
+    labels = [IGNORE] * len_matched + full_seq_ids[len_matched:]
+    return torch.tensor([full_seq_ids]), torch.tensor([labels])
+
+
+def _their_em_es(model, ids, labels) -> tuple[float, float]:
+    """``tokenwise_vocab_logprobs`` then ``_exact_memorization`` / ``_extraction_strength``."""
+    import torch
+
+    with torch.no_grad():
+        log_probs = torch.nn.functional.log_softmax(model(input_ids=ids).logits, dim=-1)[:, :-1, :]
+    actual = (labels[0] != IGNORE).nonzero(as_tuple=True)[0][:-1]
+    start, end = actual[0].item(), actual[-1].item()
+    lp, lab = log_probs[0, start - 1 : end], labels[0][actual]
+    preds = torch.argmax(lp, dim=-1)
+    em = ((preds == lab).sum() / len(lab)).item()
+    k = 0
+    for k in range(len(lab)):
+        if torch.equal(preds[k:], lab[k:]):
+            break
+    return em, 1 - k / len(lab)
+
+
+def _run(pytester, manifest: str, *args: str):
+    result = pytester.runpytest_inprocess(
+        "-p", "no:cacheprovider", "--suite", manifest, f"--cache-dir={pytester.path / 'cache'}",
+        "--scorecard=card.json", *args,
+    )  # fmt: skip
+    card = json.loads((pytester.path / "card.json").read_text())
+    return result, {c["id"]: (c["value"], c["passed"]) for c in card["checks"]}
+
+
+def test_exact_memorization_and_extraction_strength_through_the_plugin_on_the_muse_world(pytester, muse_models):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from pytest_unlearn.muse.data import load_data
+
+    passages = load_data(MINI / "data", "news", "--data", lambda message: None).verbmem
+    manifest = _manifest(pytester.path)
+    values = {}
+    for name in ("target", "retrained"):
+        result, got = _run(pytester, manifest, f"--model={muse_models[name]}")
+        assert set(got) == {"verbmem-exact-memorization", "verbmem-extraction-strength"}, result.stdout.str()
+        model = AutoModelForCausalLM.from_pretrained(muse_models[name]).eval()
+        tokenizer = AutoTokenizer.from_pretrained(muse_models[name])
+        em, es = zip(*(_their_em_es(model, *_their_completion_item(tokenizer, p.prompt, p.gt)) for p in passages))
+        assert got["verbmem-exact-memorization"][0] == pytest.approx(np.mean(em), abs=1e-6)
+        assert got["verbmem-extraction-strength"][0] == pytest.approx(np.mean(es), abs=1e-9)
+        values[name] = got
+    # The target was trained on the forget articles and reproduces them; the retrained model not.
+    assert values["target"]["verbmem-exact-memorization"][0] > 0.9
+    assert not values["target"]["verbmem-exact-memorization"][1]
+    assert not values["target"]["verbmem-extraction-strength"][1]
+    assert values["retrained"]["verbmem-exact-memorization"][0] < values["target"]["verbmem-exact-memorization"][0]
+
+
+# -- one line for each input the open-unlearning checks cannot use ---------------------------------
+@pytest.mark.parametrize("attack, needs", [("gradnorm", "a gradient pass"), ("reference", "a reference model")])
+def test_semeval_refuses_the_attacks_it_does_not_run_in_one_line(pytester, perfect_unlearning_predictions, attack,
+                                                                  needs):  # fmt: skip
+    from tests.test_bad_input import usage_error
+
+    line = usage_error(
+        pytester, "--suite=semeval", f"--predictions={perfect_unlearning_predictions}", "--setting",
+        f"mia_attack={attack}",
+    )  # fmt: skip
+    assert line == (
+        f"ERROR: --setting mia_attack={attack}: semeval does not run this attack (it needs {needs}); "
+        "use one of loss, zlib, min_k, min_k_plus_plus"
+    )
+
+
+TOFU_CHECKS = """
+[[checks]]
+id = "forget-truth-ratio-ou"
+metric = "tofu.truth_ratio_ou"
+params = { task = "forget", aggregator = "closer_to_1_better" }
+op = ">="
+threshold = 0.5
+
+[[checks]]
+id = "forget-extraction-strength"
+metric = "tofu.extraction_strength"
+op = "<="
+threshold = 0.5
+"""
+
+MORE_TOFU_CHECKS = """
+[[checks]]
+id = "forget-exact-memorization"
+metric = "tofu.exact_memorization"
+op = "<="
+threshold = 0.5
+
+[[checks]]
+id = "mia-reference"
+metric = "tofu.mia_auc"
+params = { attack = "reference" }
+op = "<="
+threshold = 0.8
+"""
+
+
+def test_the_tofu_open_unlearning_error_lines_through_the_plugin(pytester, tofu_models):
+    tofu_mini = MINI.parent / "tofu-mini"
+    head = f'[suite]\nname = "tofu-ou-errors"\nextends = "{tofu_mini / "manifest.toml"}"\n'
+    written = pytester.path / "written.toml"
+    written.write_text(head + TOFU_CHECKS)
+    asked = pytester.path / "asked.toml"
+    asked.write_text(head + MORE_TOFU_CHECKS)
+    common = ("-p", "no:cacheprovider", f"--cache-dir={pytester.path / 'cache'}", "--scorecard=card.json")
+
+    # The model's own logs and an open-unlearning TOFU_EVAL.json, written by a model run.
+    pytester.runpytest_inprocess(
+        *common, "--suite", str(written), f"--model={tofu_models['target']}", "--setting=write_openunlearning=true"
+    )
+    artifacts = json.loads((pytester.path / "card.json").read_text())["artifacts"]
+    evals = json.loads(Path(artifacts["openunlearning_eval"]).read_text())
+    del evals["exact_memorization"]  # an open-unlearning run whose config left it out
+    lacking = pytester.path / "TOFU_EVAL.json"
+    lacking.write_text(json.dumps(evals))
+
+    # The reference attack without --reference.
+    result = pytester.runpytest_inprocess(*common, "--suite", str(asked), f"--model={tofu_models['target']}",
+                                          "-k", "mia")  # fmt: skip
+    result.stdout.fnmatch_lines(
+        ["*the reference attack needs a reference model: pass --reference PATH (a model folder)*"]
+    )
+    # TOFU's own logs carry no argmax predictions.
+    result = pytester.runpytest_inprocess(*common, "--suite", str(asked), f"--predictions={artifacts['tofu_logs']}",
+                                          "-k", "exact")  # fmt: skip
+    result.stdout.fnmatch_lines(
+        ["*exact memorization and extraction strength need the model itself: pass --model PATH*"]
+    )
+    # An open-unlearning file without the metric asked for.
+    result = pytester.runpytest_inprocess(*common, "--suite", str(asked), f"--predictions={lacking}", "-k", "exact")
+    result.stdout.fnmatch_lines(
+        ["*--predictions: the TOFU_EVAL.json has no exact_memorization; run open-unlearning's eval with it*"]
+    )
+
+
+# -- MUSE_EVAL.json both ways -------------------------------------------------------------------
+ROUND_TRIP_CHECKS = (
+    OU_CHECKS
+    + """
+[[checks]]
+id = "verbmem-forget"
+metric = "muse.verbmem"
+op = "<="
+threshold = 10.0
+
+[[checks]]
+id = "knowmem-forget"
+metric = "muse.knowmem_forget"
+op = "<="
+threshold = 10.0
+
+[[checks]]
+id = "knowmem-retain"
+metric = "muse.knowmem_retain"
+op = ">="
+threshold = 10.0
+
+[[checks]]
+id = "privleak"
+metric = "muse.privleak"
+op = "<="
+threshold = 10.0
+"""
+)
+
+
+def test_muse_eval_is_written_and_read_back_to_the_same_scorecard(pytester, muse_models, muse_cache):
+    from sklearn.metrics import roc_auc_score
+
+    manifest = _manifest(pytester.path, ROUND_TRIP_CHECKS)
+    common = ("-p", "no:cacheprovider", "--suite", manifest, f"--cache-dir={muse_cache}")
+
+    def go(*args: str) -> dict:
+        result = pytester.runpytest_inprocess(*common, "--scorecard=card.json", *args)
+        card = json.loads((pytester.path / "card.json").read_text())
+        assert len(card["checks"]) == 6, result.stdout.str()
+        return card
+
+    # The retrained model's file first: it is the target's --reference afterwards.
+    retrained = go(f"--model={muse_models['retrained']}", "--setting=write_openunlearning=true")
+    retrained_eval = pytester.path / "retrained_MUSE_EVAL.json"
+    retrained_eval.write_bytes(Path(retrained["artifacts"]["openunlearning_eval"]).read_bytes())
+    card = go(f"--model={muse_models['target']}", f"--reference={muse_models['retrained']}",
+              "--setting=write_openunlearning=true")  # fmt: skip
+    values = {c["id"]: c["value"] for c in card["checks"]}
+    evals = json.loads(Path(card["artifacts"]["openunlearning_eval"]).read_text())
+    summary = json.loads(Path(card["artifacts"]["openunlearning_summary"]).read_text())
+
+    # open-unlearning's layout: ROUGE in [0, 1] per index, mia_min_k's AUC with holdout = 1
+    # scored by the Min-K score (1 - MUSE's AUC), privleak signed, summary = every agg_value.
+    assert sorted(evals) == sorted(["exact_memorization", "extraction_strength", "forget_knowmem_ROUGE",
+                                    "forget_verbmem_ROUGE", "mia_min_k", "privleak", "retain_knowmem_ROUGE"])  # fmt: skip
+    assert summary == {name: entry["agg_value"] for name, entry in evals.items()}
+    verbmem = [v["rougeL_f1"] for v in evals["forget_verbmem_ROUGE"]["value_by_index"].values()]
+    assert 100 * np.mean(verbmem) == pytest.approx(values["verbmem-forget"], rel=1e-12)
+    forget = [v["score"] for v in evals["mia_min_k"]["forget"]["value_by_index"].values()]
+    holdout = [v["score"] for v in evals["mia_min_k"]["holdout"]["value_by_index"].values()]
+    their_auc = roc_auc_score([0] * len(forget) + [1] * len(holdout), forget + holdout)
+    assert evals["mia_min_k"]["auc"] == pytest.approx(their_auc, abs=1e-12)
+    assert card["aggregates"]["auc"] == pytest.approx(1 - their_auc, abs=1e-12)
+    assert evals["privleak"]["agg_value"] == pytest.approx(card["aggregates"]["privleak"], rel=1e-12)
+    assert abs(evals["privleak"]["agg_value"]) == pytest.approx(values["privleak"], rel=1e-12)
+
+    # Read back without a model: the same six values, with the retrained model as a folder or
+    # as its own MUSE_EVAL.json.
+    for reference in (muse_models["retrained"], retrained_eval):
+        again = go(f"--predictions={card['artifacts']['openunlearning_eval']}", f"--reference={reference}")
+        assert {c["id"]: c["value"] for c in again["checks"]} == pytest.approx(values, rel=1e-12)
+        assert again["model"]["path"] is None
+
+    # A summary has no per-sample values: one line naming the file to pass instead.
+    result = pytester.runpytest_inprocess(*common, f"--predictions={card['artifacts']['openunlearning_summary']}")
+    result.stderr.fnmatch_lines([
+        f"ERROR: --predictions {card['artifacts']['openunlearning_summary']}: open-unlearning's MUSE_SUMMARY.json "
+        "holds only aggregate values, no per-sample scores to check or bootstrap; pass the MUSE_EVAL.json beside it"
+    ])  # fmt: skip
+    # A file without a metric a check reads: one line naming it.
+    del evals["forget_verbmem_ROUGE"]
+    lacking = pytester.path / "MUSE_EVAL.json"
+    lacking.write_text(json.dumps(evals))
+    result = pytester.runpytest_inprocess(*common, f"--predictions={lacking}", f"--reference={retrained_eval}",
+                                          "-k", "verbmem-forget")  # fmt: skip
+    result.stdout.fnmatch_lines([
+        f"*--predictions {lacking}: the MUSE_EVAL.json has no forget_verbmem_ROUGE; run open-unlearning's MUSE eval "
+        "with it*"
+    ])  # fmt: skip
+    # A retrained model's file of other texts cannot be paired with the model's.
+    short = json.loads(retrained_eval.read_text())
+    short["mia_min_k"]["forget"]["value_by_index"].popitem()
+    other = pytester.path / "other" / "MUSE_EVAL.json"
+    other.parent.mkdir()
+    other.write_text(json.dumps(short))
+    result = pytester.runpytest_inprocess(*common, f"--predictions={lacking}", f"--reference={other.parent}")
+    result.stderr.fnmatch_lines([
+        f"ERROR: --reference {other}: its mia_min_k scores {len(forget) - 1} forget and {len(holdout)} holdout texts, "
+        f"the model {len(forget)} and {len(holdout)}; pass the retrained model's MUSE_EVAL.json of the same data"
+    ])  # fmt: skip
