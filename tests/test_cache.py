@@ -176,6 +176,14 @@ def comparable(card: dict) -> dict:
     card = dict(card)
     card.pop("timings")
     card.pop("created")
+    # Which cache entries were read or written, and the --cache-dir/--no-cache options behind them,
+    # differ between a resumed run and a --no-cache one by design (issue 23's provenance); every
+    # value, verdict and model fingerprint must not.
+    card.pop("cache_reuse")
+    provenance = dict(card.pop("provenance"))
+    provenance.pop("options")
+    checks = {k: [{f: v for f, v in e.items() if f != "cache"} for e in es] for k, es in provenance["checks"].items()}
+    card["provenance"] = {**provenance, "checks": checks}
     return card
 
 
