@@ -130,9 +130,13 @@ threshold = 0.5
 
 def test_memorization_scores_travel_through_tofu_eval_and_summaries_are_refused(pytester, tofu_models, cache_dir):
     mini = Path(__file__).resolve().parent.parent / "suites" / "tofu-mini"
-    text = (mini / "manifest.toml").read_text().replace('tofu = "data"', f'tofu = "{mini / "data"}"')
+    # tofu-mini extends tofu; a child's [[checks]] replace its parent's, so tofu's four are copied
+    # here beside the two new ones.
+    full = (mini.parent / "tofu" / "manifest.toml").read_text()
+    checks = full[full.index("[[checks]]") :]
+    head = f'[suite]\nname = "tofu-mem"\nextends = "{mini / "manifest.toml"}"\n\n'
     manifest = pytester.path / "mem.toml"
-    manifest.write_text(text + MEMORIZATION_CHECKS)  # tofu-mini's four checks and the two new ones
+    manifest.write_text(head + checks + MEMORIZATION_CHECKS)  # tofu-mini's four checks and the two new ones
 
     def go(*args: str):
         result = pytester.runpytest_inprocess(

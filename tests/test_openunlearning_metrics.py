@@ -309,11 +309,10 @@ def tofu_ou_manifest(folder) -> str:
     from pathlib import Path
 
     mini = Path(__file__).resolve().parent.parent / "suites" / "tofu-mini"
-    text = (mini / "manifest.toml").read_text()
-    text = text.replace('tofu = "data"', f'tofu = "{mini / "data"}"').replace('name = "tofu-mini"', 'name = "tofu-ou"')
-    start = text.index("[[checks]]")
+    # tofu-mini extends tofu: this manifest extends tofu-mini with open-unlearning's checks only.
+    head = f'[suite]\nname = "tofu-ou"\nextends = "{mini / "manifest.toml"}"\n\n'
     path = folder / "tofu-ou.toml"
-    path.write_text(text[:start] + OU_CHECKS)
+    path.write_text(head + OU_CHECKS)
     return str(path)
 
 
