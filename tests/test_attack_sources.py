@@ -65,7 +65,12 @@ def test_model_and_another_models_predictions(pytester, semeval_models, perfect_
     (entry,) = mia["cache"]
     assert entry["kind"] == "semeval-mia"
     assert found["cache_reuse"]["checks"]["mia-score"] == [{"key": entry["key"], "reused": False}]
-    stored = json.loads((mia_cache / "semeval-mia" / entry["key"][:2] / f"{entry['key']}.json").read_text())
+    from pytest_unlearn.cache import decode_entry
+
+    raw = (mia_cache / "semeval-mia" / entry["key"][:2] / f"{entry['key']}.json").read_bytes()
+    content, problem = decode_entry("semeval-mia", entry["key"], raw)  # entries carry a checksummed header
+    assert problem is None
+    stored = json.loads(content)
     assert entry["sha256"] == hashlib.sha256(json.dumps(stored, sort_keys=True).encode()).hexdigest()
 
 
