@@ -84,6 +84,10 @@ class Registry(Generic[T]):
 
         ``replace`` is the older spelling of ``override``."""
         reference = entry if isinstance(entry, str) else (reference or _reference_of(entry))
+        if override or replace:
+            # An override replaces what the installed packages declare: read their entry points
+            # first, or the first look-up would read them after it and find the name twice.
+            self._load_entry_points()
         if name in self._origins:
             old_package, old_reference = self._origins[name]
             if old_reference == reference and old_reference:

@@ -11,6 +11,7 @@ the allowed range (pytest_unlearn/domains.py declares them).
 from __future__ import annotations
 
 import json
+import re
 import math
 import shutil
 import subprocess
@@ -407,11 +408,15 @@ def test_nan_logits_fail_the_muse_generation_checks(pytester, tmp_path, muse_mod
     card = json.loads((pytester.path / "card.json").read_text())
     assert result.ret == pytest.ExitCode.TESTS_FAILED and card["passed"] is False
     checks = {c["id"]: c for c in card["checks"]}
-    refused = (
-        f"{model}: the model produced non-finite logits while generating for 12 of 12 prompts of a batch (first: "
-        "prompt 0); the check cannot be scored (check the weights, the dtype or --setting device)"
+    # Which batch comes first (verbmem passages or knowmem questions, bucketed by length) is the
+    # engine's business; every prompt of it is refused, and the line says so.
+    refused = re.compile(
+        re.escape(f"{model}: the model produced non-finite logits while generating for ")
+        + r"(\d+) of \1 prompts of a batch \(first: prompt \d+\); "
+        + re.escape("the check cannot be scored (check the weights, the dtype or --setting device)")
     )
     # Before: empty generations, VerbMem and KnowMem-forget at 0 ("forgotten", both passing).
     for name in ("verbmem-forget", "knowmem-forget", "knowmem-retain-ratio"):
-        assert (checks[name]["value"], checks[name]["passed"], checks[name]["error"]) == (None, False, refused)
+        assert (checks[name]["value"], checks[name]["passed"]) == (None, False)
+        assert refused.fullmatch(checks[name]["error"]), checks[name]["error"]
     assert checks["privleak"]["value"] is None and "non-finite token log-probabilities" in checks["privleak"]["error"]

@@ -73,8 +73,14 @@ class DocCommand:
         args, out, i = self.pytest_args(), [], 0
         while i < len(args):
             name, eq, value = args[i].partition("=")
-            if name in PATH_OPTIONS:
-                out.append(value if eq else (args[i + 1] if i + 1 < len(args) else ""))
+            if name in PATH_OPTIONS or name == "--setting":
+                value = value if eq else (args[i + 1] if i + 1 < len(args) else "")
+                # --data ROLE=DIR names a role's folder; --setting KEY=VALUE a path when it has a "/".
+                role, has_role, folder = value.partition("=")
+                if has_role and re.fullmatch(r"[\w-]+", role):
+                    value = folder
+                if name != "--setting" or "/" in value:
+                    out.append(value)
                 i += 1 if eq else 2
             elif args[i].startswith("-"):
                 i += 1 if eq or not args[i].startswith("--") else 2  # another option and its value

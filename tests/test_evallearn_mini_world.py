@@ -196,12 +196,12 @@ def _prompts(name: str) -> set[str]:
 
 
 def test_the_clip_extractor_without_a_clip_model_says_what_to_pass(pytester, genmu_models):
-    """The FID check of a run with no --clip-model fails with one line naming the flag."""
+    """The FID check of a run with no clip_model setting fails with one line naming the flag."""
     result = pytester.runpytest_subprocess(
         "-p", "no:cacheprovider", "--suite=evallearn-mini", f"--model={genmu_models['erased']}", "-k", "fid",
     )  # fmt: skip
     result.stdout.fnmatch_lines(
-        ["*fid: --setting fid_extractor=clip embeds with the run's CLIP: pass --clip-model DIR (or --clip-model "
+        ["*fid: --setting fid_extractor=clip embeds with the run's CLIP: pass --setting clip_model=DIR (or --setting clip_model="
          "open_clip:MODEL:WEIGHTS)*"]
     )  # fmt: skip
     assert result.ret == 1

@@ -2,7 +2,7 @@
 
 The default judge is CLIP zero-shot classification of each image among the candidate concepts
 ("a photo of {concept}"), with two backends: transformers ``CLIPModel`` from a local folder
-(``--clip-model DIR``) and open_clip (``--clip-model open_clip:MODEL_NAME:WEIGHTS_FILE``). Other
+(``--setting clip_model=DIR``) and open_clip (``--setting clip_model=open_clip:MODEL_NAME:WEIGHTS_FILE``). Other
 judges (a fine-tuned classifier, say) register under ``pytest_unlearn.judges``: a factory
 ``(spec: str, device: str) -> Judge``.
 """
@@ -57,15 +57,15 @@ class TransformersClip:
         from pytest_unlearn.loading import strict_from_pretrained
 
         if not (path / "config.json").is_file():
-            raise UnlearnError(f"--clip-model {path}: not a CLIP model folder (no config.json)")
+            raise UnlearnError(f"--setting clip_model={path}: not a CLIP model folder (no config.json)")
         try:
-            model = strict_from_pretrained(CLIPModel, path, where=f"--clip-model {path}", local_files_only=True)
+            model = strict_from_pretrained(CLIPModel, path, where=f"--setting clip_model={path}", local_files_only=True)
             self.model = model.to(device).eval()
             self.processor = CLIPProcessor.from_pretrained(path, local_files_only=True)
         except UnlearnError:
             raise
         except Exception as exc:
-            raise UnlearnError(f"--clip-model {path}: cannot load CLIP ({type(exc).__name__}: {exc})") from None
+            raise UnlearnError(f"--setting clip_model={path}: cannot load CLIP ({type(exc).__name__}: {exc})") from None
         self.device = device
         self.batch_size = batch_size
         self._torch = torch
@@ -112,15 +112,15 @@ def parse_open_clip_spec(spec: str) -> tuple[str, Path, Path | None]:
     """
     parts = spec.split(":", 2)
     if len(parts) != 3 or not parts[1] or not parts[2]:
-        raise UnlearnError(f"--clip-model {spec}: expected open_clip:MODEL:WEIGHTS_FILE")
+        raise UnlearnError(f"--setting clip_model={spec}: expected open_clip:MODEL:WEIGHTS_FILE")
     model_name, weights = parts[1], Path(parts[2])
     if not weights.is_file():
-        raise UnlearnError(f"--clip-model {spec}: no weights file {weights}")
+        raise UnlearnError(f"--setting clip_model={spec}: no weights file {weights}")
     if not model_name.endswith(".json"):
         return model_name, weights, None
     config = Path(model_name)
     if not config.is_file():
-        raise UnlearnError(f"--clip-model {spec}: no model config file {config}")
+        raise UnlearnError(f"--setting clip_model={spec}: no model config file {config}")
     # open_clip.add_model_config registers a config file under its stem.
     return config.stem, weights, config
 
@@ -142,14 +142,14 @@ class OpenClip:
             import torch
         except Exception as exc:  # ImportError, or a torchvision build that does not match torch
             raise UnlearnError(
-                f"--clip-model {spec}: cannot import open_clip ({_one_line(exc)}); "
+                f"--setting clip_model={spec}: cannot import open_clip ({_one_line(exc)}); "
                 "pip install 'pytest-unlearn[open-clip]' with a torchvision built for your torch"
             ) from None
         if config is not None:
             open_clip.add_model_config(config)
         if model_name not in open_clip.list_models():
             raise UnlearnError(
-                f"--clip-model {spec}: open_clip knows no model {model_name!r}; pass a model config JSON "
+                f"--setting clip_model={spec}: open_clip knows no model {model_name!r}; pass a model config JSON "
                 "as MODEL, or register it with open_clip.add_model_config in a conftest.py"
             )
         try:
@@ -159,7 +159,7 @@ class OpenClip:
             self.tokenizer = open_clip.get_tokenizer(model_name)
         except Exception as exc:
             raise UnlearnError(
-                f"--clip-model {spec}: cannot load open_clip {model_name} from {weights} ({_one_line(exc)})"
+                f"--setting clip_model={spec}: cannot load open_clip {model_name} from {weights} ({_one_line(exc)})"
             ) from None
         self.model = model.eval()
         self.preprocess = preprocess

@@ -376,8 +376,8 @@ class EvallearnBackend(Backend):
         if self._judge is None:
             if self.judge_name == "clip" and not self.setting("clip_model"):
                 raise UnlearnError(
-                    "the CLIP score and UA/IRA need CLIP: pass --clip-model DIR (a transformers CLIP folder, "
-                    "eval-learn uses openai/clip-vit-large-patch14) or --clip-model open_clip:MODEL:WEIGHTS"
+                    "the CLIP score and UA/IRA need CLIP: pass --setting clip_model=DIR (a transformers CLIP folder, "
+                    "eval-learn uses openai/clip-vit-large-patch14) or --setting clip_model=open_clip:MODEL:WEIGHTS"
                 )
             self._judge = JUDGES.get(self.judge_name)(self.setting("clip_model") or "", self.settings.device)
         return self._judge
@@ -452,7 +452,7 @@ class EvallearnBackend(Backend):
         if len(files) < 2:
             raise UnlearnError(f"FID reference folder {folder}: needs at least 2 images, found {len(files)}")
         # The clip extractor embeds with the run's CLIP; the others read their weights file.
-        spec = str(self.settings.clip_model or "") if self.extractor_name == "clip" else self.inception_weights
+        spec = str(self.setting("clip_model") or "") if self.extractor_name == "clip" else self.inception_weights
         extractor = EXTRACTORS.get(self.extractor_name)(spec, self.settings.device)
         requests = self._caption_requests()
         images = self.images(requests, "captions")

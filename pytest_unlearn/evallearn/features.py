@@ -96,8 +96,8 @@ class ClipImageFeatures:
 
         if not spec:
             raise UnlearnError(
-                "--setting fid_extractor=clip embeds with the run's CLIP: pass --clip-model DIR "
-                "(or --clip-model open_clip:MODEL:WEIGHTS)"
+                "--setting fid_extractor=clip embeds with the run's CLIP: pass --setting clip_model=DIR "
+                "(or --setting clip_model=open_clip:MODEL:WEIGHTS)"
             )
         self.judge = JUDGES.get("clip")(spec, device)
         self.name = f"clip-image-embeddings ({Path(spec).name})"
@@ -107,7 +107,7 @@ class ClipImageFeatures:
 
 
 def clip_extractor(spec: str, device: str) -> Extractor:
-    """The built-in ``clip`` extractor: ``spec`` is the run's ``--clip-model``."""
+    """The built-in ``clip`` extractor: ``spec`` is the run's ``clip_model`` setting."""
     return ClipImageFeatures(spec, device)
 
 

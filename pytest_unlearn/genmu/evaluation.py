@@ -174,8 +174,8 @@ class GenmuBackend(Backend):
         self._check_original(settings)
         if self.setting("clip_model") is None and self.judge_name == "clip":
             raise UnlearnError(
-                "--suite genmu needs a CLIP judge: pass --clip-model DIR (a transformers CLIP folder) "
-                "or --clip-model open_clip:MODEL:WEIGHTS"
+                "--suite genmu needs a CLIP judge: pass --setting clip_model=DIR (a transformers CLIP folder) "
+                "or --setting clip_model=open_clip:MODEL:WEIGHTS"
             )
         if self.judge_name == "clip" and self.setting("clip_model").startswith("open_clip:"):
             from pytest_unlearn.engines.judges import parse_open_clip_spec
@@ -489,7 +489,7 @@ class GenmuBackend(Backend):
 
     def clip(self) -> Any:
         """The CLIP model behind CLIP scores and clip-text / clip-image neighbours: the judge
-        itself, or with a classifier judge the ``--clip-model`` (None when there is none)."""
+        itself, or with a classifier judge the ``clip_model`` setting (None when there is none)."""
         if self.judge_name != "classifier":
             return self.judge()
         if self.setting("clip_model") is None:
@@ -501,7 +501,9 @@ class GenmuBackend(Backend):
     def _clip_or_error(self, why: str) -> Any:
         clip = self.clip()
         if clip is None:
-            raise UnlearnError(f"{why} needs a CLIP model: pass --clip-model DIR (the judge is {self.judge_name})")
+            raise UnlearnError(
+                f"{why} needs a CLIP model: pass --setting clip_model=DIR (the judge is {self.judge_name})"
+            )
         return clip
 
     def device(self) -> str | None:

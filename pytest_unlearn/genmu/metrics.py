@@ -264,7 +264,9 @@ def weight_change_ratio(inputs: GenmuInputs) -> Measurement:
 def clip_score_metric(inputs: GenmuInputs) -> Measurement:
     value, n = inputs.mean_clip_score()
     if n and np.isnan(value):
-        raise UnlearnError("no CLIP scores: the judge is not CLIP; pass --clip-model DIR to score retention images")
+        raise UnlearnError(
+            "no CLIP scores: the judge is not CLIP; pass --setting clip_model=DIR to score retention images"
+        )
     if n == 0:
         raise UnlearnError("no retention images to score: every concept of the prompt CSV is a target")
     return Measurement(value, n)
@@ -281,7 +283,9 @@ def clip_score_drop(inputs: GenmuInputs) -> Measurement:
     unlearned, n = inputs.mean_clip_score()
     original, _ = inputs.mean_clip_score("original")
     if np.isnan(unlearned) or np.isnan(original):
-        raise UnlearnError("no CLIP scores: the judge is not CLIP; pass --clip-model DIR to score retention images")
+        raise UnlearnError(
+            "no CLIP scores: the judge is not CLIP; pass --setting clip_model=DIR to score retention images"
+        )
     return Measurement(original - unlearned, n, {"original": original, "unlearned": unlearned})
 
 

@@ -197,7 +197,9 @@ def test_missing_inputs_fail_their_checks_with_one_line(pytester, world):
         *RUN, f"--suite={manifest}", f"--images={images}", "-k", "clip", "--judge=clip"
     )
     result.stdout.fnmatch_lines(
-        ["clip-score: the CLIP score and UA/IRA need CLIP: pass --clip-model DIR (a transformers CLIP folder, *"]
+        [
+            "clip-score: the CLIP score and UA/IRA need CLIP: pass --setting clip_model=DIR (a transformers CLIP folder, *"
+        ]
     )
 
 

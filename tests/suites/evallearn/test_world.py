@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -41,7 +42,7 @@ def run(pytester: pytest.Pytester, models: dict[str, Path], model: str, data: Pa
         "no:cacheprovider",
         "--suite=evallearn",
         f"--model={models[model]}",
-        f"--clip-model={models['clip']}",
+        f"--setting=clip_model={models['clip']}",
         f"--data={data}",
         "--setting=steps=10",
         "--setting=guidance=4.0",
@@ -52,6 +53,8 @@ def run(pytester: pytest.Pytester, models: dict[str, Path], model: str, data: Pa
         f"--scorecard={model}.json",
         "-k",
         "ua or ira or clip",
+        # A subset of the suite's checks: the gate needs it said out loud (and never passes it).
+        "--unlearn-partial",
         no_reraise_ctrlc=True,
     )
     path = pytester.path / f"{model}.json"
@@ -73,8 +76,10 @@ def test_ua_separates_the_erased_model_from_the_original_and_ira_stays(pytester,
         assert checks["ua"]["n"] == 12
         assert checks["ua-ira"]["value"] == pytest.approx((checks["ua"]["value"] + checks["ira"]["value"]) / 2)
         assert checks["clip-score"]["value"] > 25
-    # The report shows each image set as a grid, every image by a path relative to the page.
+    # The report shows each image set as a grid: every image embedded in the page, and a link to
+    # its full-size file by a path relative to the page.
     page = (pytester.path / "erased.html").read_text()
     assert "<h2>Images: " in page and "<h2>Checks</h2>" in page
-    sources = [part.split("'")[0] for part in page.split("<img src='")[1:]]
-    assert sources and all((pytester.path / src).is_file() for src in sources)
+    images = re.findall(r"<a href='([^']+)'[^>]*><img[^>]*src='([^']+)'>", page)
+    assert images and all(src.startswith("data:image/") for _, src in images)
+    assert all((pytester.path / href).is_file() for href, _ in images)

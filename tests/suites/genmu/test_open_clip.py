@@ -170,12 +170,12 @@ def test_open_clip_errors_and_the_export_of_a_random_clip(env_with_open_clip, py
     cases = [
         (
             f"open_clip:tiny-clip:{wrong}",
-            f"--clip-model open_clip:tiny-clip:{wrong}: open_clip knows no model 'tiny-clip'; pass a model config "
+            f"--setting clip_model=open_clip:tiny-clip:{wrong}: open_clip knows no model 'tiny-clip'; pass a model config "
             "JSON as MODEL, or register it with open_clip.add_model_config in a conftest.py",
         ),
         (
             f"open_clip:{config}:{wrong}",
-            f"--clip-model open_clip:{config}:{wrong}: cannot load open_clip genmu-mini-clip from {wrong} "
+            f"--setting clip_model=open_clip:{config}:{wrong}: cannot load open_clip genmu-mini-clip from {wrong} "
             '(RuntimeError: Error(s) in loading state_dict for CLIP: Missing key(s) in state_dict: "positional_embedding"',
         ),
     ]
@@ -188,11 +188,14 @@ def test_open_clip_errors_and_the_export_of_a_random_clip(env_with_open_clip, py
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ("open_clip:ViT-B-32", "--clip-model open_clip:ViT-B-32: expected open_clip:MODEL:WEIGHTS_FILE"),
-        ("open_clip:ViT-B-32:nowhere.pt", "--clip-model open_clip:ViT-B-32:nowhere.pt: no weights file nowhere.pt"),
+        ("open_clip:ViT-B-32", "--setting clip_model=open_clip:ViT-B-32: expected open_clip:MODEL:WEIGHTS_FILE"),
+        (
+            "open_clip:ViT-B-32:nowhere.pt",
+            "--setting clip_model=open_clip:ViT-B-32:nowhere.pt: no weights file nowhere.pt",
+        ),
         (
             "open_clip:tiny.json:weights.safetensors",
-            "--clip-model open_clip:tiny.json:weights.safetensors: no model config file tiny.json",
+            "--setting clip_model=open_clip:tiny.json:weights.safetensors: no model config file tiny.json",
         ),
     ],
     ids=["form", "weights", "config"],
@@ -219,6 +222,6 @@ def test_open_clip_judge_without_open_clip_says_what_to_install(pytester):
     )  # fmt: skip
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     assert first_error(pytester.path / "card.json") == (
-        "--clip-model open_clip:ViT-B-32:w.safetensors: cannot import open_clip (ModuleNotFoundError: No module "
+        "--setting clip_model=open_clip:ViT-B-32:w.safetensors: cannot import open_clip (ModuleNotFoundError: No module "
         "named 'open_clip'); pip install 'pytest-unlearn[open-clip]' with a torchvision built for your torch"
     )

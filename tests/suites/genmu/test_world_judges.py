@@ -63,7 +63,7 @@ def test_clip_image_neighbours_of_golf_ball_as_fade_ranks_them(pytester, genmu_m
             out = model.get_image_features(pixel_values=processor(images=images, return_tensors="pt")["pixel_values"])
         features = getattr(out, "pooler_output", out).double().numpy()
         means[concept] = (features / np.linalg.norm(features, axis=-1, keepdims=True)).mean(axis=0)
-    scale = float(model.logit_scale.exp())
+    scale = float(model.logit_scale.detach().exp())
     target = means["Golf Ball"]
     expected = {
         c: scale * float(target @ means[c] / (np.linalg.norm(target) * np.linalg.norm(means[c])))
@@ -98,7 +98,7 @@ def test_classifier_judge_tells_the_erased_model_from_the_original(
     # Without a CLIP model the CLIP-score checks say what they need.
     result, card = run(pytester, genmu_cache, f"--model={genmu_models['erased']}", *args, "-k", "clip-score-retain")
     result.stdout.fnmatch_lines(
-        ["*no CLIP scores: the judge is not CLIP; pass --clip-model DIR to score retention images"]
+        ["*no CLIP scores: the judge is not CLIP; pass --setting clip_model=DIR to score retention images"]
     )
 
 
