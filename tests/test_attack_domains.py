@@ -11,8 +11,8 @@ the allowed range (pytest_unlearn/domains.py declares them).
 from __future__ import annotations
 
 import json
-import re
 import math
+import re
 import shutil
 import subprocess
 import sys
