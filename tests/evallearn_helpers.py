@@ -203,7 +203,7 @@ class RecordingPipe:
     def __init__(self, log: Path) -> None:
         self.log = log
 
-    def __call__(self, *, prompt, generator, num_inference_steps, guidance_scale, height, width) -> Any:
+    def __call__(self, *, prompt, generator, num_inference_steps, guidance_scale, height, width, output_type) -> Any:
         call = {
             "prompt": list(prompt),
             "seed": [g.initial_seed() for g in generator],
@@ -215,8 +215,11 @@ class RecordingPipe:
         with self.log.open("a") as handle:
             handle.write(json.dumps(call) + "\n")
 
+        # As diffusers returns them for output_type="np": floats in [0, 1], one row per prompt.
+        assert output_type == "np"
+
         class Result:
-            images = [Image.new("RGB", (8, 8), COLOURS[DRAWN[p]]) for p in prompt]
+            images = np.stack([np.asarray(Image.new("RGB", (8, 8), COLOURS[DRAWN[p]])) / 255.0 for p in prompt])
 
         return Result()
 

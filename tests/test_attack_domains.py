@@ -1,4 +1,4 @@
-"""domains: a number or text outside its domain (Infinity log-likelihoods, ROUGE -1, empty answers, negative losses, NaN logits from finite weights) is never scored: one line naming the file, the line, the field, the value and the allowed range.
+"""domains: a number or text outside its domain (Infinity log-likelihoods, ROUGE -1, empty answers, negative losses, NaN logits or pixels from finite weights) is never scored: one line naming the file, the line, the field, the value and the allowed range.
 
 Issue 23, class "domains".
 
@@ -420,3 +420,44 @@ def test_nan_logits_fail_the_muse_generation_checks(pytester, tmp_path, muse_mod
         assert (checks[name]["value"], checks[name]["passed"]) == (None, False)
         assert refused.fullmatch(checks[name]["error"]), checks[name]["error"]
     assert checks["privleak"]["value"] is None and "non-finite token log-probabilities" in checks["privleak"]["error"]
+
+
+def _overflowing_pipeline(source: Path, folder: Path) -> Path:
+    """A copy of a diffusion pipeline whose VAE decoder input convolution is 3e38: every weight
+    finite (the loader accepts it), but the decoded pixels overflow to NaN."""
+    from safetensors.numpy import load_file, save_file
+
+    shutil.copytree(source, folder)
+    file = next((folder / "vae").glob("*.safetensors"))
+    tensors = load_file(file)
+    tensors["decoder.conv_in.weight"] = np.full_like(tensors["decoder.conv_in.weight"], 3e38)
+    save_file(tensors, file, metadata={"format": "pt"})
+    return folder
+
+
+def test_nan_pixels_fail_the_genmu_image_checks_and_keep_the_weight_change(pytester, tmp_path, genmu_models):
+    # Before: diffusers cast the NaN pixels to black images; a black image shows no concept, so
+    # every forget check passed at 0 forget accuracy.
+    model = _overflowing_pipeline(genmu_models["erased"], tmp_path / "nan-pipeline")
+    result = pytester.runpytest_inprocess(
+        "-p", "no:cacheprovider", "--suite=genmu-mini", f"--model={model}",
+        f"--original-model={genmu_models['original']}", f"--setting=clip_model={genmu_models['clip']}",
+        f"--cache-dir={tmp_path / 'cache'}", "--scorecard=card.json",
+    )  # fmt: skip
+    output = result.stdout.str() + result.stderr.str()
+    card = json.loads((pytester.path / "card.json").read_text())
+    assert result.ret == pytest.ExitCode.TESTS_FAILED and card["passed"] is False and "Traceback" not in output
+    checks = {c["id"]: c for c in card["checks"]}
+    refused = re.compile(
+        re.escape(f"{model}: the pipeline produced non-finite pixels for ")
+        + r"(\d+) of \1 images of a batch \(first: prompt '[^']+', seed \d+\); "
+        + re.escape("the check cannot be scored (check the weights, the dtype or --setting device)")
+    )
+    forget = [name for name in checks if "-forget-" in name]
+    assert forget
+    for name in forget:
+        assert (checks[name]["value"], checks[name]["passed"]) == (None, False)
+        assert refused.fullmatch(checks[name]["error"].removeprefix(f"{name}: ")), checks[name]["error"]
+    # A check that reads only the weights is kept: the two pipelines differ in the UNet's erasure
+    # and in the one overflowing VAE tensor.
+    assert checks["weight-change-ratio"]["value"] is not None

@@ -13,10 +13,8 @@ import safetensors.torch  # noqa: F401
 import torch
 import transformers.models.olmo.modeling_olmo  # noqa: F401
 
-from pytest_unlearn.registry import JUDGES
 from tests.conftest import SEMEVAL_DATA, semeval_rows
-from tests.genmu_helpers import write_world
-from tests.tiny_models import write_tiny_olmo, write_tiny_sd
+from tests.tiny_models import write_tiny_olmo
 
 torch.set_num_threads(1)
 
@@ -132,83 +130,6 @@ def test_threshold_naming_no_check(pytester, perfect_unlearning_predictions):
     assert line == "ERROR: --threshold mmlu-gate=…: suite 'semeval' has no check 'mmlu-gate'. Did you mean: mmlu?"
 
 
-def test_data_folder_missing(pytester, perfect_unlearning_predictions):
-    line = usage_error(
-        pytester, "--suite", "semeval", f"--predictions={perfect_unlearning_predictions}", "--data=nowhere"
-    )
-    assert line == "ERROR: --data nowhere: no such folder; pass the folder with forget/retain files"
-
-
-def test_data_folder_without_forget_file(pytester, perfect_unlearning_predictions, tmp_path):
-    (tmp_path / "data").mkdir()
-    line = usage_error(
-        pytester, "--suite", "semeval", f"--predictions={perfect_unlearning_predictions}", f"--data={tmp_path / 'data'}"
-    )
-    assert line.endswith("no forget file; expected forget.jsonl or forget.parquet")
-
-
-def test_empty_forget_set(pytester, perfect_unlearning_predictions, tmp_path):
-    data = data_folder(tmp_path, forget=[])
-    line = usage_error(
-        pytester, "--suite", "semeval", f"--predictions={perfect_unlearning_predictions}", f"--data={data}"
-    )
-    assert line.endswith("forget.jsonl: the forget set is empty; it needs SemEval prompt rows")
-
-
-def test_rows_with_wrong_columns(pytester, perfect_unlearning_predictions, tmp_path):
-    data = data_folder(tmp_path, forget=[{"id": "aqa0", "question": "q", "answer": "a", "task": "Task1"}])
-    line = usage_error(
-        pytester, "--suite", "semeval", f"--predictions={perfect_unlearning_predictions}", f"--data={data}"
-    )
-    assert line.endswith(
-        "forget.jsonl:1: the row lacks input, output; SemEval rows need the fields id, input, output, task"
-    )
-
-
-def test_id_whose_kind_cannot_be_told(pytester, perfect_unlearning_predictions, tmp_path):
-    data = data_folder(tmp_path, forget=[{"id": "doc-7", "input": "q", "output": "a", "task": "Task1"}])
-    line = usage_error(
-        pytester, "--suite", "semeval", f"--predictions={perfect_unlearning_predictions}", f"--data={data}"
-    )
-    assert line.endswith(
-        "cannot tell the prompt kind of id 'doc-7'; SemEval ids end in 'sc<digit>' (sentence completion) or 'qa<digit>' (question answering)"
-    )
-
-
-def test_invalid_json_line(pytester, perfect_unlearning_predictions, tmp_path):
-    data = data_folder(tmp_path)
-    (data / "retain.jsonl").write_text('{"id": "aqa0"\n')
-    line = usage_error(
-        pytester, "--suite", "semeval", f"--predictions={perfect_unlearning_predictions}", f"--data={data}"
-    )
-    assert "retain.jsonl:1: invalid JSON line" in line
-
-
-def test_mia_member_set_empty(pytester, perfect_unlearning_predictions, tmp_path):
-    mia = tmp_path / "mia"
-    mia.mkdir()
-    (mia / "member.jsonl").write_text("")
-    (mia / "nonmember.jsonl").write_text(json.dumps({"id": "n1", "document": "text"}) + "\n")
-    line = usage_error(
-        pytester, "--suite", "semeval", f"--predictions={perfect_unlearning_predictions}", f"--mia-data={mia}"
-    )
-    assert line.endswith("member.jsonl: no documents; the membership-inference AUC needs both members and non-members")
-
-
-def test_mmlu_folder_with_a_malformed_row(pytester, perfect_unlearning_predictions, tmp_path):
-    mmlu = tmp_path / "mmlu"
-    (mmlu / "dev").mkdir(parents=True)
-    (mmlu / "test").mkdir()
-    (mmlu / "dev" / "x_dev.csv").write_text("q,a,b,c,d,A\n")
-    (mmlu / "test" / "x_test.csv").write_text("q,a,b,c,d,A\nq2,a,b,c\n")
-    line = usage_error(
-        pytester, "--suite", "semeval", f"--predictions={perfect_unlearning_predictions}", f"--mmlu={mmlu}"
-    )
-    assert line.endswith(
-        "x_test.csv:2: an MMLU row needs 6 columns (question, A, B, C, D, answer), found 4; fix the row or point --mmlu at a valid MMLU folder"
-    )
-
-
 @pytest.mark.parametrize(
     ("edit", "expected"),
     [
@@ -236,20 +157,6 @@ def test_broken_manifests(pytester, perfect_unlearning_predictions, edit, expect
     manifest.write_text(edit(text))
     line = usage_error(pytester, f"--suite={manifest}", f"--predictions={perfect_unlearning_predictions}")
     assert expected in line
-
-
-def test_predictions_missing_prompts_fail_the_text_checks_clearly(pytester, tmp_path):
-    predictions = tmp_path / "partial.jsonl"
-    predictions.write_text(json.dumps({"id": semeval_rows("forget")[0]["id"], "output": "x"}) + "\n")
-    result = pytester.runpytest_inprocess(
-        "-p", "no:cacheprovider", "--suite", "semeval", f"--predictions={predictions}", "-k", "task-aggregate"
-    )
-    assert result.ret == pytest.ExitCode.TESTS_FAILED
-    result.stdout.fnmatch_lines(
-        [
-            f"task-aggregate: --predictions {predictions}: no output for 107 prompt(s), e.g. *; generate every forget and retain prompt"
-        ]
-    )
 
 
 # --- model files -------------------------------------------------------------------------------
@@ -348,20 +255,6 @@ def test_tokenizer_without_eos_or_pad_token_fails_with_one_line(pytester, tmp_pa
     assert errors["task1-knowledge-forget"] == (
         f"--model {folder}: the tokenizer has no eos token, which the scorer uses for padding and stopping; "
         "set eos_token in tokenizer_config.json"
-    )
-
-
-def test_mia_nonmember_set_empty(pytester, perfect_unlearning_predictions, tmp_path):
-    """A single class: the AUC does not exist, which is said before any model loads."""
-    mia = tmp_path / "mia"
-    mia.mkdir()
-    (mia / "member.jsonl").write_text(json.dumps({"id": "m1", "document": "text"}) + "\n")
-    (mia / "nonmember.jsonl").write_text("\n")
-    line = usage_error(
-        pytester, "--suite", "semeval", f"--predictions={perfect_unlearning_predictions}", f"--mia-data={mia}"
-    )
-    assert line == (
-        f"ERROR: {mia / 'nonmember.jsonl'}: no documents; the membership-inference AUC needs both members and non-members"
     )
 
 
@@ -484,105 +377,3 @@ def test_scorecard_folder_lost_during_the_run_writes_it_elsewhere_and_fails(pyte
         assert card["status"] == "partial"  # one check of 16, on purpose
     finally:
         fallback.unlink()
-
-
-# --- genmu (colour world, no model) ---------------------------------------------------------------------------
-
-
-@pytest.fixture
-def colour_world(pytester):
-    JUDGES.register("colour", "tests.genmu_helpers:colour_judge", replace=True)
-    return write_world(pytester.path)
-
-
-def test_genmu_prompt_csv_without_a_required_column(pytester, colour_world):
-    manifest, images = colour_world
-    csv = pytester.path / "prompts.csv"
-    csv.write_text("\n".join(line.rsplit(",", 1)[0] for line in csv.read_text().splitlines()) + "\n")
-    line = usage_error(pytester, f"--suite={manifest}", f"--images={images}")
-    assert line == (
-        f"ERROR: {csv}: the prompt CSV lacks the column(s) adversarial_prompt; Genμ CSVs have concept_type, "
-        "concept_name, direct_prompt, indirect_prompt, adversarial_prompt (map other headers under [columns] in the manifest)"
-    )
-
-
-def test_genmu_images_folder_without_its_index(pytester, colour_world):
-    manifest, images = colour_world
-    (images / "images.jsonl").unlink()
-    line = usage_error(pytester, f"--suite={manifest}", f"--images={images}")
-    assert line == (
-        f"ERROR: --images {images}: no images.jsonl index; it lists one JSON object per image with file, prompt, seed"
-    )
-
-
-@pytest.mark.parametrize("damage", ["garbage", "truncated"])
-def test_genmu_unreadable_png_fails_the_image_checks_with_one_line(pytester, colour_world, damage):
-    manifest, images = colour_world
-    png = images / "3.png"
-    data = png.read_bytes()
-    png.write_bytes(b"definitely not a png" if damage == "garbage" else data[: len(data) // 2])
-    result = pytester.runpytest_inprocess(
-        "-p", "no:cacheprovider", f"--suite={manifest}", f"--images={images}", "-k", "err or forget-direct"
-    )
-    errors = failed_checks(result, pytester.path / "unlearn-scorecard.json")
-    assert set(errors) == {"red-ball-forget-direct", "err"}
-    (error,) = set(errors.values())
-    assert error.startswith(f"--images: cannot read {png} (") and error.endswith("); replace the file or regenerate it")
-
-
-WEIGHT_CHECK = """
-[[checks]]
-id = "weight-change"
-metric = "genmu.weight_change_ratio"
-op = "<="
-threshold = 1.0
-"""
-
-
-def test_genmu_original_model_of_another_architecture(pytester, colour_world, tmp_path):
-    manifest, images = colour_world
-    manifest.write_text(manifest.read_text() + WEIGHT_CHECK)
-    write_tiny_sd(tmp_path / "unlearned", width=8)
-    write_tiny_sd(tmp_path / "original", width=16)
-    result = pytester.runpytest_inprocess(
-        "-p",
-        "no:cacheprovider",
-        f"--suite={manifest}",
-        f"--images={images}",
-        f"--model={tmp_path / 'unlearned'}",
-        f"--original-model={tmp_path / 'original'}",
-        "-k",
-        "weight-change",
-    )
-    errors = failed_checks(result, pytester.path / "unlearn-scorecard.json")
-    assert errors["weight-change"].startswith("--original-model has another architecture than --model: ")
-    assert (
-        errors["weight-change"].endswith("here") or "compare checkpoints of the same model" in errors["weight-change"]
-    )
-
-
-def test_genmu_artifacts_folder_lost_during_the_run_keeps_the_scores(pytester, colour_world):
-    """The images cannot be kept, the verdicts on them are: one warning, every value as usual
-    (the colour world's hand counts: A_fgt 1/2, A_ind 1, A_ret 3/4)."""
-    manifest, images = colour_world
-    artifacts = pytester.path / "artifacts"
-    pytester.makeconftest(BREAK_AFTER_COLLECTION.format(target=str(artifacts)))
-    result = pytester.runpytest_inprocess(
-        "-p", "no:cacheprovider", f"--suite={manifest}", f"--images={images}", f"--artifacts={artifacts}"
-    )
-    output = result.stdout.str()
-    assert "Traceback" not in output
-    result.assert_outcomes(passed=6, failed=1)  # the adversarial check fails, as in the intact world
-    card = json.loads((pytester.path / "unlearn-scorecard.json").read_text())
-    values = {c["id"]: c["value"] for c in card["checks"]}
-    assert values["red-ball-forget-direct"] == 0.5 and values["red-ball-forget-indirect"] == 1.0
-    assert values["red-ball-retain"] == 0.75
-    # No image grid without the images: the page beside the scorecard is the generic one.
-    assert "images_unlearned" not in card["artifacts"]
-    assert "<img" not in (pytester.path / card["artifacts"]["report"]).read_text()
-    warning = (
-        f"--artifacts {artifacts}: cannot write the unlearned images (Not a directory); the scores are kept, "
-        "the images and the HTML report are not: pass a writable folder to keep them"
-    )
-    assert card["warnings"] == [warning]
-    result.stdout.fnmatch_lines([f"warning: {warning}"])

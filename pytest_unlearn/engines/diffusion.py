@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from pytest_unlearn.engines.generation import SCHEDULERS, GenerationSettings
@@ -138,11 +139,17 @@ def generate(
     *,
     batch_size: int,
     progress: Callable[[int], None] | None = None,
+    source: str | Path | None = None,
 ) -> list[Any]:
     """One PIL image per (prompt, seed), batched; each image's noise comes from its own seed.
 
-    Generators live on the CPU so a seed gives the same initial latents on every device.
+    Generators live on the CPU so a seed gives the same initial latents on every device. The
+    pipeline returns float pixels, checked for NaN/inf before they become PIL images: diffusers
+    casts NaN to black, and a black image shows no concept, so a model that overflows (float16,
+    broken weights) would pass every forget check. ``source`` names the model in that error.
     """
+    from diffusers.image_processor import VaeImageProcessor
+
     set_scheduler(pipe, settings.scheduler)
     images: list[Any] = []
     for start in range(0, len(requests), batch_size):
@@ -154,8 +161,20 @@ def generate(
             guidance_scale=settings.guidance,
             height=settings.height or settings.resolution,
             width=settings.width or settings.resolution,
+            output_type="np",
         )
-        images.extend(result.images)
+        pixels = np.asarray(result.images)
+        finite = np.isfinite(pixels.reshape(len(pixels), -1)).all(axis=1)
+        if not finite.all():
+            bad = np.flatnonzero(~finite)
+            where = source or getattr(pipe, "name_or_path", None) or "the pipeline"
+            raise UnlearnError(
+                f"{where}: the pipeline produced non-finite pixels for {len(bad)} of {len(batch)} images of a "
+                f"batch (first: prompt {batch[bad[0]][0]!r}, seed {batch[bad[0]][1]}); the check cannot be "
+                "scored (check the weights, the dtype or --setting device)"
+            )
+        # The same conversion the pipeline's output_type="pil" does (round half away, uint8).
+        images.extend(VaeImageProcessor.numpy_to_pil(pixels))
         if progress:
             progress(len(batch))
     return images

@@ -324,6 +324,7 @@ class EvallearnBackend(Backend):
                 settings,
                 batch_size=self.settings.batch_size,
                 progress=progress.advance,
+                source=self.settings.model,
             )
             self.generated_images += len(images)
             for request, image in zip(group, images):

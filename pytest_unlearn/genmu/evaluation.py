@@ -748,7 +748,7 @@ class GenmuBackend(Backend):
             pipe = self.pipeline(which)
             spent["load"] += time.perf_counter() - started
             started = time.perf_counter()
-            made = generate(pipe, batch, self.generation, batch_size=size)
+            made = generate(pipe, batch, self.generation, batch_size=size, source=self._path_of(which))
             self.generated_images += len(made)
             spent["generate"] += time.perf_counter() - started
             return encode_arrays([np.asarray(image.convert("RGB")) for image in made])

@@ -191,7 +191,7 @@ def test_adjacent_concepts_from_the_judges_text_embeddings(pytester, colour_worl
     """adjacent_from = clip-text: Red Ball's nearest non-target concept is Blue Sky, whose images are
     blue 1 of 2 times, so A_adj = 1/2 (the manifest's neighbour, Green Leaf, gives 1)."""
     manifest, images = colour_world
-    JUDGES.register("sky-near-red", "tests.suites.genmu.test_counting:sky_near_red", replace=True)
+    JUDGES.register("sky-near-red", "tests.suites.genmu.test_metrics:sky_near_red", replace=True)
     pytester.runpytest_inprocess(
         "-p",
         "no:cacheprovider",
@@ -247,7 +247,7 @@ def test_fade_neighbours_by_hand():
 
 def test_adjacent_from_clip_is_the_text_method_and_says_so(pytester, colour_world):
     manifest, images = colour_world
-    JUDGES.register("sky-near-red", "tests.suites.genmu.test_counting:sky_near_red", replace=True)
+    JUDGES.register("sky-near-red", "tests.suites.genmu.test_metrics:sky_near_red", replace=True)
     args = ["-p", "no:cacheprovider", f"--suite={manifest}", f"--images={images}", "--judge=sky-near-red"]
     pytester.runpytest_inprocess(*args, "--setting=adjacent_from=clip", "--setting=adjacent_k=1")
     card = json.loads((pytester.path / "unlearn-scorecard.json").read_text())

@@ -21,7 +21,7 @@ from fixtures import evallearn_world as world_data
 
 pytestmark = pytest.mark.slow
 
-SUITE = Path(__file__).resolve().parent.parent / "suites" / "evallearn-mini"
+SUITE = Path(__file__).resolve().parents[3] / "suites" / "evallearn-mini"
 
 
 @pytest.fixture(scope="module")
@@ -161,7 +161,7 @@ def test_figures_match_an_independent_computation(runs, evallearn_world, model):
     assert checks["fid"]["value"] == pytest.approx(expected, rel=1e-3, abs=1e-3)
 
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "suites" / "evallearn.md"
+DOC = Path(__file__).resolve().parents[3] / "docs" / "suites" / "evallearn.md"
 
 
 def figures_table(cards: dict[str, dict]) -> str:
