@@ -263,6 +263,28 @@ def test_muse_eval_is_written_and_read_back_to_the_same_scorecard(pytester, muse
         assert {c["id"]: c["value"] for c in again["checks"]} == pytest.approx(values, rel=1e-12)
         assert again["model"]["path"] is None
 
+    # The retrained model's MUSE_SUMMARY.json as --reference: PrivLeak needs only its mia_min_k
+    # AUC (theirs: forget 0, holdout 1; ours is 1 - theirs), so every value is the same again.
+    retrained_summary = pytester.path / "retrained_MUSE_SUMMARY.json"
+    retrained_summary.write_bytes(Path(retrained["artifacts"]["openunlearning_summary"]).read_bytes())
+    their_retrained_auc = json.loads(retrained_summary.read_text())["mia_min_k"]
+    again = go(f"--predictions={card['artifacts']['openunlearning_eval']}", f"--reference={retrained_summary}")
+    assert {c["id"]: c["value"] for c in again["checks"]} == pytest.approx(values, rel=1e-12)
+    privleak = next(c for c in again["checks"] if c["id"] == "privleak")
+    assert privleak["details"]["auc_retrain"] == pytest.approx(1 - their_retrained_auc, abs=1e-12)
+    assert privleak["details"]["auc_retrain_source"] == f"--reference {retrained_summary} (its mia_min_k AUC)"
+    # A summary without the AUC, or with one outside (0, 1): one line each.
+    for broken, why in (
+        ({"privleak": 1.0}, "the MUSE_SUMMARY.json has no mia_min_k (the retrained model's MIA AUC PrivLeak needs)"),
+        ({"mia_min_k": 1.5}, "mia_min_k = 1.5; expected an AUC strictly between 0 and 1"),
+    ):
+        bad = pytester.path / "bad" / "MUSE_SUMMARY.json"
+        bad.parent.mkdir(exist_ok=True)
+        bad.write_text(json.dumps(broken))
+        result = pytester.runpytest_inprocess(*common, f"--model={muse_models['target']}", f"--reference={bad}")
+        assert result.ret == pytest.ExitCode.USAGE_ERROR
+        result.stderr.fnmatch_lines([f"ERROR: --reference {bad}: {why}*"])
+
     # A summary has no per-sample values: one line naming the file to pass instead.
     result = pytester.runpytest_inprocess(*common, f"--predictions={card['artifacts']['openunlearning_summary']}")
     result.stderr.fnmatch_lines([
