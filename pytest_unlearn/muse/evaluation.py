@@ -100,10 +100,12 @@ class MuseBackend(ModelsByPath, Backend):
 
         # open-unlearning's MUSE_EVAL.json as the model's (--predictions) or the retrained
         # model's (--reference) per-sample values: read now, so a bad file stops the run first.
-        from pytest_unlearn.muse.openunlearning_files import MuseLog, load_muse_eval
+        from pytest_unlearn.muse.openunlearning_files import MuseLog, is_summary, load_muse_eval, summary_auc_retrain
 
         self._prediction_log: MuseLog | None = None
         self._reference_log: MuseLog | None = None
+        # The retrained model's MUSE_SUMMARY.json as --reference: its AUC alone (PrivLeak's denominator).
+        self._reference_summary_auc: float | None = None
         if settings.predictions is not None:
             self._prediction_log = load_muse_eval(settings.predictions, "--predictions")
         elif settings.model is None:
@@ -113,7 +115,9 @@ class MuseBackend(ModelsByPath, Backend):
             )
         if settings.model is not None:
             inspect_model_folder(settings.model, allow_pickle=settings.allow_pickle)
-        if (
+        if settings.reference is not None and settings.reference.is_file() and is_summary(settings.reference):
+            self._reference_summary_auc = summary_auc_retrain(settings.reference, "--reference")
+        elif (
             settings.reference is not None
             and not (settings.reference / "config.json").is_file()
             and (settings.reference.is_file() or (settings.reference / "MUSE_EVAL.json").is_file())
@@ -122,7 +126,8 @@ class MuseBackend(ModelsByPath, Backend):
             self._check_reference_sizes()
         for role in ("original", "reference"):
             path = self._role_path(role)
-            if path is not None and not (role == "reference" and self._reference_log is not None):
+            from_file = self._reference_log is not None or self._reference_summary_auc is not None
+            if path is not None and not (role == "reference" and from_file):
                 what = (
                     "the folder of the model before unlearning"
                     if role == "original"
@@ -283,6 +288,10 @@ class MuseBackend(ModelsByPath, Backend):
 
     def compute(self, name: str) -> None:
         if self._compute_from_log(name):
+            return
+        if name == "reference" and self._reference_summary_auc is not None:
+            source = f"--reference {self.settings.reference} (its mia_min_k AUC)"
+            self.inputs = replace(self.inputs, auc_retrain=self._reference_summary_auc, auc_retrain_source=source)
             return
         if name == "reference" and self._reference_log is not None:
             ref = self._reference_log.require_privleak("--reference")

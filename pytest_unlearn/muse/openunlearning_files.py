@@ -80,7 +80,8 @@ def _scores(entry: Any, key: str, where: str) -> list[float]:
 
 def load_muse_eval(path: Path, flag: str) -> MuseLog:
     """Read an open-unlearning ``MUSE_EVAL.json`` (or the folder holding it); a
-    ``MUSE_SUMMARY.json`` is refused in one line: it has no per-sample values."""
+    ``MUSE_SUMMARY.json`` is refused in one line: it has no per-sample values (as ``--reference``
+    it gives PrivLeak's AUC_retrain: ``summary_auc_retrain``)."""
     if path.is_dir():
         path = path / EVAL_FILE
     try:
@@ -113,6 +114,37 @@ def load_muse_eval(path: Path, flag: str) -> MuseLog:
         privleak = {s: np.array(_scores(entry[s], "score", f"{where}: {MIA}.{s}")) for s in ("forget", "holdout")}
     memorization = {name: _scores(data[name], "score", f"{where}: {name}") for name in MEMORIZATION if name in data}
     return MuseLog(path, rouge, privleak, memorization)
+
+
+def is_summary(path: Path) -> bool:
+    """A ``MUSE_SUMMARY.json`` (by name, or a JSON object of bare numbers)."""
+    if path.name == SUMMARY_FILE:
+        return True
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(data, dict) and bool(data) and all(not isinstance(v, dict) for v in data.values())
+
+
+def summary_auc_retrain(path: Path, flag: str) -> float:
+    """The retrained model's AUC (our orientation) from its ``MUSE_SUMMARY.json``: PrivLeak
+    needs only that number of the retrained model (open-unlearning's ``privleak`` reads the
+    ``mia_min_k`` ``agg_value`` of its ``retain_logs_path`` the same way). Their AUC scores
+    forget as 0 and holdout as 1, ours the other way round: ours is ``1 - theirs``."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UnlearnError(f"{flag} {path}: not a readable JSON file ({exc})") from None
+    if not isinstance(data, dict) or MIA not in data:
+        raise UnlearnError(
+            f"{flag} {path}: the {SUMMARY_FILE} has no {MIA} (the retrained model's MIA AUC PrivLeak needs); run "
+            "open-unlearning's MUSE eval with privleak, or pass its MUSE_EVAL.json or the model's folder"
+        )
+    value = data[MIA]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise UnlearnError(f"{flag} {path}: {MIA} = {value!r}; expected an AUC in [0, 1]")
+    return 1.0 - float(value)
 
 
 def _rouge_entry(values: np.ndarray) -> dict[str, Any]:
