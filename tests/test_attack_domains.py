@@ -461,3 +461,36 @@ def test_nan_pixels_fail_the_genmu_image_checks_and_keep_the_weight_change(pytes
     # A check that reads only the weights is kept: the two pipelines differ in the UNet's erasure
     # and in the one overflowing VAE tensor.
     assert checks["weight-change-ratio"]["value"] is not None
+
+
+def test_a_judge_with_non_finite_embeddings_fails_the_image_checks(pytester, tmp_path, genmu_models):
+    # Before: NaN image embeddings have an argmax (the first concept) and a NaN cosine, so the
+    # judge decided every forget check from nothing.
+    from safetensors.numpy import load_file, save_file
+
+    clip = tmp_path / "overflowing-clip"
+    shutil.copytree(genmu_models["clip"], clip)
+    tensors = load_file(clip / "model.safetensors")
+    tensors["visual_projection.weight"] = np.full_like(tensors["visual_projection.weight"], 3e38)
+    save_file(tensors, clip / "model.safetensors", metadata={"format": "pt"})
+    result = pytester.runpytest_inprocess(
+        "-p", "no:cacheprovider", "--suite=genmu-mini", f"--model={genmu_models['erased']}",
+        f"--original-model={genmu_models['original']}", f"--setting=clip_model={clip}",
+        f"--cache-dir={tmp_path / 'cache'}", "--scorecard=card.json",
+    )  # fmt: skip
+    output = result.stdout.str() + result.stderr.str()
+    card = json.loads((pytester.path / "card.json").read_text())
+    assert result.ret == pytest.ExitCode.TESTS_FAILED and card["passed"] is False and "Traceback" not in output
+    checks = {c["id"]: c for c in card["checks"]}
+    refused = re.compile(
+        re.escape(f"judge clip ({clip}): non-finite image embeddings for ")
+        + r"(\d+) of \d+ inputs \(first: input \d+\); "
+        + re.escape("the check cannot be scored (check the judge's weights, the dtype or --setting device)")
+    )
+    judged = [name for name in checks if "-forget-" in name or name.endswith(("-retain", "-adjacent"))]
+    assert judged
+    for name in judged:
+        assert (checks[name]["value"], checks[name]["passed"]) == (None, False)
+        assert refused.fullmatch(checks[name]["error"].removeprefix(f"{name}: ")), checks[name]["error"]
+    # The weights' own check does not use the judge: it keeps its value and its verdict.
+    assert checks["weight-change-ratio"]["value"] is not None and checks["weight-change-ratio"]["passed"] is True

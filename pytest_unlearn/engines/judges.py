@@ -34,6 +34,50 @@ def clip_score(image_embeddings: np.ndarray, text_embeddings: np.ndarray) -> np.
     return 100.0 * np.sum(a * b, axis=-1)
 
 
+def _refuse_non_finite(values: np.ndarray, judge: str, what: str) -> None:
+    """A judge's numbers for one batch must be finite: NaN embeddings or logits have an argmax
+    (the first concept) and a cosine (NaN, then a mean that hides it), so a broken judge would
+    decide forget checks. One line naming the judge and how many rows, like the models' own."""
+    rows = np.asarray(values, dtype=np.float64)
+    rows = rows.reshape(len(rows), -1) if rows.ndim else rows.reshape(1, 1)
+    bad = ~np.isfinite(rows).all(axis=1)
+    if bad.any():
+        raise UnlearnError(
+            f"judge {judge}: non-finite {what} for {int(bad.sum())} of {len(rows)} inputs (first: input "
+            f"{int(np.flatnonzero(bad)[0])}); the check cannot be scored (check the judge's weights, the dtype or "
+            "--setting device)"
+        )
+
+
+class FiniteJudge:
+    """Any registered judge, its embeddings checked finite before a suite uses them (the suites
+    open judges through ``open_judge``, so a third-party judge gets the check too)."""
+
+    def __init__(self, judge: Any, label: str) -> None:
+        self._judge = judge
+        self._label = label
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._judge, name)
+
+    def embed_images(self, images: list[Any]) -> np.ndarray:
+        out = self._judge.embed_images(images)
+        _refuse_non_finite(out, self._label, "image embeddings")
+        return out
+
+    def embed_texts(self, texts: list[str]) -> np.ndarray:
+        out = self._judge.embed_texts(texts)
+        _refuse_non_finite(out, self._label, "text embeddings")
+        return out
+
+
+def open_judge(name: str, spec: str, device: str) -> FiniteJudge:
+    """The registered judge ``name`` made from ``spec`` (its model) on ``device``, checked."""
+    from pytest_unlearn.registry import JUDGES
+
+    return FiniteJudge(JUDGES.get(name)(spec, device), f"{name} ({spec})" if spec else name)
+
+
 def _normalise(x: np.ndarray) -> np.ndarray:
     return x / np.linalg.norm(x, axis=-1, keepdims=True)
 
@@ -239,6 +283,7 @@ class ImageClassifier:
             for start in range(0, len(images), self.batch_size):
                 batch = self.processor(images=images[start : start + self.batch_size], return_tensors="pt")
                 logits = self.model(pixel_values=batch["pixel_values"].to(self.device)).logits.float()
+                _refuse_non_finite(logits.cpu().numpy(), f"classifier ({self.path})", "logits")
                 top = logits.topk(min(k, logits.shape[-1]), dim=-1).indices.cpu().tolist()
                 out.extend([str(names[i]) for i in row] for row in top)
         return out

@@ -380,7 +380,9 @@ class EvallearnBackend(Backend):
                     "the CLIP score and UA/IRA need CLIP: pass --setting clip_model=DIR (a transformers CLIP folder, "
                     "eval-learn uses openai/clip-vit-large-patch14) or --setting clip_model=open_clip:MODEL:WEIGHTS"
                 )
-            self._judge = JUDGES.get(self.judge_name)(self.setting("clip_model") or "", self.settings.device)
+            from pytest_unlearn.engines.judges import open_judge
+
+            self._judge = open_judge(self.judge_name, str(self.setting("clip_model") or ""), self.settings.device)
         return self._judge
 
     def unsafe_rule(self, prompt_set: str) -> tuple[float, bool]:

@@ -92,14 +92,14 @@ class ClipImageFeatures:
     "The Role of ImageNet Classes in Fréchet Inception Distance"). For worlds without Inception."""
 
     def __init__(self, spec: str, device: str) -> None:
-        from pytest_unlearn.registry import JUDGES
+        from pytest_unlearn.engines.judges import open_judge
 
         if not spec:
             raise UnlearnError(
                 "--setting fid_extractor=clip embeds with the run's CLIP: pass --setting clip_model=DIR "
                 "(or --setting clip_model=open_clip:MODEL:WEIGHTS)"
             )
-        self.judge = JUDGES.get("clip")(spec, device)
+        self.judge = open_judge("clip", spec, device)
         self.name = f"clip-image-embeddings ({Path(spec).name})"
 
     def features(self, images: list[Any]) -> np.ndarray:

@@ -482,9 +482,10 @@ class GenmuBackend(Backend):
     def judge(self) -> Any:
         if self._judge is None:
             # The factory resolves the device itself: a judge that needs no torch imports none.
-            factory = JUDGES.get(self.judge_name)
+            from pytest_unlearn.engines.judges import open_judge
+
             spec = self.classifier_model if self.judge_name == "classifier" else self.setting("clip_model")
-            self._judge = factory(spec or "", self.settings.device)
+            self._judge = open_judge(self.judge_name, str(spec or ""), self.settings.device)
         return self._judge
 
     def clip(self) -> Any:
@@ -495,7 +496,9 @@ class GenmuBackend(Backend):
         if self.setting("clip_model") is None:
             return None
         if self._clip is None:
-            self._clip = JUDGES.get("clip")(self.setting("clip_model"), self.settings.device)
+            from pytest_unlearn.engines.judges import open_judge
+
+            self._clip = open_judge("clip", str(self.setting("clip_model")), self.settings.device)
         return self._clip
 
     def _clip_or_error(self, why: str) -> Any:
