@@ -102,11 +102,11 @@ def test_suite_without_model_or_predictions(pytester):
         (
             ("--setting=max_new_token=64",),
             "ERROR: --setting max_new_token: suite semeval has no such setting. Did you mean: max_new_tokens? "
-            "Known: bootstrap_samples, max_batch_tokens, max_new_tokens, mia_attack, mia_k, mmlu_shots, seed, truncate_to_context",
+            "Known: bootstrap_samples, gradnorm_p, max_batch_tokens, max_new_tokens, mia_attack, mia_k, mmlu_shots, seed, truncate_to_context",
         ),
         (
             ("--judge=clip",),
-            "ERROR: --judge: suite semeval has no such setting. Known: bootstrap_samples, max_batch_tokens, max_new_tokens, mia_attack, mia_k, mmlu_shots, seed, truncate_to_context",
+            "ERROR: --judge: suite semeval has no such setting. Known: bootstrap_samples, gradnorm_p, max_batch_tokens, max_new_tokens, mia_attack, mia_k, mmlu_shots, seed, truncate_to_context",
         ),
     ],
 )

@@ -103,19 +103,75 @@ def test_exact_memorization_and_extraction_strength_through_the_plugin_on_the_mu
     assert values["retrained"]["verbmem-exact-memorization"][0] < values["target"]["verbmem-exact-memorization"][0]
 
 
-# -- one line for each input the open-unlearning checks cannot use ---------------------------------
-@pytest.mark.parametrize("attack, needs", [("gradnorm", "a gradient pass"), ("reference", "a reference model")])
-def test_semeval_refuses_the_attacks_it_does_not_run_in_one_line(pytester, perfect_unlearning_predictions, attack,
-                                                                  needs):  # fmt: skip
+# -- semeval's MIA check with open-unlearning's gradnorm and reference attacks ---------------------
+def _their_semeval_attack_scores(target, reference=None, p=2.0):
+    """Per MIA document (members then nonmembers), open-unlearning's score, transcribed and run
+    one document at a time without the plugin: ``mia/gradnorm.py`` GradNormAttack (the loss over
+    every token after the first, backward, the mean over parameters of the p-norm of each
+    gradient) or ``mia/reference.py`` ReferenceAttack (target loss minus reference loss)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tests.conftest import REPO
+
+    tokenizer = AutoTokenizer.from_pretrained(target)
+    model = AutoModelForCausalLM.from_pretrained(target, torch_dtype=torch.float32).eval()
+    ref = (
+        None if reference is None else AutoModelForCausalLM.from_pretrained(reference, torch_dtype=torch.float32).eval()
+    )
+    scores, labels = [], []
+    for name, label in (("member", 1), ("nonmember", 0)):
+        for line in (REPO / "suites" / "semeval" / "data" / "mia" / f"{name}.jsonl").read_text().splitlines():
+            ids = torch.tensor([tokenizer(json.loads(line)["document"]).input_ids])
+            if ref is None:
+                model.zero_grad()
+                model(input_ids=ids, labels=ids).loss.backward()
+                norms = [q.grad.norm(p=p) for q in model.parameters() if q.grad is not None]
+                scores.append(float(torch.stack(norms).mean()))
+            else:
+                with torch.no_grad():
+                    scores.append(float(model(input_ids=ids, labels=ids).loss - ref(input_ids=ids, labels=ids).loss))
+            labels.append(label)
+    return scores, labels
+
+
+@pytest.mark.parametrize("attack", ["gradnorm", "reference"])
+def test_semeval_mia_check_with_gradnorm_and_reference(pytester, semeval_models, attack):
+    from sklearn.metrics import roc_auc_score
+
+    target = semeval_models["target"]
+    reference = semeval_models["retrained"]
+    args = ["--suite=semeval", f"--model={target}", "-k", "mia", "--unlearn-partial", "--scorecard=card.json",
+            "--setting", f"mia_attack={attack}", f"--cache-dir={pytester.path / 'cache'}"]  # fmt: skip
+    if attack == "reference":
+        args.append(f"--reference={reference}")
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", *args)
+    card = json.loads((pytester.path / "card.json").read_text())
+    assert card["settings"]["mia_attack"] == attack
+    rows = [json.loads(x) for x in (pytester.path / "card-artifacts" / "mia_losses.jsonl").read_text().splitlines()]
+    theirs, labels = _their_semeval_attack_scores(target, reference if attack == "reference" else None)
+    assert [r["attack"] for r in rows] == [attack] * len(theirs)
+    # Batched float32 passes against one document at a time: the last bits of each loss move
+    # (about 1e-6), and a difference of two close losses (reference) keeps that absolute error.
+    assert [r["score"] for r in rows] == pytest.approx(theirs, rel=1e-5, abs=1e-5)
+    # Higher scores are less member-like: members are the positives of minus the score.
+    assert card["aggregates"]["mia_auc"] == pytest.approx(roc_auc_score(labels, [-s for s in theirs]), abs=1e-9)
+    # The target memorised its members: both attacks tell them apart, and the MIA check fails.
+    assert card["aggregates"]["mia_auc"] > 0.9
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    if attack == "reference":
+        assert str(reference) in json.dumps(card["provenance"]["weights"])
+
+
+def test_semeval_reference_attack_without_a_reference_is_one_line(pytester, semeval_models):
     from tests.test_bad_input import usage_error
 
     line = usage_error(
-        pytester, "--suite=semeval", f"--predictions={perfect_unlearning_predictions}", "--setting",
-        f"mia_attack={attack}",
+        pytester, "--suite=semeval", f"--model={semeval_models['target']}", "--setting", "mia_attack=reference",
     )  # fmt: skip
     assert line == (
-        f"ERROR: --setting mia_attack={attack}: semeval does not run this attack (it needs {needs}); "
-        "use one of loss, zlib, min_k, min_k_plus_plus"
+        "ERROR: --setting mia_attack=reference: the reference attack needs a reference model: "
+        "pass --reference PATH (a model folder)"
     )
 
 

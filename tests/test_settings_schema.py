@@ -58,7 +58,7 @@ def test_an_unknown_setting_name_gets_a_did_you_mean(pytester, perfect_unlearnin
     )
     assert line == (
         "ERROR: --setting bootstrap_sample: suite semeval has no such setting. Did you mean: bootstrap_samples? "
-        "Known: bootstrap_samples, max_batch_tokens, max_new_tokens, mia_attack, mia_k, mmlu_shots, seed, "
+        "Known: bootstrap_samples, gradnorm_p, max_batch_tokens, max_new_tokens, mia_attack, mia_k, mmlu_shots, seed, "
         "truncate_to_context"
     )
 

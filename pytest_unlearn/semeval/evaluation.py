@@ -73,7 +73,6 @@ class SemevalData:
 
 
 #: The attacks semeval's MIA check runs: those scored from token log-probs alone.
-SUPPORTED_MIA_ATTACKS = ("loss", "zlib", "min_k", "min_k_plus_plus")
 
 
 class SemevalBackend(Backend):
@@ -91,14 +90,16 @@ class SemevalBackend(Backend):
         # The official scorer's attack is LOSS; --setting mia_attack=min_k (zlib, min_k_plus_plus)
         # scores the same documents with another attack of the registry.
         self.mia_attack = get_attack(str(manifest.settings.get("mia_attack", "loss")))
-        # semeval's MIA scores documents from one pass's token log-probs; an attack that needs a
-        # gradient pass (gradnorm) or a second model (reference) would fail mid-run.
-        if self.mia_attack.needs_gradient or self.mia_attack.needs_reference:
-            raise UnlearnError(
-                f"--setting mia_attack={self.mia_attack.name}: semeval does not run this attack (it needs "
-                f"{'a gradient pass' if self.mia_attack.needs_gradient else 'a reference model'}); "
-                f"use one of {', '.join(SUPPORTED_MIA_ATTACKS)}"
-            )
+        # The reference attack scores the model's loss against a second model's on the same
+        # documents: without one it would fail mid-run, so it is one line now.
+        if self.mia_attack.needs_reference:
+            if settings.reference is None or not (settings.reference / "config.json").is_file():
+                raise UnlearnError(
+                    f"--setting mia_attack={self.mia_attack.name}: the reference attack needs a reference "
+                    "model: pass --reference PATH (a model folder)"
+                )
+            inspect_model_folder(settings.reference, allow_pickle=settings.allow_pickle)
+        self.gradnorm_p = float(manifest.settings.get("gradnorm_p", 2.0))
         try:
             self.mia_k = float(manifest.settings.get("mia_k", 0.4))
         except (TypeError, ValueError):
@@ -425,10 +426,12 @@ class SemevalBackend(Backend):
 
         key = self._cache_key("semeval.mia_token_stats", documents=documents, vocabulary=vocabulary)
         stats = self.cache.get_or_create_json("semeval-mia-tokens", key, produce)
+        norms = self._gradient_norms(documents, context) if self.mia_attack.needs_gradient else None
+        reference = self._reference_logprobs(documents, context) if self.mia_attack.needs_reference else None
         params = {"k": self.mia_k} if "k" in inspect.signature(self.mia_attack.fn).parameters else {}
         scores = []
-        for doc, row in zip(documents, stats):
-            if not row["logprobs"]:
+        for i, (doc, row) in enumerate(zip(documents, stats)):
+            if not row["logprobs"] or (reference is not None and not reference[i]):
                 scores.append(float("nan"))  # reported below with the document ids
                 continue
             token_stats = TokenStats(
@@ -436,9 +439,71 @@ class SemevalBackend(Backend):
                 logprobs=np.asarray(row["logprobs"]),
                 mu=np.asarray(row["mu"]) if "mu" in row else None,
                 sigma2=np.asarray(row["sigma2"]) if "sigma2" in row else None,
+                reference_logprobs=None if reference is None else np.asarray(reference[i]),
+                grad_norm=None if norms is None else norms[i],
             )
             scores.append(self.mia_attack.score(token_stats, **params))
         return scores
+
+    def _gradient_norms(self, documents: list[str], context: int | None) -> list[float]:
+        """The gradnorm attack's per-document gradient norm (open-unlearning ``mia/gradnorm.py``),
+        one document at a time (a gradient per sample), cached like the other passes."""
+
+        def produce() -> list[float]:
+            from pytest_unlearn.engines.open_unlearning import document_gradient_norms
+            from pytest_unlearn.progress import PhaseProgress
+
+            model, tokenizer, device = self.require_model("the membership-inference check")
+            progress = PhaseProgress(self.progress, "semeval MIA gradient norms", len(documents))
+            norms = []
+            for document in documents:
+                norms += document_gradient_norms(
+                    model, tokenizer, [document], p=self.gradnorm_p, device=device, truncate=context
+                )
+                progress.advance(1)
+            return norms
+
+        key = self._cache_key(
+            "semeval.mia_gradnorm", documents=documents, p=self.gradnorm_p, **({"truncate": context} if context else {})
+        )
+        return self.cache.get_or_create_json("semeval-mia-gradnorm", key, produce)
+
+    def _reference_logprobs(self, documents: list[str], context: int | None) -> list[list[float]]:
+        """The reference model's token log-probs of the same documents, cut at the same length
+        (the reference attack: the model's mean token NLL minus the reference's)."""
+        from pytest_unlearn.cache import make_key, model_digest
+        from pytest_unlearn.engines.causal_lm import token_statistics
+        from pytest_unlearn.loading import load_causal_lm, resolve_device
+
+        path = self.settings.reference
+        assert path is not None  # refused in __init__ otherwise
+
+        def produce() -> list[list[float]]:
+            from pytest_unlearn.progress import PhaseProgress
+
+            model, tokenizer, device = load_causal_lm(
+                path, device=self.settings.device, dtype=self.settings.dtype, allow_pickle=self.settings.allow_pickle
+            )
+            self.model_loads += 1
+            progress = PhaseProgress(self.progress, "semeval MIA reference log-probs", len(documents))
+            rows = token_statistics(
+                model, tokenizer, documents, batch_size=self.settings.batch_size, device=device,
+                vocabulary=False, max_tokens=self.max_batch_tokens, truncate=context, progress=progress.advance,
+            )  # fmt: skip
+            return [row["logprobs"] for row in rows]
+
+        # Keyed by the reference's own content, not the model's: one reference serves every model.
+        key = make_key(
+            "semeval.mia_reference_logprobs",
+            reference=model_digest(path),
+            device=resolve_device(self.settings.device).split(":")[0],
+            dtype=self.settings.dtype,
+            batch_size=self.settings.batch_size,
+            max_batch_tokens=self.max_batch_tokens,
+            documents=documents,
+            truncate=context,
+        )
+        return self.cache.get_or_create_json("semeval-mia-reference", key, produce)
 
     def _compute_mmlu(self) -> None:
         if self.mmlu_data is None:

@@ -10,8 +10,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("mmlu_shots", int, 5, "few-shot examples of each MMLU prompt", minimum=0),
     *COMMON,
     Setting(
-        "mia_attack", str, "loss", "membership-inference attack: loss, zlib, min_k, min_k_plus_plus", own_check=True
+        "mia_attack",
+        str,
+        "loss",
+        "membership-inference attack: loss, zlib, min_k, min_k_plus_plus, gradnorm, reference (needs --reference)",
+        own_check=True,
     ),
+    Setting("gradnorm_p", float, 2.0, "the p of the gradnorm attack's gradient norm", minimum=1),
     Setting(
         "mia_k",
         float,
