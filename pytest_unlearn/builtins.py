@@ -57,6 +57,7 @@ ENTRY_POINTS: dict[str, dict[str, str]] = {
         "muse.privleak": "pytest_unlearn.muse.metrics:privleak_metric",
         "muse.exact_memorization": "pytest_unlearn.muse.metrics:exact_memorization_metric",
         "muse.extraction_strength": "pytest_unlearn.muse.metrics:extraction_strength_metric",
+        "muse.mia_auc": "pytest_unlearn.muse.metrics:mia_auc_metric",
         "genmu.forget": "pytest_unlearn.genmu.metrics:forget",
         "genmu.retain": "pytest_unlearn.genmu.metrics:retain",
         "genmu.adjacent": "pytest_unlearn.genmu.metrics:adjacent",

@@ -103,6 +103,94 @@ def test_exact_memorization_and_extraction_strength_through_the_plugin_on_the_mu
     assert values["retrained"]["verbmem-exact-memorization"][0] < values["target"]["verbmem-exact-memorization"][0]
 
 
+# -- muse.mia_auc: every attack of the registry on MUSE's forget and holdout texts ------------------
+MIA_ATTACKS = ("loss", "zlib", "min_k", "min_k_plus_plus", "gradnorm", "reference")
+MIA_CHECKS = "".join(
+    f'\n[[checks]]\nid = "mia-{a}"\nmetric = "muse.mia_auc"\nparams = {{{{ attack = "{a}" }}}}\nop = "<="\n'
+    "threshold = 0.75\n"
+    for a in MIA_ATTACKS
+)
+
+
+def _their_mia_scores(model, ref, tokenizer, text: str) -> dict[str, float]:
+    """open-unlearning's per-sample attack scores (``mia/loss.py``, ``zlib.py``, ``min_k.py``,
+    ``min_k_plus_plus.py``, ``gradnorm.py``, ``reference.py``) for one text scored whole,
+    transcribed and run without the plugin: higher is less member-like."""
+    import zlib
+
+    import torch
+
+    ids = torch.tensor([tokenizer(text).input_ids])
+    model.zero_grad()
+    logits = model(input_ids=ids).logits[0, :-1].float()
+    logp = torch.log_softmax(logits, -1)
+    target = logp.gather(-1, ids[0, 1:, None])[:, 0]
+    (-target.mean()).backward()
+    norms = [q.grad.norm(p=2) for q in model.parameters() if q.grad is not None]
+    model.zero_grad()
+    lp = target.detach().double().numpy()
+    loss = float(-lp.mean())
+    count = max(1, int(len(lp) * 0.4))
+    probs = torch.softmax(logits.detach().double(), -1)
+    mu = (probs * logp.detach().double()).sum(-1)
+    sigma = ((probs * logp.detach().double() ** 2).sum(-1) - mu**2).clamp(min=1e-6).sqrt()
+    normed = ((torch.from_numpy(lp) - mu) / sigma).numpy()
+    with torch.no_grad():
+        ref_loss = float(ref(input_ids=ids, labels=ids).loss)
+    return {
+        "loss": loss,
+        "zlib": loss / len(zlib.compress(text.encode("utf-8"))),
+        "min_k": float(-np.sort(lp)[:count].mean()),
+        "min_k_plus_plus": float(-np.sort(normed)[:count].mean()),
+        "gradnorm": float(torch.stack(norms).mean()),
+        "reference": loss - ref_loss,
+    }
+
+
+def test_muse_mia_auc_with_every_attack_through_the_plugin(pytester, muse_models):
+    import torch
+    from sklearn.metrics import roc_auc_score
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from pytest_unlearn.muse.data import load_data
+
+    manifest = _manifest(pytester.path, OU_CHECKS.split("[[checks]]")[0] + MIA_CHECKS)
+    target, retrained = muse_models["target"], muse_models["retrained"]
+    result, got = _run(pytester, manifest, f"--model={target}", f"--reference={retrained}")
+    assert set(got) == {f"mia-{a}" for a in MIA_ATTACKS}, result.stdout.str()
+    sets = load_data(MINI / "data", "news", "--data", lambda message: None).privleak
+    tokenizer = AutoTokenizer.from_pretrained(target)
+    model = AutoModelForCausalLM.from_pretrained(target, dtype=torch.float32).eval()
+    ref = AutoModelForCausalLM.from_pretrained(retrained, dtype=torch.float32).eval()
+    theirs = [_their_mia_scores(model, ref, tokenizer, t) for t in sets["forget"] + sets["holdout"]]
+    labels = [1] * len(sets["forget"]) + [0] * len(sets["holdout"])
+    for attack in MIA_ATTACKS:
+        # mia/utils.py mia_auc with the forget texts as members: AUC over minus the scores.
+        expected = roc_auc_score(labels, [-row[attack] for row in theirs])
+        assert got[f"mia-{attack}"][0] == pytest.approx(expected, abs=1e-9), attack
+    # The target was trained on the forget articles: the loss attack tells them from the holdout.
+    assert got["mia-loss"][0] > 0.9 and not got["mia-loss"][1]
+
+
+def test_muse_mia_auc_refuses_what_it_cannot_run_in_one_line(pytester, muse_models, tmp_path):
+    from tests.test_bad_input import usage_error
+
+    reference_check = (
+        OU_CHECKS.split("[[checks]]")[0]
+        + MIA_CHECKS.split("[[checks]]")[0]
+        + "[[checks]]"
+        + (MIA_CHECKS.split("[[checks]]")[-1])
+    )
+    manifest = _manifest(tmp_path, reference_check)
+    line = usage_error(pytester, "--suite", manifest, f"--model={muse_models['target']}")
+    assert line == "ERROR: the reference attack needs a reference model: pass --reference PATH (a model folder)"
+    bad = _manifest(tmp_path, reference_check.replace('attack = "reference"', 'attack = "refrence"'))
+    line = usage_error(pytester, "--suite", bad, f"--model={muse_models['target']}")
+    assert line.startswith(
+        "ERROR: check mia-reference: attack=refrence: Unknown attack 'refrence'. Did you mean: reference?"
+    )
+
+
 # -- semeval's MIA check with open-unlearning's gradnorm and reference attacks ---------------------
 def _their_semeval_attack_scores(target, reference=None, p=2.0):
     """Per MIA document (members then nonmembers), open-unlearning's score, transcribed and run

@@ -137,6 +137,28 @@ class MuseBackend(ModelsByPath, Backend):
                     raise UnlearnError(f"{ROLES[role]} {path}: no such file or folder; pass {what}")
                 inspect_model_folder(path, allow_pickle=settings.allow_pickle, flag=ROLES[role])
 
+        self._check_mia_checks()
+
+    def _check_mia_checks(self) -> None:
+        """``muse.mia_auc`` checks scored from the weights: an unknown attack, no model, or the
+        reference attack without a reference model folder is one line now, not a failed pass."""
+        from pytest_unlearn.attacks import get_attack
+
+        specs = [c for c in self.manifest.checks if c.metric == "muse.mia_auc"]
+        self.mia_attacks = [get_attack(str(c.params.get("attack", "min_k")), f"check {c.id}: attack") for c in specs]
+        if not specs:
+            return
+        if self.settings.model is None:
+            raise UnlearnError(
+                f"check {specs[0].id} (muse.mia_auc) scores the model's token log-probs: pass --model PATH "
+                "(MUSE_EVAL.json carries PrivLeak's Min-K% values, not other attacks')"
+            )
+        reference = self.settings.reference
+        if any(a.needs_reference for a in self.mia_attacks) and (
+            reference is None or not (reference / "config.json").is_file()
+        ):
+            raise UnlearnError("the reference attack needs a reference model: pass --reference PATH (a model folder)")
+
     def _check_reference_sizes(self) -> None:
         """The retrained model's texts are drawn with the model's in a bootstrap replicate:
         their MUSE_EVAL.json must score as many forget and holdout texts."""
@@ -299,7 +321,7 @@ class MuseBackend(ModelsByPath, Backend):
             self.inputs = replace(self.inputs, reference_privleak=ref, auc_retrain_source=source)
             return
         model = self.settings.model
-        if model is None and name in ("verbmem", "knowmem", "privleak", "memorization"):
+        if model is None and name in ("verbmem", "knowmem", "privleak", "memorization", "mia"):
             raise UnlearnError(f"internal: the muse input {name!r} has no model to come from")
         if name == "verbmem":
             prompts = [p.prompt for p in self.data.verbmem]
@@ -351,8 +373,88 @@ class MuseBackend(ModelsByPath, Backend):
                 self.inputs = replace(self.inputs, auc_retrain=value, auc_retrain_source=source)
         elif name == "memorization":
             self._compute_memorization(model)
+        elif name == "mia":
+            self._compute_mia(model)
         else:
             raise UnlearnError(f"the muse backend cannot compute {name!r}")
+
+    def _compute_mia(self, path: Path) -> None:
+        """Token statistics of the PrivLeak forget and holdout texts for the ``muse.mia_auc``
+        checks' attacks: the vocabulary statistics (Min-K%++), the gradient norms (GradNorm) and
+        the reference model's log-probs (Reference) only when an attack asks for them."""
+        from pytest_unlearn import domains
+        from pytest_unlearn.attacks import TokenStats
+        from pytest_unlearn.engines.causal_lm import token_statistics
+
+        texts = self.data.privleak["forget"] + self.data.privleak["holdout"]
+        sets = self.data.privleak
+        names = [f"{split} text {i + 1}" for split in ("forget", "holdout") for i in range(len(sets[split]))]
+        attacks = self.mia_attacks
+        context = self._context(path, texts)
+        if any(a.needs_vocab for a in attacks):
+
+            def produce() -> list[dict[str, list[float]]]:
+                from pytest_unlearn.progress import PhaseProgress
+
+                model, tokenizer, device = self._model(path)
+                progress = PhaseProgress(self.progress, f"muse MIA token statistics ({path.name})", len(texts))
+                return token_statistics(
+                    model, tokenizer, texts, batch_size=self.settings.batch_size, device=device, vocabulary=True,
+                    max_tokens=self.max_batch_tokens, truncate=context, progress=progress.advance,
+                )  # fmt: skip
+
+            key = self._cache_key(path, "muse.token_statistics_vocab", texts=texts, truncate=context)
+            rows = self.cache.get_or_create_json("muse-mia-vocab", key, produce)
+        else:
+            rows = [{"logprobs": lp} for lp in self._token_stats(path, texts)]
+        domains.require_finite(
+            [r["logprobs"] for r in rows], names, what="token log-probabilities", unit="MIA texts", source=str(path)
+        )
+        norms = self._gradient_norms(path, texts, context) if any(a.needs_gradient for a in attacks) else None
+        reference = None
+        if any(a.needs_reference for a in attacks):
+            ref_path = self.settings.reference
+            assert ref_path is not None  # refused in __init__ otherwise
+            reference = self._token_stats(ref_path, texts)
+            domains.require_finite(
+                reference, names, what="token log-probabilities", unit="MIA texts", source=str(ref_path)
+            )
+        stats: list[TokenStats] = []
+        for i, (text, row) in enumerate(zip(texts, rows)):
+            if not row["logprobs"]:
+                raise UnlearnError(f"MIA {names[i]}: a single token, nothing to score; remove it")
+            stats.append(
+                TokenStats(
+                    text,
+                    np.asarray(row["logprobs"], dtype=float),
+                    np.asarray(row["mu"]) if "mu" in row else None,
+                    np.asarray(row["sigma2"]) if "sigma2" in row else None,
+                    reference_logprobs=None if reference is None else np.asarray(reference[i], dtype=float),
+                    grad_norm=None if norms is None else norms[i],
+                )
+            )
+        n_forget = len(self.data.privleak["forget"])
+        self.inputs = replace(self.inputs, mia={"forget": stats[:n_forget], "holdout": stats[n_forget:]})
+
+    def _gradient_norms(self, path: Path, texts: list[str], context: int | None) -> list[float]:
+        """GradNorm's per-text gradient norm (open-unlearning ``mia/gradnorm.py``), one text at a
+        time, cached; ``gradnorm_p`` (default 2) is the norm's p."""
+        p = float(self.manifest.settings.get("gradnorm_p", 2.0))
+
+        def produce() -> list[float]:
+            from pytest_unlearn.engines.open_unlearning import document_gradient_norms
+            from pytest_unlearn.progress import PhaseProgress
+
+            model, tokenizer, device = self._model(path)
+            progress = PhaseProgress(self.progress, f"muse MIA gradient norms ({path.name})", len(texts))
+            norms = []
+            for text in texts:
+                norms += document_gradient_norms(model, tokenizer, [text], p=p, device=device, truncate=context)
+                progress.advance(1)
+            return norms
+
+        key = self._cache_key(path, "muse.gradient_norms", texts=texts, p=p, truncate=context)
+        return self.cache.get_or_create_json("muse-gradnorm", key, produce)
 
     #: open-unlearning's ``MUSE_forget_verbmem`` dataset: ``max_length: 2048`` answer tokens.
     MEMORIZATION_MAX_LENGTH = 2048

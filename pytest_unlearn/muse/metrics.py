@@ -123,6 +123,10 @@ class MuseInputs:
     memorization: list[tuple[list[int], list[int]]] | None = None
     # ... or their per-passage scores read from an open-unlearning MUSE_EVAL.json (--predictions).
     memorization_scores: dict[str, list[float]] | None = None
+    # Any registered attack on the PrivLeak texts (``muse.mia_auc``): per text of "forget" and
+    # "holdout", its token statistics (with the gradient norm or the reference's log-probs when
+    # the attack needs them).
+    mia: dict[str, list[TokenStats]] | None = None
 
     def resample(self, rng: np.random.Generator, requires: tuple[str, ...]) -> MuseInputs:
         """A bootstrap replicate: every set drawn with replacement, *paired* across models: the
@@ -157,6 +161,11 @@ class MuseInputs:
         if "memorization" in requires and self.memorization_scores:
             changes["memorization_scores"] = {
                 k: [v[i] for i in rng.integers(0, len(v), size=len(v))] for k, v in self.memorization_scores.items()
+            }
+        if "mia" in requires and self.mia is not None:
+            changes["mia"] = {
+                split: [rows[i] for i in rng.integers(0, len(rows), size=len(rows))] if rows else rows
+                for split, rows in self.mia.items()
             }
         return replace(self, **changes)
 
@@ -311,6 +320,39 @@ def extraction_strength_metric(inputs: MuseInputs) -> Measurement:
     if not values:
         raise UnlearnError("extraction strength: no verbmem passage to score")
     return Measurement(float(np.mean(values)), len(values), {})
+
+
+def mia_auc(forget: list[TokenStats], holdout: list[TokenStats], attack: str, k: float = MIN_K) -> float:
+    """ROC AUC of an attack telling the forget texts (members, label 1) from the holdout texts,
+    membership score = minus the attack's score (open-unlearning ``mia/utils.py`` ``mia_auc``
+    on MUSE's ``privleak`` forget and holdout sets): about 1 when the model still knows the
+    forget texts, about 0.5 when it treats them as unseen. PrivLeak's AUC is the other way
+    round (holdout labelled 1): with ``min_k`` this is 1 minus that AUC."""
+    import inspect
+
+    from sklearn.metrics import roc_auc_score
+
+    chosen = get_attack(attack, "attack")
+    if not forget or not holdout:
+        raise UnlearnError("the MIA AUC needs at least one forget and one holdout text")
+    params = {"k": k} if "k" in inspect.signature(chosen.fn).parameters else {}
+    scores = [-chosen.score(s, **params) for s in forget + holdout]
+    return float(roc_auc_score([1] * len(forget) + [0] * len(holdout), scores))
+
+
+@metric(
+    "muse.mia_auc",
+    higher_is_better=False,
+    unit="auc",
+    requires=("mia",),
+    description="Membership-inference ROC AUC of an attack (loss, zlib, min_k, min_k_plus_plus, gradnorm, "
+    "reference) on MUSE's forget texts against its holdout texts.",
+)
+def mia_auc_metric(inputs: MuseInputs, *, attack: str = "min_k", k: float = MIN_K) -> Measurement:
+    if inputs.mia is None:
+        raise UnlearnError("internal: the membership-inference statistics were not computed")
+    value = mia_auc(inputs.mia["forget"], inputs.mia["holdout"], attack, k)
+    return Measurement(value, len(inputs.mia["forget"]) + len(inputs.mia["holdout"]), {"attack": attack, "k": k})
 
 
 def aggregates(inputs: MuseInputs) -> dict[str, Any]:

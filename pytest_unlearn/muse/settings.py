@@ -13,6 +13,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("verbmem_max_new_tokens", int, 128, "VerbMem continuation length", minimum=1, own_check=True),
     Setting("knowmem_max_new_tokens", int, 32, "KnowMem answer length", minimum=1, own_check=True),
     Setting("mink_k", float, 0.4, "PrivLeak's Min-K% share", own_check=True),
+    Setting("gradnorm_p", float, 2.0, "the p of the gradnorm attack's gradient norm (muse.mia_auc checks)", minimum=1),
     Setting("knowmem_retain_target", float, None, "the retrained model's KnowMem on the retain set", own_check=True),
     Setting("auc_retrain", float, None, "the retrained model's Min-K% AUC (PrivLeak's reference)", own_check=True),
     Setting(
