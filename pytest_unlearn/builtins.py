@@ -40,6 +40,8 @@ ENTRY_POINTS: dict[str, dict[str, str]] = {
         "semeval.mia_score": "pytest_unlearn.semeval.metrics:mia_score_metric",
         "semeval.mmlu_accuracy": "pytest_unlearn.semeval.metrics:mmlu_accuracy",
         "semeval.final_score": "pytest_unlearn.semeval.metrics:final_score_metric",
+        "semeval.exact_memorization": "pytest_unlearn.semeval.metrics:exact_memorization_metric",
+        "semeval.extraction_strength": "pytest_unlearn.semeval.metrics:extraction_strength_metric",
         "tofu.probability": "pytest_unlearn.tofu.metrics:probability_metric",
         "tofu.rouge": "pytest_unlearn.tofu.metrics:rouge_metric",
         "tofu.truth_ratio": "pytest_unlearn.tofu.metrics:truth_ratio_metric",

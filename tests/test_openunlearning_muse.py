@@ -1,4 +1,5 @@
-"""open-unlearning's MUSE metrics and result files on the MUSE world, checked against an
+"""open-unlearning's MUSE metrics and result files on the MUSE world (and its metrics and attacks in
+semeval's checks on the semeval world), checked against an
 independent transcription of their code (``src/data/utils.py`` ``preprocess_pretraining_instance``,
 ``src/evals/metrics/utils.py`` ``tokenwise_vocab_logprobs``, ``memorization.py``) run on the same
 passages, and their ``MUSE_EVAL.json`` layout written and read back through the real plugin."""
@@ -188,6 +189,107 @@ def test_muse_mia_auc_refuses_what_it_cannot_run_in_one_line(pytester, muse_mode
     line = usage_error(pytester, "--suite", bad, f"--model={muse_models['target']}")
     assert line.startswith(
         "ERROR: check mia-reference: attack=refrence: Unknown attack 'refrence'. Did you mean: reference?"
+    )
+
+
+# -- semeval: exact memorization and extraction strength of the expected outputs ----------------
+SEMEVAL_MEMORIZATION = """
+[suite]
+name = "semeval-mem"
+extends = "{semeval}"
+
+[[checks]]
+id = "forget-exact-memorization"
+metric = "semeval.exact_memorization"
+params = {{ split = "forget" }}
+op = "<="
+threshold = 0.5
+
+[[checks]]
+id = "forget-extraction-strength"
+metric = "semeval.extraction_strength"
+params = {{ split = "forget" }}
+op = "<="
+threshold = 0.5
+
+[[checks]]
+id = "retain-task2-exact-memorization"
+metric = "semeval.exact_memorization"
+params = {{ split = "retain", task = "Task2" }}
+op = ">="
+threshold = 0.5
+"""
+
+
+def _their_semeval_em_es(model, tokenizer, prompt: str, answer: str) -> tuple[float, float]:
+    """open-unlearning's exact memorization and extraction strength of one (input, output) pair,
+    transcribed: the whole text tokenized with special tokens, the input's own length marks
+    where the labels start, one teacher-forced pass, the last label (EOS) dropped as
+    ``tokenwise_vocab_logprobs`` drops it."""
+    import torch
+
+    full = tokenizer(prompt + answer, add_special_tokens=True).input_ids
+    start = len(tokenizer(prompt, add_special_tokens=True).input_ids)
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([full])).logits[0]
+    preds = logits[start - 1 : len(full) - 1].argmax(-1)
+    labels = torch.tensor(full[start:])
+    em = ((preds == labels).sum() / len(labels)).item()
+    k = 0
+    for k in range(len(labels)):
+        if torch.equal(preds[k:], labels[k:]):
+            break
+    return em, 1 - k / len(labels)
+
+
+def test_semeval_exact_memorization_and_extraction_strength_through_the_plugin(pytester, semeval_models):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tests.conftest import REPO
+
+    path = pytester.path / "semeval-mem.toml"
+    path.write_text(SEMEVAL_MEMORIZATION.format(semeval=REPO / "suites" / "semeval" / "manifest.toml"))
+    rows = {
+        split: [
+            json.loads(x) for x in (REPO / "suites" / "semeval" / "data" / f"{split}.jsonl").read_text().splitlines()
+        ]
+        for split in ("forget", "retain")
+    }
+    values = {}
+    for name in ("target", "retrained"):
+        result, got = _run(pytester, str(path), f"--model={semeval_models[name]}")
+        assert set(got) == {"forget-exact-memorization", "forget-extraction-strength",
+                            "retain-task2-exact-memorization"}, result.stdout.str()  # fmt: skip
+        model = AutoModelForCausalLM.from_pretrained(semeval_models[name]).eval()
+        tokenizer = AutoTokenizer.from_pretrained(semeval_models[name])
+        forget = [_their_semeval_em_es(model, tokenizer, r["input"], r["output"]) for r in rows["forget"]]
+        retain = [
+            _their_semeval_em_es(model, tokenizer, r["input"], r["output"])[0]
+            for r in rows["retain"]
+            if r["task"] == "Task2"
+        ]
+        assert got["forget-exact-memorization"][0] == pytest.approx(np.mean([em for em, _ in forget]), abs=1e-9)
+        assert got["forget-extraction-strength"][0] == pytest.approx(np.mean([es for _, es in forget]), abs=1e-9)
+        assert got["retain-task2-exact-memorization"][0] == pytest.approx(np.mean(retain), abs=1e-9)
+        values[name] = got
+    # The target memorised its forget outputs; the retrained model never saw them; both keep retain.
+    assert (
+        values["target"]["forget-exact-memorization"][0] > 0.9 and not values["target"]["forget-exact-memorization"][1]
+    )
+    assert values["retrained"]["forget-exact-memorization"][0] < values["target"]["forget-exact-memorization"][0]
+    assert values["retrained"]["retain-task2-exact-memorization"][1]
+
+
+def test_semeval_memorization_checks_need_the_model(pytester, perfect_unlearning_predictions, tmp_path):
+    from tests.conftest import REPO
+    from tests.test_bad_input import usage_error
+
+    path = tmp_path / "semeval-mem.toml"
+    path.write_text(SEMEVAL_MEMORIZATION.format(semeval=REPO / "suites" / "semeval" / "manifest.toml"))
+    line = usage_error(pytester, "--suite", str(path), f"--predictions={perfect_unlearning_predictions}")
+    assert line == (
+        "ERROR: check forget-exact-memorization (open-unlearning's memorization) reads the model's next-token "
+        "predictions: pass --model PATH (a predictions file holds generations only)"
     )
 
 

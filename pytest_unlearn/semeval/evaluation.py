@@ -156,6 +156,14 @@ class SemevalBackend(Backend):
             inspect_model_folder(settings.model, allow_pickle=settings.allow_pickle)
         elif self.predictions is None:
             raise UnlearnError("--suite semeval needs --model PATH (or --predictions FILE for the text checks)")
+        memorization = [
+            c.id for c in manifest.checks if c.metric in ("semeval.exact_memorization", "semeval.extraction_strength")
+        ]
+        if memorization and settings.model is None:
+            raise UnlearnError(
+                f"check {memorization[0]} (open-unlearning's memorization) reads the model's next-token "
+                "predictions: pass --model PATH (a predictions file holds generations only)"
+            )
 
         self.inputs = sm.SemevalInputs()
         self._model: tuple[Any, Any, str] | None = None
@@ -297,6 +305,8 @@ class SemevalBackend(Backend):
             self._compute_mia()
         elif name == "mmlu":
             self._compute_mmlu()
+        elif name == "memorization":
+            self._compute_memorization()
         else:
             raise UnlearnError(f"the semeval backend cannot compute {name!r}")
 
@@ -504,6 +514,32 @@ class SemevalBackend(Backend):
             truncate=context,
         )
         return self.cache.get_or_create_json("semeval-mia-reference", key, produce)
+
+    #: Tokens of input + output a memorization pass reads (TOFU's QA length in open-unlearning).
+    MEMORIZATION_MAX_LENGTH = 512
+
+    def _compute_memorization(self) -> None:
+        """Argmax predictions over every row's expected output given its input (open-unlearning's
+        exact memorization and extraction strength, TOFU's encoding: input + output tokenized
+        together, the output's tokens and EOS labelled), one pass per row, cached."""
+        from pytest_unlearn.engines.open_unlearning import answer_predictions
+
+        model_path = self.settings.model
+        if model_path is None:
+            self.require_model("exact memorization and extraction strength")
+        pairs = [(r.input, r.output) for r in self.rows]
+        limit = self.MEMORIZATION_MAX_LENGTH
+
+        def produce() -> list[list[list[int]]]:
+            model, tokenizer, device = self.require_model("exact memorization and extraction strength")
+            return [[p, lab] for p, lab in answer_predictions(model, tokenizer, pairs, max_length=limit, device=device)]
+
+        key = self._cache_key("semeval.answer_argmax", pairs=pairs, max_length=limit)
+        rows = self.cache.get_or_create_json("semeval-argmax", key, produce)
+        self.inputs = replace(
+            self.inputs,
+            memorization=[(r.split, r.task, list(p), list(lab)) for r, (p, lab) in zip(self.rows, rows)],
+        )
 
     def _compute_mmlu(self) -> None:
         if self.mmlu_data is None:

@@ -81,6 +81,9 @@ class SemevalInputs:
     member_nll: np.ndarray | None = None
     nonmember_nll: np.ndarray | None = None
     mmlu_correct: np.ndarray | None = None
+    # open-unlearning's memorization metrics over the prompts: per row, (split, task, argmax
+    # predictions, labels) of its expected output given its input (teacher forcing).
+    memorization: list[tuple[str, str, list[int], list[int]]] | None = None
 
     def resample(self, rng: np.random.Generator, requires: tuple[str, ...]) -> SemevalInputs:
         """A stratified bootstrap replicate of the inputs a metric ``requires``.
@@ -97,6 +100,9 @@ class SemevalInputs:
             changes["nonmember_nll"] = resample(self.nonmember_nll, rng)
         if "mmlu" in requires and self.mmlu_correct is not None:
             changes["mmlu_correct"] = resample(self.mmlu_correct, rng)
+        if "memorization" in requires and self.memorization:
+            rows = rng.integers(0, len(self.memorization), size=len(self.memorization))
+            changes["memorization"] = [self.memorization[i] for i in rows]
         return replace(self, **changes)
 
     def resample_batch(self, rng: np.random.Generator, requires: tuple[str, ...], samples: int) -> Replicates:
@@ -331,3 +337,63 @@ def aggregates(inputs: SemevalInputs) -> dict[str, float | None]:
     if None not in (out["task_aggregate"], out["mia_score"], out["mmlu"]):
         out["final_score"] = final_score(out["task_aggregate"], out["mia_score"], out["mmlu"])  # type: ignore[arg-type]
     return out
+
+
+def _memorization_rows(inputs: SemevalInputs, split: str, task: str | None) -> list[tuple[list[int], list[int]]]:
+    """The (prediction, label) pairs open-unlearning scores of the rows of ``split`` (and
+    ``task``): every output token, the end-of-sequence label dropped (their
+    ``tokenwise_vocab_logprobs`` drops the last label)."""
+    from pytest_unlearn import openunlearning as ou
+
+    if inputs.memorization is None:
+        raise UnlearnError("internal: the memorization predictions were not computed")
+    if split not in SPLITS or (task is not None and task not in TASKS):
+        raise UnlearnError(
+            f"memorization check: split must be one of {', '.join(SPLITS)} and task one of {', '.join(TASKS)} "
+            f"(or absent), got split={split!r} task={task!r}"
+        )
+    return [
+        ou.answer_tokens(p, lab)
+        for row_split, row_task, p, lab in inputs.memorization
+        if row_split == split and (task is None or row_task == task)
+    ]
+
+
+@metric(
+    "semeval.exact_memorization",
+    higher_is_better=False,
+    unit="share of tokens",
+    requires=("memorization",),
+    description="open-unlearning's exact memorization of the expected outputs of a split (and task): share of "
+    "output tokens whose argmax given the input and the output so far is the label.",
+)
+def exact_memorization_metric(inputs: SemevalInputs, *, split: str = "forget", task: str | None = None) -> Measurement:
+    """open-unlearning ``memorization.py`` ``exact_memorization``, mean over rows (a row without
+    tokens left out, as their None), on SemEval's prompts: input as the prompt, output as the
+    answer."""
+    from pytest_unlearn import openunlearning as ou
+
+    rows = _memorization_rows(inputs, split, task)
+    values = [v for p, lab in rows if (v := ou.exact_memorization(p, lab)) is not None]
+    if not values:
+        raise UnlearnError(f"exact memorization: no {split} output has a token to score")
+    return Measurement(float(np.mean(values)), len(values), {"split": split, "task": task})
+
+
+@metric(
+    "semeval.extraction_strength",
+    higher_is_better=False,
+    unit="score",
+    requires=("memorization",),
+    description="open-unlearning's extraction strength of the expected outputs of a split (and task): 1 - k/T, "
+    "k the first position from which every argmax is the label.",
+)
+def extraction_strength_metric(inputs: SemevalInputs, *, split: str = "forget", task: str | None = None) -> Measurement:
+    """open-unlearning ``memorization.py`` ``extraction_strength``, mean over rows."""
+    from pytest_unlearn import openunlearning as ou
+
+    rows = _memorization_rows(inputs, split, task)
+    if not rows:
+        raise UnlearnError(f"extraction strength: no {split} output to score")
+    value = float(np.mean([ou.extraction_strength(p, lab) for p, lab in rows]))
+    return Measurement(value, len(rows), {"split": split, "task": task})
