@@ -172,3 +172,80 @@ def test_memorization_scores_travel_through_tofu_eval_and_summaries_are_refused(
         f"ERROR: --predictions {summary}: open-unlearning's TOFU_SUMMARY.json holds only aggregate values, no "
         "per-sample scores to check or bootstrap; pass the TOFU_EVAL.json beside it"
     ])  # fmt: skip
+
+
+MIA_CHECKS = "".join(
+    f'\n[[checks]]\nid = "mia-{attack}"\nmetric = "tofu.mia_auc"\nparams = {{ attack = "{attack}" }}\nop = "<="\n'
+    "threshold = 0.75\n"
+    for attack in ("loss", "min_k", "gradnorm", "reference")
+)
+
+
+def test_mia_scores_travel_through_tofu_eval(pytester, tofu_models, cache_dir):
+    mini = Path(__file__).resolve().parent.parent / "suites" / "tofu-mini"
+    # A child's [[checks]] replace its parent's: tofu's four are copied (TOFU_EVAL.json is written
+    # from the logs they compute) beside the MIA checks.
+    full = (mini.parent / "tofu" / "manifest.toml").read_text()
+    head = f'[suite]\nname = "tofu-attacks"\nextends = "{mini / "manifest.toml"}"\n\n' + full[full.index("[[checks]]") :]
+    manifest = pytester.path / "mia.toml"
+    manifest.write_text(head + MIA_CHECKS)
+
+    def go(*args: str):
+        result = pytester.runpytest_inprocess(
+            "-p", "no:cacheprovider", "--suite", str(manifest), f"--cache-dir={cache_dir}", "--scorecard=card.json",
+            *args,
+        )  # fmt: skip
+        return result, json.loads((pytester.path / "card.json").read_text())
+
+    _, card = go(
+        f"--model={tofu_models['target']}",
+        f"--reference={tofu_models['retain']}",
+        "--setting=write_openunlearning=true",
+    )
+    values = {c["id"]: c["value"] for c in card["checks"] if c["id"].startswith("mia-")}
+    assert set(values) == {"mia-loss", "mia-min_k", "mia-gradnorm", "mia-reference"}
+    evals = json.loads(Path(card["artifacts"]["openunlearning_eval"]).read_text())
+    # Written in open-unlearning's orientation (mia/utils.py: forget 0, holdout 1, the score as
+    # it is), which is the same number as the check's (forget 1, minus the score).
+    for attack in ("loss", "zlib", "min_k", "min_k_plus_plus", "gradnorm", "reference"):
+        entry = evals[f"mia_{attack}"]
+        forget = [v["score"] for v in entry["forget"]["value_by_index"].values()]
+        holdout = [v["score"] for v in entry["holdout"]["value_by_index"].values()]
+        assert len(forget) == len(holdout) == 10
+        pairs = [(f, h) for f in forget for h in holdout]
+        by_hand = sum(1.0 if h > f else 0.5 if h == f else 0.0 for f, h in pairs) / len(pairs)
+        assert entry["auc"] == entry["agg_value"] == pytest.approx(by_hand, abs=1e-12)
+        if f"mia-{attack}" in values:
+            assert values[f"mia-{attack}"] == pytest.approx(by_hand, abs=1e-12)
+    # The file alone, without a model, gives the same four checks.
+    path = Path(card["artifacts"]["openunlearning_eval"])
+    result, again = go(f"--predictions={path}", f"--reference={card['artifacts']['tofu_reference_logs']}")
+    mia = [c for c in again["checks"] if c["id"].startswith("mia-")]
+    assert {c["id"]: c["value"] for c in mia} == pytest.approx(values, abs=1e-12), result.stdout.str()
+    assert all(c["details"].get("source") == "TOFU_EVAL.json" for c in mia)
+
+    # Hand-made scores: forget (1, 2), holdout (3, 0.5): of 4 pairs, holdout is higher in 2.
+    edited = dict(evals)
+    edited["mia_min_k"] = {
+        "forget": {"value_by_index": {"0": {"score": 1.0}, "1": {"score": 2.0}}},
+        "holdout": {"value_by_index": {"0": {"score": 3.0}, "1": {"score": 0.5}}},
+    }
+    del edited["mia_gradnorm"]
+    hand = pytester.path / "hand" / "TOFU_EVAL.json"
+    hand.parent.mkdir()
+    hand.write_text(json.dumps(edited))
+    manifest.write_text(head + MIA_CHECKS.split("[[checks]]")[0] + "[[checks]]" + MIA_CHECKS.split("[[checks]]")[2])
+    _, card = go(f"--predictions={hand}", "-k", "mia", "--unlearn-partial")
+    assert [(c["id"], c["value"]) for c in card["checks"] if c["value"] is not None] == [("mia-min_k", 0.5)]
+    # An attack the file lacks, or a score out of its domain, is one line.
+    manifest.write_text(head + MIA_CHECKS)
+    result, card = go(f"--predictions={hand}", "-k", "mia", "--unlearn-partial")
+    errors = {c["id"]: c.get("error") or c["details"].get("error") for c in card["checks"] if c["passed"] is not True}
+    assert "mia-gradnorm" in errors, card["checks"]
+    assert "no per-sample mia_gradnorm" in result.stdout.str()
+    edited["mia_min_k"]["holdout"]["value_by_index"]["1"]["score"] = "Infinity"
+    hand.write_text(json.dumps(edited).replace('"Infinity"', "Infinity"))
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--suite", str(manifest), f"--predictions={hand}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    errors = [line for line in result.stderr.lines if line.startswith("ERROR: ")]
+    assert len(errors) == 1 and "mia_min_k.holdout[1]" in errors[0], result.stderr.str()

@@ -110,6 +110,7 @@ class TofuBackend(ModelsByPath, Backend):
         # Logs are read now, so a malformed one stops the run before any model loads.
         self._prediction_logs: dict[str, tm.TaskLog] | None = None
         self._prediction_scores: dict[str, list[float]] = {}
+        self._prediction_mia: dict[str, dict[str, list[float]]] = {}
         self._reference_logs: dict[str, tm.TaskLog] | None = None
         if settings.model is not None:
             inspect_model_folder(settings.model, allow_pickle=settings.allow_pickle)
@@ -122,6 +123,9 @@ class TofuBackend(ModelsByPath, Backend):
             from pytest_unlearn.tofu.logs import load_open_unlearning_scores
 
             self._prediction_scores = load_open_unlearning_scores(settings.predictions, "--predictions")
+            from pytest_unlearn.tofu.logs import load_open_unlearning_mia
+
+            self._prediction_mia = load_open_unlearning_mia(settings.predictions, "--predictions")
             self._check_against_data(self._prediction_logs, "--predictions", settings.predictions)
         if settings.reference is not None:
             if not settings.reference.exists():
@@ -239,9 +243,16 @@ class TofuBackend(ModelsByPath, Backend):
         self.inputs = replace(self.inputs, memorization=[(list(p), list(lab)) for p, lab in rows])
 
     def _compute_mia(self) -> None:
-        """Token statistics of every forget answer and every holdout answer, for the attacks."""
+        """Token statistics of every forget answer and every holdout answer, for the attacks; or
+        the per-sample attack scores of an open-unlearning TOFU_EVAL.json given as --predictions."""
+        if self.settings.model is None and self._prediction_mia:
+            self.inputs = replace(self.inputs, mia_scores=self._prediction_mia)
+            return
         if self.settings.model is None:
-            raise UnlearnError("the membership-inference check needs the model itself: pass --model PATH")
+            raise UnlearnError(
+                "the membership-inference check needs the model itself (or a TOFU_EVAL.json with its mia_* "
+                "entries as --predictions): pass --model PATH"
+            )
         if self.holdout is None:
             raise UnlearnError(
                 f"no {self.holdout_file.name if self.holdout_file else 'holdout file'} in {self.data_dir}: the "
@@ -559,7 +570,7 @@ class TofuBackend(ModelsByPath, Backend):
                 "exact_memorization": [ou.exact_memorization(p, lab) or 0.0 for p, lab in rows],
                 "extraction_strength": [ou.extraction_strength(p, lab) for p, lab in rows],
             }
-        evals = files.dump_tofu_eval(self.inputs.logs or {}, self.inputs.reference, memorization)
+        evals = files.dump_tofu_eval(self.inputs.logs or {}, self.inputs.reference, memorization, self._mia_scores())
         self.write_artifact(
             "openunlearning_eval", f"tofu/{files.EVAL_FILE}", files.encode(evals), "open-unlearning results"
         )
@@ -567,6 +578,33 @@ class TofuBackend(ModelsByPath, Backend):
             "openunlearning_summary", f"tofu/{files.SUMMARY_FILE}", files.encode(files.summary(evals)),
             "open-unlearning summary",
         )  # fmt: skip
+
+    def _mia_scores(self) -> dict[str, dict[str, list[float]]] | None:
+        """Per attack that the computed statistics can score (the four token attacks always;
+        gradnorm and reference when a check computed their inputs), the per-sample score of the
+        forget and holdout answers, for open-unlearning's ``mia_*`` entries (k = 0.4, theirs)."""
+        import inspect
+
+        from pytest_unlearn.attacks import get_attack
+        from pytest_unlearn.tofu.logs import OPEN_UNLEARNING_MIA
+
+        if self.inputs.mia is None:
+            return None
+        out: dict[str, dict[str, list[float]]] = {}
+        for name in OPEN_UNLEARNING_MIA:
+            attack = get_attack(name)
+            rows = self.inputs.mia["forget"] + self.inputs.mia["holdout"]
+            if attack.needs_vocab and any(r.mu is None for r in rows):
+                continue
+            if attack.needs_gradient and any(r.grad_norm is None for r in rows):
+                continue
+            if attack.needs_reference and any(r.reference_logprobs is None for r in rows):
+                continue
+            params = {"k": 0.4} if "k" in inspect.signature(attack.fn).parameters else {}
+            out[name] = {
+                split: [attack.score(r, **params) for r in self.inputs.mia[split]] for split in ("forget", "holdout")
+            }
+        return out
 
     def header_lines(self) -> list[str]:
         source = str(self.settings.model) if self.settings.model else f"logs {self.settings.predictions}"

@@ -193,6 +193,53 @@ def load_open_unlearning_scores(path: Path, flag: str) -> dict[str, list[float]]
     return out
 
 
+#: open-unlearning's names of the MIA metrics (``configs/eval/tofu_metrics/mia_*.yaml``) by attack.
+OPEN_UNLEARNING_MIA = {
+    "loss": "mia_loss",
+    "zlib": "mia_zlib",
+    "min_k": "mia_min_k",
+    "min_k_plus_plus": "mia_min_k_plus_plus",
+    "gradnorm": "mia_gradnorm",
+    "reference": "mia_reference",
+}
+
+
+def load_open_unlearning_mia(path: Path, flag: str) -> dict[str, dict[str, list[float]]]:
+    """Per attack, the per-sample ``score`` of the ``forget`` and ``holdout`` answers an
+    open-unlearning ``TOFU_EVAL.json`` holds (``mia/utils.py`` ``mia_auc`` keeps both sets'
+    ``value_by_index``); empty when ``path`` is another kind of log or has no ``mia_*`` entry."""
+    from pytest_unlearn import domains
+
+    if path.is_dir():
+        path = path / OPEN_UNLEARNING
+    if not path.is_file():
+        return {}
+    data = _read_json(path, flag)
+    if not isinstance(data, dict) or not any(keys[0] in data for keys in OPEN_UNLEARNING_KEYS.values()):
+        return {}
+    out: dict[str, dict[str, list[float]]] = {}
+    for attack, name in OPEN_UNLEARNING_MIA.items():
+        if name not in data:
+            continue
+        where = f"{flag} {path}"
+        entry = data[name]
+        if not isinstance(entry, dict) or not all(isinstance(entry.get(s), dict) for s in ("forget", "holdout")):
+            raise UnlearnError(
+                f"{where}: {name} has no forget and holdout value_by_index; rerun open-unlearning's eval"
+            )
+        out[attack] = {}
+        for split in ("forget", "holdout"):
+            scores = _values(entry, split, "score", f"{where} ({name})")
+            out[attack][split] = [
+                domains.check(domains.Logit, v, where, f"{name}.{split}[{i}]")
+                for i, v in scores.items()
+                if v is not None
+            ]
+            if not out[attack][split]:
+                raise UnlearnError(f"{where}: {name}.{split} has no scored sample; rerun open-unlearning's eval")
+    return out
+
+
 def dump_logs(logs: dict[str, TaskLog], inputs: dict[str, list[str]] | None = None) -> dict[str, Any]:
     """``logs`` in TOFU's aggregated layout (``{eval file: {key: {index: value}}}``)."""
     out: dict[str, Any] = {}

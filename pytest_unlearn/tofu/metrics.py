@@ -163,6 +163,8 @@ class TofuInputs:
     memorization: list[tuple[list[int], list[int]]] | None = None
     # ... or their per-sample scores read from open-unlearning's TOFU_EVAL.json (--predictions).
     memorization_scores: dict[str, list[float]] | None = None
+    # ... and their per-sample MIA scores (``mia_*``): attack -> "forget"/"holdout" -> scores.
+    mia_scores: dict[str, dict[str, list[float]]] | None = None
 
     def resample(self, rng: np.random.Generator, requires: tuple[str, ...]) -> TofuInputs:
         """A bootstrap replicate: each task's questions drawn with replacement, separately
@@ -180,6 +182,11 @@ class TofuInputs:
             changes["reference"] = draw(self.reference)
         if "mia" in requires and self.mia is not None:
             changes["mia"] = {k: [v[i] for i in rng.integers(0, len(v), size=len(v))] for k, v in self.mia.items()}
+        if "mia" in requires and self.mia_scores is not None:
+            changes["mia_scores"] = {
+                attack: {k: [v[i] for i in rng.integers(0, len(v), size=len(v))] for k, v in sets.items()}
+                for attack, sets in self.mia_scores.items()
+            }
         if "memorization" in requires and self.memorization:
             rows = rng.integers(0, len(self.memorization), size=len(self.memorization))
             changes["memorization"] = [self.memorization[i] for i in rows]
@@ -421,6 +428,21 @@ def mia_auc(members: list[TokenStats], nonmembers: list[TokenStats], attack: str
     description="Membership-inference ROC AUC of an attack on the forget answers against TOFU's holdout answers.",
 )
 def mia_auc_metric(inputs: TofuInputs, *, attack: str = "min_k", k: float = 0.4) -> Measurement:
+    if inputs.mia is None and inputs.mia_scores is not None:
+        from sklearn.metrics import roc_auc_score
+
+        from pytest_unlearn.tofu.logs import OPEN_UNLEARNING_MIA
+
+        get_attack(attack, "attack")
+        if attack not in inputs.mia_scores:
+            raise UnlearnError(
+                f"the --predictions TOFU_EVAL.json has no per-sample {OPEN_UNLEARNING_MIA[attack]}: run "
+                "open-unlearning's eval with it, or pass --model PATH"
+            )
+        forget, holdout = inputs.mia_scores[attack]["forget"], inputs.mia_scores[attack]["holdout"]
+        # Their scores as they are (their k for min_k): members labelled 1, minus the score.
+        value = float(roc_auc_score([1] * len(forget) + [0] * len(holdout), [-v for v in forget + holdout]))
+        return Measurement(value, len(forget) + len(holdout), {"attack": attack, "source": "TOFU_EVAL.json"})
     if inputs.mia is None:
         raise UnlearnError("internal: the membership-inference statistics were not computed")
     members, nonmembers = inputs.mia["forget"], inputs.mia["holdout"]

@@ -50,6 +50,7 @@ def dump_tofu_eval(
     logs: dict[str, TaskLog],
     reference: dict[str, TaskLog] | None = None,
     memorization: dict[str, list[float]] | None = None,
+    mia: dict[str, dict[str, list[float]]] | None = None,
 ) -> dict[str, Any]:
     """``TOFU_EVAL.json`` of ``logs`` (and forget quality against ``reference``'s forget log)."""
     out: dict[str, Any] = {}
@@ -94,7 +95,27 @@ def dump_tofu_eval(
             "agg_value": float(np.mean(scores)),
             "value_by_index": {i: {"score": float(s)} for i, s in zip(indices, scores)},
         }
-    return out
+    if mia:
+        from sklearn.metrics import roc_auc_score
+
+        from pytest_unlearn.tofu.logs import OPEN_UNLEARNING_MIA
+
+        for attack, sets in mia.items():
+            forget, holdout = sets["forget"], sets["holdout"]
+            # mia/utils.py mia_auc: forget labelled 0, holdout 1, scored by the attack's score.
+            auc = float(roc_auc_score([0] * len(forget) + [1] * len(holdout), list(forget) + list(holdout)))
+            out[OPEN_UNLEARNING_MIA[attack]] = {
+                **{
+                    split: {
+                        "agg_value": float(np.mean(values)),
+                        "value_by_index": {str(i): {"score": float(v)} for i, v in enumerate(values)},
+                    }
+                    for split, values in (("forget", forget), ("holdout", holdout))
+                },
+                "auc": auc,
+                "agg_value": auc,
+            }
+    return dict(sorted(out.items())) if mia else out
 
 
 def summary(evals: dict[str, Any]) -> dict[str, float]:
