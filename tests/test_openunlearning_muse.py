@@ -157,7 +157,9 @@ def test_muse_mia_auc_with_every_attack_through_the_plugin(pytester, muse_models
 
     manifest = _manifest(pytester.path, OU_CHECKS.split("[[checks]]")[0] + MIA_CHECKS)
     target, retrained = muse_models["target"], muse_models["retrained"]
-    result, got = _run(pytester, manifest, f"--model={target}", f"--reference={retrained}")
+    result, got = _run(
+        pytester, manifest, f"--model={target}", f"--reference={retrained}", "--setting=write_openunlearning=true"
+    )
     assert set(got) == {f"mia-{a}" for a in MIA_ATTACKS}, result.stdout.str()
     sets = load_data(MINI / "data", "news", "--data", lambda message: None).privleak
     tokenizer = AutoTokenizer.from_pretrained(target)
@@ -171,6 +173,19 @@ def test_muse_mia_auc_with_every_attack_through_the_plugin(pytester, muse_models
         assert got[f"mia-{attack}"][0] == pytest.approx(expected, abs=1e-9), attack
     # The target was trained on the forget articles: the loss attack tells them from the holdout.
     assert got["mia-loss"][0] > 0.9 and not got["mia-loss"][1]
+    # Written as open-unlearning's mia_* entries (forget 0, holdout 1, the score as it is: the
+    # same number), and read back as --predictions without a model: the same six values.
+    card = json.loads((pytester.path / "card.json").read_text())
+    evals = json.loads(Path(card["artifacts"]["openunlearning_eval"]).read_text())
+    for attack in MIA_ATTACKS:
+        entry = evals[f"mia_{attack}"]
+        forget = [v["score"] for v in entry["forget"]["value_by_index"].values()]
+        holdout = [v["score"] for v in entry["holdout"]["value_by_index"].values()]
+        pairs = [(f, h) for f in forget for h in holdout]
+        by_hand = sum(1.0 if h > f else 0.5 if h == f else 0.0 for f, h in pairs) / len(pairs)
+        assert entry["auc"] == pytest.approx(by_hand, abs=1e-12) == got[f"mia-{attack}"][0]
+    result, again = _run(pytester, manifest, f"--predictions={card['artifacts']['openunlearning_eval']}")
+    assert {k: v[0] for k, v in again.items()} == pytest.approx({k: v[0] for k, v in got.items()}, abs=1e-12)
 
 
 def test_muse_mia_auc_refuses_what_it_cannot_run_in_one_line(pytester, muse_models, tmp_path):
@@ -189,6 +204,16 @@ def test_muse_mia_auc_refuses_what_it_cannot_run_in_one_line(pytester, muse_mode
     line = usage_error(pytester, "--suite", bad, f"--model={muse_models['target']}")
     assert line.startswith(
         "ERROR: check mia-reference: attack=refrence: Unknown attack 'refrence'. Did you mean: reference?"
+    )
+    # Without a model, the file must hold the attack's per-sample scores.
+    evals = tmp_path / "MUSE_EVAL.json"
+    evals.write_text(json.dumps({"mia_loss": {"forget": {"value_by_index": {"0": {"score": 1.0}}},
+                                              "holdout": {"value_by_index": {"0": {"score": 2.0}}}}}))  # fmt: skip
+    manifest = _manifest(tmp_path, reference_check)
+    line = usage_error(pytester, "--suite", manifest, f"--predictions={evals}")
+    assert line == (
+        "ERROR: check mia-reference (muse.mia_auc, reference) scores the model's token log-probs: pass --model PATH, "
+        "or a MUSE_EVAL.json with its mia_reference as --predictions"
     )
 
 

@@ -149,10 +149,16 @@ class MuseBackend(ModelsByPath, Backend):
         if not specs:
             return
         if self.settings.model is None:
-            raise UnlearnError(
-                f"check {specs[0].id} (muse.mia_auc) scores the model's token log-probs: pass --model PATH "
-                "(MUSE_EVAL.json carries PrivLeak's Min-K% values, not other attacks')"
-            )
+            from pytest_unlearn.muse.openunlearning_files import MIA_BY_ATTACK
+
+            log = self._prediction_log
+            for spec, attack in zip(specs, self.mia_attacks):
+                if log is None or attack.name not in log.mia:
+                    raise UnlearnError(
+                        f"check {spec.id} (muse.mia_auc, {attack.name}) scores the model's token log-probs: pass "
+                        f"--model PATH, or a MUSE_EVAL.json with its {MIA_BY_ATTACK[attack.name]} as --predictions"
+                    )
+            return
         reference = self.settings.reference
         if any(a.needs_reference for a in self.mia_attacks) and (
             reference is None or not (reference / "config.json").is_file()
@@ -294,8 +300,13 @@ class MuseBackend(ModelsByPath, Backend):
     def _compute_from_log(self, name: str) -> bool:
         """Input ``name`` from the --predictions MUSE_EVAL.json; False when it comes from a model."""
         log = self._prediction_log
-        if log is None or name not in ("verbmem", "knowmem", "privleak", "memorization"):
+        if log is None or name not in ("verbmem", "knowmem", "privleak", "memorization", "mia"):
             return False
+        if name == "mia":
+            if self.settings.model is not None:
+                return False  # the weights are given: the attacks run on them
+            self.inputs = replace(self.inputs, mia_scores=dict(log.mia))
+            return True
         flag = "--predictions"
         if name == "verbmem":
             self.inputs = replace(self.inputs, verbmem=log.require_rouge("verbmem", flag))
@@ -435,6 +446,23 @@ class MuseBackend(ModelsByPath, Backend):
             )
         n_forget = len(self.data.privleak["forget"])
         self.inputs = replace(self.inputs, mia={"forget": stats[:n_forget], "holdout": stats[n_forget:]})
+
+    def _mia_scores(self) -> dict[str, dict[str, np.ndarray]] | None:
+        """Per attack of the ``muse.mia_auc`` checks, the forget and holdout scores, for
+        open-unlearning's ``mia_*`` entries (each check's own ``k``)."""
+        import inspect
+
+        if self.inputs.mia is None:
+            return None
+        specs = [c for c in self.manifest.checks if c.metric == "muse.mia_auc"]
+        out: dict[str, dict[str, np.ndarray]] = {}
+        for spec, attack in zip(specs, self.mia_attacks):
+            k = float(spec.params.get("k", mm.MIN_K))
+            params = {"k": k} if "k" in inspect.signature(attack.fn).parameters else {}
+            out[attack.name] = {
+                split: np.array([attack.score(r, **params) for r in rows]) for split, rows in self.inputs.mia.items()
+            }
+        return out
 
     def _gradient_norms(self, path: Path, texts: list[str], context: int | None) -> list[float]:
         """GradNorm's per-text gradient norm (open-unlearning ``mia/gradnorm.py``), one text at a
@@ -577,7 +605,7 @@ class MuseBackend(ModelsByPath, Backend):
         elif i.memorization_scores:
             memorization = dict(i.memorization_scores)
         signed = mm.aggregates(i).get("privleak")
-        evals = files.dump_muse_eval(rouge, i.privleak, signed, memorization)
+        evals = files.dump_muse_eval(rouge, i.privleak, signed, memorization, self._mia_scores())
         if not evals:
             return
         self.write_artifact(

@@ -127,6 +127,9 @@ class MuseInputs:
     # "holdout", its token statistics (with the gradient norm or the reference's log-probs when
     # the attack needs them).
     mia: dict[str, list[TokenStats]] | None = None
+    # ... or, from an open-unlearning MUSE_EVAL.json (--predictions), its mia_* per-sample scores:
+    # attack -> "forget" / "holdout" -> scores.
+    mia_scores: dict[str, dict[str, np.ndarray]] | None = None
 
     def resample(self, rng: np.random.Generator, requires: tuple[str, ...]) -> MuseInputs:
         """A bootstrap replicate: every set drawn with replacement, *paired* across models: the
@@ -161,6 +164,10 @@ class MuseInputs:
         if "memorization" in requires and self.memorization_scores:
             changes["memorization_scores"] = {
                 k: [v[i] for i in rng.integers(0, len(v), size=len(v))] for k, v in self.memorization_scores.items()
+            }
+        if "mia" in requires and self.mia_scores is not None:
+            changes["mia_scores"] = {
+                attack: {k: resample(v, rng) for k, v in sets.items()} for attack, sets in self.mia_scores.items()
             }
         if "mia" in requires and self.mia is not None:
             changes["mia"] = {
@@ -349,6 +356,16 @@ def mia_auc(forget: list[TokenStats], holdout: list[TokenStats], attack: str, k:
     "reference) on MUSE's forget texts against its holdout texts.",
 )
 def mia_auc_metric(inputs: MuseInputs, *, attack: str = "min_k", k: float = MIN_K) -> Measurement:
+    if inputs.mia is None and inputs.mia_scores is not None:
+        from sklearn.metrics import roc_auc_score
+
+        if attack not in inputs.mia_scores:
+            raise UnlearnError(f"the --predictions MUSE_EVAL.json has no per-sample scores of the {attack} attack")
+        forget, holdout = inputs.mia_scores[attack]["forget"], inputs.mia_scores[attack]["holdout"]
+        # Their scores as they are (their k for min_k): members (forget) labelled 1, minus the score.
+        labels = [1] * len(forget) + [0] * len(holdout)
+        value = float(roc_auc_score(labels, -np.concatenate([forget, holdout])))
+        return Measurement(value, len(labels), {"attack": attack, "source": "MUSE_EVAL.json"})
     if inputs.mia is None:
         raise UnlearnError("internal: the membership-inference statistics were not computed")
     value = mia_auc(inputs.mia["forget"], inputs.mia["holdout"], attack, k)

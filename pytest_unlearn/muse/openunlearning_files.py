@@ -31,6 +31,15 @@ SUMMARY_FILE = "MUSE_SUMMARY.json"
 ROUGE = {"verbmem": "forget_verbmem_ROUGE", "knowmem_forget": "forget_knowmem_ROUGE",
          "knowmem_retain": "retain_knowmem_ROUGE"}  # fmt: skip
 MIA = "mia_min_k"
+#: open-unlearning's MIA metrics by attack (``muse.mia_auc``; ``mia_min_k`` is also PrivLeak's).
+MIA_BY_ATTACK = {
+    "loss": "mia_loss",
+    "zlib": "mia_zlib",
+    "min_k": "mia_min_k",
+    "min_k_plus_plus": "mia_min_k_plus_plus",
+    "gradnorm": "mia_gradnorm",
+    "reference": "mia_reference",
+}
 MEMORIZATION = ("exact_memorization", "extraction_strength")
 
 
@@ -42,6 +51,8 @@ class MuseLog:
     rouge: dict[str, np.ndarray] = field(default_factory=dict)  # keyed as ROUGE's keys
     privleak: dict[str, np.ndarray] | None = None  # "forget" / "holdout" Min-K scores
     memorization: dict[str, list[float]] = field(default_factory=dict)
+    # Per attack of its mia_* entries: "forget" / "holdout" per-sample scores.
+    mia: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
     def require_rouge(self, key: str, flag: str) -> np.ndarray:
         if key not in self.rouge:
@@ -97,7 +108,7 @@ def load_muse_eval(path: Path, flag: str) -> MuseLog:
             f"{flag} {path}: open-unlearning's {SUMMARY_FILE} holds only aggregate values, no per-sample scores to "
             f"check or bootstrap; pass the {EVAL_FILE} beside it"
         )
-    known = (*ROUGE.values(), MIA, *MEMORIZATION)
+    known = (*ROUGE.values(), *MIA_BY_ATTACK.values(), *MEMORIZATION)
     if not any(name in data for name in known):
         raise UnlearnError(f"{flag} {path}: none of open-unlearning's MUSE metrics ({', '.join(known)}) is in it")
     where = f"{flag} {path}"
@@ -106,14 +117,16 @@ def load_muse_eval(path: Path, flag: str) -> MuseLog:
         for key, name in ROUGE.items()
         if name in data
     }
-    privleak = None
-    if MIA in data:
-        entry = data[MIA]
+    mia = {}
+    for attack, name in MIA_BY_ATTACK.items():
+        if name not in data:
+            continue
+        entry = data[name]
         if not isinstance(entry, dict) or not all(isinstance(entry.get(s), dict) for s in ("forget", "holdout")):
-            raise UnlearnError(f"{where}: {MIA} has no forget and holdout per-sample scores")
-        privleak = {s: np.array(_scores(entry[s], "score", f"{where}: {MIA}.{s}")) for s in ("forget", "holdout")}
+            raise UnlearnError(f"{where}: {name} has no forget and holdout per-sample scores")
+        mia[attack] = {s: np.array(_scores(entry[s], "score", f"{where}: {name}.{s}")) for s in ("forget", "holdout")}
     memorization = {name: _scores(data[name], "score", f"{where}: {name}") for name in MEMORIZATION if name in data}
-    return MuseLog(path, rouge, privleak, memorization)
+    return MuseLog(path, rouge, mia.get("min_k"), memorization, mia)
 
 
 def is_summary(path: Path) -> bool:
@@ -167,12 +180,21 @@ def dump_muse_eval(
     privleak: dict[str, np.ndarray] | None,
     signed_privleak: float | None,
     memorization: dict[str, list[float]],
+    mia: dict[str, dict[str, np.ndarray]] | None = None,
 ) -> dict[str, Any]:
-    """``MUSE_EVAL.json`` of what was computed, metrics sorted by name (``save_logs``)."""
-    out: dict[str, Any] = {ROUGE[key]: _rouge_entry(values) for key, values in rouge.items()}
-    if privleak is not None:
-        from sklearn.metrics import roc_auc_score
+    """``MUSE_EVAL.json`` of what was computed, metrics sorted by name (``save_logs``); ``mia``:
+    per attack of the ``muse.mia_auc`` checks, the forget and holdout scores (PrivLeak's own
+    Min-K% scores, when computed, are its ``mia_min_k``)."""
+    from sklearn.metrics import roc_auc_score
 
+    out: dict[str, Any] = {ROUGE[key]: _rouge_entry(values) for key, values in rouge.items()}
+    for attack, sets in (mia or {}).items():
+        forget, holdout = np.asarray(sets["forget"]), np.asarray(sets["holdout"])
+        auc = float(roc_auc_score([0] * len(forget) + [1] * len(holdout), np.concatenate([forget, holdout])))
+        out[MIA_BY_ATTACK[attack]] = {
+            "forget": _score_entry(forget), "holdout": _score_entry(holdout), "auc": auc, "agg_value": auc,
+        }  # fmt: skip
+    if privleak is not None:
         forget, holdout = privleak["forget"], privleak["holdout"]
         # mia/utils.py mia_auc: forget labelled 0, holdout 1, scored by the attack's score.
         auc = float(roc_auc_score([0] * len(forget) + [1] * len(holdout), np.concatenate([forget, holdout])))
