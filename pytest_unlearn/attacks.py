@@ -154,6 +154,18 @@ for _name, _attr in {
     ATTACKS.register(_name, f"{__name__}:{_attr}")
 
 
+#: open-unlearning's metric name of each built-in attack's AUC (``configs/eval/*_metrics/mia_*.yaml``),
+#: as their TOFU_EVAL.json / MUSE_EVAL.json name the per-sample scores.
+OPEN_UNLEARNING_METRICS = {
+    "loss": "mia_loss",
+    "zlib": "mia_zlib",
+    "min_k": "mia_min_k",
+    "min_k_plus_plus": "mia_min_k_plus_plus",
+    "gradnorm": "mia_gradnorm",
+    "reference": "mia_reference",
+}
+
+
 def get_attack(name: str, flag: str = "--setting mia_attack") -> Attack:
     try:
         return ATTACKS.get(name)

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from pytest_unlearn.attacks import OPEN_UNLEARNING_METRICS
 from pytest_unlearn.errors import UnlearnError
 
 EVAL_FILE = "MUSE_EVAL.json"
@@ -31,15 +32,7 @@ SUMMARY_FILE = "MUSE_SUMMARY.json"
 ROUGE = {"verbmem": "forget_verbmem_ROUGE", "knowmem_forget": "forget_knowmem_ROUGE",
          "knowmem_retain": "retain_knowmem_ROUGE"}  # fmt: skip
 MIA = "mia_min_k"
-#: open-unlearning's MIA metrics by attack (``muse.mia_auc``; ``mia_min_k`` is also PrivLeak's).
-MIA_BY_ATTACK = {
-    "loss": "mia_loss",
-    "zlib": "mia_zlib",
-    "min_k": "mia_min_k",
-    "min_k_plus_plus": "mia_min_k_plus_plus",
-    "gradnorm": "mia_gradnorm",
-    "reference": "mia_reference",
-}
+MIA_BY_ATTACK = OPEN_UNLEARNING_METRICS  # muse.mia_auc's entries; mia_min_k is also PrivLeak's
 MEMORIZATION = ("exact_memorization", "extraction_strength")
 
 

@@ -585,13 +585,12 @@ class TofuBackend(ModelsByPath, Backend):
         forget and holdout answers, for open-unlearning's ``mia_*`` entries (k = 0.4, theirs)."""
         import inspect
 
-        from pytest_unlearn.attacks import get_attack
-        from pytest_unlearn.tofu.logs import OPEN_UNLEARNING_MIA
+        from pytest_unlearn.attacks import OPEN_UNLEARNING_METRICS, get_attack
 
         if self.inputs.mia is None:
             return None
         out: dict[str, dict[str, list[float]]] = {}
-        for name in OPEN_UNLEARNING_MIA:
+        for name in OPEN_UNLEARNING_METRICS:
             attack = get_attack(name)
             rows = self.inputs.mia["forget"] + self.inputs.mia["holdout"]
             if attack.needs_vocab and any(r.mu is None for r in rows):

@@ -193,17 +193,6 @@ def load_open_unlearning_scores(path: Path, flag: str) -> dict[str, list[float]]
     return out
 
 
-#: open-unlearning's names of the MIA metrics (``configs/eval/tofu_metrics/mia_*.yaml``) by attack.
-OPEN_UNLEARNING_MIA = {
-    "loss": "mia_loss",
-    "zlib": "mia_zlib",
-    "min_k": "mia_min_k",
-    "min_k_plus_plus": "mia_min_k_plus_plus",
-    "gradnorm": "mia_gradnorm",
-    "reference": "mia_reference",
-}
-
-
 def load_open_unlearning_mia(path: Path, flag: str) -> dict[str, dict[str, list[float]]]:
     """Per attack, the per-sample ``score`` of the ``forget`` and ``holdout`` answers an
     open-unlearning ``TOFU_EVAL.json`` holds (``mia/utils.py`` ``mia_auc`` keeps both sets'
@@ -218,7 +207,9 @@ def load_open_unlearning_mia(path: Path, flag: str) -> dict[str, dict[str, list[
     if not isinstance(data, dict) or not any(keys[0] in data for keys in OPEN_UNLEARNING_KEYS.values()):
         return {}
     out: dict[str, dict[str, list[float]]] = {}
-    for attack, name in OPEN_UNLEARNING_MIA.items():
+    from pytest_unlearn.attacks import OPEN_UNLEARNING_METRICS
+
+    for attack, name in OPEN_UNLEARNING_METRICS.items():
         if name not in data:
             continue
         where = f"{flag} {path}"

@@ -431,12 +431,12 @@ def mia_auc_metric(inputs: TofuInputs, *, attack: str = "min_k", k: float = 0.4)
     if inputs.mia is None and inputs.mia_scores is not None:
         from sklearn.metrics import roc_auc_score
 
-        from pytest_unlearn.tofu.logs import OPEN_UNLEARNING_MIA
+        from pytest_unlearn.attacks import OPEN_UNLEARNING_METRICS
 
         get_attack(attack, "attack")
         if attack not in inputs.mia_scores:
             raise UnlearnError(
-                f"the --predictions TOFU_EVAL.json has no per-sample {OPEN_UNLEARNING_MIA[attack]}: run "
+                f"the --predictions TOFU_EVAL.json has no per-sample {OPEN_UNLEARNING_METRICS[attack]}: run "
                 "open-unlearning's eval with it, or pass --model PATH"
             )
         forget, holdout = inputs.mia_scores[attack]["forget"], inputs.mia_scores[attack]["holdout"]

@@ -98,13 +98,13 @@ def dump_tofu_eval(
     if mia:
         from sklearn.metrics import roc_auc_score
 
-        from pytest_unlearn.tofu.logs import OPEN_UNLEARNING_MIA
+        from pytest_unlearn.attacks import OPEN_UNLEARNING_METRICS
 
         for attack, sets in mia.items():
             forget, holdout = sets["forget"], sets["holdout"]
             # mia/utils.py mia_auc: forget labelled 0, holdout 1, scored by the attack's score.
             auc = float(roc_auc_score([0] * len(forget) + [1] * len(holdout), list(forget) + list(holdout)))
-            out[OPEN_UNLEARNING_MIA[attack]] = {
+            out[OPEN_UNLEARNING_METRICS[attack]] = {
                 **{
                     split: {
                         "agg_value": float(np.mean(values)),
