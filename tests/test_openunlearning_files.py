@@ -128,22 +128,29 @@ threshold = 0.5
 """
 
 
-def test_memorization_scores_travel_through_tofu_eval_and_summaries_are_refused(pytester, tofu_models, cache_dir):
+def tofu_checks_and(folder: Path, name: str, extra: str) -> Path:
+    """A manifest extending tofu-mini with tofu's four checks and ``extra`` (a child's
+    [[checks]] replace its parent's, so the four are copied beside the new ones)."""
     mini = Path(__file__).resolve().parent.parent / "suites" / "tofu-mini"
-    # tofu-mini extends tofu; a child's [[checks]] replace its parent's, so tofu's four are copied
-    # here beside the two new ones.
     full = (mini.parent / "tofu" / "manifest.toml").read_text()
-    checks = full[full.index("[[checks]]") :]
-    head = f'[suite]\nname = "tofu-mem"\nextends = "{mini / "manifest.toml"}"\n\n'
-    manifest = pytester.path / "mem.toml"
-    manifest.write_text(head + checks + MEMORIZATION_CHECKS)  # tofu-mini's four checks and the two new ones
+    head = f'[suite]\nname = "{name}"\nextends = "{mini / "manifest.toml"}"\n\n'
+    manifest = folder / f"{name}.toml"
+    manifest.write_text(head + full[full.index("[[checks]]") :] + extra)
+    return manifest
+
+
+def run_manifest(pytester: pytest.Pytester, manifest: Path, cache_dir: Path, *args: str):
+    result = pytester.runpytest_inprocess(
+        "-p", "no:cacheprovider", "--suite", str(manifest), f"--cache-dir={cache_dir}", "--scorecard=card.json", *args,
+    )  # fmt: skip
+    return result, json.loads((pytester.path / "card.json").read_text())
+
+
+def test_memorization_scores_travel_through_tofu_eval_and_summaries_are_refused(pytester, tofu_models, cache_dir):
+    manifest = tofu_checks_and(pytester.path, "tofu-mem", MEMORIZATION_CHECKS)
 
     def go(*args: str):
-        result = pytester.runpytest_inprocess(
-            "-p", "no:cacheprovider", "--suite", str(manifest), f"--cache-dir={cache_dir}", "--scorecard=card.json",
-            *args,
-        )  # fmt: skip
-        return result, json.loads((pytester.path / "card.json").read_text())
+        return run_manifest(pytester, manifest, cache_dir, *args)
 
     _, card = go(
         f"--model={tofu_models['target']}",
@@ -182,20 +189,11 @@ MIA_CHECKS = "".join(
 
 
 def test_mia_scores_travel_through_tofu_eval(pytester, tofu_models, cache_dir):
-    mini = Path(__file__).resolve().parent.parent / "suites" / "tofu-mini"
-    # A child's [[checks]] replace its parent's: tofu's four are copied (TOFU_EVAL.json is written
-    # from the logs they compute) beside the MIA checks.
-    full = (mini.parent / "tofu" / "manifest.toml").read_text()
-    head = f'[suite]\nname = "tofu-attacks"\nextends = "{mini / "manifest.toml"}"\n\n' + full[full.index("[[checks]]") :]
-    manifest = pytester.path / "mia.toml"
-    manifest.write_text(head + MIA_CHECKS)
+    # tofu's four checks ride along: TOFU_EVAL.json is written from the logs they compute.
+    manifest = tofu_checks_and(pytester.path, "tofu-attacks", MIA_CHECKS)
 
     def go(*args: str):
-        result = pytester.runpytest_inprocess(
-            "-p", "no:cacheprovider", "--suite", str(manifest), f"--cache-dir={cache_dir}", "--scorecard=card.json",
-            *args,
-        )  # fmt: skip
-        return result, json.loads((pytester.path / "card.json").read_text())
+        return run_manifest(pytester, manifest, cache_dir, *args)
 
     _, card = go(
         f"--model={tofu_models['target']}",
@@ -234,11 +232,11 @@ def test_mia_scores_travel_through_tofu_eval(pytester, tofu_models, cache_dir):
     hand = pytester.path / "hand" / "TOFU_EVAL.json"
     hand.parent.mkdir()
     hand.write_text(json.dumps(edited))
-    manifest.write_text(head + MIA_CHECKS.split("[[checks]]")[0] + "[[checks]]" + MIA_CHECKS.split("[[checks]]")[2])
+    tofu_checks_and(pytester.path, "tofu-attacks", "\n[[checks]]" + MIA_CHECKS.split("[[checks]]")[2])
     _, card = go(f"--predictions={hand}", "-k", "mia", "--unlearn-partial")
     assert [(c["id"], c["value"]) for c in card["checks"] if c["value"] is not None] == [("mia-min_k", 0.5)]
     # An attack the file lacks, or a score out of its domain, is one line.
-    manifest.write_text(head + MIA_CHECKS)
+    tofu_checks_and(pytester.path, "tofu-attacks", MIA_CHECKS)
     result, card = go(f"--predictions={hand}", "-k", "mia", "--unlearn-partial")
     errors = {c["id"]: c.get("error") or c["details"].get("error") for c in card["checks"] if c["passed"] is not True}
     assert "mia-gradnorm" in errors, card["checks"]

@@ -62,13 +62,19 @@ def _their_em_es(model, ids, labels) -> tuple[float, float]:
     actual = (labels[0] != IGNORE).nonzero(as_tuple=True)[0][:-1]
     start, end = actual[0].item(), actual[-1].item()
     lp, lab = log_probs[0, start - 1 : end], labels[0][actual]
-    preds = torch.argmax(lp, dim=-1)
-    em = ((preds == lab).sum() / len(lab)).item()
+    return _their_scores(torch.argmax(lp, dim=-1), lab)
+
+
+def _their_scores(preds, labels) -> tuple[float, float]:
+    """``memorization.py`` ``_exact_memorization`` and ``_extraction_strength``, transcribed."""
+    import torch
+
+    em = ((preds == labels).sum() / len(labels)).item()
     k = 0
-    for k in range(len(lab)):
-        if torch.equal(preds[k:], lab[k:]):
+    for k in range(len(labels)):
+        if torch.equal(preds[k:], labels[k:]):
             break
-    return em, 1 - k / len(lab)
+    return em, 1 - k / len(labels)
 
 
 def _run(pytester, manifest: str, *args: str):
@@ -257,14 +263,7 @@ def _their_semeval_em_es(model, tokenizer, prompt: str, answer: str) -> tuple[fl
     start = len(tokenizer(prompt, add_special_tokens=True).input_ids)
     with torch.no_grad():
         logits = model(input_ids=torch.tensor([full])).logits[0]
-    preds = logits[start - 1 : len(full) - 1].argmax(-1)
-    labels = torch.tensor(full[start:])
-    em = ((preds == labels).sum() / len(labels)).item()
-    k = 0
-    for k in range(len(labels)):
-        if torch.equal(preds[k:], labels[k:]):
-            break
-    return em, 1 - k / len(labels)
+    return _their_scores(logits[start - 1 : len(full) - 1].argmax(-1), torch.tensor(full[start:]))
 
 
 def test_semeval_exact_memorization_and_extraction_strength_through_the_plugin(pytester, semeval_models):

@@ -170,15 +170,24 @@ def _is_summary(data: dict[str, Any]) -> bool:
     return bool(data) and numbers and bool(known & set(data))
 
 
-def load_open_unlearning_scores(path: Path, flag: str) -> dict[str, list[float]]:
-    """``exact_memorization`` / ``extraction_strength`` per-sample scores of an open-unlearning
-    ``TOFU_EVAL.json`` (empty when ``path`` is another kind of log or lacks them)."""
+def _open_unlearning_eval(path: Path, flag: str) -> tuple[Path, dict[str, Any] | None]:
+    """The ``TOFU_EVAL.json`` at ``path`` (or in that folder) and its content; None when there is
+    none or ``path`` is another kind of log."""
     if path.is_dir():
         path = path / OPEN_UNLEARNING
     if not path.is_file():
-        return {}
+        return path, None
     data = _read_json(path, flag)
     if not isinstance(data, dict) or not any(keys[0] in data for keys in OPEN_UNLEARNING_KEYS.values()):
+        return path, None
+    return path, data
+
+
+def load_open_unlearning_scores(path: Path, flag: str) -> dict[str, list[float]]:
+    """``exact_memorization`` / ``extraction_strength`` per-sample scores of an open-unlearning
+    ``TOFU_EVAL.json`` (empty when ``path`` is another kind of log or lacks them)."""
+    path, data = _open_unlearning_eval(path, flag)
+    if data is None:
         return {}
     out = {}
     for name in OPEN_UNLEARNING_SCORES:
@@ -199,12 +208,8 @@ def load_open_unlearning_mia(path: Path, flag: str) -> dict[str, dict[str, list[
     ``value_by_index``); empty when ``path`` is another kind of log or has no ``mia_*`` entry."""
     from pytest_unlearn import domains
 
-    if path.is_dir():
-        path = path / OPEN_UNLEARNING
-    if not path.is_file():
-        return {}
-    data = _read_json(path, flag)
-    if not isinstance(data, dict) or not any(keys[0] in data for keys in OPEN_UNLEARNING_KEYS.values()):
+    path, data = _open_unlearning_eval(path, flag)
+    if data is None:
         return {}
     out: dict[str, dict[str, list[float]]] = {}
     from pytest_unlearn.attacks import OPEN_UNLEARNING_METRICS
