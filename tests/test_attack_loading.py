@@ -112,7 +112,7 @@ def test_a_diffusion_unet_missing_a_tensor_fails_every_check(pytester, genmu_mod
         "--batch-size=32",
         f"--model={model}",
         f"--original-model={genmu_models['original']}",
-        f"--clip-model={genmu_models['clip']}",
+        f"--setting=clip_model={genmu_models['clip']}",
     )
     assert_one_line_per_check(
         result,

@@ -165,7 +165,7 @@ def genmu_command(models: dict[str, Path], *args: str) -> list[str]:
         "no:cacheprovider",
         "--suite=genmu-mini",
         f"--model={models['erased']}",
-        f"--clip-model={models['clip']}",
+        f"--setting=clip_model={models['clip']}",
         "--batch-size=4",  # many small batches: the kill lands between two of them
         "--scorecard=card.json",
         *args,

@@ -70,7 +70,7 @@ def test_third_party_warnings_stay_out_of_a_checks_captured_output(pytester, gen
     """A fresh process (transformers says each of these once per process): the genmu world's
     original model fails its forget checks; their reports carry no third-party warnings."""
     result = pytester.runpytest_subprocess(
-        "-p", "no:cacheprovider", "--suite=genmu-mini", f"--clip-model={genmu_models['clip']}",
+        "-p", "no:cacheprovider", "--suite=genmu-mini", f"--setting=clip_model={genmu_models['clip']}",
         f"--model={genmu_models['original']}", "--no-cache", "-k", "golf-ball-forget-direct", "-rA",
         "--setting=images_per_prompt=1", "--setting=steps=2",  # the warnings, not the images
         timeout=600,

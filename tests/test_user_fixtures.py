@@ -191,7 +191,7 @@ def test_the_pipeline_and_its_images_are_the_suites(pytester, genmu_models):
         """
     )
     result = run(
-        pytester, "--suite=genmu-mini", f"--model={genmu_models['erased']}", f"--clip-model={genmu_models['clip']}",
+        pytester, "--suite=genmu-mini", f"--model={genmu_models['erased']}", f"--setting=clip_model={genmu_models['clip']}",
         "test_mine.py", "-k", "one_image",
     )  # fmt: skip
     result.assert_outcomes(passed=1)

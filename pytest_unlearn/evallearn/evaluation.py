@@ -215,7 +215,10 @@ class EvallearnBackend(Backend):
             return self.sets[name]
         path = self.data_files.get(name)
         where = f"--data {self.settings.data}" if self.settings.data is not None else f"suite {self.manifest.name}"
-        raise UnlearnError(f"{where}: no {name} prompt CSV ({path}); add the file or deselect the check with -k")
+        raise UnlearnError(
+            f"{where}: no {name} prompt CSV ({path}); add the file, or run the other checks with -k and "
+            "--unlearn-partial (the card then does not pass the suite)"
+        )
 
     # -- one input per check ---------------------------------------------------------------------
     def input_of(self, spec: CheckSpec) -> str | None:

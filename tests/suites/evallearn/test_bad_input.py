@@ -41,7 +41,8 @@ def test_missing_inputs_fail_their_checks_with_one_line(pytester, world):
     )
     result.stdout.fnmatch_lines(
         [
-            f"ua: --data {data}: no ua-target prompt CSV ({data / 'ua-target.csv'}); add the file or deselect the check with -k"
+            f"ua: --data {data}: no ua-target prompt CSV ({data / 'ua-target.csv'}); add the file, or run the other "
+            "checks with -k and --unlearn-partial (the card then does not pass the suite)"
         ]
     )
     result = pytester.runpytest_inprocess(

@@ -45,7 +45,7 @@ def runs(evallearn_world: dict[str, Path], tmp_path_factory: pytest.TempPathFact
         result = subprocess.run(
             [
                 sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--suite", "evallearn-mini",
-                f"--model={evallearn_world[model]}", f"--clip-model={evallearn_world['clip']}",
+                f"--model={evallearn_world[model]}", f"--setting=clip_model={evallearn_world['clip']}",
                 f"--cache-dir={genmu_cache}",
             ],
             cwd=folder, capture_output=True, text=True, timeout=1200,
@@ -213,7 +213,7 @@ def test_a_missing_bundled_reference_folder_names_the_manifest_entry(pytester, g
     manifest.write_text((SUITE / "manifest.toml").read_text(encoding="utf-8"), encoding="utf-8")
     result = pytester.runpytest_subprocess(
         "-p", "no:cacheprovider", f"--suite={manifest}", f"--model={genmu_models['erased']}",
-        f"--clip-model={genmu_models['clip']}", "-k", "fid",
+        f"--setting=clip_model={genmu_models['clip']}", "-k", "fid",
     )  # fmt: skip
     result.stdout.fnmatch_lines(
         [

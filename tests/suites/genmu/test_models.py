@@ -58,7 +58,7 @@ def test_a_folder_of_single_concept_models(pytester, genmu_models, genmu_extra_m
         "--suite=genmu-mini",
         f"--model={folder}",
         f"--original-model={genmu_models['original']}",
-        f"--clip-model={genmu_models['clip']}",
+        f"--setting=clip_model={genmu_models['clip']}",
         "--batch-size=32",
         f"--cache-dir={genmu_cache}",
         "--scorecard=card.json",
@@ -132,7 +132,7 @@ def test_concept_equals_path_and_two_workers_give_the_same_scorecard(
         "--suite=genmu-mini",
         *(f"--model={concept}={path}" for concept, path in models.items()),
         f"--original-model={genmu_models['original']}",
-        f"--clip-model={genmu_models['clip']}",
+        f"--setting=clip_model={genmu_models['clip']}",
         "--batch-size=32",
         f"--cache-dir={genmu_cache}",
         "--scorecard=card.json",
@@ -182,7 +182,9 @@ def test_model_errors_are_one_line(pytester, genmu_models, semeval_models):
         ),
     ]
     for args, line in cases:
-        result = pytester.runpytest_inprocess("-p", "no:cacheprovider", f"--clip-model={genmu_models['clip']}", *args)
+        # The judge is a genmu setting: semeval has none (an unknown setting is its own error).
+        clip = [f"--setting=clip_model={genmu_models['clip']}"] if "genmu" in args[0] else []
+        result = pytester.runpytest_inprocess("-p", "no:cacheprovider", *clip, *args)
         assert result.ret == pytest.ExitCode.USAGE_ERROR, args
         result.stderr.fnmatch_lines([line])
         assert "Traceback" not in result.stderr.str() + result.stdout.str()

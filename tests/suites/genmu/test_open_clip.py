@@ -80,14 +80,14 @@ def test_open_clip_judge_reaches_the_transformers_judges_verdicts(
         f"--cache-dir={pytester.path / 'cache'}",
     ]
     transformers_run = pytester.runpytest_inprocess(
-        "-p", "no:cacheprovider", *common, f"--clip-model={genmu_models['clip']}", "--scorecard=hf.json"
+        "-p", "no:cacheprovider", *common, f"--setting=clip_model={genmu_models['clip']}", "--scorecard=hf.json"
     )
     # The verdicts are compared below, whatever they are (OK, or checks failed).
     assert transformers_run.ret in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED), transformers_run.stdout.str()
     judged = list((pytester.path / "cache" / "genmu-judge").rglob("*.json"))
 
     run = run_subprocess(
-        pytester.path, env_with_open_clip, *common, f"--clip-model={open_clip_spec}", "--scorecard=oc.json"
+        pytester.path, env_with_open_clip, *common, f"--setting=clip_model={open_clip_spec}", "--scorecard=oc.json"
     )
     assert run.returncode == transformers_run.ret, run.stdout + run.stderr
     assert len(list((pytester.path / "cache" / "genmu-judge").rglob("*.json"))) == 2 * len(judged)
@@ -205,7 +205,12 @@ def test_open_clip_spec_errors_are_usage_errors(pytester, spec, message):
     manifest, images = write_world(pytester.path)
     (pytester.path / "weights.safetensors").write_bytes(b"")
     result = pytester.runpytest_inprocess(
-        "-p", "no:cacheprovider", f"--suite={manifest}", f"--images={images}", "--judge=clip", f"--clip-model={spec}"
+        "-p",
+        "no:cacheprovider",
+        f"--suite={manifest}",
+        f"--images={images}",
+        "--judge=clip",
+        f"--setting=clip_model={spec}",
     )
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert [line for line in result.stderr.lines if line.startswith("ERROR: ")] == [f"ERROR: {message}"]
@@ -218,7 +223,7 @@ def test_open_clip_judge_without_open_clip_says_what_to_install(pytester):
     (pytester.path / "w.safetensors").write_bytes(b"")
     result = pytester.runpytest_inprocess(
         "-p", "no:cacheprovider", f"--suite={manifest}", f"--images={images}", "--judge=clip",
-        "--clip-model=open_clip:ViT-B-32:w.safetensors", "--scorecard=card.json",
+        "--setting=clip_model=open_clip:ViT-B-32:w.safetensors", "--scorecard=card.json",
     )  # fmt: skip
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     assert first_error(pytester.path / "card.json") == (

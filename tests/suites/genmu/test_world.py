@@ -34,7 +34,7 @@ def run_suite(pytester: pytest.Pytester, models: dict[str, Path], *args: str) ->
         "-p",
         "no:cacheprovider",
         *GENMU_ARGS,
-        f"--clip-model={models['clip']}",
+        f"--setting=clip_model={models['clip']}",
         "--scorecard=card.json",
         "--junitxml=junit.xml",
         *args,

@@ -45,7 +45,7 @@ def test_clip_image_neighbours_of_golf_ball_as_fade_ranks_them(pytester, genmu_m
         genmu_cache,
         f"--model={genmu_models['erased']}",
         f"--original-model={genmu_models['original']}",
-        f"--clip-model={genmu_models['clip']}",
+        f"--setting=clip_model={genmu_models['clip']}",
         "--setting=adjacent_from=clip-image",
         "-k",
         "golf-ball-adjacent or clip-score-drop",
