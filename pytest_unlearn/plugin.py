@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ CARD_KEY = pytest.StashKey[dict]()
 WRITE_ERROR_KEY = pytest.StashKey[str]()
 NO_CARD_KEY = pytest.StashKey[str]()
 NOTICES_KEY = pytest.StashKey[list]()  # one line per deprecated flag used, with its new spelling
+CPU_POLICY_KEY = pytest.StashKey[str]()  # the OpenMP wait policy of the run, as the header says it
 # Report attribute carrying a test's check results; pytest serializes extra report attributes,
 # so the results also reach the pytest-xdist controller from its workers.
 REPORT_ATTR = "unlearn_results"
@@ -173,6 +175,10 @@ def pytest_configure(config: pytest.Config) -> None:
         from pytest_unlearn.session import RunState, default_artifacts_dir
 
         silence_third_party_noise()  # never inside a check's captured output
+        from pytest_unlearn.workers import choose_wait_policy
+
+        # Before any torch import of the run: libgomp reads the policy once, when torch loads it.
+        config.stash[CPU_POLICY_KEY] = choose_wait_policy(os.environ, torch_loaded="torch" in sys.modules)
 
         scorecard = Path(values["unlearn_scorecard"]).expanduser()
         suite = suite_inputs(resolved)
@@ -321,6 +327,11 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
         f"bootstrap_samples={manifest.settings.get('bootstrap_samples', 1000)}",
     ]
     lines += state.backend.header_lines()
+    if CPU_POLICY_KEY in config.stash and not str(state.settings.device or "").startswith("cuda"):
+        from pytest_unlearn.workers import cpu_rule
+
+        workers = getattr(config.option, "numprocesses", 0)
+        lines.append(cpu_rule(workers if isinstance(workers, int) else 0, config.stash[CPU_POLICY_KEY]))
     if state.settings.thresholds:
         overrides = " ".join(f"--threshold {k}={v:g}" for k, v in state.settings.thresholds.items())
         lines.append(f"unlearn: overrides {overrides}")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
 from typing import Any
 
 from pytest_unlearn.errors import UnlearnError
@@ -94,6 +94,66 @@ def cpu_count() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # macOS, Windows
         return os.cpu_count() or 1
+
+
+#: libgomp (torch's OpenMP on Linux) reads it once, when torch is imported.
+WAIT_POLICY_ENV = "OMP_WAIT_POLICY"
+
+
+#: The 1-minute load average from which other processes are taken to hold a core: one busy
+#: process reads about 1.0 (our own process is idle at start-up).
+BUSY_LOAD = 0.9
+
+
+def choose_wait_policy(
+    environ: MutableMapping[str, str], torch_loaded: bool, load: float | None = None, cores: int | None = None
+) -> str:
+    """The CPU rule's OpenMP wait policy, and its phrase for the report header.
+
+    By default torch's OpenMP threads spin while they wait for each other. Beside another busy
+    process, a spinning thread holds a core the other one needs and the pass collapses; told to
+    wait passively, threads yield their core, but every wake-up costs, which a quiet machine
+    pays for nothing (benchmarks/busy_machine.py, the semeval world's passes on 2 cores: beside
+    one busy process 3.4x the quiet time spinning, 0.75x passive; quiet, passive 2.1x slower).
+    So a run starts with ``OMP_WAIT_POLICY=PASSIVE`` only when the machine is busy when it starts
+    (1-minute load average ``load`` at least :data:`BUSY_LOAD`), set before torch is imported (the
+    plugin imports none at load; libgomp reads it once). A policy the user set is kept.
+    """
+    given = environ.get(WAIT_POLICY_ENV)
+    if given:
+        return f"{WAIT_POLICY_ENV}={given} (yours)"
+    if torch_loaded:
+        return (
+            f"{WAIT_POLICY_ENV} unset (torch was imported before the plugin could choose: threads spin while waiting)"
+        )
+    if load is None:
+        try:
+            load = os.getloadavg()[0]
+        except (AttributeError, OSError):  # no load average (Windows)
+            return f"{WAIT_POLICY_ENV} unset (no load average here: threads spin while waiting)"
+    cores = cores or cpu_count()
+    if load >= BUSY_LOAD:
+        environ[WAIT_POLICY_ENV] = "PASSIVE"
+        return (
+            f"{WAIT_POLICY_ENV}=PASSIVE (load average {load:.2f} on {cores} cores at start: other processes are "
+            f"busy, so waiting threads yield their core; set {WAIT_POLICY_ENV} to choose)"
+        )
+    return (
+        f"{WAIT_POLICY_ENV} unset (load average {load:.2f} on {cores} cores at start: quiet, threads spin while "
+        f"waiting; set {WAIT_POLICY_ENV}=PASSIVE on a machine others share)"
+    )
+
+
+def cpu_rule(workers: int, policy: str) -> str:
+    """The header line of the CPU rule: usable cores, torch threads per process (``workers``
+    xdist workers, 0 without xdist), wait policy."""
+    cpus = cpu_count()
+    threads = (
+        f"{threads_per_worker(cpus, workers)} torch threads in each of {workers} xdist workers"
+        if workers
+        else "torch's own thread count"
+    )
+    return f"unlearn: CPU {cpus} usable cores (sched_getaffinity), {threads}, {policy}"
 
 
 def threads_per_worker(cpus: int, workers: int) -> int:
