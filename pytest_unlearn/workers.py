@@ -100,13 +100,38 @@ def cpu_count() -> int:
 WAIT_POLICY_ENV = "OMP_WAIT_POLICY"
 
 
-#: The 1-minute load average from which other processes are taken to hold a core: one busy
-#: process reads about 1.0 (our own process is idle at start-up).
-BUSY_LOAD = 0.9
+#: Cores other processes keep busy, from which a run waits passively: one busy process is
+#: about 1.0 (this process is idle while it starts).
+BUSY_CORES = 0.9
+
+
+def busy_cores(sample: float = 0.1) -> float | None:
+    """How many cores are busy right now, from two reads of ``/proc/stat`` ``sample`` seconds
+    apart (None where there is no ``/proc``). Read as a run starts, while this process is idle:
+    the busy cores are other processes'. Unlike the load average it does not count a parent
+    process that waits (a test runner, a CI shell) nor what finished a minute ago."""
+    import time
+
+    def read() -> tuple[int, int]:
+        with open("/proc/stat", encoding="ascii") as handle:
+            fields = [int(x) for x in handle.readline().split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+        return sum(fields[:8]), idle
+
+    try:
+        total0, idle0 = read()
+        time.sleep(sample)
+        total1, idle1 = read()
+    except (OSError, ValueError, IndexError):
+        return None
+    elapsed = total1 - total0
+    if elapsed <= 0:
+        return None
+    return (elapsed - (idle1 - idle0)) / elapsed * (os.cpu_count() or 1)
 
 
 def choose_wait_policy(
-    environ: MutableMapping[str, str], torch_loaded: bool, load: float | None = None, cores: int | None = None
+    environ: MutableMapping[str, str], torch_loaded: bool, busy: float | None = None, cores: int | None = None
 ) -> str:
     """The CPU rule's OpenMP wait policy, and its phrase for the report header.
 
@@ -115,9 +140,10 @@ def choose_wait_policy(
     wait passively, threads yield their core, but every wake-up costs, which a quiet machine
     pays for nothing (benchmarks/busy_machine.py, the semeval world's passes on 2 cores: beside
     one busy process 3.4x the quiet time spinning, 0.75x passive; quiet, passive 2.1x slower).
-    So a run starts with ``OMP_WAIT_POLICY=PASSIVE`` only when the machine is busy when it starts
-    (1-minute load average ``load`` at least :data:`BUSY_LOAD`), set before torch is imported (the
-    plugin imports none at load; libgomp reads it once). A policy the user set is kept.
+    So a run starts with ``OMP_WAIT_POLICY=PASSIVE`` only when other processes keep at least
+    :data:`BUSY_CORES` cores busy as it starts (``busy``: :func:`busy_cores`), set before torch
+    is imported (the plugin imports none at load; libgomp reads it once). A policy the user set
+    is kept.
     """
     given = environ.get(WAIT_POLICY_ENV)
     if given:
@@ -126,21 +152,20 @@ def choose_wait_policy(
         return (
             f"{WAIT_POLICY_ENV} unset (torch was imported before the plugin could choose: threads spin while waiting)"
         )
-    if load is None:
-        try:
-            load = os.getloadavg()[0]
-        except (AttributeError, OSError):  # no load average (Windows)
-            return f"{WAIT_POLICY_ENV} unset (no load average here: threads spin while waiting)"
+    if busy is None:
+        busy = busy_cores()
+    if busy is None:
+        return f"{WAIT_POLICY_ENV} unset (no /proc/stat here to see other processes: threads spin while waiting)"
     cores = cores or cpu_count()
-    if load >= BUSY_LOAD:
+    if busy >= BUSY_CORES:
         environ[WAIT_POLICY_ENV] = "PASSIVE"
         return (
-            f"{WAIT_POLICY_ENV}=PASSIVE (load average {load:.2f} on {cores} cores at start: other processes are "
-            f"busy, so waiting threads yield their core; set {WAIT_POLICY_ENV} to choose)"
+            f"{WAIT_POLICY_ENV}=PASSIVE ({busy:.1f} of {cores} cores busy with other processes at start, so "
+            f"waiting threads yield their core; set {WAIT_POLICY_ENV} to choose)"
         )
     return (
-        f"{WAIT_POLICY_ENV} unset (load average {load:.2f} on {cores} cores at start: quiet, threads spin while "
-        f"waiting; set {WAIT_POLICY_ENV}=PASSIVE on a machine others share)"
+        f"{WAIT_POLICY_ENV} unset ({busy:.1f} of {cores} cores busy at start: quiet, threads spin while waiting; "
+        f"set {WAIT_POLICY_ENV}=PASSIVE on a machine others share)"
     )
 
 
