@@ -102,3 +102,30 @@ def probability_w_options(correct_prob: Sequence[float], wrong_probs: np.ndarray
     wrong = np.asarray(wrong_probs, dtype=float)
     wrong_sum = wrong.sum(axis=tuple(range(1, wrong.ndim))) if wrong.ndim > 1 else wrong
     return float(np.mean(correct / (correct + wrong_sum + 1e-10)))
+
+
+def score_entry(values: Sequence[float] | np.ndarray) -> dict[str, object]:
+    """One metric's per-sample ``score`` values as their ``save_logs`` writes them: the mean as
+    ``agg_value`` and each value under its index."""
+    scores = [float(v) for v in values]
+    return {
+        "agg_value": float(np.mean(scores)) if scores else None,
+        "value_by_index": {str(i): {"score": v} for i, v in enumerate(scores)},
+    }
+
+
+def mia_auc_of_scores(forget: Sequence[float] | np.ndarray, holdout: Sequence[float] | np.ndarray) -> float:
+    """``mia/utils.py`` ``mia_auc``: ROC AUC with the forget samples labelled 0 and the holdout
+    samples 1, scored by the attack's score as it is (higher: less member-like). It is the same
+    number as a membership AUC with the forget samples labelled 1 and scored by minus the score
+    (``tofu.mia_auc``, ``muse.mia_auc``)."""
+    from sklearn.metrics import roc_auc_score
+
+    scores = np.concatenate([np.asarray(forget, dtype=float), np.asarray(holdout, dtype=float)])
+    return float(roc_auc_score([0] * len(forget) + [1] * len(holdout), scores))
+
+
+def mia_entry(forget: Sequence[float] | np.ndarray, holdout: Sequence[float] | np.ndarray) -> dict[str, object]:
+    """A ``mia_*`` metric as their ``mia_auc`` returns it: both sets' per-sample scores and the AUC."""
+    auc = mia_auc_of_scores(forget, holdout)
+    return {"forget": score_entry(forget), "holdout": score_entry(holdout), "auc": auc, "agg_value": auc}

@@ -175,10 +175,13 @@ def pytest_configure(config: pytest.Config) -> None:
         from pytest_unlearn.session import RunState, default_artifacts_dir
 
         silence_third_party_noise()  # never inside a check's captured output
-        from pytest_unlearn.workers import choose_wait_policy
+        if not hasattr(config, "workerinput"):
+            from pytest_unlearn.workers import choose_wait_policy
 
-        # Before any torch import of the run: libgomp reads the policy once, when torch loads it.
-        config.stash[CPU_POLICY_KEY] = choose_wait_policy(os.environ, torch_loaded="torch" in sys.modules)
+            # Before any torch import of the run: libgomp reads the policy once, when torch loads
+            # it. Decided once, here: xdist workers inherit this environment (sampling again
+            # there would see their siblings starting up as "other processes").
+            config.stash[CPU_POLICY_KEY] = choose_wait_policy(os.environ, torch_loaded="torch" in sys.modules)
 
         scorecard = Path(values["unlearn_scorecard"]).expanduser()
         suite = suite_inputs(resolved)

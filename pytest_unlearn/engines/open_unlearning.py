@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from pytest_unlearn.engines.causal_lm import _encode, answer_span_encoding
+from pytest_unlearn.engines.causal_lm import Progress, _encode, answer_span_encoding
 
 
 @torch.no_grad()
@@ -66,10 +66,23 @@ def answer_gradient_norms(
 
 
 def document_gradient_norms(
-    model: Any, tokenizer: Any, documents: Sequence[str], *, p: float, device: str, truncate: int | None = None
+    model: Any,
+    tokenizer: Any,
+    documents: Sequence[str],
+    *,
+    p: float,
+    device: str,
+    truncate: int | None = None,
+    progress: Progress | None = None,
 ) -> list[float]:
-    """GradNorm of each whole document (every token after the first, as ``token_statistics``)."""
-    return [gradient_norm(model, _encode(tokenizer, d, truncate), 1, p, device) for d in documents]
+    """GradNorm of each whole document (every token after the first, as ``token_statistics``),
+    one backward pass each; ``progress(1)`` after each."""
+    out = []
+    for document in documents:
+        out.append(gradient_norm(model, _encode(tokenizer, document, truncate), 1, p, device))
+        if progress:
+            progress(1)
+    return out
 
 
 @torch.no_grad()

@@ -144,23 +144,28 @@ class MuseBackend(ModelsByPath, Backend):
         reference attack without a reference model folder is one line now, not a failed pass."""
         from pytest_unlearn.attacks import get_attack
 
-        specs = [c for c in self.manifest.checks if c.metric == "muse.mia_auc"]
-        self.mia_attacks = [get_attack(str(c.params.get("attack", "min_k")), f"check {c.id}: attack") for c in specs]
-        if not specs:
+        # Each such check with its attack, in manifest order.
+        self.mia_checks = [
+            (c, get_attack(str(c.params.get("attack", "min_k")), f"check {c.id}: attack"))
+            for c in self.manifest.checks
+            if c.metric == "muse.mia_auc"
+        ]
+        if not self.mia_checks:
             return
         if self.settings.model is None:
-            from pytest_unlearn.muse.openunlearning_files import MIA_BY_ATTACK
+            from pytest_unlearn.attacks import OPEN_UNLEARNING_METRICS
 
             log = self._prediction_log
-            for spec, attack in zip(specs, self.mia_attacks):
+            for spec, attack in self.mia_checks:
                 if log is None or attack.name not in log.mia:
                     raise UnlearnError(
                         f"check {spec.id} (muse.mia_auc, {attack.name}) scores the model's token log-probs: pass "
-                        f"--model PATH, or a MUSE_EVAL.json with its {MIA_BY_ATTACK[attack.name]} as --predictions"
+                        f"--model PATH, or a MUSE_EVAL.json with its {OPEN_UNLEARNING_METRICS[attack.name]} as "
+                        "--predictions"
                     )
             return
         reference = self.settings.reference
-        if any(a.needs_reference for a in self.mia_attacks) and (
+        if any(a.needs_reference for _, a in self.mia_checks) and (
             reference is None or not (reference / "config.json").is_file()
         ):
             raise UnlearnError("the reference attack needs a reference model: pass --reference PATH (a model folder)")
@@ -397,10 +402,10 @@ class MuseBackend(ModelsByPath, Backend):
         from pytest_unlearn.attacks import TokenStats
         from pytest_unlearn.engines.causal_lm import token_statistics
 
-        texts = self.data.privleak["forget"] + self.data.privleak["holdout"]
         sets = self.data.privleak
+        texts = sets["forget"] + sets["holdout"]
         names = [f"{split} text {i + 1}" for split in ("forget", "holdout") for i in range(len(sets[split]))]
-        attacks = self.mia_attacks
+        attacks = [attack for _, attack in self.mia_checks]
         context = self._context(path, texts)
         if any(a.needs_vocab for a in attacks):
 
@@ -444,7 +449,7 @@ class MuseBackend(ModelsByPath, Backend):
                     grad_norm=None if norms is None else norms[i],
                 )
             )
-        n_forget = len(self.data.privleak["forget"])
+        n_forget = len(sets["forget"])
         self.inputs = replace(self.inputs, mia={"forget": stats[:n_forget], "holdout": stats[n_forget:]})
 
     def _mia_scores(self) -> dict[str, dict[str, np.ndarray]] | None:
@@ -454,9 +459,8 @@ class MuseBackend(ModelsByPath, Backend):
 
         if self.inputs.mia is None:
             return None
-        specs = [c for c in self.manifest.checks if c.metric == "muse.mia_auc"]
         out: dict[str, dict[str, np.ndarray]] = {}
-        for spec, attack in zip(specs, self.mia_attacks):
+        for spec, attack in self.mia_checks:
             k = float(spec.params.get("k", mm.MIN_K))
             params = {"k": k} if "k" in inspect.signature(attack.fn).parameters else {}
             out[attack.name] = {
@@ -475,11 +479,9 @@ class MuseBackend(ModelsByPath, Backend):
 
             model, tokenizer, device = self._model(path)
             progress = PhaseProgress(self.progress, f"muse MIA gradient norms ({path.name})", len(texts))
-            norms = []
-            for text in texts:
-                norms += document_gradient_norms(model, tokenizer, [text], p=p, device=device, truncate=context)
-                progress.advance(1)
-            return norms
+            return document_gradient_norms(
+                model, tokenizer, texts, p=p, device=device, truncate=context, progress=progress.advance
+            )
 
         key = self._cache_key(path, "muse.gradient_norms", texts=texts, p=p, truncate=context)
         return self.cache.get_or_create_json("muse-gradnorm", key, produce)

@@ -357,15 +357,14 @@ def mia_auc(forget: list[TokenStats], holdout: list[TokenStats], attack: str, k:
 )
 def mia_auc_metric(inputs: MuseInputs, *, attack: str = "min_k", k: float = MIN_K) -> Measurement:
     if inputs.mia is None and inputs.mia_scores is not None:
-        from sklearn.metrics import roc_auc_score
+        from pytest_unlearn import openunlearning as ou
 
         if attack not in inputs.mia_scores:
             raise UnlearnError(f"the --predictions MUSE_EVAL.json has no per-sample scores of the {attack} attack")
         forget, holdout = inputs.mia_scores[attack]["forget"], inputs.mia_scores[attack]["holdout"]
-        # Their scores as they are (their k for min_k): members (forget) labelled 1, minus the score.
-        labels = [1] * len(forget) + [0] * len(holdout)
-        value = float(roc_auc_score(labels, -np.concatenate([forget, holdout])))
-        return Measurement(value, len(labels), {"attack": attack, "source": "MUSE_EVAL.json"})
+        # Their scores as they are (their k for min_k).
+        value = ou.mia_auc_of_scores(forget, holdout)
+        return Measurement(value, len(forget) + len(holdout), {"attack": attack, "source": "MUSE_EVAL.json"})
     if inputs.mia is None:
         raise UnlearnError("internal: the membership-inference statistics were not computed")
     value = mia_auc(inputs.mia["forget"], inputs.mia["holdout"], attack, k)

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from pytest_unlearn import openunlearning as ou
 from pytest_unlearn.attacks import OPEN_UNLEARNING_METRICS
 from pytest_unlearn.errors import UnlearnError
 
@@ -32,7 +33,6 @@ SUMMARY_FILE = "MUSE_SUMMARY.json"
 ROUGE = {"verbmem": "forget_verbmem_ROUGE", "knowmem_forget": "forget_knowmem_ROUGE",
          "knowmem_retain": "retain_knowmem_ROUGE"}  # fmt: skip
 MIA = "mia_min_k"
-MIA_BY_ATTACK = OPEN_UNLEARNING_METRICS  # muse.mia_auc's entries; mia_min_k is also PrivLeak's
 MEMORIZATION = ("exact_memorization", "extraction_strength")
 
 
@@ -101,7 +101,7 @@ def load_muse_eval(path: Path, flag: str) -> MuseLog:
             f"{flag} {path}: open-unlearning's {SUMMARY_FILE} holds only aggregate values, no per-sample scores to "
             f"check or bootstrap; pass the {EVAL_FILE} beside it"
         )
-    known = (*ROUGE.values(), *MIA_BY_ATTACK.values(), *MEMORIZATION)
+    known = (*ROUGE.values(), *OPEN_UNLEARNING_METRICS.values(), *MEMORIZATION)
     if not any(name in data for name in known):
         raise UnlearnError(f"{flag} {path}: none of open-unlearning's MUSE metrics ({', '.join(known)}) is in it")
     where = f"{flag} {path}"
@@ -111,7 +111,7 @@ def load_muse_eval(path: Path, flag: str) -> MuseLog:
         if name in data
     }
     mia = {}
-    for attack, name in MIA_BY_ATTACK.items():
+    for attack, name in OPEN_UNLEARNING_METRICS.items():
         if name not in data:
             continue
         entry = data[name]
@@ -160,14 +160,6 @@ def _rouge_entry(values: np.ndarray) -> dict[str, Any]:
     }
 
 
-def _score_entry(values: list[float] | np.ndarray) -> dict[str, Any]:
-    values = [float(v) for v in values]
-    return {
-        "agg_value": float(np.mean(values)) if values else None,
-        "value_by_index": {str(i): {"score": v} for i, v in enumerate(values)},
-    }
-
-
 def dump_muse_eval(
     rouge: dict[str, np.ndarray],
     privleak: dict[str, np.ndarray] | None,
@@ -178,24 +170,15 @@ def dump_muse_eval(
     """``MUSE_EVAL.json`` of what was computed, metrics sorted by name (``save_logs``); ``mia``:
     per attack of the ``muse.mia_auc`` checks, the forget and holdout scores (PrivLeak's own
     Min-K% scores, when computed, are its ``mia_min_k``)."""
-    from sklearn.metrics import roc_auc_score
-
     out: dict[str, Any] = {ROUGE[key]: _rouge_entry(values) for key, values in rouge.items()}
     for attack, sets in (mia or {}).items():
-        forget, holdout = np.asarray(sets["forget"]), np.asarray(sets["holdout"])
-        auc = float(roc_auc_score([0] * len(forget) + [1] * len(holdout), np.concatenate([forget, holdout])))
-        out[MIA_BY_ATTACK[attack]] = {
-            "forget": _score_entry(forget), "holdout": _score_entry(holdout), "auc": auc, "agg_value": auc,
-        }  # fmt: skip
+        out[OPEN_UNLEARNING_METRICS[attack]] = ou.mia_entry(sets["forget"], sets["holdout"])
     if privleak is not None:
-        forget, holdout = privleak["forget"], privleak["holdout"]
-        # mia/utils.py mia_auc: forget labelled 0, holdout 1, scored by the attack's score.
-        auc = float(roc_auc_score([0] * len(forget) + [1] * len(holdout), np.concatenate([forget, holdout])))
-        out[MIA] = {"forget": _score_entry(forget), "holdout": _score_entry(holdout), "auc": auc, "agg_value": auc}
+        out[MIA] = ou.mia_entry(privleak["forget"], privleak["holdout"])
     if signed_privleak is not None:
         out["privleak"] = {"agg_value": signed_privleak}
     for name, values in memorization.items():
-        out[name] = _score_entry(values)
+        out[name] = ou.score_entry(values)
     return dict(sorted(out.items()))
 
 

@@ -72,9 +72,6 @@ class SemevalData:
     mmlu: MMLUData | None
 
 
-#: The attacks semeval's MIA check runs: those scored from token log-probs alone.
-
-
 class SemevalBackend(Backend):
     #: What --setting may override.
     SETTINGS = SEMEVAL_SETTINGS
@@ -465,13 +462,10 @@ class SemevalBackend(Backend):
 
             model, tokenizer, device = self.require_model("the membership-inference check")
             progress = PhaseProgress(self.progress, "semeval MIA gradient norms", len(documents))
-            norms = []
-            for document in documents:
-                norms += document_gradient_norms(
-                    model, tokenizer, [document], p=self.gradnorm_p, device=device, truncate=context
-                )
-                progress.advance(1)
-            return norms
+            return document_gradient_norms(
+                model, tokenizer, documents, p=self.gradnorm_p, device=device, truncate=context,
+                progress=progress.advance,
+            )  # fmt: skip
 
         key = self._cache_key(
             "semeval.mia_gradnorm", documents=documents, p=self.gradnorm_p, **({"truncate": context} if context else {})
@@ -524,9 +518,8 @@ class SemevalBackend(Backend):
         together, the output's tokens and EOS labelled), one pass per row, cached."""
         from pytest_unlearn.engines.open_unlearning import answer_predictions
 
-        model_path = self.settings.model
-        if model_path is None:
-            self.require_model("exact memorization and extraction strength")
+        if self.settings.model is None:
+            self.require_model("exact memorization and extraction strength")  # its one line
         pairs = [(r.input, r.output) for r in self.rows]
         limit = self.MEMORIZATION_MAX_LENGTH
 

@@ -590,9 +590,9 @@ class TofuBackend(ModelsByPath, Backend):
         if self.inputs.mia is None:
             return None
         out: dict[str, dict[str, list[float]]] = {}
+        rows = self.inputs.mia["forget"] + self.inputs.mia["holdout"]
         for name in OPEN_UNLEARNING_METRICS:
             attack = get_attack(name)
-            rows = self.inputs.mia["forget"] + self.inputs.mia["holdout"]
             if attack.needs_vocab and any(r.mu is None for r in rows):
                 continue
             if attack.needs_gradient and any(r.grad_norm is None for r in rows):

@@ -207,17 +207,16 @@ def load_open_unlearning_mia(path: Path, flag: str) -> dict[str, dict[str, list[
     open-unlearning ``TOFU_EVAL.json`` holds (``mia/utils.py`` ``mia_auc`` keeps both sets'
     ``value_by_index``); empty when ``path`` is another kind of log or has no ``mia_*`` entry."""
     from pytest_unlearn import domains
+    from pytest_unlearn.attacks import OPEN_UNLEARNING_METRICS
 
     path, data = _open_unlearning_eval(path, flag)
     if data is None:
         return {}
+    where = f"{flag} {path}"
     out: dict[str, dict[str, list[float]]] = {}
-    from pytest_unlearn.attacks import OPEN_UNLEARNING_METRICS
-
     for attack, name in OPEN_UNLEARNING_METRICS.items():
         if name not in data:
             continue
-        where = f"{flag} {path}"
         entry = data[name]
         if not isinstance(entry, dict) or not all(isinstance(entry.get(s), dict) for s in ("forget", "holdout")):
             raise UnlearnError(

@@ -429,8 +429,7 @@ def mia_auc(members: list[TokenStats], nonmembers: list[TokenStats], attack: str
 )
 def mia_auc_metric(inputs: TofuInputs, *, attack: str = "min_k", k: float = 0.4) -> Measurement:
     if inputs.mia is None and inputs.mia_scores is not None:
-        from sklearn.metrics import roc_auc_score
-
+        from pytest_unlearn import openunlearning as ou
         from pytest_unlearn.attacks import OPEN_UNLEARNING_METRICS
 
         get_attack(attack, "attack")
@@ -440,8 +439,8 @@ def mia_auc_metric(inputs: TofuInputs, *, attack: str = "min_k", k: float = 0.4)
                 "open-unlearning's eval with it, or pass --model PATH"
             )
         forget, holdout = inputs.mia_scores[attack]["forget"], inputs.mia_scores[attack]["holdout"]
-        # Their scores as they are (their k for min_k): members labelled 1, minus the score.
-        value = float(roc_auc_score([1] * len(forget) + [0] * len(holdout), [-v for v in forget + holdout]))
+        # Their scores as they are (their k for min_k).
+        value = ou.mia_auc_of_scores(forget, holdout)
         return Measurement(value, len(forget) + len(holdout), {"attack": attack, "source": "TOFU_EVAL.json"})
     if inputs.mia is None:
         raise UnlearnError("internal: the membership-inference statistics were not computed")

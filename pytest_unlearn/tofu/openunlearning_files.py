@@ -96,25 +96,10 @@ def dump_tofu_eval(
             "value_by_index": {i: {"score": float(s)} for i, s in zip(indices, scores)},
         }
     if mia:
-        from sklearn.metrics import roc_auc_score
-
         from pytest_unlearn.attacks import OPEN_UNLEARNING_METRICS
 
         for attack, sets in mia.items():
-            forget, holdout = sets["forget"], sets["holdout"]
-            # mia/utils.py mia_auc: forget labelled 0, holdout 1, scored by the attack's score.
-            auc = float(roc_auc_score([0] * len(forget) + [1] * len(holdout), list(forget) + list(holdout)))
-            out[OPEN_UNLEARNING_METRICS[attack]] = {
-                **{
-                    split: {
-                        "agg_value": float(np.mean(values)),
-                        "value_by_index": {str(i): {"score": float(v)} for i, v in enumerate(values)},
-                    }
-                    for split, values in (("forget", forget), ("holdout", holdout))
-                },
-                "auc": auc,
-                "agg_value": auc,
-            }
+            out[OPEN_UNLEARNING_METRICS[attack]] = ou.mia_entry(sets["forget"], sets["holdout"])
     return dict(sorted(out.items())) if mia else out
 
 
