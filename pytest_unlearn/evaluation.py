@@ -65,6 +65,8 @@ class RunSettings:
     cache_dir: Path | None = None
     # --strict: every warning of the run is an error.
     strict: bool = False
+    # --stress: the transformed copies whose forget checks are scored too (pytest_unlearn.stress).
+    stresses: tuple[Any, ...] = ()
     # The suite inputs that were fields before they became settings or data entries (one
     # release of grace for code that builds RunSettings itself).
     max_new_tokens: InitVar[int | None] = None
@@ -280,6 +282,22 @@ class Backend(ABC):
         return []
 
     # -- xdist: inputs computed by workers, merged by the controller -------------------------
+    # -- --stress (pytest_unlearn.stress) ------------------------------------------------------
+    def stress_texts(self, part: str) -> list[tuple[str, str]]:
+        """(id, text) of the suite's ``part`` ("forget" or "retain") set: what ``--stress
+        relearn`` fine-tunes on. A suite without such texts says so; data=PATH still works."""
+        raise UnlearnError(
+            f"--stress relearn:data={'forget-half' if part == 'forget' else part}: the {self.manifest.name} suite "
+            f"gives no {part} texts to relearn on; pass relearn:data=PATH (a .txt, one text per line, or .jsonl)"
+        )
+
+    def hold_out(self, ids: set[str]) -> None:
+        """Score only the forget items ``ids`` (relearn's held-out half, Deeb & Roger's protocol)."""
+        raise UnlearnError(
+            f"--stress relearn:data=forget-half: the {self.manifest.name} suite cannot score a held-out half of its "
+            "forget set; pass relearn:data=retain or relearn:data=PATH"
+        )
+
     def export_extra(self) -> dict[str, Any]:
         """Backend state besides ``self.inputs`` that the controller's scorecard needs."""
         return {}

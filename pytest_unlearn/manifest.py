@@ -40,6 +40,10 @@ else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
 OPS = (">=", "<=")
+SIDES = ("forget", "retain")
+#: The bound on a stress's recovery (the share of the unlearning gap it closes) when the manifest
+#: gives none: a quarter (see docs/stress.md).
+DEFAULT_RECOVERY_BOUND = 0.25
 CHECK_ID = re.compile(r"^[A-Za-z0-9{][A-Za-z0-9_.\-{}]*$")
 
 
@@ -55,6 +59,12 @@ class CheckSpec:
     description: str = ""
     # "concept": a template expanded once per target concept ("{concept}" in id and params).
     for_each: str | None = None
+    # "forget" or "retain": which side of unlearning the check measures. ``--stress`` re-runs the
+    # forget side on each transformed model (and reports the retain side beside it).
+    side: str | None = None
+    # Set on a check made by ``--stress``: the stress's name and the check it repeats.
+    stress: str | None = None
+    base: str | None = None
 
     def passes(self, value: float) -> bool:
         if math.isnan(value):
@@ -83,6 +93,8 @@ class SuiteManifest:
     # classifier judge's label sets per concept (``[labels]``).
     candidates: tuple[str, ...] = ()
     labels: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # ``[stress] recovery``: the default bound of each ``recovery@STRESS`` check.
+    recovery_bound: float = DEFAULT_RECOVERY_BOUND
     # The TOML document after ``extends`` (what an extending manifest lays its tables over).
     document: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -126,7 +138,10 @@ def parse_check(table: dict[str, Any], where: str) -> CheckSpec:
     for_each = table.get("for_each")
     if for_each not in (None, "concept"):
         raise UnlearnError(f'{where}: for_each must be "concept", got {for_each!r}')
-    unknown = set(table) - {"id", "metric", "op", "threshold", "params", "description", "for_each"}
+    side = table.get("side")
+    if side not in (None, *SIDES):
+        raise UnlearnError(f'{where}: side must be "forget" or "retain", got {side!r}')
+    unknown = set(table) - {"id", "metric", "op", "threshold", "params", "description", "for_each", "side"}
     if unknown:
         raise UnlearnError(f"{where}: unknown keys {sorted(unknown)}")
     return CheckSpec(
@@ -137,6 +152,7 @@ def parse_check(table: dict[str, Any], where: str) -> CheckSpec:
         params=dict(params),
         description=str(table.get("description", "")),
         for_each=for_each,
+        side=side,
     )
 
 
@@ -219,6 +235,16 @@ def parse_manifest(text: str, path: Path, _seen: tuple[Path, ...] = ()) -> Suite
         isinstance(v, list) and all(isinstance(x, str) for x in v) for v in labels.values()
     ):
         raise UnlearnError(f"{where}: [labels] must map each concept to a list of classifier labels")
+    stress = doc.get("stress", {})
+    bound = stress.get("recovery", DEFAULT_RECOVERY_BOUND) if isinstance(stress, dict) else None
+    if (
+        not isinstance(stress, dict)
+        or set(stress) - {"recovery"}
+        or not isinstance(bound, (int, float))
+        or isinstance(bound, bool)
+        or not 0 <= bound <= 1
+    ):
+        raise UnlearnError(f"{where}: [stress] takes recovery = a number in [0, 1] (the bound of recovery@STRESS)")
     raw_checks = doc.get("checks", [])
     if not isinstance(raw_checks, list) or not raw_checks:
         raise UnlearnError(f"{where}: no [[checks]] defined; a suite needs at least one check")
@@ -246,6 +272,7 @@ def parse_manifest(text: str, path: Path, _seen: tuple[Path, ...] = ()) -> Suite
         adjacent={k: tuple(v) for k, v in adjacent.items()},
         candidates=tuple(listed),
         labels={k: tuple(v) for k, v in labels.items()},
+        recovery_bound=float(bound),
     )
 
 

@@ -312,6 +312,17 @@ OPTIONS: tuple[OptionSpec, ...] = (
         multiple=True,
     ),
     OptionSpec(
+        ("--stress",),
+        "unlearn_stress",
+        "Re-run every forget check on a transformed copy of --model, as CHECK@STRESS (repeatable): "
+        "quantize:int4, quantize:int8, quantize:nf4 (bitsandbytes), or relearn[:steps=N,lr=X,batch=N,"
+        "data=forget-half|retain|PATH,lora=true|false,seed=N]; with --original-model, recovery@STRESS bounds the "
+        "share of the unlearning it undoes (docs/stress.md).",
+        parse=lambda text: parse_stress_option(text),
+        metavar="STRESS",
+        multiple=True,
+    ),
+    OptionSpec(
         ("--allow-pickle",),
         "unlearn_allow_pickle",
         "Allow pickle-based weight files (.bin/.pt/.ckpt); they are still loaded with "
@@ -390,6 +401,15 @@ OPTIONS: tuple[OptionSpec, ...] = (
 )
 
 OPTIONS_BY_DEST = {spec.dest: spec for spec in OPTIONS}
+
+
+def parse_stress_option(text: str) -> Any:
+    from pytest_unlearn.stress import parse_stress
+
+    try:
+        return parse_stress(text)
+    except UnlearnError as exc:
+        raise ValueError(str(exc).split(": ", 1)[-1]) from None
 
 
 def resolve(

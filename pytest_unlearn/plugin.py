@@ -173,6 +173,7 @@ def pytest_configure(config: pytest.Config) -> None:
         from pytest_unlearn.evaluation import RunSettings
         from pytest_unlearn.noise import silence_third_party_noise
         from pytest_unlearn.session import RunState, default_artifacts_dir
+        from pytest_unlearn.stress import parse_stresses
 
         silence_third_party_noise()  # never inside a check's captured output
         if not hasattr(config, "workerinput"):
@@ -204,6 +205,7 @@ def pytest_configure(config: pytest.Config) -> None:
             ignorable_settings=suite.ignorable,
             cache_dir=_cache_dir(config, values),
             strict=bool(values["unlearn_strict"]) or _pytest_strict(config),
+            stresses=parse_stresses(values["unlearn_stress"]),
         )
         config.stash[NOTICES_KEY] = suite.notices
         _export_input_cap(config, values["unlearn_max_input_mib"])
@@ -438,9 +440,12 @@ def pytest_unlearn_group_checks(session: pytest.Session, config: pytest.Config, 
     if _state(config) is None or not config.pluginmanager.hasplugin("xdist"):
         return
     from pytest_unlearn.evaluation import check_groups
+    from pytest_unlearn.stress import stress_groups
 
     checks = [item for item in items if isinstance(item, CheckItem)]
-    groups = check_groups(_state(config).manifest, [item.spec for item in checks], _state(config).backend)
+    manifest = _state(config).manifest
+    groups = check_groups(manifest, [item.spec for item in checks if not item.spec.stress], _state(config).backend)
+    groups |= stress_groups(manifest.name, [item.spec for item in checks])
     # A loadgroup worker reports nodeids ending in @group, which xdist's scheduler groups by.
     # xdist 3.8 appends it by assigning item._nodeid, which pytest 9.2 no longer reads (nodeids
     # live in item._id), so the checks are made again with the suffix in their nodeid.
@@ -776,8 +781,19 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         return
     tr = terminalreporter
     tr.write_sep("=", f"unlearn scorecard: {state.manifest.name} {state.manifest.version}")
-    for line in render_table(state.ordered_results()):
+    results = state.ordered_results()
+    stress_of = {spec.id: spec.stress for spec in state.manifest.checks if spec.stress}
+    for line in render_table([r for r in results if r.id not in stress_of]):
         tr.write_line(line)
+    for stress in state.settings.stresses:
+        # Each stress's checks under a heading that says what made the copy.
+        copy = (card.get("stress", {}).get(stress.name) or {}).get("copy") or {}
+        library = ", ".join(
+            f"{k} {v}" for k, v in (copy.get("library") or {}).items() if k not in ("torch", "transformers")
+        )
+        tr.write_line(f"-- under --stress {stress.name} ({stress.kind}{', ' + library if library else ''})")
+        for line in render_table([r for r in results if stress_of.get(r.id) == stress.name]):
+            tr.write_line(line)
     # Breakdowns (per concept, per layer) stay in the JSON; the terminal shows the numbers.
     aggregates = ", ".join(
         f"{k}={format_number(v)}" for k, v in card["aggregates"].items() if v is None or isinstance(v, (int, float))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import json
 import math
 import os
 from collections.abc import Sequence
@@ -240,6 +241,66 @@ def histogram_svg(series: dict[str, Sequence[float]], *, bins: int = 20, label: 
     return "".join(parts) + "</svg>"
 
 
+def before_after_svg(plain: float | None, stressed: float | None, threshold: float, op: str) -> str:
+    """One forget check under a stress: the model's value (hollow dot), the stressed copy's
+    (filled), an arrow between them, over the threshold's passing side."""
+    points = [v for v in (plain, stressed, threshold) if v is not None and math.isfinite(v)]
+    low, high = (0.0, 1.0) if all(0.0 <= v <= 1.0 for v in points) else (min(points), max(points))
+    if high <= low:
+        low, high = low - 1.0, high + 1.0
+    width, pad = 200, 8
+
+    def x(v: float) -> float:
+        return pad + (width - 2 * pad) * (v - low) / (high - low)
+
+    t = x(threshold)
+    passing = (t, width - pad - t) if op == ">=" else (pad, t - pad)
+    parts = [
+        f'<svg width="{width}" height="20" role="img" aria-label="before and after">',
+        f'<rect x="{pad}" y="8" width="{width - 2 * pad}" height="4" fill="#eee"/>',
+        f'<rect x="{passing[0]:.1f}" y="8" width="{max(passing[1], 0):.1f}" height="4" fill="#c8e6c9"/>',
+        f'<line x1="{t:.1f}" x2="{t:.1f}" y1="2" y2="18" stroke="#555"/>',
+    ]
+    finite = [v is not None and math.isfinite(v) for v in (plain, stressed)]
+    if all(finite):
+        parts.append(
+            f'<line x1="{x(plain):.1f}" x2="{x(stressed):.1f}" y1="10" y2="10" stroke="#c62828" stroke-width="2"/>'
+        )
+    if finite[0]:
+        parts.append(f'<circle cx="{x(plain):.1f}" cy="10" r="4" fill="white" stroke="#1565c0" stroke-width="2"/>')
+    if finite[1]:
+        parts.append(f'<circle cx="{x(stressed):.1f}" cy="10" r="3.5" fill="#c62828"/>')
+    return "".join(parts) + "</svg>"
+
+
+def stress_sections(card: dict[str, Any]) -> list[str]:
+    """Per ``--stress``: what made the copy, then each forget check before and after it."""
+    sections = []
+    for name, stress in (card.get("stress") or {}).items():
+        copy = stress.get("copy") or {}
+        library = ", ".join(f"{k} {v}" for k, v in (copy.get("library") or {}).items())
+        made = f"{E(json.dumps(stress['transform']))}; {E(library)}"
+        if copy.get("seconds") is not None:
+            made += f"; made in {copy['seconds']:.1f} s, peak {copy.get('peak_rss_mib', 0):.0f} MiB"
+        rows = ["<table><tr><th>check</th><th>model</th><th>stressed copy</th><th></th><th>verdict</th></tr>"]
+        for check, row in stress["checks"].items():
+            verdict = "PASS" if row["passed_stressed"] else "FAIL"
+            rows.append(
+                f"<tr><td>{E(check)}</td><td>{format_number(row['plain'])}</td><td>{format_number(row['stressed'])}</td>"
+                f"<td>{before_after_svg(row['plain'], row['stressed'], row['threshold'], row['op'])}</td>"
+                f'<td><span class="{verdict}">{verdict}</span></td></tr>'
+            )
+        recovered = "" if stress.get("recovery") is None else f"<p>recovery {format_number(stress['recovery'])}</p>"
+        holdout = f"<p>{E(copy['holdout'])}</p>" if copy.get("holdout") else ""
+        sections.append(
+            f"<h2>Under --stress {E(name)}</h2><p>{made}</p>{holdout}{recovered}"
+            "<p class=legend>hollow dot: the model as given; filled: its stressed copy; green: the passing side</p>"
+            + "".join(rows)
+            + "</table>"
+        )
+    return sections
+
+
 def page(card: dict[str, Any], sections: list[str]) -> str:
     suite = card["suite"]
     status = "PASSED" if card["passed"] else "FAILED"
@@ -255,6 +316,7 @@ def page(card: dict[str, Any], sections: list[str]) -> str:
         head += f"<p>baseline {E(card['baseline']['path'])} ({E(str(card['baseline'].get('created')))})</p>"
     if warnings:
         head += f"<h2>Warnings</h2><ul>{warnings}</ul>"
+    sections = [*stress_sections(card), *sections]
     return head + "<h2>Checks</h2>" + check_table(card["checks"]) + "".join(sections) + "</html>\n"
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +18,9 @@ from pytest_unlearn.baseline import Baseline, load_baseline
 from pytest_unlearn.baseline import apply as apply_baseline
 from pytest_unlearn.errors import UnlearnError
 from pytest_unlearn.evaluation import Backend, RunSettings, create_backend
-from pytest_unlearn.manifest import SuiteManifest, resolve_suite
+from pytest_unlearn.manifest import SuiteManifest, apply_threshold_overrides, resolve_suite
 from pytest_unlearn.scorecard import CheckResult, build_scorecard, write_json_atomic
+from pytest_unlearn.stress import StressRun, stress_problem, stress_section, stressed_checks
 
 #: The model roles whose weights are fingerprinted when a check first runs and verified when the
 #: scorecard is written (flag, RunSettings attribute).
@@ -93,6 +94,8 @@ class RunState:
     weight_errors: list[str] = field(default_factory=list)
     # The lock that makes this run the only writer of its scorecard (the controller's).
     lock: Any = None
+    # --stress: the copies and backends behind the CHECK@STRESS checks (None without it).
+    stress: StressRun | None = None
 
     @classmethod
     def start(
@@ -121,13 +124,36 @@ class RunState:
         loaded = load_baseline(baseline, manifest.name, manifest.version) if baseline else None
         if baseline_tolerance is not None and loaded is None:
             raise UnlearnError("--baseline-tolerance needs --baseline PATH (the scorecard to compare with)")
+        # Thresholds of the stressed checks (CHECK@STRESS, recovery@STRESS) are laid on once those exist.
+        stressed_thresholds = {k: v for k, v in settings.thresholds.items() if "@" in k}
+        plain = replace(settings, thresholds={k: v for k, v in settings.thresholds.items() if "@" not in k})
+        if settings.stresses:
+            problem = stress_problem(settings.model)
+            if problem is not None:
+                raise UnlearnError(problem)
+        elif stressed_thresholds:
+            raise UnlearnError(
+                f"--threshold {next(iter(stressed_thresholds))}=…: that check exists only with --stress "
+                "(e.g. --stress quantize:int4 makes CHECK@int4 and recovery@int4)"
+            )
         try:
-            backend = create_backend(manifest, settings)
+            backend = create_backend(manifest, plain)
         except UnlearnError as exc:
             raise explain_path_error(exc, settings) from None
+        checked = backend.manifest
+        stress_run = None
+        if settings.stresses:
+            checks = stressed_checks(
+                checked.checks,
+                settings.stresses,
+                manifest.recovery_bound,
+                with_original=settings.original_model is not None,
+            )
+            checked = apply_threshold_overrides(replace(checked, checks=checks), stressed_thresholds)
+            stress_run = StressRun(settings.stresses, manifest, plain, backend)
         lock = lock_scorecard(scorecard_path) if own_outputs else None
         return cls(
-            backend.manifest,
+            checked,
             backend,
             settings,
             scorecard_path,
@@ -136,6 +162,7 @@ class RunState:
             partial_ok=partial_ok,
             option_sources=dict(option_sources or {}),
             lock=lock,
+            stress=stress_run,
         )
 
     def release(self) -> None:
@@ -235,7 +262,7 @@ class RunState:
     def evaluate(self, spec: Any) -> CheckResult:
         """One check's result, compared with the baseline when there is one."""
         self.snapshot_weights()
-        result = self.backend.evaluate(spec)
+        result = self.stress.evaluate(spec) if spec.stress and self.stress else self.backend.evaluate(spec)
         if self.baseline is not None:
             result = apply_baseline(result, self.baseline, self.baseline_tolerance)
         return result
@@ -317,6 +344,8 @@ class RunState:
         }
         if self.refused or weight_errors:
             card["passed"] = False
+        if self.settings.stresses:
+            card["stress"] = stress_section(self.ordered_results(), self.settings.stresses)
         self._add_provenance(card)
         # The page beside the scorecard: the check table, then the suite's own sections
         # (semeval's worst examples and histograms, genmu's image grids).
@@ -360,6 +389,19 @@ class RunState:
             spec = specs.get(check["id"])
             if spec is None:
                 per_check[check["id"]] = [{"kind": "unlearn_check", "test": check.get("details", {}).get("test")}]
+                continue
+            if spec.stress:
+                # A transformed copy of --model (or, for recovery, the copy, --model and
+                # --original-model together): the card's "stress" section names it.
+                copy = check.get("details", {}).get("stress") or {}
+                per_check[check["id"]] = [
+                    {
+                        "kind": "stressed model",
+                        "stress": spec.stress,
+                        "path": copy.get("path"),
+                        "source_fingerprint": copy.get("source_fingerprint"),
+                    }
+                ]
                 continue
             sources = []
             for name in self.backend.requires(spec):

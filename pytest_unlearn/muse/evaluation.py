@@ -554,6 +554,13 @@ class MuseBackend(ModelsByPath, Backend):
             raise UnlearnError(f"unlearn_{role}: pass {ROLES[role]} PATH")
         return path
 
+    def stress_texts(self, part: str) -> list[tuple[str, str]]:
+        # forget: the VerbMem excerpts (prompt and continuation: the forget corpus's own text);
+        # retain: the retain questions with their answers (the retain corpus is not read).
+        if part == "forget":
+            return [(f"verbmem-{p.index}", f"{p.prompt}{p.gt}") for p in self.data.verbmem]
+        return [(f"knowmem-{qa.index}", f"{qa.question} {qa.answer}") for qa in self.data.knowmem["retain"]]
+
     def user_model(self, role: str = "model") -> Any:
         path = self._user_path(role)
         model, tokenizer, device = self._model(path)

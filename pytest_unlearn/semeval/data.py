@@ -61,6 +61,12 @@ def prompt_kind(row_id: str, source: Path | str) -> str:
     )
 
 
+def document_id(row_id: str) -> str:
+    """The document a prompt comes from: its id without the ``sc<digit>``/``qa<digit>`` ending
+    (the MIA member file names documents by it)."""
+    return row_id[:-3] if len(row_id) >= 3 and row_id[-1].isdigit() and row_id[-3:-1] in ("sc", "qa") else row_id
+
+
 def read_located_records(path: Path, flag: str | None = None) -> list[Located[dict[str, Any]]]:
     """Rows of a ``.jsonl``, ``.json`` (list), ``.csv`` or ``.parquet`` file with the line (row
     number for parquet and JSON lists, CSV line for CSV) each came from."""

@@ -30,6 +30,7 @@ from pytest_unlearn.semeval import metrics as sm
 from pytest_unlearn.semeval.data import (
     MIADocument,
     PromptRow,
+    document_id,
     find_split_file,
     load_mia,
     load_predictions,
@@ -243,6 +244,24 @@ class SemevalBackend(Backend):
         if path is None:
             raise UnlearnError(f"suite manifest {self.manifest.path}: no bundled {key} data; pass --data DIR")
         return path
+
+    # -- --stress ------------------------------------------------------------------------------
+    def stress_texts(self, part: str) -> list[tuple[str, str]]:
+        # One text per document (its prompts with their completions): a held-out half must not
+        # share a document with the trained half, whose text would give its answers away.
+        documents: dict[str, list[str]] = {}
+        for row in self.rows:
+            if row.split == part:
+                documents.setdefault(document_id(row.id), []).append(f"{row.input}{row.output}")
+        return [(doc, "\n".join(texts)) for doc, texts in documents.items()]
+
+    def hold_out(self, ids: set[str]) -> None:
+        forget = {document_id(r.id) for r in self.rows if r.split == "forget"}
+        self.rows = [r for r in self.rows if r.split != "forget" or document_id(r.id) in ids]
+        if self.mia is not None:
+            # The MIA members are the forget documents: those trained on would be members twice over.
+            members, nonmembers = self.mia
+            self.mia = ([m for m in members if m.id not in forget or m.id in ids], nonmembers)
 
     # -- model ---------------------------------------------------------------------------------
     def require_model(self, what: str) -> tuple[Any, Any, str]:

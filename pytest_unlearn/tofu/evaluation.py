@@ -153,6 +153,13 @@ class TofuBackend(ModelsByPath, Backend):
             raise UnlearnError(f"unlearn_{role} needs --{role} PATH, a model folder (not logs)")
         return path
 
+    def stress_texts(self, part: str) -> list[tuple[str, str]]:
+        # A question and its answer, as the model was fine-tuned on them (TOFU's QA format).
+        questions = (self.data or {}).get(part)
+        if not questions:
+            return super().stress_texts(part)
+        return [(q.index, f"{q.question} {q.answer}") for q in questions]
+
     def user_model(self, role: str = "model") -> Any:
         path = self._user_path(role)
         model, tokenizer, device = self._model(path)

@@ -1,0 +1,255 @@
+"""The transformed copies ``--stress`` scores: a causal LM quantized (bitsandbytes) or fine-tuned
+a few steps (a plain AdamW loop, or LoRA through peft), saved as a model folder.
+
+The copy is an ordinary safetensors folder holding the *dequantized* (or fine-tuned) weights, so
+every suite's engine loads and scores it as it loads ``--model``, and its passes are cached
+under its own content fingerprint. Copies are kept under the artifact cache (``stress/``), keyed
+by the source model's fingerprint, the stress's parameters and the library versions: a rerun
+reuses them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pytest_unlearn.errors import UnlearnError
+from pytest_unlearn.stress import Stress
+
+#: Weight files of the source folder that the copy replaces (everything else is copied over).
+_WEIGHT_FILES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
+#: Modules bitsandbytes leaves in full precision when transformers quantizes a causal LM: the
+#: output head (``llm_int8_skip_modules`` defaults to it); embeddings are not ``nn.Linear``.
+_SKIPPED = ("lm_head",)
+_BLOCK = 64
+
+
+def _bitsandbytes() -> Any:
+    try:
+        with _quiet_bitsandbytes():
+            import bitsandbytes  # noqa: F401
+            from bitsandbytes import functional
+    except ImportError as exc:
+        raise UnlearnError(
+            f"--stress quantize needs bitsandbytes ({exc}); pip install -c constraints.txt -e '.[stress]'"
+        ) from None
+    return functional
+
+
+@contextmanager
+def _quiet_bitsandbytes() -> Iterator[None]:
+    """bitsandbytes logs that the optional ``kernels`` package (a fused CPU 4-bit matmul) is
+    missing; we never run its matmul (the copy holds dequantized weights), so that is noise.
+    peft imports it too."""
+    import logging
+    import warnings
+
+    logger = logging.getLogger("bitsandbytes")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            # torch modules bitsandbytes imports still decorate with torch.jit.script_method,
+            # which warns once per use (14 lines in a check's output, none of them the user's).
+            warnings.filterwarnings("ignore", message=r".*torch\.jit\.script_method", category=DeprecationWarning)
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+@contextmanager
+def _no_progress_bars() -> Iterator[None]:
+    from transformers.utils import logging as hf_logging
+
+    shown = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()
+
+
+def quantize_weight(weight: torch.Tensor, scheme: str) -> torch.Tensor:
+    """``weight`` quantized by bitsandbytes and dequantized again, in its own dtype.
+
+    ``int4``/``nf4``: the tensor's elements in row-major blocks of 64, each scaled by its absmax
+    onto the FP4 (or NF4) code book and rounded to the nearest code (``quantize_4bit``).
+    ``int8``: each output row scaled by its absmax to ±127 and rounded (``int8_vectorwise_quant``).
+    """
+    functional = _bitsandbytes()
+    with _quiet_bitsandbytes():
+        if scheme in ("int4", "nf4"):
+            packed, state = functional.quantize_4bit(
+                weight.contiguous(), blocksize=_BLOCK, quant_type="fp4" if scheme == "int4" else "nf4"
+            )
+            return functional.dequantize_4bit(packed, state).to(weight.dtype).reshape(weight.shape)
+        if scheme == "int8":
+            rows = weight.float().contiguous()
+            quantized, row_absmax, _ = functional.int8_vectorwise_quant(rows)
+            return (quantized.float() * row_absmax.float().unsqueeze(1) / 127.0).to(weight.dtype)
+    raise UnlearnError(f"--stress quantize:{scheme}: unknown scheme")
+
+
+def quantize_linears(model: Any, scheme: str) -> int:
+    """Every ``nn.Linear`` weight of ``model`` except the output head, in place; how many."""
+    count = 0
+    with torch.no_grad():
+        for name, module in model.named_modules():
+            if not isinstance(module, torch.nn.Linear) or name.split(".")[-1] in _SKIPPED:
+                continue
+            module.weight.copy_(quantize_weight(module.weight.data, scheme))
+            count += 1
+    return count
+
+
+def relearn(model: Any, tokenizer: Any, texts: list[str], params: dict[str, Any]) -> tuple[list[float], Any]:
+    """``steps`` AdamW steps of next-token loss over ``texts`` (batches of ``batch`` in a seeded
+    order, cycled), on all weights or LoRA adapters merged back after: the loss of each step and
+    the trained model."""
+    seed, steps, batch = int(params["seed"]), int(params["steps"]), int(params["batch"])
+    torch.manual_seed(seed)
+    if params["lora"]:
+        try:
+            with _quiet_bitsandbytes():
+                from peft import LoraConfig, get_peft_model
+        except ImportError as exc:
+            raise UnlearnError(
+                f"--stress relearn:lora=true needs peft ({exc}); pip install -c constraints.txt -e '.[stress]'"
+            ) from None
+        config = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM")
+        model = get_peft_model(model, config)
+    trained = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trained, lr=float(params["lr"]))
+    order = list(range(len(texts)))
+    random.Random(seed).shuffle(order)
+    side = tokenizer.padding_side
+    tokenizer.padding_side = "right"  # positions count from the first token in training
+    losses = []
+    model.train()
+    try:
+        for step in range(steps):
+            picked = [texts[order[(step * batch + i) % len(order)]] for i in range(min(batch, len(order)))]
+            encoded = tokenizer(picked, return_tensors="pt", padding=True, truncation=True, max_length=512)
+            labels = encoded.input_ids.masked_fill(encoded.attention_mask == 0, -100)
+            loss = model(**encoded, labels=labels).loss
+            if not torch.isfinite(loss):
+                raise UnlearnError(f"--stress relearn: the loss became {loss.item()} at step {step + 1}; lower lr")
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            losses.append(float(loss.item()))
+    finally:
+        tokenizer.padding_side = side
+    if params["lora"]:
+        model = model.merge_and_unload()
+    model.eval()
+    return losses, model
+
+
+def _library(stress: Stress) -> dict[str, str]:
+    import importlib.metadata as md
+
+    names = ["torch", "transformers"]
+    names += ["bitsandbytes"] if stress.kind == "quantize" else ["peft"] if stress.params.get("lora") else []
+    return {name: md.version(name) for name in names}
+
+
+def stressed_copy(
+    source: Path,
+    stress: Stress,
+    root: Path,
+    *,
+    texts: list[str] | None = None,
+    allow_pickle: bool = False,
+) -> dict[str, Any]:
+    """The folder of ``source`` transformed by ``stress`` under ``root`` (made once, then
+    reused), and the card's record of it: path, library versions, parameters, timings, peak
+    memory, how many tensors changed."""
+    from pytest_unlearn.cache import make_key, model_digest
+    from pytest_unlearn.loading import inspect_model_folder
+    from pytest_unlearn.memory import process_peak_mib
+
+    folder = inspect_model_folder(source, allow_pickle=allow_pickle)
+    library = _library(stress)
+    parts: dict[str, Any] = {"model": model_digest(source), "stress": stress.record(), "library": library}
+    if texts is not None:
+        parts["texts"] = texts
+    key = make_key("stress-copy", **parts)
+    target = root / f"{stress.name}-{key[:16]}"
+    # Beside the folder, not in it: the copy's own fingerprint (its outputs' cache key) must
+    # not change with the seconds it took to make.
+    marker = target.with_name(target.name + ".json")
+    if marker.is_file() and target.is_dir():
+        try:
+            record = json.loads(marker.read_text())
+            return {**record, "path": str(target), "reused": True}
+        except (OSError, ValueError):
+            pass  # a torn record: the copy is made again below
+    started = time.perf_counter()
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from pytest_unlearn.loading import strict_from_pretrained
+
+    where = f"--stress {stress.name} of --model {source}"
+    model = strict_from_pretrained(
+        AutoModelForCausalLM,
+        source,
+        where=where,
+        dtype="auto",
+        local_files_only=True,
+        trust_remote_code=False,
+        use_safetensors=bool(folder.safetensors),
+        weights_only=True,
+    )
+    details: dict[str, Any] = {}
+    if stress.kind == "quantize":
+        details["tensors_quantized"] = quantize_linears(model, stress.params["scheme"])
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True, trust_remote_code=False)
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        if not texts:
+            raise UnlearnError(f"{where}: no texts to relearn on")
+        dtype = model.dtype
+        model = model.float()  # AdamW steps in the stored half precision would round away
+        losses, model = relearn(model, tokenizer, texts, stress.params)
+        model = model.to(dtype)
+        details |= {"losses": [round(v, 6) for v in losses], "texts": len(texts)}
+    root.mkdir(parents=True, exist_ok=True)
+    building = Path(tempfile.mkdtemp(prefix=f".{stress.name}-", dir=root))
+    try:
+        for file in Path(source).iterdir():
+            if file.is_file() and not file.name.endswith(_WEIGHT_FILES) and not file.name.endswith(".index.json"):
+                shutil.copy2(file, building / file.name)
+        with _no_progress_bars():
+            model.save_pretrained(building, safe_serialization=True)
+        record = {
+            "stress": stress.record(),
+            "source": str(source),
+            "source_fingerprint": parts["model"],
+            "library": library,
+            "seconds": round(time.perf_counter() - started, 3),
+            "peak_rss_mib": round(process_peak_mib(), 1),
+            **details,
+        }
+        if target.exists():
+            shutil.rmtree(target, ignore_errors=True)
+        os.replace(building, target)
+        marker.write_text(json.dumps(record, indent=1, sort_keys=True))
+    except OSError as exc:
+        shutil.rmtree(building, ignore_errors=True)
+        raise UnlearnError(
+            f"{where}: cannot write the copy under {root} ({exc}); free space or pass --cache-dir"
+        ) from None
+    return {**record, "path": str(target), "reused": False}

@@ -1,0 +1,134 @@
+"""``--stress`` through the real plugin on the SemEval world: the sibling checks, recovery, the
+card's ``stress`` section, relearn's held-out half, and one line for each misuse."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+FORGET_FILE = Path(__file__).resolve().parent.parent / "suites" / "semeval" / "data" / "forget.jsonl"
+FORGET = [f"task{t}-{k}-forget" for t in (1, 2, 3) for k in ("regurgitation", "knowledge")] + ["mia-score"]
+
+
+@pytest.fixture(scope="module")
+def stress_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # The stress libraries hold C extensions: import them once in the outer process (pytester's
+    # in-process runs cannot import such a module a second time).
+    import logging
+
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    import bitsandbytes  # noqa: F401
+    import peft  # noqa: F401
+
+    return tmp_path_factory.mktemp("stress-cache")
+
+
+def run(pytester: pytest.Pytester, *args: str) -> tuple[pytest.RunResult, dict]:
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--suite=semeval", "--scorecard=card.json", *args)
+    card_path = pytester.path / "card.json"
+    return result, json.loads(card_path.read_text()) if card_path.exists() else {}
+
+
+def test_quantized_copy_is_scored_beside_the_model(pytester, semeval_models, stress_cache):
+    result, card = run(
+        pytester,
+        f"--model={semeval_models['retrained']}",
+        f"--original-model={semeval_models['target']}",
+        "--stress=quantize:int8",
+        f"--cache-dir={stress_cache}",
+    )
+    assert result.ret == 0, result.stdout.str()
+    checks = {c["id"]: c for c in card["checks"]}
+    # Every forget-side check has its sibling with the same threshold; retain checks have none.
+    for base in FORGET:
+        assert checks[f"{base}@int8"]["threshold"] == checks[base]["threshold"]
+        assert checks[f"{base}@int8"]["metric"] == checks[base]["metric"]
+    assert not any(c.endswith("-retain@int8") for c in checks)
+    # The retrained model never knew the forget set: quantizing it recovers nothing.
+    recovery = checks["recovery@int8"]
+    assert recovery["passed"] and abs(recovery["value"]) < 0.05 and recovery["threshold"] == 0.25
+    section = card["stress"]["int8"]
+    assert section["transform"] == {"kind": "quantize", "name": "int8", "scheme": "int8", "block": None}
+    assert section["copy"]["library"]["bitsandbytes"] == "0.50.2"
+    assert section["copy"]["tensors_quantized"] > 0 and section["copy"]["seconds"] >= 0
+    assert section["copy"]["source_fingerprint"] == card["provenance"]["weights"]["--model"]["fingerprint"] or (
+        section["copy"]["source_fingerprint"].startswith("sha256:")
+    )
+    assert set(section["checks"]) == set(FORGET)
+    assert {row["check"] for row in section["retain"]} >= {"mmlu", "task1-knowledge-retain"}
+    # What produced the sibling's value: the copy, not --model.
+    origin = card["provenance"]["checks"]["task1-knowledge-forget@int8"][0]
+    assert origin["kind"] == "stressed model" and origin["path"] == section["copy"]["path"]
+    assert "task1-knowledge-forget@int8" not in card["model"]["checks"]
+    # The page shows each forget check before and after the stress.
+    page = (pytester.path / "card.html").read_text()
+    assert "<h2>Under --stress int8</h2>" in page and page.count('aria-label="before and after"') == len(FORGET)
+    # The terminal groups the stressed checks under their stress.
+    result.stdout.fnmatch_lines(["*under --stress int8 (quantize, bitsandbytes 0.50.2)*", "*recovery@int8*PASS*"])
+
+
+def test_relearn_scores_the_half_it_did_not_train_on(pytester, semeval_models, stress_cache):
+    args = (
+        f"--model={semeval_models['retrained']}",
+        "--stress=relearn:steps=2,lr=1e-4,seed=3",
+        f"--cache-dir={stress_cache}",
+    )
+    result, card = run(pytester, *args)
+    assert result.ret == 0, result.stdout.str()
+    checks = {c["id"]: c for c in card["checks"]}
+    copy = checks["task1-knowledge-forget@relearn"]["details"]["stress"]
+    trained = set(copy["trained_on"])
+    forget_rows = [json.loads(line) for line in FORGET_FILE.read_text().splitlines() if line.strip()]
+    # Halves of documents (a document's prompts all in one half: its text gives their answers).
+    documents = {row["id"][:-3] for row in forget_rows}
+    assert len(documents) == 18 and len(trained) == 9 and trained <= documents
+    assert "scored on the other" in copy["holdout"] and len(copy["losses"]) == 2
+    # Only the held-out half is scored: its documents' prompts, and its MIA members.
+    for kind in ("knowledge", "regurgitation"):
+        for task in (1, 2, 3):
+            scored = [r for r in forget_rows if r["task"] == f"Task{task}" and r["id"][:-3] not in trained]
+            scored = [r for r in scored if (r["id"][-3:-1] == "qa") == (kind == "knowledge")]
+            assert checks[f"task{task}-{kind}-forget@relearn"]["n"] == len(scored)
+    assert checks["mia-score@relearn"]["n"] == checks["mia-score"]["n"] - 9
+    assert "recovery@relearn" not in checks  # no --original-model: no gap to measure
+    # The same seed makes the same copy: the second run reuses it.
+    again, card_again = run(pytester, *args)
+    assert again.ret == 0
+    copy_again = {c["id"]: c for c in card_again["checks"]}["task1-knowledge-forget@relearn"]["details"]["stress"]
+    assert copy_again["path"] == copy["path"] and copy_again["reused"] is True
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (("--stress=quantize:int3",), "*--stress quantize takes one of int4, nf4, int8, e.g. quantize:int4, got 'quantize:int3'*"),
+        (("--stress=quantize:int4", "--stress=quantize:int4"), "*--stress int4 given twice*"),
+        (("--threshold=task1-knowledge-forget@int4=0.5",), "*--threshold task1-knowledge-forget@int4=…: that check exists only with --stress*"),
+        (("--stress=quantize:int4", "--threshold=task9@int4=0.5"), "*suite 'semeval' has no check 'task9@int4'*"),
+    ],
+)  # fmt: skip
+def test_misuse_is_one_line(pytester, semeval_models, args, line):
+    result = pytester.runpytest_inprocess("--suite=semeval", f"--model={semeval_models['retrained']}", *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    output = result.stdout.lines + result.stderr.lines
+    assert len([text for text in output if fnmatch.fnmatch(text, line)]) == 1, output
+    assert "Traceback" not in "\n".join(output)
+
+
+def test_stress_needs_a_language_model_folder(pytester, tmp_path, perfect_unlearning_predictions):
+    result = pytester.runpytest_inprocess(
+        "--suite=semeval", f"--predictions={perfect_unlearning_predictions}", "--stress=quantize:int4"
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert (result.stderr.str() + result.stdout.str()).count("--stress needs --model PATH") == 1
+    pipeline = tmp_path / "pipe"
+    pipeline.mkdir()
+    (pipeline / "model_index.json").write_text("{}")
+    result = pytester.runpytest_inprocess("--suite=semeval", f"--model={pipeline}", "--stress=quantize:int4")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert f"--stress: --model {pipeline} is a diffusion pipeline" in result.stderr.str() + result.stdout.str()
