@@ -151,6 +151,7 @@ class RunState:
             )
             checked = apply_threshold_overrides(replace(checked, checks=checks), stressed_thresholds)
             stress_run = StressRun(settings.stresses, manifest, plain, backend)
+            stress_run.check()
         lock = lock_scorecard(scorecard_path) if own_outputs else None
         return cls(
             checked,

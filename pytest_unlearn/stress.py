@@ -209,6 +209,24 @@ class StressRun:
         # relearn data=forget-half: the forget ids trained on and those scored.
         self.halves: dict[str, tuple[list[str], list[str]]] = {}
 
+    def check(self) -> None:
+        """Refuse, before any check runs, a relearn the suite cannot serve (its texts, or a
+        held-out half of its forget set), in the line the suite gives."""
+        from pathlib import Path
+
+        for stress in self.stresses.values():
+            if stress.kind != "relearn":
+                continue
+            data = stress.params["data"]
+            if data == "forget-half":
+                if type(self.backend).hold_out is _base_hold_out():
+                    self.backend.hold_out(set())  # raises the suite's own line
+                self.backend.stress_texts("forget")
+            elif data == "retain":
+                self.backend.stress_texts("retain")
+            else:
+                read_texts(Path(data))
+
     # -- the copies ------------------------------------------------------------------------
     def _root(self) -> Any:
         base = self.settings.cache_dir if self.settings.cache_dir is not None else self.settings.artifacts
@@ -363,6 +381,12 @@ class StressRun:
             unit="share of the gap",
             details=details,
         )
+
+
+def _base_hold_out() -> Any:
+    from pytest_unlearn.evaluation import Backend
+
+    return Backend.hold_out
 
 
 def _failed(spec: CheckSpec, error: str, details: dict[str, Any] | None = None) -> Any:

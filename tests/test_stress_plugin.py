@@ -19,11 +19,11 @@ FORGET = [f"task{t}-{k}-forget" for t in (1, 2, 3) for k in ("regurgitation", "k
 def stress_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # The stress libraries hold C extensions: import them once in the outer process (pytester's
     # in-process runs cannot import such a module a second time).
-    import logging
+    from pytest_unlearn.engines.stress import _quiet_bitsandbytes
 
-    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
-    import bitsandbytes  # noqa: F401
-    import peft  # noqa: F401
+    with _quiet_bitsandbytes():
+        import bitsandbytes  # noqa: F401
+        import peft  # noqa: F401
 
     return tmp_path_factory.mktemp("stress-cache")
 
@@ -72,34 +72,45 @@ def test_quantized_copy_is_scored_beside_the_model(pytester, semeval_models, str
     result.stdout.fnmatch_lines(["*under --stress int8 (quantize, bitsandbytes 0.50.2)*", "*recovery@int8*PASS*"])
 
 
-def test_relearn_scores_the_half_it_did_not_train_on(pytester, semeval_models, stress_cache):
-    args = (
-        f"--model={semeval_models['retrained']}",
-        "--stress=relearn:steps=2,lr=1e-4,seed=3",
-        f"--cache-dir={stress_cache}",
+def test_shallow_unlearning_passes_plain_and_fails_relearn(pytester, semeval_models, stress_cache):
+    from fixtures.figures import STRESS_ARGS, readme_block, stress_table
+    from fixtures.worlds import models
+
+    shallow = models("semeval-shallow")["shallow"]
+    common = (*STRESS_ARGS[1:], f"--original-model={semeval_models['target']}", f"--cache-dir={stress_cache}")
+    cards = {}
+    for name, path in (("retrained", semeval_models["retrained"]), ("shallow", shallow)):
+        result, cards[name] = run(pytester, f"--model={path}", *common)
+        assert result.ret == (0 if name == "retrained" else pytest.ExitCode.TESTS_FAILED), result.stdout.str()
+    for card in cards.values():  # both pass every plain check
+        assert all(c["passed"] for c in card["checks"] if "@" not in c["id"])
+    checks = {c["id"]: c for c in cards["shallow"]["checks"]}
+    assert not checks["recovery@relearn"]["passed"] and checks["recovery@relearn"]["value"] > 0.25
+    assert not all(checks[f"{base}@relearn"]["passed"] for base in FORGET)
+    assert checks["recovery@int4"]["passed"]  # the world is too small to show int4 recovery (docs)
+    assert stress_table(cards) == readme_block("stress"), (
+        "docs/stress.md's figures drifted: python -m fixtures.figures --write stress"
     )
-    result, card = run(pytester, *args)
-    assert result.ret == 0, result.stdout.str()
-    checks = {c["id"]: c for c in card["checks"]}
+
+    # Relearn's protocol on the retrained card: a seeded half of the forget documents trained on,
+    # the other half scored (its prompts and its MIA members only).
+    checks = {c["id"]: c for c in cards["retrained"]["checks"]}
     copy = checks["task1-knowledge-forget@relearn"]["details"]["stress"]
     trained = set(copy["trained_on"])
     forget_rows = [json.loads(line) for line in FORGET_FILE.read_text().splitlines() if line.strip()]
-    # Halves of documents (a document's prompts all in one half: its text gives their answers).
     documents = {row["id"][:-3] for row in forget_rows}
     assert len(documents) == 18 and len(trained) == 9 and trained <= documents
-    assert "scored on the other" in copy["holdout"] and len(copy["losses"]) == 2
-    # Only the held-out half is scored: its documents' prompts, and its MIA members.
+    assert "scored on the other 9" in copy["holdout"] and len(copy["losses"]) == 10
     for kind in ("knowledge", "regurgitation"):
         for task in (1, 2, 3):
             scored = [r for r in forget_rows if r["task"] == f"Task{task}" and r["id"][:-3] not in trained]
             scored = [r for r in scored if (r["id"][-3:-1] == "qa") == (kind == "knowledge")]
             assert checks[f"task{task}-{kind}-forget@relearn"]["n"] == len(scored)
     assert checks["mia-score@relearn"]["n"] == checks["mia-score"]["n"] - 9
-    assert "recovery@relearn" not in checks  # no --original-model: no gap to measure
-    # The same seed makes the same copy: the second run reuses it.
-    again, card_again = run(pytester, *args)
+    # The same seed makes the same copy: a second run reuses it.
+    again, card = run(pytester, f"--model={semeval_models['retrained']}", *common)
     assert again.ret == 0
-    copy_again = {c["id"]: c for c in card_again["checks"]}["task1-knowledge-forget@relearn"]["details"]["stress"]
+    copy_again = {c["id"]: c for c in card["checks"]}["task1-knowledge-forget@relearn"]["details"]["stress"]
     assert copy_again["path"] == copy["path"] and copy_again["reused"] is True
 
 
