@@ -56,8 +56,14 @@ def image_name(style: str, obj: str, seed: int) -> str:
     return f"{style}_{obj}_seed{seed}.jpg"
 
 
-def parse_seeds(text: str) -> tuple[int, ...]:
-    """``"188 288 588"`` (spaces or commas) as seeds; ValueError naming what is wrong."""
+def parse_seeds(value: object) -> tuple[int, ...]:
+    """``"188 288 588"`` (spaces or commas), ``[188, 288]`` or ``188`` as seeds; ValueError
+    naming what is wrong."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    elif isinstance(value, list):
+        value = " ".join(str(v) for v in value)
+    text = value if isinstance(value, str) else repr(value)
     parts = [p for p in re.split(r"[\s,]+", text.strip()) if p]
     if not parts or not all(p.isdigit() for p in parts):
         raise ValueError(f"seeds must be non-negative integers separated by spaces, got {text!r}")

@@ -36,7 +36,13 @@ GENERATION_DEFAULTS: dict[str, Any] = {"steps": 100, "guidance": 9.0, "resolutio
 JUDGES = ("classifier", "clip")
 OWN_SETTINGS: tuple[Setting, ...] = (
     Setting("targets", list, None, "targets to test (styles or objects); default: every per-target model folder"),
-    Setting("seeds", str, ucd.SEEDS, "sampling seeds, one image per prompt and seed (accuracy.py's --seed)"),
+    Setting(
+        "seeds",
+        str,
+        ucd.SEEDS,
+        "sampling seeds, one image per prompt and seed (accuracy.py's --seed): '188 288', a list or one integer",
+        own_check=True,
+    ),
     Setting("template", str, ucd.TEMPLATE, "prompt of each (style, object); {style} has its '_' read as spaces"),
     Setting("judge", str, "classifier", "classifier (the benchmark's) or clip (zero-shot fallback)", choices=JUDGES),
     Setting("style_classifier", str, None, "style classifier: a transformers image-classification folder", path=True),
@@ -84,7 +90,7 @@ class UnlearnCanvasBackend(Backend):
         self.style_labels = self._labels("style_labels", self.styles, "styles")
         self.object_labels = self._labels("object_labels", self.objects, "objects")
         try:
-            self.seeds = ucd.parse_seeds(self._get("seeds"))
+            self.seeds = ucd.parse_seeds(self._get("seeds"))  # --setting seeds=188 arrives as an integer
         except ValueError as exc:
             raise UnlearnError(f"--setting seeds: {exc}") from None
         self.template = self._get("template")
@@ -187,7 +193,7 @@ class UnlearnCanvasBackend(Backend):
             )
         path = settings.model
         if path.is_dir() and not (path / "model_index.json").is_file():
-            found = self._target_folders(path, "--model")
+            found = self._target_folders(path, "--model ")
             if found is not None:
                 for sub in found[0].values():
                     self._check_model(sub, f"--model {path}: {sub.name}")
@@ -259,11 +265,12 @@ class UnlearnCanvasBackend(Backend):
         """A target's checks need its own model's answer set (one xdist group per model); the
         averaged checks every model's."""
         needed = METRICS.get(spec.metric).requires
-        if not self.per_target:
-            return needed
         target = spec.params.get("target")
-        models = [target] if target in self.model_paths else list(self.model_paths)
-        return tuple(dict.fromkeys(self._input(m) for m in models))
+        if not self.per_target or target not in self.model_paths:
+            # "answers" of per-target models is every model's (computed one after the other):
+            # naming it apart keeps the averaged checks from merging the per-model groups.
+            return needed
+        return tuple(self._input(target) if name == "answers" else name for name in needed)
 
     def compute(self, name: str) -> None:
         if name == "answers" and self.per_target:
