@@ -76,3 +76,27 @@ def test_the_original_model_fails_unlearning_and_keeps_retention(pytester, canva
         assert expected["ua"] < 0.1
     assert card["model"]["path"] == str(canvas["original"])
     print("original:", {t: card["aggregates"]["per_target"][t] for t in TARGETS})
+
+
+FALLBACK = (
+    "judge clip: CLIP zero-shot stands in for UnlearnCanvas' style and object classifiers; UA, IRA and CRA are not "
+    "comparable to the benchmark's (pass --setting style_classifier= and object_classifier=)"
+)
+
+
+def test_the_clip_fallback_is_said_never_silent(pytester, canvas, genmu_models):
+    args = [
+        f"--setting=images={canvas['erased']}",
+        "--setting=judge=clip",
+        f"--setting=clip_model={genmu_models['clip']}",
+    ]
+    result, card = run(pytester, *args, "-k", "neon-lines-ua")
+    assert card["warnings"] == [FALLBACK]
+    assert card["settings"]["judge"] == "clip"
+    result.stdout.fnmatch_lines(["*judge: clip*", f"*{FALLBACK}*"])
+    (check,) = card["checks"]
+    assert check["id"] == "neon-lines-ua" and check["error"] is None
+    # --strict refuses the stand-in outright.
+    strict = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--suite=unlearncanvas-mini", "--strict", *args)
+    assert strict.ret == 4
+    strict.stderr.fnmatch_lines([f"ERROR: {FALLBACK} (--strict turns warnings into errors)"])
