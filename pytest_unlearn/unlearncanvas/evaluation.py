@@ -35,6 +35,14 @@ from pytest_unlearn.unlearncanvas import metrics as ucm
 GENERATION_DEFAULTS: dict[str, Any] = {"steps": 100, "guidance": 9.0, "resolution": 512, "scheduler": "default"}
 JUDGES = ("classifier", "clip")
 OWN_SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "images",
+        str,
+        None,
+        "score answer sets made elsewhere: DIR/<target>/<style>_<object>_seed<seed>.jpg (or the files in DIR for "
+        "one model); was --images",
+        path=True,
+    ),
     Setting("targets", list, None, "targets to test (styles or objects); default: every per-target model folder"),
     Setting(
         "seeds",
@@ -77,7 +85,8 @@ def _decode(data: bytes) -> Any:
 
 class UnlearnCanvasBackend(Backend):
     #: What --setting may override (besides the manifest's own [settings]).
-    SETTINGS = schema(*COMMON, *(s for s in DIFFUSION_SETTINGS if s.name != "images_per_prompt"), *OWN_SETTINGS)
+    # Our own "images" (the benchmark's layout, not images.jsonl) is declared first, so it wins.
+    SETTINGS = schema(*COMMON, *OWN_SETTINGS, *(s for s in DIFFUSION_SETTINGS if s.name != "images_per_prompt"))
 
     def __init__(self, manifest: SuiteManifest, settings: RunSettings) -> None:
         super().__init__(manifest, settings)
