@@ -82,6 +82,7 @@ ENTRY_POINTS: dict[str, dict[str, str]] = {
         "unlearncanvas.ua": "pytest_unlearn.unlearncanvas.metrics:ua",
         "unlearncanvas.ira": "pytest_unlearn.unlearncanvas.metrics:ira",
         "unlearncanvas.cra": "pytest_unlearn.unlearncanvas.metrics:cra",
+        "unlearncanvas.fid": "pytest_unlearn.unlearncanvas.metrics:fid",
         "tofu.truth_ratio_ou": "pytest_unlearn.tofu.metrics:truth_ratio_ou_metric",
         "tofu.probability_w_options": "pytest_unlearn.tofu.metrics:probability_w_options_metric",
         "tofu.exact_memorization": "pytest_unlearn.tofu.metrics:exact_memorization_metric",

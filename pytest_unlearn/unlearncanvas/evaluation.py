@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,15 @@ OWN_SETTINGS: tuple[Setting, ...] = (
     Setting("style_template", str, "an image in {concept} style", "clip judge: the zero-shot text of a style"),
     Setting("object_template", str, "a photo of {concept}", "clip judge: the zero-shot text of an object"),
     Setting("jpeg", bool, True, "judge generated images after a JPEG round trip, as the benchmark saves .jpg"),
+    Setting(
+        "fid_reference",
+        str,
+        None,
+        "FID: the original model's answer set (<style>_<object>_seed<seed>.jpg); off when not given",
+        path=True,
+    ),
+    Setting("fid_extractor", str, "inception", "FID: the registered feature extractor (pytest_unlearn.extractors)"),
+    Setting("inception_weights", str, "", "FID: the extractor's weights file (inception: torchvision Inception v3)"),
 )
 _DEFAULTS = {s.name: s.default for s in OWN_SETTINGS}
 
@@ -113,7 +123,22 @@ class UnlearnCanvasBackend(Backend):
         if self.per_target:
             self.model_paths = {t: p for t, p in self.model_paths.items() if t in self.targets}
         self._by_slug = {slug(t): t for t in self.model_paths if t}
-        self.inputs = ucm.CanvasInputs(styles=self.styles, objects=self.objects, targets=tuple(self.targets))
+        self.fid_reference = self._get("fid_reference")
+        if self.fid_reference is not None and not Path(self.fid_reference).is_dir():
+            raise UnlearnError(
+                f"--setting fid_reference={self.fid_reference}: no such folder; pass the original model's answer set"
+            )
+        if self.fid_reference is not None:
+            from pytest_unlearn.registry import EXTRACTORS
+
+            try:
+                EXTRACTORS.get(self._get("fid_extractor"))
+            except UnlearnError as exc:
+                raise UnlearnError(f"--setting fid_extractor: {exc}") from None
+        self._extractor: Any = None
+        self.inputs = ucm.CanvasInputs(
+            styles=self.styles, objects=self.objects, targets=tuple(self.targets), seeds=self.seeds
+        )
         self._judges: dict[str, Any] = {}
         self._pipe: Any = None
         self.generated_images = 0  # tests read it: a warm rerun generates nothing
@@ -306,8 +331,51 @@ class UnlearnCanvasBackend(Backend):
         correct = dict(self.inputs.correct)
         for target in served:
             correct[target] = {"style": style_rows, "object": object_rows}
-        self.inputs = ucm.CanvasInputs(self.styles, self.objects, self.inputs.targets, correct)
+        self.inputs = replace(self.inputs, correct=correct)
+        if self.fid_reference is not None:
+            # Features now, while the answer set is in memory: 5,100 images of 512 px are not kept.
+            extractor = self._fid_extractor()
+            features = np.asarray(extractor.features(images), dtype=np.float64)
+            reference = self.inputs.reference_features
+            if reference is None:
+                reference = np.asarray(extractor.features(self._read_reference(pairs)), dtype=np.float64)
+            self.inputs = replace(
+                self.inputs,
+                features={**self.inputs.features, **{target: features for target in served}},
+                reference_features=reference,
+                extractor=f"{self._get('fid_extractor')} ({getattr(extractor, 'name', '')})",
+            )
         self._write_records(model, pairs, predicted)
+
+    def _fid_extractor(self) -> Any:
+        if self._extractor is None:
+            from pytest_unlearn.registry import EXTRACTORS
+
+            name = self._get("fid_extractor")
+            spec = str(self.setting("clip_model") or "") if name == "clip" else str(self._get("inception_weights"))
+            self._extractor = EXTRACTORS.get(name)(spec, self.settings.device)
+        return self._extractor
+
+    def _read_reference(self, pairs: list[tuple[str, str, int]]) -> list[Any]:
+        """The reference answer set (one flat folder, the benchmark's file names)."""
+        from PIL import Image, UnidentifiedImageError
+
+        folder = Path(self.fid_reference)
+        files = [folder / ucd.image_name(*pair) for pair in pairs]
+        missing = [f for f in files if not f.is_file()]
+        if missing:
+            raise UnlearnError(
+                f"--setting fid_reference={folder}: {len(missing)} of {len(files)} images missing, e.g. "
+                f"{missing[0].name}; the reference is a whole answer set (<style>_<object>_seed<seed>.jpg)"
+            )
+        images = []
+        for file in files:
+            try:
+                with Image.open(file) as handle:
+                    images.append(handle.convert("RGB"))
+            except (OSError, UnidentifiedImageError) as exc:
+                raise UnlearnError(f"--setting fid_reference: cannot read {file} ({exc})") from None
+        return images
 
     # -- images --------------------------------------------------------------------------------------
     def _read(self, model: str, pairs: list[tuple[str, str, int]]) -> list[Any]:
@@ -467,6 +535,11 @@ class UnlearnCanvasBackend(Backend):
         out: dict[str, Any] = {"targets": list(self.targets), "per_target": per, "judge": self.judge_name}
         for which in ("ua", "ira", "cra"):
             out[which] = float(np.mean([s[which] for s in per.values()])) if per else None
+        if self.inputs.reference_features is not None:
+            fids = {t: ucm.fid_of(self.inputs, t) for t in self.targets if t in self.inputs.features}
+            out["fid"] = float(np.mean(list(fids.values()))) if fids else None
+            out["fid_per_target"] = fids
+            out["fid_extractor"] = self.inputs.extractor
         return out
 
     def artifacts(self) -> dict[str, str]:

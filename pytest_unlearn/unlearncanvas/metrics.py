@@ -10,6 +10,9 @@ style and seed (``--task class``). For a target of one kind (a style, or an obje
 - CRA = mean of acc over every name of the other kind (all images, the target's included, as the
   other task's ``acc`` counts them).
 
+FID (``quantitative/fid.py``): the Fréchet distance between the features of the model's answer set
+and of a reference answer set (the original model's), both without the target's images.
+
 Each metric is scored on one target's model (``target=``) or averaged over the targets.
 """
 
@@ -20,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from pytest_unlearn.engines.fid import frechet_distance, gaussian_fit
 from pytest_unlearn.errors import UnlearnError
 from pytest_unlearn.registry import Measurement, metric
 
@@ -35,6 +39,12 @@ class CanvasInputs:
     objects: tuple[str, ...] = ()
     targets: tuple[str, ...] = ()
     correct: dict[str, dict[str, dict[str, np.ndarray]]] = field(default_factory=dict)
+    # FID: the answer sets' image features (rows in style, object, seed order) per target, and
+    # the reference answer set's; None when no reference was given.
+    seeds: tuple[int, ...] = ()
+    features: dict[str, np.ndarray] = field(default_factory=dict)
+    reference_features: np.ndarray | None = None
+    extractor: str = ""
 
     def kind_of(self, name: str) -> str:
         return "style" if name in self.styles else "object"
@@ -101,3 +111,37 @@ def ira(inputs: CanvasInputs, target: str | None = None) -> Measurement:
 def cra(inputs: CanvasInputs, target: str | None = None) -> Measurement:
     """CRA: mean accuracy of every object (style) when a style (object) was unlearned (UnlearnCanvas)."""
     return _measure(inputs, "cra", target)
+
+
+def _without(inputs: CanvasInputs, target: str) -> np.ndarray:
+    """Rows of the answer set (style, object, seed order) not involving ``target`` (fid.py's
+    ``exclude``)."""
+    return np.array(
+        [style != target and obj != target for style in inputs.styles for obj in inputs.objects for _ in inputs.seeds]
+    )
+
+
+def fid_of(inputs: CanvasInputs, target: str) -> float:
+    """The Fréchet distance of one target's answer set to the reference, the target excluded."""
+    if inputs.reference_features is None:
+        raise UnlearnError(
+            "FID needs a reference answer set: pass --setting fid_reference=DIR (the original model's images)"
+        )
+    if target not in inputs.features:
+        raise UnlearnError(f"no image features of the {target!r} model; the check cannot be scored")
+    keep = _without(inputs, target)
+    mu1, sigma1 = gaussian_fit(inputs.reference_features[keep])
+    mu2, sigma2 = gaussian_fit(inputs.features[target][keep])
+    return frechet_distance(mu1, sigma1, mu2, sigma2)
+
+
+@metric("unlearncanvas.fid", higher_is_better=False, unit="fid", requires=("answers",), sampled=False)
+def fid(inputs: CanvasInputs, target: str | None = None) -> Measurement:
+    """FID of the answer set against the original model's, the target's images left out (UnlearnCanvas fid.py)."""
+    targets = [target] if target else list(inputs.targets)
+    per = {t: fid_of(inputs, t) for t in targets}
+    images = sum(int(_without(inputs, t).sum()) for t in targets)
+    details: dict[str, Any] = {"extractor": inputs.extractor}
+    if target is None:
+        details["per_target"] = per
+    return Measurement(float(np.mean(list(per.values()))), images, details)
