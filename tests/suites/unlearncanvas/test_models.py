@@ -18,6 +18,12 @@ from tests.suites.unlearncanvas.conftest import classifiers, run
 from tests.suites.unlearncanvas.test_world import _model
 
 
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    """One artifact cache for the module: a model's answer set drawn by one test is read by the next."""
+    return tmp_path_factory.mktemp("canvas-cache")
+
+
 @pytest.fixture
 def per_target(tmp_path, genmu_models):
     folder = tmp_path / "submission"
@@ -29,8 +35,7 @@ def per_target(tmp_path, genmu_models):
     return folder
 
 
-def test_per_target_models_draw_their_answer_sets_once(pytester, canvas, per_target, tmp_path):
-    cache = tmp_path / "cache"
+def test_per_target_models_draw_their_answer_sets_once(pytester, canvas, per_target, cache):
     # Two denoising steps: the answer sets' content does not matter here, their handling does.
     args = [f"--model={per_target}", "--setting=seeds=188", "--setting=steps=2", f"--cache-dir={cache}"]
     result, card = run(pytester, *args, *classifiers(canvas))
@@ -79,3 +84,19 @@ def test_one_xdist_group_per_model(canvas, per_target):
             ["ua", "ira", "cra"],
         ]
     )
+
+
+def test_one_model_for_several_targets_draws_one_answer_set(pytester, canvas, genmu_models, cache):
+    args = [f"--model={genmu_models['original']}", "--setting=seeds=188", "--setting=steps=2", f"--cache-dir={cache}"]
+    _, card = run(pytester, *args, "--setting=targets=['Neon_Lines', 'Flowers']", *classifiers(canvas))
+    assert all(c["error"] is None for c in card["checks"])
+    assert [p.name for p in (pytester.path / "card-artifacts" / "answers").iterdir()] == ["model"]
+    assert card["model"]["path"] == str(genmu_models["original"]) and "models" not in card["model"]
+    # One answer set scored for each target: the same classifications, each target's own split.
+    answers = pytester.path / "card-artifacts" / "answers" / "model"
+    names = (list(world.STYLES), list(world.OBJECTS), [188])
+    style_acc = reference.accuracy(_model(canvas["style-classifier"]), str(answers), *names, task="style")
+    class_acc = reference.accuracy(_model(canvas["object-classifier"]), str(answers), *names, task="class")
+    for target in ("Neon_Lines", "Flowers"):
+        expected = reference.ua_ira_cra(style_acc, class_acc, target)
+        assert card["aggregates"]["per_target"][target] == pytest.approx(expected, abs=1e-6)
