@@ -26,6 +26,7 @@ from pytest_unlearn.evaluation import Backend, RunSettings
 from pytest_unlearn.fingerprint import fingerprint
 from pytest_unlearn.loading import inspect_model_folder
 from pytest_unlearn.manifest import CheckSpec, SuiteManifest, slug
+from pytest_unlearn.progress import PhaseProgress
 from pytest_unlearn.registry import METRICS
 from pytest_unlearn.settings import COMMON, Setting, schema
 from pytest_unlearn.unlearncanvas import data as ucd
@@ -93,6 +94,32 @@ def _decode(data: bytes) -> Any:
         return handle.convert("RGB")
 
 
+def _check_answer_set(folder: Path, pairs: list[tuple[str, str, int]], flag: str) -> None:
+    """Every image of ``pairs`` is in the answer-set folder (accuracy.py's file names), before any
+    is judged; ``flag`` names the input in the error."""
+    missing = [name for name in (ucd.image_name(*pair) for pair in pairs) if not (folder / name).is_file()]
+    if missing:
+        raise UnlearnError(
+            f"{flag}: {len(missing)} of {len(pairs)} images missing in {folder}, e.g. {missing[0]}; an answer set "
+            "has every <style>_<object>_seed<seed>.jpg"
+        )
+
+
+def _read_answer_set(folder: Path, pairs: list[tuple[str, str, int]], flag: str) -> list[Any]:
+    """The images of ``pairs`` in an answer-set folder; ``flag`` names the input in errors."""
+    from PIL import Image, UnidentifiedImageError
+
+    files = [folder / ucd.image_name(*pair) for pair in pairs]
+    images = []
+    for file in files:
+        try:
+            with Image.open(file) as handle:
+                images.append(handle.convert("RGB"))
+        except (OSError, UnidentifiedImageError) as exc:
+            raise UnlearnError(f"{flag}: cannot read {file} ({exc}); replace it or regenerate it") from None
+    return images
+
+
 class UnlearnCanvasBackend(Backend):
     #: What --setting may override (besides the manifest's own [settings]).
     # Our own "images" (the benchmark's layout, not images.jsonl) is declared first, so it wins.
@@ -140,7 +167,8 @@ class UnlearnCanvasBackend(Backend):
             styles=self.styles, objects=self.objects, targets=tuple(self.targets), seeds=self.seeds
         )
         self._judges: dict[str, Any] = {}
-        self._pipe: Any = None
+        self._pipe: Any = None  # the pipeline of the model being drawn, dropped after it
+        self._digests: dict[str, str] = {}
         self.generated_images = 0  # tests read it: a warm rerun generates nothing
 
     # -- configuration ---------------------------------------------------------------------------
@@ -314,8 +342,30 @@ class UnlearnCanvasBackend(Backend):
         if model is None:
             raise UnlearnError(f"the unlearncanvas backend cannot compute {name!r}")
         pairs = [(style, obj, seed) for style in self.styles for obj in self.objects for seed in self.seeds]
-        images = self._read(model, pairs) if self.setting("images") is not None else self._generate(model, pairs)
-        predicted = {kind: self._classify(kind, images) for kind in ucm.KINDS}
+        # Chunk by chunk: the benchmark's answer set is 5,100 images of 512 px per model, too many
+        # to hold at once; each chunk is drawn (or read), judged and featurised, then dropped.
+        predicted: dict[str, list[str]] = {kind: [] for kind in ucm.KINDS}
+        features: list[np.ndarray] = []
+        chunk = max(1, self.settings.batch_size)
+        progress = PhaseProgress(self.progress, f"{self.manifest.name} {model or 'model'} images", len(pairs))
+        if self.setting("images") is not None:
+            _check_answer_set(self.model_paths[model], pairs, f"--setting images={self.setting('images')}")
+        try:
+            for start in range(0, len(pairs), chunk):
+                part = pairs[start : start + chunk]
+                if self.setting("images") is not None:
+                    images = _read_answer_set(
+                        self.model_paths[model], part, f"--setting images={self.setting('images')}"
+                    )
+                else:
+                    images = self._generate(model, part)
+                for kind in ucm.KINDS:
+                    predicted[kind].extend(self._classify(kind, images))
+                if self.fid_reference is not None:
+                    features.append(np.asarray(self._fid_extractor().features(images), dtype=np.float64))
+                progress.advance(len(part))
+        finally:
+            self._pipe = None  # one model after the other: per-target pipelines do not all fit at once
         index = {pair: i for i, pair in enumerate(pairs)}
         # accuracy.py's two tasks: a style's images over every object and seed, an object's over
         # every style and seed; 1 where the classifier named the image's own style (object).
@@ -333,17 +383,23 @@ class UnlearnCanvasBackend(Backend):
             correct[target] = {"style": style_rows, "object": object_rows}
         self.inputs = replace(self.inputs, correct=correct)
         if self.fid_reference is not None:
-            # Features now, while the answer set is in memory: 5,100 images of 512 px are not kept.
-            extractor = self._fid_extractor()
-            features = np.asarray(extractor.features(images), dtype=np.float64)
             reference = self.inputs.reference_features
             if reference is None:
-                reference = np.asarray(extractor.features(self._read_reference(pairs)), dtype=np.float64)
+                folder, flag = Path(self.fid_reference), f"--setting fid_reference={self.fid_reference}"
+                _check_answer_set(folder, pairs, flag)
+                reference = np.concatenate(
+                    [
+                        np.asarray(
+                            self._fid_extractor().features(_read_answer_set(folder, part, flag)), dtype=np.float64
+                        )
+                        for part in (pairs[i : i + chunk] for i in range(0, len(pairs), chunk))
+                    ]
+                )
             self.inputs = replace(
                 self.inputs,
-                features={**self.inputs.features, **{target: features for target in served}},
+                features={**self.inputs.features, **{target: np.concatenate(features) for target in served}},
                 reference_features=reference,
-                extractor=f"{self._get('fid_extractor')} ({getattr(extractor, 'name', '')})",
+                extractor=f"{self._get('fid_extractor')} ({getattr(self._fid_extractor(), 'name', '')})",
             )
         self._write_records(model, pairs, predicted)
 
@@ -356,50 +412,7 @@ class UnlearnCanvasBackend(Backend):
             self._extractor = EXTRACTORS.get(name)(spec, self.settings.device)
         return self._extractor
 
-    def _read_reference(self, pairs: list[tuple[str, str, int]]) -> list[Any]:
-        """The reference answer set (one flat folder, the benchmark's file names)."""
-        from PIL import Image, UnidentifiedImageError
-
-        folder = Path(self.fid_reference)
-        files = [folder / ucd.image_name(*pair) for pair in pairs]
-        missing = [f for f in files if not f.is_file()]
-        if missing:
-            raise UnlearnError(
-                f"--setting fid_reference={folder}: {len(missing)} of {len(files)} images missing, e.g. "
-                f"{missing[0].name}; the reference is a whole answer set (<style>_<object>_seed<seed>.jpg)"
-            )
-        images = []
-        for file in files:
-            try:
-                with Image.open(file) as handle:
-                    images.append(handle.convert("RGB"))
-            except (OSError, UnidentifiedImageError) as exc:
-                raise UnlearnError(f"--setting fid_reference: cannot read {file} ({exc})") from None
-        return images
-
     # -- images --------------------------------------------------------------------------------------
-    def _read(self, model: str, pairs: list[tuple[str, str, int]]) -> list[Any]:
-        from PIL import Image, UnidentifiedImageError
-
-        folder = self.model_paths[model]
-        files = [folder / ucd.image_name(*pair) for pair in pairs]
-        missing = [f for f in files if not f.is_file()]
-        if missing:
-            raise UnlearnError(
-                f"--setting images={self.setting('images')}: {len(missing)} of {len(files)} images missing in "
-                f"{folder}, e.g. {missing[0].name}; an answer set has every <style>_<object>_seed<seed>.jpg"
-            )
-        images = []
-        for file in files:
-            try:
-                with Image.open(file) as handle:
-                    images.append(handle.convert("RGB"))
-            except (OSError, UnidentifiedImageError) as exc:
-                raise UnlearnError(
-                    f"--setting images: cannot read {file} ({exc}); replace it or regenerate it"
-                ) from None
-        return images
-
     def _pipeline(self, model: str) -> Any:
         from pytest_unlearn.engines.diffusion import load_pipeline
         from pytest_unlearn.workers import split_cpu_threads
@@ -418,49 +431,43 @@ class UnlearnCanvasBackend(Backend):
         return pipe
 
     def _generate(self, model: str, pairs: list[tuple[str, str, int]]) -> list[Any]:
-        """Every (style, object, seed) of one model, batch by batch, each batch a cache entry."""
+        """The images of ``pairs`` drawn by one model, each batch an entry of the artifact cache,
+        written to the artifacts as the benchmark's .jpg files and read back as it reads them."""
         from PIL import Image
 
         from pytest_unlearn.cache import decode_arrays, encode_arrays, make_key, model_digest
         from pytest_unlearn.loading import resolve_device
-        from pytest_unlearn.progress import PhaseProgress
 
         requests = [(ucd.prompt(self.template, style, obj), seed) for style, obj, seed in pairs]
         size = self.settings.batch_size
-        digest = model_digest(self.model_paths[model])
-        device = resolve_device(self.settings.device).split(":")[0]
-        pipe: list[Any] = []
+        if model not in self._digests:
+            self._digests[model] = model_digest(self.model_paths[model])
 
         def produce(batch: list[tuple[str, int]]) -> bytes:
             from pytest_unlearn.engines.diffusion import generate
 
-            if not pipe:
-                pipe.append(self._pipeline(model))
-            made = generate(pipe[0], batch, self.generation, batch_size=size, source=self.model_paths[model])
+            if self._pipe is None:
+                self._pipe = self._pipeline(model)
+            made = generate(self._pipe, batch, self.generation, batch_size=size, source=self.model_paths[model])
             self.generated_images += len(made)
             return encode_arrays([np.asarray(image.convert("RGB")) for image in made])
 
-        progress = PhaseProgress(self.progress, f"{self.manifest.name} {model or 'model'} images", len(requests))
         images: list[Any] = []
         for start in range(0, len(requests), size):
             batch = requests[start : start + size]
             key = make_key(
                 "unlearncanvas.images",
-                model=digest,
+                model=self._digests[model],
                 batch=[list(pair) for pair in batch],
                 settings=self.generation.record(),
-                device=device,
+                device=resolve_device(self.settings.device).split(":")[0],
                 dtype=self.settings.dtype,
             )
             data = self.cache.get_or_create("unlearncanvas-images", key, ".npz", lambda batch=batch: produce(batch))
             images.extend(Image.fromarray(array) for array in decode_arrays(data))
-            progress.advance(len(batch))
-        pipe.clear()  # one model after the other: per-target pipelines do not all fit at once
         encoded = [_jpeg_bytes(image) for image in images]
         self._write_answers(model, pairs, encoded)
-        if self.jpeg:
-            images = [_decode(data) for data in encoded]
-        return images
+        return [_decode(data) for data in encoded] if self.jpeg else images
 
     def _write_answers(self, model: str, pairs: list[tuple[str, str, int]], encoded: list[bytes]) -> None:
         """The answer set in the benchmark's layout (one artifact: its folder), so the benchmark's

@@ -165,3 +165,19 @@ def test_a_classifier_with_more_outputs_than_labels(pytester, canvas):
         f"--setting object_classifier={canvas['object-classifier']}: 3 outputs, but its label order (object_labels) "
         "lists 4 names; pass --setting object_labels=FILE in its order"
     }
+
+
+def test_an_unreadable_image_fails_that_targets_checks_with_one_line(pytester, canvas):
+    images = pytester.path / "answers"
+    shutil.copytree(canvas["erased"], images)
+    (images / "Flowers" / "Dapple_Flame_seed288.jpg").write_bytes(b"not a jpeg")
+    result = pytester.runpytest_inprocess(
+        "-p", "no:cacheprovider", SUITE, f"--setting=images={images}", "--scorecard=card.json", *classifiers(canvas)
+    )
+    errors = failed_checks_of(result, pytester)
+    assert set(errors) == {"flowers-ua", "flowers-ira", "flowers-cra"}
+    (message,) = set(errors.values())
+    assert message.startswith(
+        f"--setting images={images}: cannot read {images / 'Flowers' / 'Dapple_Flame_seed288.jpg'} ("
+    )
+    assert message.endswith("); replace it or regenerate it")
