@@ -169,7 +169,7 @@ class UnlearnCanvasBackend(Backend):
         self._judges: dict[str, Any] = {}
         self._pipe: Any = None  # the pipeline of the model being drawn, dropped after it
         self._digests: dict[str, str] = {}
-        self.generated_images = 0  # tests read it: a warm rerun generates nothing
+        self.generated_images = 0  # drawn by a pipeline in this run (the cache serves the rest)
 
     # -- configuration ---------------------------------------------------------------------------
     def _get(self, name: str) -> Any:
