@@ -32,6 +32,7 @@ ENTRY_POINTS: dict[str, dict[str, str]] = {
         "mufac": "pytest_unlearn.mufac.evaluation:FaceBackend",
         "genmu": "pytest_unlearn.genmu.evaluation:GenmuBackend",
         "evallearn": "pytest_unlearn.evallearn.evaluation:EvallearnBackend",
+        "unlearncanvas": "pytest_unlearn.unlearncanvas.evaluation:UnlearnCanvasBackend",
     },
     "pytest_unlearn.metrics": {
         "semeval.subtask": "pytest_unlearn.semeval.metrics:subtask",
@@ -78,6 +79,10 @@ ENTRY_POINTS: dict[str, dict[str, str]] = {
         "evallearn.ira": "pytest_unlearn.evallearn.metrics:ira",
         "evallearn.ua_ira": "pytest_unlearn.evallearn.metrics:ua_ira",
         "evallearn.err": "pytest_unlearn.evallearn.metrics:err",
+        "unlearncanvas.ua": "pytest_unlearn.unlearncanvas.metrics:ua",
+        "unlearncanvas.ira": "pytest_unlearn.unlearncanvas.metrics:ira",
+        "unlearncanvas.cra": "pytest_unlearn.unlearncanvas.metrics:cra",
+        "unlearncanvas.fid": "pytest_unlearn.unlearncanvas.metrics:fid",
         "tofu.truth_ratio_ou": "pytest_unlearn.tofu.metrics:truth_ratio_ou_metric",
         "tofu.probability_w_options": "pytest_unlearn.tofu.metrics:probability_w_options_metric",
         "tofu.exact_memorization": "pytest_unlearn.tofu.metrics:exact_memorization_metric",

@@ -275,18 +275,28 @@ class ImageClassifier:
         self.batch_size = batch_size
         self._torch = torch
 
-    def top_labels(self, images: list[Any], k: int) -> list[list[str]]:
-        """The ``k`` most probable label names of each image, most probable first."""
-        names = self.model.config.id2label
-        out: list[list[str]] = []
+    def _batches(self, images: list[Any]) -> Any:
+        """The float logits of each batch of images, checked finite."""
         with self._torch.no_grad():
             for start in range(0, len(images), self.batch_size):
                 batch = self.processor(images=images[start : start + self.batch_size], return_tensors="pt")
                 logits = self.model(pixel_values=batch["pixel_values"].to(self.device)).logits.float()
                 _refuse_non_finite(logits.cpu().numpy(), f"classifier ({self.path})", "logits")
-                top = logits.topk(min(k, logits.shape[-1]), dim=-1).indices.cpu().tolist()
-                out.extend([str(names[i]) for i in row] for row in top)
+                yield logits
+
+    def top_labels(self, images: list[Any], k: int) -> list[list[str]]:
+        """The ``k`` most probable label names of each image, most probable first."""
+        names = self.model.config.id2label
+        out: list[list[str]] = []
+        for logits in self._batches(images):
+            top = logits.topk(min(k, logits.shape[-1]), dim=-1).indices.cpu().tolist()
+            out.extend([str(names[i]) for i in row] for row in top)
         return out
+
+    def logits(self, images: list[Any]) -> np.ndarray:
+        """The logits [images, labels] of each image: for a suite whose label order comes from a
+        file rather than the model's ``id2label`` (UnlearnCanvas' heads are indexed by its lists)."""
+        return np.concatenate([logits.cpu().numpy() for logits in self._batches(images)])
 
 
 def classifier_judge(spec: str, device: str) -> ImageClassifier:
