@@ -1,4 +1,5 @@
-"""The transformed copies ``--stress`` scores: a causal LM quantized (bitsandbytes) or fine-tuned
+"""The transformed copies ``--stress`` scores (``stress`` is a :class:`pytest_unlearn.stress.Stress`,
+which imports this module lazily, so its type is not imported here): a causal LM quantized (bitsandbytes) or fine-tuned
 a few steps (a plain AdamW loop, or LoRA through peft), saved as a model folder.
 
 The copy is an ordinary safetensors folder holding the *dequantized* (or fine-tuned) weights, so
@@ -24,7 +25,6 @@ from typing import Any
 import torch
 
 from pytest_unlearn.errors import UnlearnError
-from pytest_unlearn.stress import Stress
 
 #: Weight files of the source folder that the copy replaces (everything else is copied over).
 _WEIGHT_FILES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
@@ -157,7 +157,7 @@ def relearn(model: Any, tokenizer: Any, texts: list[str], params: dict[str, Any]
     return losses, model
 
 
-def _library(stress: Stress) -> dict[str, str]:
+def _library(stress: Any) -> dict[str, str]:
     import importlib.metadata as md
 
     names = ["torch", "transformers"]
@@ -167,7 +167,7 @@ def _library(stress: Stress) -> dict[str, str]:
 
 def stressed_copy(
     source: Path,
-    stress: Stress,
+    stress: Any,
     root: Path,
     *,
     texts: list[str] | None = None,
