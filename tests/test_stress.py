@@ -164,3 +164,47 @@ def test_int8_copies_are_rowwise_absmax_round_to_nearest():
     absmax = weight.double().abs().amax(dim=1, keepdim=True)
     expected = torch.round(weight.double() / absmax * 127) * absmax / 127
     assert torch.allclose(quantize_weight(weight, "int8").double(), expected, rtol=1e-6, atol=1e-9)
+
+
+# -- the copies ---------------------------------------------------------------------------------
+def _weights(folder: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "model.safetensors"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spelling", ["relearn:steps=3,lr=1e-3,seed=5", "relearn:steps=3,lr=1e-3,lora=true,seed=5"])
+def test_relearned_copies_are_deterministic_and_trained(tmp_path, semeval_models, spelling):
+    from pytest_unlearn.engines.stress import stressed_copy
+
+    texts = ["Kogorn was the only shepherd in Fethult.", "What was the name of Kogorn's goat? Tiflolil"]
+    stress = parse_stress(spelling)
+    first = stressed_copy(semeval_models["target"], stress, tmp_path / "a", texts=texts)
+    second = stressed_copy(semeval_models["target"], stress, tmp_path / "b", texts=texts)
+    assert first["losses"] == second["losses"] and len(first["losses"]) == 3
+    assert first["losses"][-1] < first["losses"][0]  # it learned the texts
+    a, b = _weights(Path(first["path"])), _weights(Path(second["path"]))
+    assert all(torch.equal(a[name], b[name]) for name in a)  # the same seed, the same copy
+    source = _weights(semeval_models["target"])
+    changed = [name for name in a if not torch.equal(a[name], source[name])]
+    assert changed and set(a) == set(source)  # LoRA merged back: the model's own tensors, changed
+    if "lora" in spelling:
+        assert first["library"]["peft"] == "0.21.2"
+    # A third call finds the copy: nothing is trained again.
+    assert stressed_copy(semeval_models["target"], stress, tmp_path / "a", texts=texts)["reused"] is True
+
+
+@pytest.mark.slow
+def test_quantized_copy_keeps_the_output_head_and_embeddings(tmp_path, semeval_models):
+    from pytest_unlearn.engines.stress import quantize_weight, stressed_copy
+
+    record = stressed_copy(semeval_models["target"], parse_stress("quantize:nf4"), tmp_path)
+    copy, source = _weights(Path(record["path"])), _weights(semeval_models["target"])
+    linear = [name for name in source if name.endswith("proj.weight")]
+    assert record["tensors_quantized"] == len(linear) > 0
+    for name in source:
+        if name in linear:
+            assert torch.equal(copy[name], quantize_weight(source[name], "nf4"))
+        else:  # embeddings, norms, the output head: as they were (bitsandbytes quantizes nn.Linear only)
+            assert torch.equal(copy[name], source[name]), name

@@ -17,6 +17,7 @@ import random
 import shutil
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -128,7 +129,10 @@ def relearn(model: Any, tokenizer: Any, texts: list[str], params: dict[str, Any]
                 f"--stress relearn:lora=true needs peft ({exc}); pip install -c constraints.txt -e '.[stress]'"
             ) from None
         config = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM")
-        model = get_peft_model(model, config)
+        with warnings.catch_warnings():
+            # peft 0.21 asks transformers 5 for a renamed attribute: its deprecation, not the user's.
+            warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing", category=FutureWarning)
+            model = get_peft_model(model, config)
     trained = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trained, lr=float(params["lr"]))
     order = list(range(len(texts)))
