@@ -236,6 +236,10 @@ def strict_components(path: Path, *, where: str, dtype: Any, use_safetensors: bo
     to pass to ``Pipeline.from_pretrained(path, **components)`` (which has no loading report)."""
     import importlib
 
+    from pytest_unlearn.noise import import_quietly
+
+    import_quietly("bitsandbytes")  # diffusers imports it when installed: without its noise
+
     try:
         index = json.loads((path / "model_index.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -523,6 +527,9 @@ def single_file_problems(pipe: Any, checkpoint_path: Path) -> str | None:
     part of the file is converted here with diffusers' own mapping (the one the loader used) and
     compared with the component's parameters by name and shape.
     """
+    from pytest_unlearn.noise import import_quietly
+
+    import_quietly("bitsandbytes")  # diffusers imports it when installed: without its noise
     from diffusers.loaders.single_file_utils import (
         convert_ldm_clip_checkpoint,
         convert_ldm_unet_checkpoint,

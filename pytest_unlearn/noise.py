@@ -54,3 +54,30 @@ def silence_third_party_noise() -> None:
     for pattern in NOISE:
         warnings.filterwarnings("ignore", message=f".*{pattern.pattern}", category=FutureWarning)
         warnings.filterwarnings("ignore", message=f".*{pattern.pattern}", category=UserWarning)
+
+
+def import_quietly(module: str) -> None:
+    """Import ``module`` now, if installed, with its import-time noise dropped.
+
+    diffusers imports bitsandbytes on every pipeline load once it is installed (the ``stress``
+    extra): bitsandbytes logs that the optional ``kernels`` package is missing and imports torch
+    modules that warn ``torch.jit.script_method is deprecated`` 14 times, inside whichever check
+    loads the first pipeline. Imported here first, under these filters, it is not imported again.
+    """
+    import importlib
+    import importlib.util
+    import sys
+
+    if module in sys.modules or importlib.util.find_spec(module) is None:
+        return
+    logger = logging.getLogger(module)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r".*torch\.jit\.script_method", category=DeprecationWarning)
+            importlib.import_module(module)
+    except Exception:  # noqa: BLE001  (a broken optional install: the loader that needs it says so)
+        pass
+    finally:
+        logger.setLevel(level)

@@ -128,7 +128,7 @@ class RunState:
         stressed_thresholds = {k: v for k, v in settings.thresholds.items() if "@" in k}
         plain = replace(settings, thresholds={k: v for k, v in settings.thresholds.items() if "@" not in k})
         if settings.stresses:
-            problem = stress_problem(settings.model)
+            problem = stress_problem(settings.model, settings.stresses, settings.models)
             if problem is not None:
                 raise UnlearnError(problem)
         elif stressed_thresholds:

@@ -169,28 +169,40 @@ def mean_recovery(rows: list[dict[str, Any]]) -> tuple[float, int]:
     return (sum(values) / len(values) if values else math.nan), len(values)
 
 
-def stress_problem(model: Any) -> str | None:
-    """Why ``--stress`` cannot transform ``--model`` (None when it can): the copies are of
-    causal language models (transformers folders)."""
+def stress_problem(model: Any, stresses: tuple[Stress, ...] = (), models: tuple[str, ...] = ()) -> str | None:
+    """Why ``--stress`` cannot transform ``--model`` (None when it can): the copies are of one
+    causal language model (a transformers folder), or quantized copies of one diffusers folder."""
     from pathlib import Path
 
+    if len(models) > 1:
+        return f"--stress transforms one model; --model was given {len(models)} times"
     if model is None:
         return "--stress needs --model PATH: the model folder it transforms (predictions cannot be quantized)"
     path = Path(model)
-    if (path / "model_index.json").is_file() or path.suffix in (".ckpt", ".safetensors"):
+    if path.is_file():
         return (
-            f"--stress: --model {path} is a diffusion pipeline; its quantized and relearned copies are not built "
-            "yet (the language-model suites semeval, tofu, muse and wmdp take --stress)"
+            f"--stress: --model {path} is a single checkpoint file; --stress transforms model folders "
+            "(save it with save_pretrained first)"
         )
+    if (path / "model_index.json").is_file():
+        relearn = [s.name for s in stresses if s.kind == "relearn"]
+        if relearn:
+            return (
+                f"--stress {relearn[0]}: --model {path} is a diffusion pipeline; relearning one is not built yet "
+                "(--stress quantize:int4|nf4|int8 quantizes its UNet and text encoder)"
+            )
+        return None
     config = path / "config.json"
+    if not config.is_file():
+        return None  # the loader says what is wrong with the folder, in its own line
     try:
         architectures = json.loads(config.read_text()).get("architectures") or []
     except (OSError, ValueError, AttributeError):
-        return None  # the loader says what is wrong with the folder, in its own line
+        return None
     if not any(str(name).endswith("ForCausalLM") for name in architectures):
         return (
             f"--stress: --model {path} is a {', '.join(map(str, architectures)) or 'model'} folder; --stress "
-            "transforms causal language models (semeval, tofu, muse, wmdp)"
+            "transforms causal language models (semeval, tofu, muse, wmdp) and diffusion pipelines (quantize)"
         )
     return None
 
@@ -300,7 +312,14 @@ class StressRun:
             else:
                 model = self.settings.model
             settings = replace_settings(
-                self.settings, model=model, models=(str(model),), predictions=None, thresholds={}
+                self.settings,
+                model=model,
+                models=(str(model),),
+                predictions=None,
+                thresholds={},
+                # The original scored as a model is not compared with itself (no self-comparison
+                # warning, which --strict would make an error).
+                original_model=None if role == "original" else self.settings.original_model,
             )
             backend = create_backend(self.manifest, settings)
             backend.progress = self.backend.progress
@@ -321,9 +340,19 @@ class StressRun:
             result = self.backend_for("stressed", name).evaluate(base)
         except UnlearnError as exc:
             return _failed(spec, str(exc))
+        finally:
+            self._forward_warnings()
         details = dict(result.details)
         details["stress"] = self._record(name)
         return replace_result(result, id=spec.id, details=details)
+
+    def _forward_warnings(self) -> None:
+        """What the copies' and the other roles' backends found goes on the run's card, once."""
+        for (role, name), backend in self._backends.items():
+            for warning in backend.warnings:
+                line = f"--stress {name or 'copies'} ({role}): {warning}"
+                if warning not in self.backend.warnings and line not in self.backend.warnings:
+                    self.backend.warnings.append(line)
 
     def _record(self, name: str) -> dict[str, Any]:
         record = {k: v for k, v in self.copy(name).items() if k != "losses"}
@@ -346,10 +375,11 @@ class StressRun:
         try:
             roles = {role: self.backend_for(role, name) for role in ("model", "stressed", "original")}
             for check in checks:
-                values = {role: backend.evaluate(check).value for role, backend in roles.items()}
-                if check.side == "retain":
+                if check.side == "retain":  # reported beside the copy, not part of the gap
+                    values = {role: roles[role].evaluate(check).value for role in ("model", "stressed")}
                     retain.append({"check": check.id, "unlearned": values["model"], "stressed": values["stressed"]})
                     continue
+                values = {role: backend.evaluate(check).value for role, backend in roles.items()}
                 row = {"check": check.id, "op": check.op, "original": values["original"]}
                 row |= {"unlearned": values["model"], "stressed": values["stressed"]}
                 complete = all(v is not None for v in values.values())
@@ -359,6 +389,8 @@ class StressRun:
                 rows.append(row)
         except UnlearnError as exc:
             return _failed(spec, str(exc))
+        finally:
+            self._forward_warnings()
         value, counted = mean_recovery(rows)
         details = {"checks": rows, "retain": retain, "stress": self._record(name)}
         if not counted:

@@ -72,6 +72,19 @@ def test_bad_spellings_are_one_line(text, line):
     assert "\n" not in str(excinfo.value)
 
 
+def test_stress_resolves_from_the_environment_and_ini():
+    from pytest_unlearn.options import OPTIONS_BY_DEST, resolve
+
+    spec = OPTIONS_BY_DEST["unlearn_stress"]
+    env = {"PYTEST_UNLEARN_STRESS": "quantize:int8 relearn:steps=2"}
+    values, source = resolve(spec, None, env, ["quantize:nf4"])
+    assert source == "PYTEST_UNLEARN_STRESS" and [s.name for s in values] == ["int8", "relearn"]
+    values, source = resolve(spec, None, {}, ["quantize:nf4"])
+    assert source == "ini option unlearn_stress" and [s.name for s in values] == ["nf4"]
+    with pytest.raises(UnlearnError, match=r"^--stress .*, got 'quantize:int2' \(from PYTEST_UNLEARN_STRESS\)$"):
+        resolve(spec, None, {"PYTEST_UNLEARN_STRESS": "quantize:int2"}, None)
+
+
 def test_a_stress_given_twice_is_refused():
     with pytest.raises(UnlearnError, match=r"--stress int8 given twice"):
         parse_stresses(["quantize:int8", "quantize:int8"])
@@ -208,3 +221,42 @@ def test_quantized_copy_keeps_the_output_head_and_embeddings(tmp_path, semeval_m
             assert torch.equal(copy[name], quantize_weight(source[name], "nf4"))
         else:  # embeddings, norms, the output head: as they were (bitsandbytes quantizes nn.Linear only)
             assert torch.equal(copy[name], source[name]), name
+
+
+@pytest.mark.slow
+def test_quantized_pipeline_copy_quantizes_the_unet_and_text_encoder_only(tmp_path, genmu_models):
+    from pytest_unlearn.engines.diffusion import load_pipeline
+    from pytest_unlearn.engines.stress import quantize_weight, stressed_copy
+
+    source = genmu_models["erased"]
+    record = stressed_copy(source, parse_stress("quantize:int8"), tmp_path)
+    copy = Path(record["path"])
+    assert record["library"]["diffusers"] and set(record["components"]) == {"unet", "text_encoder"}
+    for component in ("unet", "text_encoder"):
+        before = _component_weights(source / component)
+        after = _component_weights(copy / component)
+        assert set(before) == set(after)
+        linear = [
+            n for n, t in before.items() if t.ndim == 2 and not n.endswith(("embedding.weight", "embeddings.weight"))
+        ]
+        quantized = [n for n in linear if not torch.equal(before[n], after[n])]
+        assert quantized, component
+        for name in quantized:
+            assert torch.equal(after[name], quantize_weight(before[name].float(), "int8"))
+        assert all(torch.equal(before[n], after[n]) for n in before if before[n].ndim != 2)  # convs, norms, biases
+    assert _component_weights(source / "vae").keys() == _component_weights(copy / "vae").keys()
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(_component_weights(source / "vae").values(), _component_weights(copy / "vae").values())
+    )
+    pipe = load_pipeline(copy, device="cpu", dtype="float32", allow_pickle=False)  # strict: every tensor in place
+    assert pipe.unet is not None
+
+
+def _component_weights(folder: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    tensors: dict[str, torch.Tensor] = {}
+    for file in sorted(folder.glob("*.safetensors")):
+        tensors.update(load_file(str(file)))
+    return tensors

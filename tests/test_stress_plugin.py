@@ -140,6 +140,13 @@ def test_stress_needs_a_language_model_folder(pytester, tmp_path, perfect_unlear
     pipeline = tmp_path / "pipe"
     pipeline.mkdir()
     (pipeline / "model_index.json").write_text("{}")
-    result = pytester.runpytest_inprocess("--suite=semeval", f"--model={pipeline}", "--stress=quantize:int4")
+    result = pytester.runpytest_inprocess("--suite=semeval", f"--model={pipeline}", "--stress=relearn")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    assert f"--stress: --model {pipeline} is a diffusion pipeline" in result.stderr.str() + result.stdout.str()
+    assert f"--stress relearn: --model {pipeline} is a diffusion pipeline; relearning one is not built yet" in (
+        result.stderr.str() + result.stdout.str()
+    )
+    checkpoint = tmp_path / "model.safetensors"
+    checkpoint.write_bytes(b"")
+    result = pytester.runpytest_inprocess("--suite=semeval", f"--model={checkpoint}", "--stress=quantize:int8")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert f"--stress: --model {checkpoint} is a single checkpoint file" in result.stderr.str() + result.stdout.str()

@@ -25,6 +25,7 @@ from pytest_unlearn.loading import (
     single_file_problems,
     strict_components,
 )
+from pytest_unlearn.noise import import_quietly
 
 # Components whose parameters define "the model" for the weight-change ratio.
 WEIGHT_COMPONENTS = ("unet", "text_encoder", "vae")
@@ -52,6 +53,7 @@ def load_pipeline(
     whose configs describe the architecture (``from_single_file`` offline). The safety checker
     is never loaded: it would black out exactly the images an unlearning test must see.
     """
+    import_quietly("bitsandbytes")  # diffusers imports it when installed (the stress extra): without its noise
     try:
         from diffusers import StableDiffusionPipeline
     except ImportError as exc:
@@ -125,6 +127,7 @@ def load_pipeline(
 def set_scheduler(pipe: Any, name: str) -> None:
     if name == "default":
         return
+    import_quietly("bitsandbytes")
     import diffusers
 
     cls = getattr(diffusers, SCHEDULERS[name])
@@ -148,6 +151,7 @@ def generate(
     casts NaN to black, and a black image shows no concept, so a model that overflows (float16,
     broken weights) would pass every forget check. ``source`` names the model in that error.
     """
+    import_quietly("bitsandbytes")
     from diffusers.image_processor import VaeImageProcessor
 
     set_scheduler(pipe, settings.scheduler)

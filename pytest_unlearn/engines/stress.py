@@ -169,6 +169,79 @@ def _library(stress: Any) -> dict[str, str]:
     return {name: md.version(name) for name in names}
 
 
+def _language_model_copy(
+    source: Path, stress: Any, building: Path, where: str, safetensors: bool, texts: list[str] | None
+) -> dict[str, Any]:
+    """A causal LM's copy into ``building``: its small files, then the transformed weights."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from pytest_unlearn.loading import strict_from_pretrained
+
+    model = strict_from_pretrained(
+        AutoModelForCausalLM,
+        source,
+        where=where,
+        dtype="auto",
+        local_files_only=True,
+        trust_remote_code=False,
+        use_safetensors=safetensors,
+        weights_only=True,
+    )
+    details: dict[str, Any] = {}
+    if stress.kind == "quantize":
+        details["tensors_quantized"] = quantize_linears(model, stress.params["scheme"])
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True, trust_remote_code=False)
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        if not texts:
+            raise UnlearnError(f"{where}: no texts to relearn on")
+        dtype = model.dtype
+        model = model.float()  # AdamW steps in the stored half precision would round away
+        losses, model = relearn(model, tokenizer, texts, stress.params)
+        model = model.to(dtype)
+        details |= {"losses": [round(v, 6) for v in losses], "texts": len(texts)}
+    for file in source.iterdir():
+        if file.is_file() and not file.name.endswith(_WEIGHT_FILES) and not file.name.endswith(".index.json"):
+            shutil.copy2(file, building / file.name)
+    with _no_progress_bars():
+        model.save_pretrained(building, safe_serialization=True)
+    return details
+
+
+#: The components of a diffusion pipeline a quantized deployment quantizes (the VAE stays: it is
+#: not what unlearning changes, and deployments keep it in half precision).
+QUANTIZED_COMPONENTS = ("unet", "text_encoder")
+
+
+def _pipeline_copy(source: Path, stress: Any, building: Path, where: str, safetensors: bool) -> dict[str, Any]:
+    """A diffusers folder's copy into ``building``: every file, then the UNet and text encoder
+    with their ``nn.Linear`` weights quantized (bitsandbytes quantizes linear layers only)."""
+    import torch
+
+    from pytest_unlearn.loading import strict_components
+
+    if stress.kind != "quantize":
+        raise UnlearnError(f"{where}: relearning a diffusion pipeline is not built yet; --stress quantize:* works")
+    from pytest_unlearn.noise import import_quietly
+
+    import_quietly("bitsandbytes")  # before diffusers imports it, with its noise
+    components = strict_components(source, where=where, dtype=torch.float32, use_safetensors=safetensors)
+    shutil.copytree(source, building, dirs_exist_ok=True, ignore=shutil.ignore_patterns("BUILD_INFO.json", ".*"))
+    counts = {}
+    for name in QUANTIZED_COMPONENTS:
+        model = components.get(name)
+        if model is None:
+            continue
+        counts[name] = quantize_linears(model, stress.params["scheme"])
+        for file in (building / name).iterdir():
+            if file.name.endswith(_WEIGHT_FILES) or file.name.endswith(".index.json"):
+                file.unlink()
+        with _no_progress_bars():
+            model.save_pretrained(building / name, safe_serialization=True)
+    return {"tensors_quantized": sum(counts.values()), "components": counts}
+
+
 def stressed_copy(
     source: Path,
     stress: Any,
@@ -186,6 +259,10 @@ def stressed_copy(
 
     folder = inspect_model_folder(source, allow_pickle=allow_pickle)
     library = _library(stress)
+    if (Path(source) / "model_index.json").is_file():
+        import importlib.metadata as md
+
+        library["diffusers"] = md.version("diffusers")
     parts: dict[str, Any] = {"model": model_digest(source), "stress": stress.record(), "library": library}
     if texts is not None:
         parts["texts"] = texts
@@ -201,43 +278,14 @@ def stressed_copy(
         except (OSError, ValueError):
             pass  # a torn record: the copy is made again below
     started = time.perf_counter()
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from pytest_unlearn.loading import strict_from_pretrained
-
     where = f"--stress {stress.name} of --model {source}"
-    model = strict_from_pretrained(
-        AutoModelForCausalLM,
-        source,
-        where=where,
-        dtype="auto",
-        local_files_only=True,
-        trust_remote_code=False,
-        use_safetensors=bool(folder.safetensors),
-        weights_only=True,
-    )
-    details: dict[str, Any] = {}
-    if stress.kind == "quantize":
-        details["tensors_quantized"] = quantize_linears(model, stress.params["scheme"])
-    else:
-        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True, trust_remote_code=False)
-        if tokenizer.pad_token is None:
-            tokenizer.pad_token = tokenizer.eos_token
-        if not texts:
-            raise UnlearnError(f"{where}: no texts to relearn on")
-        dtype = model.dtype
-        model = model.float()  # AdamW steps in the stored half precision would round away
-        losses, model = relearn(model, tokenizer, texts, stress.params)
-        model = model.to(dtype)
-        details |= {"losses": [round(v, 6) for v in losses], "texts": len(texts)}
     root.mkdir(parents=True, exist_ok=True)
     building = Path(tempfile.mkdtemp(prefix=f".{stress.name}-", dir=root))
     try:
-        for file in Path(source).iterdir():
-            if file.is_file() and not file.name.endswith(_WEIGHT_FILES) and not file.name.endswith(".index.json"):
-                shutil.copy2(file, building / file.name)
-        with _no_progress_bars():
-            model.save_pretrained(building, safe_serialization=True)
+        if (Path(source) / "model_index.json").is_file():
+            details = _pipeline_copy(Path(source), stress, building, where, bool(folder.safetensors))
+        else:
+            details = _language_model_copy(Path(source), stress, building, where, bool(folder.safetensors), texts)
         record = {
             "stress": stress.record(),
             "source": str(source),
@@ -251,8 +299,10 @@ def stressed_copy(
             shutil.rmtree(target, ignore_errors=True)
         os.replace(building, target)
         marker.write_text(json.dumps(record, indent=1, sort_keys=True))
-    except OSError as exc:
+    except BaseException as exc:
         shutil.rmtree(building, ignore_errors=True)
+        if not isinstance(exc, OSError):
+            raise
         raise UnlearnError(
             f"{where}: cannot write the copy under {root} ({exc}); free space or pass --cache-dir"
         ) from None
