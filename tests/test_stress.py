@@ -260,3 +260,22 @@ def _component_weights(folder: Path) -> dict[str, torch.Tensor]:
     for file in sorted(folder.glob("*.safetensors")):
         tensors.update(load_file(str(file)))
     return tensors
+
+
+@pytest.mark.slow
+def test_a_pipeline_load_stays_quiet_with_bitsandbytes_installed(genmu_models):
+    # diffusers imports bitsandbytes on every pipeline load once the stress extra is installed;
+    # its import logs a missing optional package and warns 14 times from torch.
+    import subprocess
+    import sys
+
+    code = (
+        "import warnings; warnings.simplefilter('error', DeprecationWarning)\n"
+        "from pathlib import Path\n"
+        "from pytest_unlearn.engines.diffusion import load_pipeline\n"
+        f"load_pipeline(Path({str(genmu_models['erased'])!r}), device='cpu', dtype='float32', allow_pickle=False)\n"
+        "import sys; assert 'bitsandbytes' in sys.modules\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "kernels" not in done.stderr and "script_method" not in done.stderr
