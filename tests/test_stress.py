@@ -279,3 +279,34 @@ def test_a_pipeline_load_stays_quiet_with_bitsandbytes_installed(genmu_models):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "kernels" not in done.stderr and "script_method" not in done.stderr
+
+
+def _manifest(tmp_path: Path, extra: str, side: str = 'side = "forget"\n') -> Path:
+    path = tmp_path / "suite.toml"
+    path.write_text(
+        '[suite]\nname = "s"\nversion = "1"\nbackend = "semeval"\n'
+        + extra
+        + '[[checks]]\nid = "c"\nmetric = "semeval.subtask"\nop = ">="\nthreshold = 0.5\n'
+        + side
+    )
+    return path
+
+
+def test_manifest_marks_sides_and_the_recovery_bound(tmp_path):
+    from pytest_unlearn.manifest import DEFAULT_RECOVERY_BOUND, load_manifest
+
+    manifest = load_manifest(_manifest(tmp_path, "[stress]\nrecovery = 0.4\n"))
+    assert manifest.checks[0].side == "forget" and manifest.recovery_bound == 0.4
+    assert load_manifest(_manifest(tmp_path, "")).recovery_bound == DEFAULT_RECOVERY_BOUND == 0.25
+    with pytest.raises(UnlearnError, match=r"side must be \"forget\" or \"retain\", got 'both'"):
+        load_manifest(_manifest(tmp_path, "", 'side = "both"\n'))
+    with pytest.raises(UnlearnError, match=r"\[stress\] takes recovery = a number in \[0, 1\]"):
+        load_manifest(_manifest(tmp_path, "[stress]\nrecovery = 2\n"))
+
+
+def test_every_bundled_language_model_suite_marks_its_forget_checks():
+    from pytest_unlearn.manifest import resolve_suite
+
+    for name in ("semeval", "tofu", "muse", "wmdp", "genmu", "evallearn", "unlearncanvas"):
+        sides = {spec.id: spec.side for spec in resolve_suite(name).checks}
+        assert "forget" in sides.values() and "retain" in sides.values(), name
