@@ -27,6 +27,7 @@ ENTRY_POINTS: dict[str, dict[str, str]] = {
         "semeval": "pytest_unlearn.semeval.evaluation:SemevalBackend",
         "tofu": "pytest_unlearn.tofu.evaluation:TofuBackend",
         "muse": "pytest_unlearn.muse.evaluation:MuseBackend",
+        "rwku": "pytest_unlearn.rwku.evaluation:RwkuBackend",
         "wmdp": "pytest_unlearn.mcq.evaluation:MCQBackend",
         "mcq": "pytest_unlearn.mcq.evaluation:MCQBackend",
         "mufac": "pytest_unlearn.mufac.evaluation:FaceBackend",
@@ -82,6 +83,10 @@ ENTRY_POINTS: dict[str, dict[str, str]] = {
         "tofu.probability_w_options": "pytest_unlearn.tofu.metrics:probability_w_options_metric",
         "tofu.exact_memorization": "pytest_unlearn.tofu.metrics:exact_memorization_metric",
         "tofu.extraction_strength": "pytest_unlearn.tofu.metrics:extraction_strength_metric",
+        "rwku.forget": "pytest_unlearn.rwku.metrics:forget_metric",
+        "rwku.neighbor_ratio": "pytest_unlearn.rwku.metrics:neighbor_ratio",
+        "rwku.mia_forget": "pytest_unlearn.rwku.metrics:mia_forget",
+        "rwku.mia_retain": "pytest_unlearn.rwku.metrics:mia_retain",
     },
     "pytest_unlearn.judges": {
         "clip": "pytest_unlearn.engines.judges:clip_judge",
