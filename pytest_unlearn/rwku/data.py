@@ -147,7 +147,7 @@ def _probes(path: Path, set_name: str, level: str, target: str) -> list[ProbeRow
                 "string of the file's level"
             )
         if level == "3" and not probe.type:
-            raise UnlearnError(f'{path} record {number}: field "type" is missing; an adversarial probe names its attack')
+            raise UnlearnError(f'{path} record {number}: field "type" is missing; a level-3 probe names its attack')
         kind = probe.type if level == "3" else None
         out.append(ProbeRow(set_name, level, kind, target, probe.query, probe.answer, probe.subject))
     if not out:
@@ -213,9 +213,7 @@ def load_data(data_dir: Path, flag: str, targets: str | None = None) -> RwkuData
         missing = [f"{stem}.json" for stem in PROBE_FILES + MIA_FILES if not (folder / f"{stem}.json").is_file()]
         if missing:
             raise UnlearnError(f"{flag} {folder}: no {', '.join(missing)}; {LAYOUT}")
-        probes = {
-            stem: _probes(folder / f"{stem}.json", stem.split("_")[0], stem[-1], name) for stem in PROBE_FILES
-        }
+        probes = {stem: _probes(folder / f"{stem}.json", stem.split("_")[0], stem[-1], name) for stem in PROBE_FILES}
         mia = {split: _texts(folder / f"{split}_mia.json") for split in ("forget", "retain")}
         loaded.append(Target(number, name, folder, probes, mia))
     return RwkuData(root, loaded, [n for _, n, _ in folders])

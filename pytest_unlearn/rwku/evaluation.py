@@ -203,7 +203,8 @@ class RwkuBackend(ModelsByPath, Backend):
         for name, text, row in zip(names, texts, rows):
             if not row["logprobs"]:
                 raise UnlearnError(f"RWKU MIA {name}: a single token, nothing to score; remove it")
-            stats.append(TokenStats(text, np.asarray(row["logprobs"]), np.asarray(row["mu"]), np.asarray(row["sigma2"])))
+            logprobs, mu, sigma2 = (np.asarray(row[key]) for key in ("logprobs", "mu", "sigma2"))
+            stats.append(TokenStats(text, logprobs, mu, sigma2))
         n = len(members["forget"])
         return {"forget": stats[:n], "retain": stats[n:]}
 

@@ -16,7 +16,7 @@ SETTINGS: tuple[Setting, ...] = (
         own_check=True,
     ),
     Setting("max_new_tokens", int, 30, "answer length (RWKU: 30)", minimum=1),
-    Setting("mia_k", float, 0.2, "Min-K%++'s share of lowest tokens (RWKU: mink++_0.2)", minimum=0, maximum=1, above=True),
+    Setting("mia_k", float, 0.2, "Min-K%++'s share of tokens (RWKU: 0.2)", minimum=0, maximum=1, above=True),
     Setting("use_prompt", bool, False, "RWKU's in-context unlearning instruction before every probe and passage"),
     MAX_BATCH_TOKENS,
 )
