@@ -345,12 +345,14 @@ def generate_greedy(
     progress: Progress | None = None,
     source: str | None = None,
     stop_ids: Collection[int] = (),
+    clean_up_tokenization_spaces: bool | None = True,
 ) -> list[str]:
     """Greedy continuations of the raw prompts, new tokens only, special tokens skipped.
 
     ``stop_ids``: tokens that end a continuation besides the end-of-text ones, cut off with
     everything after them (open-instruct's ``KeyWordsCriteria`` with one-token stop sequences,
-    as RWKU's ``generate_completions`` uses it).
+    as RWKU's ``generate_completions`` uses it). ``clean_up_tokenization_spaces`` None decodes
+    with the tokenizer's own default (RWKU's ``batch_decode`` passes none).
 
     With ``source`` (the model's flag and path, for the error), non-finite logits are refused in
     one line instead of decoded (:func:`_refuse_non_finite`).
@@ -387,7 +389,12 @@ def generate_greedy(
             new_tokens = generated[:, ids.shape[1] :]
         if stops:
             new_tokens = [_cut_at(list(map(int, row)), stops) for row in new_tokens]
-        texts = tokenizer.batch_decode(new_tokens, skip_special_tokens=True, clean_up_tokenization_spaces=True)
+        cleanup = (
+            {}
+            if clean_up_tokenization_spaces is None
+            else {"clean_up_tokenization_spaces": clean_up_tokenization_spaces}
+        )
+        texts = tokenizer.batch_decode(new_tokens, skip_special_tokens=True, **cleanup)
         for index, text in zip(batch, texts):
             outputs[index] = text
         if progress:

@@ -155,10 +155,12 @@ class RwkuBackend(ModelsByPath, Backend):
             return generate_greedy(
                 model, tokenizer, prompts, max_new_tokens=self.max_new_tokens, batch_size=self.settings.batch_size,
                 device=device, max_tokens=self.max_batch_tokens, progress=progress.advance, source=f"{flag} {path}",
-                stop_ids=stops,
+                stop_ids=stops, clean_up_tokenization_spaces=None,
             )  # fmt: skip
 
-        key = self._cache_key(path, "rwku.answers", prompts=prompts, max_new_tokens=self.max_new_tokens, stops=stops)
+        key = self._cache_key(
+            path, "rwku.answers", prompts=prompts, max_new_tokens=self.max_new_tokens, stops=stops, cleanup=None
+        )
         return self.cache.get_or_create_json("rwku-answers", key, produce)
 
     def _score(self, set_name: str, raw: list[str]) -> tuple[rm.ProbeScores, list[dict[str, Any]]]:
@@ -297,6 +299,7 @@ class RwkuBackend(ModelsByPath, Backend):
         return generate_greedy(
             model, tokenizer, list(prompts), max_new_tokens=int(overrides.get("max_new_tokens", self.max_new_tokens)),
             batch_size=self.settings.batch_size, device=device, stop_ids=stop_ids(tokenizer),
+            clean_up_tokenization_spaces=None,
         )  # fmt: skip
 
     def user_nll(self, texts: list[str]) -> list[float]:
