@@ -84,6 +84,7 @@ def test_shallow_unlearning_is_caught_by_the_attacks_and_mia_and_rwku_s_code_agr
     for level in ("1", "2", "3"):
         assert c[f"forget-level{level}"]["value"] == pytest.approx(scores[level], abs=1e-9)
     ours = json.loads(Path(card["artifacts"]["rwku_forget"]).read_text())["results"]
+
     def answers(rows: list[dict]) -> dict[tuple[str, str], str]:
         return {(r["level"], r["query"]): r["prediction"] for r in rows}
 
