@@ -19,9 +19,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
-
-from pydantic import AfterValidator
+from typing import Any
 
 from pytest_unlearn import domains
 from pytest_unlearn.errors import UnlearnError
@@ -57,21 +55,11 @@ def rouge_words(text: str) -> list[str]:
     return [word for sentence in sentences for word in sentence.split(" ")]
 
 
-def _scorable(value: str) -> str:
-    # The rouge package raises on an answer with no sentence (only full stops): RWKU would stop.
-    if not [p for p in value.split(".") if len(p) > 0]:
-        raise ValueError("no words for ROUGE")
-    return value
-
-
-Answer = Annotated[domains.NonEmptyText, AfterValidator(_scorable)]
-
-
 class Probe(domains.Record):
     """A forget or neighbour probe row (``forget_level*.json``, ``neighbor_level*.json``)."""
 
     query: domains.NonEmptyText
-    answer: Answer
+    answer: domains.NonEmptyText
     subject: domains.NonEmptyText
     level: domains.Text | None = None
     type: domains.Text | None = None
@@ -145,6 +133,12 @@ def _probes(path: Path, set_name: str, level: str, target: str) -> list[ProbeRow
             raise UnlearnError(
                 f"{path} record {number}: level {probe.level!r} in a level-{level} file; RWKU's level is the "
                 "string of the file's level"
+            )
+        if not [piece for piece in probe.answer.split(".") if len(piece) > 0]:
+            # The rouge package raises on it ("Collections must contain at least 1 sentence").
+            raise UnlearnError(
+                f'{path} record {number}: field "answer" = {domains.show(probe.answer)} is only full stops, which '
+                "RWKU's ROUGE cannot score; fix or regenerate the file"
             )
         if level == "3" and not probe.type:
             raise UnlearnError(f'{path} record {number}: field "type" is missing; a level-3 probe names its attack')
