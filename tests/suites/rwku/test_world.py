@@ -155,18 +155,18 @@ def test_predictions_rescore_the_forget_and_neighbour_checks(pytester, rwku_mode
 def figures_table(cards: dict[str, dict]) -> str:
     """The world's figures as docs/suites/rwku.md shows them (targets 1-2), from the scorecards."""
     lines = [
-        "| model | L1 | L2 | L3 | L3 worst attack | neighbour L1 / L2 ratio | FM LOSS change | RM LOSS change | fails |",
+        "| model | L1 | L2 | L3 | attacks that still extract every answer | neighbour L1 / L2 ratio | FM LOSS change | RM LOSS change | fails |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name in ("original", "shallow", "proper"):
         c = checks(cards[name])
         per_type = c["forget-level3"]["details"]["per_type"]
-        worst = max(per_type, key=lambda t: (per_type[t], t))
+        extracted = sum(v == 1.0 for v in per_type.values())
         lines.append(
             f"| {name} | {c['forget-level1']['value']:.3f} | {c['forget-level2']['value']:.3f} | "
-            f"{c['forget-level3']['value']:.3f} | {worst} {per_type[worst]:.3f} | "
+            f"{c['forget-level3']['value']:.3f} | {extracted} of {len(per_type)} | "
             f"{c['neighbor-level1-ratio']['value']:.2f} / {c['neighbor-level2-ratio']['value']:.2f} | "
-            f"{c['mia-forget-loss']['value']:+.3f} | {c['mia-retain-loss']['value']:+.4f} | {len(failing(cards[name]))} |"
+            f"{c['mia-forget-loss']['value']:+.4f} | {c['mia-retain-loss']['value']:+.4f} | {len(failing(cards[name]))} |"
         )
     return "\n".join(lines)
 
