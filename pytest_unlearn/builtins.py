@@ -87,6 +87,7 @@ ENTRY_POINTS: dict[str, dict[str, str]] = {
         "rwku.neighbor_ratio": "pytest_unlearn.rwku.metrics:neighbor_ratio",
         "rwku.mia_forget": "pytest_unlearn.rwku.metrics:mia_forget",
         "rwku.mia_retain": "pytest_unlearn.rwku.metrics:mia_retain",
+        "rwku.utility_ratio": "pytest_unlearn.rwku.metrics:utility_ratio",
     },
     "pytest_unlearn.judges": {
         "clip": "pytest_unlearn.engines.judges:clip_judge",

@@ -5,8 +5,10 @@ from the hub's ``jinzhuoran/RWKU`` configs; the Google-Drive ``RWKU.zip`` holds 
 ``forget_level2.json`` (questions), ``forget_level3.json`` (adversarial probes, ``type`` one of
 the nine attacks), ``neighbor_level1.json``, ``neighbor_level2.json`` (``query``, ``answer``,
 ``level``, ``subject`` each), ``forget_mia.json`` and ``retain_mia.json`` (``text``, ``subject``).
-The utility files beside them (``retain_mmlu.json``, ``retain_bbh.json``, ``truthful.json``,
-``triviaqa.json``, ``fluency.json``) and the training files are not read.
+Of the utility files beside them, ``retain_mmlu.json`` (general ability: MMLU rows with ``question``,
+``choices``, ``answer``, ``task`` and their dev ``examples``) is read when every selected target
+has it; ``retain_bbh.json``, ``truthful.json``, ``triviaqa.json``, ``fluency.json`` and the training
+files are not read.
 
 ``--data`` names the ``Target`` folder, the ``RWKU`` folder holding it, or one target's folder
 (RWKU's ``Batch/<1-10>`` folders, several targets pooled, read as one target). Pure Python, so
@@ -72,6 +74,22 @@ class MiaText(domains.Record):
     subject: domains.Text | None = None
 
 
+class MmluExample(domains.Record):
+    """A dev example of a ``retain_mmlu.json`` row (RWKU's utility_general)."""
+
+    question: domains.NonEmptyText
+    choices: list[domains.NonEmptyText]
+    answer: domains.Count
+
+
+class MmluRow(MmluExample):
+    """A ``retain_mmlu.json`` row: an MMLU question, its task and its dev examples."""
+
+    task: domains.NonEmptyText
+    examples: list[MmluExample]
+    subject: domains.Text | None = None
+
+
 @dataclass(frozen=True)
 class ProbeRow:
     """One probe as the scorer reads it: which set and level, its attack type (level 3), the target."""
@@ -96,6 +114,7 @@ class Target:
     folder: Path
     probes: dict[str, list[ProbeRow]]  # file stem -> rows
     mia: dict[str, list[str]]  # "forget", "retain" -> texts
+    mmlu: list[MmluRow] | None = None  # retain_mmlu.json (utility_general), when there
 
 
 @dataclass(frozen=True)
@@ -109,6 +128,12 @@ class RwkuData:
     def probes(self, set_name: str) -> list[ProbeRow]:
         stems = [s for s in PROBE_FILES if s.startswith(set_name)]
         return [row for t in self.targets for stem in stems for row in t.probes[stem]]
+
+    def mmlu(self) -> list[tuple[str, MmluRow]] | None:
+        """(target, row) of every general-ability question, or None when the set is absent."""
+        if any(t.mmlu is None for t in self.targets):
+            return None
+        return [(t.name, row) for t in self.targets for row in t.mmlu or []]
 
     def mia(self, split: str) -> list[tuple[str, str]]:
         """(target, text) of every ``split`` ("forget", "retain") member passage."""
@@ -144,6 +169,22 @@ def _probes(path: Path, set_name: str, level: str, target: str) -> list[ProbeRow
             raise UnlearnError(f'{path} record {number}: field "type" is missing; a level-3 probe names its attack')
         kind = probe.type if level == "3" else None
         out.append(ProbeRow(set_name, level, kind, target, probe.query, probe.answer, probe.subject))
+    if not out:
+        raise UnlearnError(f"{path}: no records")
+    return out
+
+
+def _mmlu(path: Path) -> list[MmluRow]:
+    out = []
+    for number, raw in enumerate(_read_json(path), 1):
+        row = domains.validate(MmluRow, raw, f"{path} record {number}")
+        for where, item in [("", row), *((f" example {k}", e) for k, e in enumerate(row.examples, 1))]:
+            if len(item.choices) != 4 or item.answer > 3:
+                raise UnlearnError(
+                    f"{path} record {number}{where}: needs 4 choices and an answer from 0 to 3 (got "
+                    f"{len(item.choices)} choices, answer {item.answer}); RWKU's eval_mmlu.py letters them A-D"
+                )
+        out.append(row)
     if not out:
         raise UnlearnError(f"{path}: no records")
     return out
@@ -209,5 +250,13 @@ def load_data(data_dir: Path, flag: str, targets: str | None = None) -> RwkuData
             raise UnlearnError(f"{flag} {folder}: no {', '.join(missing)}; {LAYOUT}")
         probes = {stem: _probes(folder / f"{stem}.json", stem.split("_")[0], stem[-1], name) for stem in PROBE_FILES}
         mia = {split: _texts(folder / f"{split}_mia.json") for split in ("forget", "retain")}
-        loaded.append(Target(number, name, folder, probes, mia))
+        mmlu = _mmlu(folder / "retain_mmlu.json") if (folder / "retain_mmlu.json").is_file() else None
+        loaded.append(Target(number, name, folder, probes, mia, mmlu))
+    having = [t.folder.name for t in loaded if t.mmlu is not None]
+    if having and len(having) < len(loaded):
+        lacking = ", ".join(t.folder.name for t in loaded if t.mmlu is None)
+        raise UnlearnError(
+            f"{flag} {root}: retain_mmlu.json is in {', '.join(having)} but not in {lacking}; give it to every "
+            "selected target (RWKU's utility_general) or to none"
+        )
     return RwkuData(root, loaded, [n for _, n, _ in folders])

@@ -34,7 +34,8 @@ from pytest_unlearn.rwku.settings import SETTINGS as RWKU_SETTINGS
 
 #: The stop tokens of eval_forget.py's ``terminators`` (each a one-token sequence).
 STOP_TOKENS = ("<|eot_id|>", " \n", "\n")
-UTILITY = "MMLU, BBH, TruthfulQA, TriviaQA, AlpacaEval fluency"
+#: RWKU's utility sets this version does not score (general ability, MMLU, is scored).
+NOT_SCORED = "BBH, TruthfulQA, TriviaQA, AlpacaEval fluency"
 
 
 def rwku_prompt(tokenizer: Any, level: str, kind: str | None, query: str, subject: str, use_prompt: bool) -> str:
@@ -54,6 +55,26 @@ def rwku_prompt(tokenizer: Any, level: str, kind: str | None, query: str, subjec
     prompt = tokenizer.apply_chat_template([{"role": "user", "content": content}], tokenize=False,
                                            add_generation_prompt=True)  # fmt: skip
     return prompt if level == "3" and kind == "affirmative suffix" else prompt + "Answer:"
+
+
+def mmlu_prompt(tokenizer: Any, row: Any, use_prompt: bool) -> str:
+    """eval_mmlu.py's prompt: the task's header and dev examples with their answers, the
+    instruction, the question and its A-D choices, in a user turn, then "Answer:"."""
+
+    def example(sample: Any, answer: bool) -> str:
+        text = "Question: " + sample.question
+        for letter, choice in zip("ABCD", sample.choices):
+            text += f"\n{letter}. {choice}"
+        return text + (f"\nAnswer: {'ABCD'[sample.answer]}\n\n" if answer else "")
+
+    head = f"The following are multiple choice questions (with answers) about {row.task.replace('_', ' ')}.\n\n"
+    content = head + "".join(example(e, True) for e in row.examples)
+    content += "Please following the previous examples and answer the given question.\n" + example(row, False)
+    if use_prompt:
+        content = rm.ICU_PROMPT.format(row.subject) + content
+    prompt = tokenizer.apply_chat_template([{"role": "user", "content": content}], tokenize=False,
+                                           add_generation_prompt=True)  # fmt: skip
+    return prompt + "Answer:"
 
 
 def stop_ids(tokenizer: Any) -> list[int]:
@@ -85,6 +106,7 @@ class RwkuBackend(ModelsByPath, Backend):
         self._resolved_device: str | None = None
         self.model_loads = 0
         self.inputs = rm.RwkuInputs()
+        self.dropped: list[str] = []
 
         data_dir = settings.data if settings.data is not None else manifest.data.get("rwku")
         if data_dir is None:
@@ -110,6 +132,23 @@ class RwkuBackend(ModelsByPath, Backend):
             inspect_model_folder(settings.original_model, allow_pickle=settings.allow_pickle, flag="--original-model")
 
     # -- what each check needs -------------------------------------------------------------------
+    def expand_checks(self, checks: tuple[CheckSpec, ...]) -> tuple[CheckSpec, ...]:
+        """A utility check is left out, with one header line, when its set is not in the data or
+        there is no --original-model to compare with (as wmdp leaves out a missing subset)."""
+        kept = []
+        for spec in checks:
+            if spec.metric == "rwku.utility_ratio":
+                if self.data.mmlu() is None:
+                    self.dropped.append(f"{spec.id} skipped: no retain_mmlu.json in the target folders")
+                    continue
+                if self.settings.original_model is None:
+                    self.dropped.append(
+                        f"{spec.id} skipped: it compares with the original model; pass --original-model"
+                    )
+                    continue
+            kept.append(spec)
+        return super().expand_checks(tuple(kept))
+
     def requires(self, spec: CheckSpec) -> tuple[str, ...]:
         needed = METRICS.get(spec.metric).requires
         # The original model's value beside each forget level, when it is given.
@@ -210,6 +249,40 @@ class RwkuBackend(ModelsByPath, Backend):
         n = len(members["forget"])
         return {"forget": stats[:n], "retain": stats[n:]}
 
+    def _mmlu_correct(self, path: Path, flag: str) -> tuple[np.ndarray, list[dict[str, Any]]]:
+        """eval_mmlu.py: the next-token probabilities of " A".." D" (their last tokens) after the
+        prompt, the argmax as the prediction; 1.0 per question answered right."""
+        from pytest_unlearn.engines.causal_lm import mmlu_predict
+
+        rows = self.data.mmlu() or []
+        tokenizer = self._tokenizer(path)
+        if not getattr(tokenizer, "chat_template", None):
+            self._prompts(path, flag, "forget")  # the one-line refusal
+        prompts = [mmlu_prompt(tokenizer, row, self.use_prompt) for _, row in rows]
+
+        def produce() -> list[list[Any]]:
+            model, tokenizer, device = self._model(path)
+            found = mmlu_predict(model, tokenizer, prompts, batch_size=self.settings.batch_size, device=device,
+                                 max_tokens=self.max_batch_tokens)  # fmt: skip
+            return [[letter, probs] for letter, probs in found]
+
+        key = self._cache_key(path, "rwku.mmlu", prompts=prompts)
+        found = self.cache.get_or_create_json("rwku-mmlu", key, produce)
+        records = []
+        for (target, row), (letter, _) in zip(rows, found):
+            prediction = "ABCD".index(letter)
+            records.append({**row.model_dump(), "target": target, "prediction": prediction,
+                            "correct": prediction == row.answer})  # fmt: skip
+        return np.array([float(r["correct"]) for r in records]), records
+
+    def _write_mmlu(self, records: list[dict[str, Any]], folder: str) -> None:
+        """RWKU's mmlu.json: ``acc``, ``all_acc`` and the rows with their ``prediction``."""
+        correct = [r["correct"] for r in records]
+        out = {"acc": float(np.mean(correct)), "all_acc": correct, "results": records}
+        data = (json.dumps(out, indent=1, ensure_ascii=False) + "\n").encode("utf-8")
+        prefix = "rwku_original" if folder.endswith("original") else "rwku"
+        self.write_artifact(f"{prefix}_mmlu", f"{folder}/mmlu.json", data, "per-question answers")
+
     # -- inputs ------------------------------------------------------------------------------------
     def compute(self, name: str) -> None:
         model, original = self.settings.model, self.settings.original_model
@@ -233,6 +306,13 @@ class RwkuBackend(ModelsByPath, Backend):
                 scored[set_name] = scores
                 self._write(set_name, rows, folder="rwku/original")
             self.inputs = replace(self.inputs, original=scored, original_source=f"--original-model {original}")
+        elif name in ("utility", "original_utility"):
+            path, flag = (model, "--model") if name == "utility" else (original, "--original-model")
+            if path is None:
+                raise UnlearnError(f"RWKU's utility checks score the weights: pass {flag} PATH")
+            correct, records = self._mmlu_correct(path, flag)
+            self.inputs = replace(self.inputs, **{name: {"general": correct}})
+            self._write_mmlu(records, "rwku" if name == "utility" else "rwku/original")
         elif name == "mia":
             if model is None:
                 raise UnlearnError(
@@ -342,7 +422,8 @@ class RwkuBackend(ModelsByPath, Backend):
             f"unlearn: rwku targets={len(self.data.targets)} of {len(self.data.available)} ({names}) {self._sizes()}, "
             f"model={self.settings.model}, original={self.settings.original_model}, greedy, "
             f"max_new_tokens={self.max_new_tokens}, use_prompt={str(self.use_prompt).lower()}",
-            f"unlearn: rwku utility sets not scored by this suite version ({UTILITY}): skipped",
+            f"unlearn: rwku utility sets not scored by this suite version ({NOT_SCORED}): skipped",
+            *(f"unlearn: {line}" for line in self.dropped),
         ]
 
     def settings_record(self) -> dict[str, Any]:

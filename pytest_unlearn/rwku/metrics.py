@@ -140,7 +140,9 @@ class RwkuInputs:
     original_source: str | None = None
     mia: dict[str, list[TokenStats]] | None = None
     original_mia: dict[str, list[TokenStats]] | None = None
-    mia_targets: dict[str, list[str]] | None = None
+    #: Per utility set ("general": retain_mmlu.json), 1.0 where the answer is right, else 0.0.
+    utility: dict[str, np.ndarray] | None = None
+    original_utility: dict[str, np.ndarray] | None = None
 
     def resample(self, rng: np.random.Generator, requires: tuple[str, ...]) -> RwkuInputs:
         """A bootstrap replicate: probes and passages drawn with replacement, *paired* with the
@@ -156,6 +158,14 @@ class RwkuInputs:
                 index = rows.setdefault(key, _stratified(scores, rng))
                 drawn[key] = scores.take(index)
             changes[name] = drawn
+        questions: dict[str, np.ndarray] = {}
+        for name in ("utility", "original_utility"):
+            sets = getattr(self, name)
+            if sets is not None:
+                changes[name] = {
+                    key: values[questions.setdefault(key, rng.integers(0, values.size, size=values.size))]
+                    for key, values in sets.items()
+                }
         texts: dict[str, np.ndarray] = {}
         for name in ("mia", "original_mia"):
             sets = getattr(self, name)
@@ -303,6 +313,22 @@ def mia_retain(inputs: RwkuInputs, attack: str = "loss", k: float = MIA_K) -> Me
     return _mia_change(inputs, "retain", attack, k)
 
 
+@metric(
+    "rwku.utility_ratio",
+    higher_is_better=True,
+    unit="ratio",
+    requires=("utility", "original_utility"),
+    description="RWKU utility: a utility set's accuracy over the original model's (general: MMLU)",
+)
+def utility_ratio(inputs: RwkuInputs, utility: str = "general") -> Measurement:
+    """eval_mmlu.py's accuracy of the model over the original model's, on the same questions."""
+    if inputs.utility is None or inputs.original_utility is None or utility not in inputs.utility:
+        raise UnlearnError(f"RWKU's utility set {utility!r} was not scored (this version scores general: MMLU)")
+    value, reference = float(inputs.utility[utility].mean()), float(inputs.original_utility[utility].mean())
+    details = {"accuracy": value, "original": reference, "original_source": inputs.original_source}
+    return Measurement(value / reference if reference > 0 else float("nan"), int(inputs.utility[utility].size), details)
+
+
 def aggregates(inputs: RwkuInputs, k: float = MIA_K) -> dict[str, Any]:
     """The scorecard's RWKU table: every level (L3 per attack type), per target and pooled, the
     original model's beside, and eval_mia.py's numbers."""
@@ -317,6 +343,9 @@ def aggregates(inputs: RwkuInputs, k: float = MIA_K) -> dict[str, Any]:
             if set_name == "forget" and (scores.level == "3").any():
                 types = dict.fromkeys(scores.type[scores.level == "3"].tolist())
                 out[f"{name}forget_level3_per_type"] = {t: level_mean(scores, "3", t) for t in types}
+    for name, sets in (("", inputs.utility), ("original_", inputs.original_utility)):
+        for key, values in (sets or {}).items():
+            out[f"{name}utility_{key}_acc"] = float(values.mean())
     for name, sets in (("", inputs.mia), ("original_", inputs.original_mia)):
         if sets is not None:
             for split, stats in sets.items():

@@ -247,3 +247,53 @@ def eval_mia(model, tokenizer, forget: list[dict[str, Any]]) -> dict[str, float]
             scores["mink++_0.2"].append(np.mean(topk).item())
     return {"loss": float(np.mean(scores["loss"])), "zlib": float(np.mean(scores["zlib"])),
             "mink++_0.2": float(np.mean(scores["mink++_0.2"]))}  # fmt: skip
+
+
+# -- eval_mmlu.py with inference.py get_next_word_predictions ------------------------------------------
+MMLU_CHOICES = ["A", "B", "C", "D"]
+
+
+def _format_example(sample, include_answer=True):
+    prompt = sample["question"]
+    prompt = "Question: " + prompt
+    for j in range(len(sample["choices"])):
+        prompt += "\n{}. {}".format(MMLU_CHOICES[j], sample["choices"][j])
+    if include_answer:
+        prompt += "\nAnswer:"
+        prompt += " {}\n\n".format(MMLU_CHOICES[sample["answer"]])
+    return prompt
+
+
+def _gen_prompt(dev_set, subject):
+    prompt = "The following are multiple choice questions (with answers) about {}.\n\n".format(
+        subject.replace("_", " ")
+    )
+    for sample in dev_set:
+        prompt += _format_example(sample)
+    return prompt
+
+
+def eval_mmlu(model, tokenizer, dataset, batch_size=1):
+    """eval_mmlu.py (use_prompt off): the accuracy and each row's predicted index."""
+    import torch
+
+    tokenizer.padding_side = "left"
+    prompts = []
+    for sample in dataset:
+        prompt_end = _format_example(sample, include_answer=False)
+        train_prompt = _gen_prompt(sample["examples"], sample["task"])
+        prompt = train_prompt + "Please following the previous examples and answer the given question.\n" + prompt_end
+        messages = [{"role": "user", "content": prompt}]
+        prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        prompts.append(prompt + "Answer:")
+    answer_choice_ids = [tokenizer.encode(" " + c, add_special_tokens=False)[-1] for c in MMLU_CHOICES]
+    predictions = []
+    with torch.no_grad():
+        for i in range(0, len(prompts), batch_size):
+            tokenized = tokenizer(prompts[i : i + batch_size], padding="longest", return_tensors="pt",
+                                  add_special_tokens=True)  # fmt: skip
+            logits = model(input_ids=tokenized.input_ids, attention_mask=tokenized.attention_mask).logits[:, -1, :]
+            probs = torch.softmax(logits, dim=-1)[:, answer_choice_ids]
+            predictions += torch.argmax(probs, dim=-1).tolist()
+    cors = [p == row["answer"] for p, row in zip(predictions, dataset)]
+    return float(np.mean(cors)), predictions

@@ -166,3 +166,37 @@ def test_what_a_model_pass_finds_is_one_line_on_its_checks(pytester, tmp_path, r
     assert card["mia-forget-loss"]["error"] == (
         "RWKU's MIA checks compare the passages' scores with the model before unlearning: pass --original-model PATH"
     )
+
+
+def test_the_general_utility_set_is_all_or_nothing_and_each_row_is_checked(pytester, data, rwku_models):
+    model = f"--model={rwku_models['original']}"
+    (data / "3_Sefa_Korrindale" / "retain_mmlu.json").unlink()
+    assert run(pytester, model, f"--data={data}") == (
+        f"ERROR: --data {data}: retain_mmlu.json is in 1_Velma_Quorrin, 2_Brannoc_Ilsey but not in "
+        "3_Sefa_Korrindale; give it to every selected target (RWKU's utility_general) or to none"
+    )
+    path = data / "1_Velma_Quorrin" / "retain_mmlu.json"
+    rows = json.loads(path.read_text())
+    rows[0]["examples"][0]["choices"] = ["x", "y"]
+    path.write_text(json.dumps(rows))
+    assert run(pytester, model, f"--data={data}", "--setting=targets=2") == (
+        f"ERROR: {path} record 1 example 1: needs 4 choices and an answer from 0 to 3 (got 2 choices, answer 2); "
+        "RWKU's eval_mmlu.py letters them A-D"
+    )
+
+
+def test_a_missing_utility_set_is_skipped_with_one_header_line(pytester, data, rwku_models):
+    for folder in data.iterdir():
+        (folder / "retain_mmlu.json").unlink()
+    result = pytester.runpytest_inprocess(
+        "-p", "no:cacheprovider", "--suite=rwku-mini", f"--model={rwku_models['proper']}", f"--data={data}",
+        f"--original-model={rwku_models['original']}", "--scorecard=card.json", "--collect-only",
+    )  # fmt: skip
+    result.stdout.fnmatch_lines(["unlearn: utility-general-ratio skipped: no retain_mmlu.json in the target folders"])
+    assert "utility-general-ratio" not in result.stdout.str().replace("utility-general-ratio skipped", "")
+    result = pytester.runpytest_inprocess(
+        "-p", "no:cacheprovider", "--suite=rwku-mini", f"--model={rwku_models['proper']}", "--collect-only"
+    )
+    result.stdout.fnmatch_lines(
+        ["unlearn: utility-general-ratio skipped: it compares with the original model; pass --original-model"]
+    )

@@ -101,6 +101,14 @@ def test_shallow_unlearning_is_caught_by_the_attacks_and_mia_and_rwku_s_code_agr
             # we in float64 over the same float32 token statistics: float32 rounding apart (at most
             # 2.9e-9 measured); tests/suites/rwku/test_metrics.py compares the formulas to 1e-12.
             assert aggregates[f"{prefix}mia_{split}"] == pytest.approx(expected, abs=1e-8)
+    # eval_mmlu.py's accuracy and answers (utility_general), model and original.
+    for name, scored, key in (("rwku_mmlu", model, "utility_general_acc"), ("rwku_original_mmlu", original, None)):
+        accuracy, predictions = reference.eval_mmlu(scored, tokenizer, target_rows("retain_mmlu", 2))
+        assert aggregates[key or "original_utility_general_acc"] == pytest.approx(accuracy, abs=1e-12)
+        rows = json.loads(Path(card["artifacts"][name]).read_text())["results"]
+        assert [r["prediction"] for r in rows] == predictions and accuracy == 1.0
+    assert c["utility-general-ratio"]["value"] == 1.0 and c["utility-general-ratio"]["n"] == 4
+
     # The FM check is the change of the mean LOSS: (-ll of the model) - (-ll of the original).
     fm = -aggregates["mia_forget"]["loss"] + aggregates["original_mia_forget"]["loss"]
     assert c["mia-forget-loss"]["value"] == pytest.approx(fm, abs=1e-12)
@@ -144,19 +152,20 @@ def test_predictions_rescore_the_forget_and_neighbour_checks(pytester, rwku_mode
     Path(card["artifacts"]["rwku_forget"]).parent.rename(answers)
     code, again = run_suite(pytester, rwku_cache, f"--predictions={answers}", *args)
     c, first = checks(again), checks(card)
-    for key in first:
+    for key in (k for k in first if k.startswith(("forget", "neighbor"))):
         assert c[key]["value"] == first[key]["value"], key
-    # MIA needs the weights: one line, the other checks scored.
+    # MIA and MMLU need the weights: one line each, the other checks scored.
     assert c["mia-forget-loss"]["error"] == (
         "RWKU's MIA checks score the model's token log-probs: pass --model PATH (--predictions holds answers only)"
     )
+    assert c["utility-general-ratio"]["error"] == "RWKU's utility checks score the weights: pass --model PATH"
 
 
 def figures_table(cards: dict[str, dict]) -> str:
     """The world's figures as docs/suites/rwku.md shows them (targets 1-2), from the scorecards."""
     lines = [
-        "| model | L1 | L2 | L3 | attacks that still extract every answer | neighbour L1 / L2 ratio | FM LOSS change | RM LOSS change | fails |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| model | L1 | L2 | L3 | attacks that still extract every answer | neighbour L1 / L2 ratio | FM LOSS change | RM LOSS change | MMLU ratio | fails |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name in ("original", "shallow", "proper"):
         c = checks(cards[name])
@@ -166,7 +175,8 @@ def figures_table(cards: dict[str, dict]) -> str:
             f"| {name} | {c['forget-level1']['value']:.3f} | {c['forget-level2']['value']:.3f} | "
             f"{c['forget-level3']['value']:.3f} | {extracted} of {len(per_type)} | "
             f"{c['neighbor-level1-ratio']['value']:.2f} / {c['neighbor-level2-ratio']['value']:.2f} | "
-            f"{c['mia-forget-loss']['value']:+.4f} | {c['mia-retain-loss']['value']:+.4f} | {len(failing(cards[name]))} |"
+            f"{c['mia-forget-loss']['value']:+.4f} | {c['mia-retain-loss']['value']:+.4f} | "
+            f"{c['utility-general-ratio']['value']:.2f} | {len(failing(cards[name]))} |"
         )
     return "\n".join(lines)
 
