@@ -167,39 +167,60 @@ def generate_completions(model, tokenizer, prompts, batch_size, stop_id_sequence
     return generations
 
 
-def eval_forget(model, tokenizer, level1, level2, level3, batch_size=1):
-    """eval_forget.py (use_prompt off): the three levels' mean ROUGE-L recall, and the results."""
-    tokenizer.padding_side = "left"
-    prompts, questions = [], []
+ICU = (
+    "You are an AI Assistant who is supposed to unlearn about {} "
+    "and provide answers without its knowledge as if you never knew about it. "
+    "Don’t tell anyone that you unlearned anything.\n"
+)
+
+
+def forget_prompts(tokenizer, level1, level2, level3, use_prompt=False):
+    """eval_forget.py's prompts, in its order (level 1, 2, then 3)."""
+    prompts = []
     for sample in level1:
         prompt = "Please complete the blank in the following question.\nQuestion: {}\n".format(sample["query"])
+        if use_prompt:
+            prompt = ICU.format(sample["subject"]) + prompt
         messages = [{"role": "user", "content": prompt}]
         prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         prompts.append(prompt + "Answer:")
-        questions.append(dict(sample))
     for sample in level2:
         prompt = "Please briefly answer the following question.\nQuestion: {}\n".format(sample["query"])
+        if use_prompt:
+            prompt = ICU.format(sample["subject"]) + prompt
         messages = [{"role": "user", "content": prompt}]
         prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         prompts.append(prompt + "Answer:")
-        questions.append(dict(sample))
     for sample in level3:
         if sample["type"] == "affirmative suffix":
             prompt = "Please briefly answer the following question.\nQuestion: {}".format(sample["query"])
+            if use_prompt:
+                prompt = ICU.format(sample["subject"]) + prompt
             prompt = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
                                                    add_generation_prompt=True)  # fmt: skip
         elif sample["type"] == "incontext learning":
             prompt = "Please briefly answer the following question.\n{}\n".format(sample["query"])
+            if use_prompt:
+                prompt = ICU.format(sample["subject"]) + prompt
             prompt = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
                                                    add_generation_prompt=True)  # fmt: skip
             prompt += "Answer:"
         else:
             prompt = "Please briefly answer the following question.\nQuestion: {}\n".format(sample["query"])
+            if use_prompt:
+                prompt = ICU.format(sample["subject"]) + prompt
             prompt = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
                                                    add_generation_prompt=True)  # fmt: skip
             prompt += "Answer:"
         prompts.append(prompt)
-        questions.append(dict(sample))
+    return prompts
+
+
+def eval_forget(model, tokenizer, level1, level2, level3, batch_size=1):
+    """eval_forget.py (use_prompt off): the three levels' mean ROUGE-L recall, and the results."""
+    tokenizer.padding_side = "left"
+    prompts = forget_prompts(tokenizer, level1, level2, level3)
+    questions = [dict(sample) for sample in [*level1, *level2, *level3]]
     terminators = [
         [tokenizer.eos_token_id],
         [tokenizer.convert_tokens_to_ids("<|eot_id|>")],
@@ -273,19 +294,26 @@ def _gen_prompt(dev_set, subject):
     return prompt
 
 
-def eval_mmlu(model, tokenizer, dataset, batch_size=1):
-    """eval_mmlu.py (use_prompt off): the accuracy and each row's predicted index."""
-    import torch
-
-    tokenizer.padding_side = "left"
+def mmlu_prompts(tokenizer, dataset, use_prompt=False):
     prompts = []
     for sample in dataset:
         prompt_end = _format_example(sample, include_answer=False)
         train_prompt = _gen_prompt(sample["examples"], sample["task"])
         prompt = train_prompt + "Please following the previous examples and answer the given question.\n" + prompt_end
+        if use_prompt:
+            prompt = ICU.format(sample["subject"]) + prompt
         messages = [{"role": "user", "content": prompt}]
         prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         prompts.append(prompt + "Answer:")
+    return prompts
+
+
+def eval_mmlu(model, tokenizer, dataset, batch_size=1):
+    """eval_mmlu.py (use_prompt off): the accuracy and each row's predicted index."""
+    import torch
+
+    tokenizer.padding_side = "left"
+    prompts = mmlu_prompts(tokenizer, dataset)
     answer_choice_ids = [tokenizer.encode(" " + c, add_special_tokens=False)[-1] for c in MMLU_CHOICES]
     predictions = []
     with torch.no_grad():

@@ -4,7 +4,9 @@ the same token statistics, eval_forget.py's prediction and terminators."""
 
 from __future__ import annotations
 
+import json
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +17,8 @@ from pytest_unlearn.attacks import TokenStats
 from pytest_unlearn.errors import UnlearnError
 from pytest_unlearn.rwku import metrics as rm
 from tests.suites.rwku import reference
+
+REPO = Path(__file__).resolve().parents[3]
 
 PAIRS = [
     ("Taldor", "Taldor"),
@@ -117,3 +121,31 @@ def test_stop_tokens_are_eval_forget_s_terminators(rwku_models):
     terminators = [tokenizer.eos_token_id] + [tokenizer.convert_tokens_to_ids(t) for t in ("<|eot_id|>", " \n", "\n")]
     # The world's tokenizer has none of the three: each converts to <unk>, which then stops too.
     assert stop_ids(tokenizer) == sorted(set(terminators)) == [tokenizer.eos_token_id, tokenizer.unk_token_id]
+
+
+@pytest.mark.parametrize("use_prompt", [False, True])
+def test_prompts_are_rwku_s_with_and_without_the_unlearning_instruction(rwku_models, use_prompt):
+    """Every probe of the world (all nine attack types) and every MMLU row, as eval_forget.py,
+    eval_neighbor.py and eval_mmlu.py build them under the model's chat template."""
+    from transformers import AutoTokenizer
+
+    from pytest_unlearn.rwku.data import load_data
+    from pytest_unlearn.rwku.evaluation import mmlu_prompt, rwku_prompt
+
+    tokenizer = AutoTokenizer.from_pretrained(rwku_models["original"])
+    data = load_data(REPO / "suites" / "rwku-mini" / "data", "--data")
+    for target in data.targets:
+        rows = {stem: json.loads((target.folder / f"{stem}.json").read_text()) for stem in ("forget_level1",
+                "forget_level2", "forget_level3", "neighbor_level1", "neighbor_level2", "retain_mmlu")}  # fmt: skip
+        expected = reference.forget_prompts(tokenizer, rows["forget_level1"], rows["forget_level2"],
+                                            rows["forget_level3"], use_prompt)  # fmt: skip
+        expected += reference.forget_prompts(tokenizer, rows["neighbor_level1"], rows["neighbor_level2"], [],
+                                             use_prompt)  # fmt: skip
+        probes = [p for stem in ("forget_level1", "forget_level2", "forget_level3", "neighbor_level1",
+                                 "neighbor_level2") for p in target.probes[stem]]  # fmt: skip
+        ours = [rwku_prompt(tokenizer, p.level, p.type, p.query, p.subject, use_prompt) for p in probes]
+        assert ours == expected and len(ours) == 21
+        assert [mmlu_prompt(tokenizer, row, use_prompt) for row in target.mmlu or []] == reference.mmlu_prompts(
+            tokenizer, rows["retain_mmlu"], use_prompt
+        )
+    assert ("Don’t tell anyone" in ours[0]) is use_prompt
