@@ -7,8 +7,8 @@ the nine attacks), ``neighbor_level1.json``, ``neighbor_level2.json`` (``query``
 ``level``, ``subject`` each), ``forget_mia.json`` and ``retain_mia.json`` (``text``, ``subject``).
 Of the utility files beside them, ``retain_mmlu.json`` (general ability: MMLU rows with ``question``,
 ``choices``, ``answer``, ``task`` and their dev ``examples``) is read when every selected target
-has it; ``retain_bbh.json``, ``truthful.json``, ``triviaqa.json``, ``fluency.json`` and the training
-files are not read.
+has it, and so is ``triviaqa.json`` (factuality: ``question`` and its accepted ``answers``);
+``retain_bbh.json``, ``truthful.json``, ``fluency.json`` and the training files are not read.
 
 ``--data`` names the ``Target`` folder, the ``RWKU`` folder holding it, or one target's folder
 (RWKU's ``Batch/<1-10>`` folders, several targets pooled, read as one target). Pure Python, so
@@ -90,6 +90,18 @@ class MmluRow(MmluExample):
     subject: domains.Text | None = None
 
 
+class TriviaRow(domains.Record):
+    """A ``triviaqa.json`` row (RWKU's utility_factuality): a question and its accepted answers."""
+
+    question: domains.NonEmptyText
+    answers: list[domains.Text]
+    subject: domains.Text | None = None
+
+
+#: RWKU's utility sets this suite scores: name -> file stem in a target's folder.
+UTILITY_FILES = {"general": "retain_mmlu", "factuality": "triviaqa"}
+
+
 @dataclass(frozen=True)
 class ProbeRow:
     """One probe as the scorer reads it: which set and level, its attack type (level 3), the target."""
@@ -114,7 +126,7 @@ class Target:
     folder: Path
     probes: dict[str, list[ProbeRow]]  # file stem -> rows
     mia: dict[str, list[str]]  # "forget", "retain" -> texts
-    mmlu: list[MmluRow] | None = None  # retain_mmlu.json (utility_general), when there
+    utility: dict[str, list[Any]] | None = None  # UTILITY_FILES name -> rows, the files there
 
 
 @dataclass(frozen=True)
@@ -129,11 +141,14 @@ class RwkuData:
         stems = [s for s in PROBE_FILES if s.startswith(set_name)]
         return [row for t in self.targets for stem in stems for row in t.probes[stem]]
 
-    def mmlu(self) -> list[tuple[str, MmluRow]] | None:
-        """(target, row) of every general-ability question, or None when the set is absent."""
-        if any(t.mmlu is None for t in self.targets):
+    def utility(self, name: str) -> list[tuple[str, Any]] | None:
+        """(target, row) of every question of utility set ``name``, or None when it is absent."""
+        if any(name not in (t.utility or {}) for t in self.targets):
             return None
-        return [(t.name, row) for t in self.targets for row in t.mmlu or []]
+        return [(t.name, row) for t in self.targets for row in (t.utility or {})[name]]
+
+    def mmlu(self) -> list[tuple[str, MmluRow]] | None:
+        return self.utility("general")
 
     def mia(self, split: str) -> list[tuple[str, str]]:
         """(target, text) of every ``split`` ("forget", "retain") member passage."""
@@ -185,6 +200,16 @@ def _mmlu(path: Path) -> list[MmluRow]:
                     f"{len(item.choices)} choices, answer {item.answer}); RWKU's eval_mmlu.py letters them A-D"
                 )
         out.append(row)
+    if not out:
+        raise UnlearnError(f"{path}: no records")
+    return out
+
+
+def _trivia(path: Path) -> list[TriviaRow]:
+    out = [domains.validate(TriviaRow, row, f"{path} record {n}") for n, row in enumerate(_read_json(path), 1)]
+    for number, row in enumerate(out, 1):
+        if not row.answers:
+            raise UnlearnError(f'{path} record {number}: field "answers" is empty; give the accepted answers')
     if not out:
         raise UnlearnError(f"{path}: no records")
     return out
@@ -250,13 +275,19 @@ def load_data(data_dir: Path, flag: str, targets: str | None = None) -> RwkuData
             raise UnlearnError(f"{flag} {folder}: no {', '.join(missing)}; {LAYOUT}")
         probes = {stem: _probes(folder / f"{stem}.json", stem.split("_")[0], stem[-1], name) for stem in PROBE_FILES}
         mia = {split: _texts(folder / f"{split}_mia.json") for split in ("forget", "retain")}
-        mmlu = _mmlu(folder / "retain_mmlu.json") if (folder / "retain_mmlu.json").is_file() else None
-        loaded.append(Target(number, name, folder, probes, mia, mmlu))
-    having = [t.folder.name for t in loaded if t.mmlu is not None]
-    if having and len(having) < len(loaded):
-        lacking = ", ".join(t.folder.name for t in loaded if t.mmlu is None)
-        raise UnlearnError(
-            f"{flag} {root}: retain_mmlu.json is in {', '.join(having)} but not in {lacking}; give it to every "
-            "selected target (RWKU's utility_general) or to none"
-        )
+        readers = {"general": _mmlu, "factuality": _trivia}
+        utility = {
+            name: readers[name](folder / f"{stem}.json")
+            for name, stem in UTILITY_FILES.items()
+            if (folder / f"{stem}.json").is_file()
+        }
+        loaded.append(Target(number, name, folder, probes, mia, utility))
+    for stem_name, stem in UTILITY_FILES.items():
+        having = [t.folder.name for t in loaded if stem_name in (t.utility or {})]
+        if having and len(having) < len(loaded):
+            lacking = ", ".join(t.folder.name for t in loaded if stem_name not in (t.utility or {}))
+            raise UnlearnError(
+                f"{flag} {root}: {stem}.json is in {', '.join(having)} but not in {lacking}; give it to every "
+                f"selected target (RWKU's utility_{stem_name}) or to none"
+            )
     return RwkuData(root, loaded, [n for _, n, _ in folders])

@@ -29,13 +29,23 @@ from pytest_unlearn.loading import inspect_model_folder, token_budget
 from pytest_unlearn.manifest import CheckSpec, SuiteManifest
 from pytest_unlearn.registry import METRICS
 from pytest_unlearn.rwku import metrics as rm
-from pytest_unlearn.rwku.data import RwkuData, load_data
+from pytest_unlearn.rwku.data import UTILITY_FILES, RwkuData, load_data
 from pytest_unlearn.rwku.settings import SETTINGS as RWKU_SETTINGS
 
 #: The stop tokens of eval_forget.py's ``terminators`` (each a one-token sequence).
 STOP_TOKENS = ("<|eot_id|>", " \n", "\n")
-#: RWKU's utility sets this version does not score (general ability, MMLU, is scored).
-NOT_SCORED = "BBH, TruthfulQA, TriviaQA, AlpacaEval fluency"
+#: RWKU's utility sets this version does not score (general ability, MMLU, and factuality,
+#: TriviaQA, are scored).
+NOT_SCORED = "BBH, TruthfulQA, AlpacaEval fluency"
+#: eval_triviaqa.py's few-shot prompt, verbatim (it starts with a line break).
+TRIVIA_SHOTS = (
+    "\nQ: When did men's figure skating become a summer Olympic sport?\nA: 1908\n"
+    "Q: When did the all india workers and peasants party came in to existence?\nA: November 1925\n"
+    "Q: Flight that went down in the hudson river?\nA: US Airways Flight 1549\n"
+    "Q: Where are most of the world's earthquakes located?\nA: Rim of Fire\n"
+    "Q: Csi when do grissom and sara reunite?\nA: series finale\n"
+    "Please briefly answer the following question:\n"
+)
 
 
 def rwku_prompt(tokenizer: Any, level: str, kind: str | None, query: str, subject: str, use_prompt: bool) -> str:
@@ -77,10 +87,24 @@ def mmlu_prompt(tokenizer: Any, row: Any, use_prompt: bool) -> str:
     return prompt + "Answer:"
 
 
+def trivia_prompt(tokenizer: Any, row: Any, use_prompt: bool) -> str:
+    """eval_triviaqa.py's prompt: the five shots, ``Q: {question}``, in a user turn, then "A:"."""
+    content = TRIVIA_SHOTS + f"Q: {row.question}\n"
+    if use_prompt:
+        content = rm.ICU_PROMPT.format(row.subject) + content
+    prompt = tokenizer.apply_chat_template([{"role": "user", "content": content}], tokenize=False,
+                                           add_generation_prompt=True)  # fmt: skip
+    return prompt + "A:"
+
+
 def stop_ids(tokenizer: Any) -> list[int]:
     """eval_forget.py's terminators: eos, then ``convert_tokens_to_ids`` of "<|eot_id|>", " \\n"
     and "\\n" (the unknown token's id where a tokenizer lacks them, as there; none without one)."""
-    ids = [tokenizer.eos_token_id] + [tokenizer.convert_tokens_to_ids(t) for t in STOP_TOKENS]
+    return _ids(tokenizer, STOP_TOKENS)
+
+
+def _ids(tokenizer: Any, tokens: tuple[str, ...]) -> list[int]:
+    ids = [tokenizer.eos_token_id] + [tokenizer.convert_tokens_to_ids(t) for t in tokens]
     return sorted({int(i) for i in ids if i is not None})
 
 
@@ -138,8 +162,14 @@ class RwkuBackend(ModelsByPath, Backend):
         kept = []
         for spec in checks:
             if spec.metric == "rwku.utility_ratio":
-                if self.data.mmlu() is None:
-                    self.dropped.append(f"{spec.id} skipped: no retain_mmlu.json in the target folders")
+                name = str(spec.params.get("utility", "general"))
+                if name not in UTILITY_FILES:
+                    raise UnlearnError(
+                        f"suite manifest {self.manifest.path}: check {spec.id!r}: utility {name!r} is not one this "
+                        f"version scores ({', '.join(UTILITY_FILES)})"
+                    )
+                if self.data.utility(name) is None:
+                    self.dropped.append(f"{spec.id} skipped: no {UTILITY_FILES[name]}.json in the target folders")
                     continue
                 if self.settings.original_model is None:
                     self.dropped.append(
@@ -254,7 +284,7 @@ class RwkuBackend(ModelsByPath, Backend):
         prompt, the argmax as the prediction; 1.0 per question answered right."""
         from pytest_unlearn.engines.causal_lm import mmlu_predict
 
-        rows = self.data.mmlu() or []
+        rows = self.data.utility("general") or []
         tokenizer = self._tokenizer(path)
         if not getattr(tokenizer, "chat_template", None):
             self._prompts(path, flag, "forget")  # the one-line refusal
@@ -275,13 +305,47 @@ class RwkuBackend(ModelsByPath, Backend):
                             "correct": prediction == row.answer})  # fmt: skip
         return np.array([float(r["correct"]) for r in records]), records
 
+    def _trivia_scores(self, path: Path, flag: str) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
+        """eval_triviaqa.py: greedy 30-token answers stopped at eos and "<|eot_id|>" only, scored
+        unstripped by its EM and F1 against every accepted answer."""
+        from pytest_unlearn.engines.causal_lm import generate_greedy
+
+        rows = self.data.utility("factuality") or []
+        tokenizer = self._tokenizer(path)
+        if not getattr(tokenizer, "chat_template", None):
+            self._prompts(path, flag, "forget")  # the one-line refusal
+        prompts = [trivia_prompt(tokenizer, row, self.use_prompt) for _, row in rows]
+        stops = _ids(tokenizer, ("<|eot_id|>",))
+
+        def produce() -> list[str]:
+            model, tokenizer, device = self._model(path)
+            return generate_greedy(
+                model, tokenizer, prompts, max_new_tokens=rm.MAX_NEW_TOKENS, batch_size=self.settings.batch_size,
+                device=device, max_tokens=self.max_batch_tokens, source=f"{flag} {path}", stop_ids=stops,
+                clean_up_tokenization_spaces=None,
+            )  # fmt: skip
+
+        key = self._cache_key(path, "rwku.triviaqa", prompts=prompts, stops=stops, cleanup=None)
+        outputs = self.cache.get_or_create_json("rwku-triviaqa", key, produce)
+        records = [
+            {**row.model_dump(), "target": target, "prediction": output,
+             "f1": rm.trivia_f1(output, row.answers), "em": rm.trivia_em(output, row.answers)}
+            for (target, row), output in zip(rows, outputs)
+        ]  # fmt: skip
+        f1, em = (np.array([r[key] for r in records]) for key in ("f1", "em"))
+        return f1, em, records
+
     def _write_mmlu(self, records: list[dict[str, Any]], folder: str) -> None:
         """RWKU's mmlu.json: ``acc``, ``all_acc`` and the rows with their ``prediction``."""
         correct = [r["correct"] for r in records]
-        out = {"acc": float(np.mean(correct)), "all_acc": correct, "results": records}
-        data = (json.dumps(out, indent=1, ensure_ascii=False) + "\n").encode("utf-8")
+        self._write_result("mmlu", records, folder, {"acc": float(np.mean(correct)), "all_acc": correct})
+
+    def _write_result(self, name: str, records: list[dict[str, Any]], folder: str, head: dict[str, Any]) -> None:
+        """RWKU's result file of a utility set: its scores, then ``results`` (each row with its
+        ``prediction``)."""
+        data = (json.dumps({**head, "results": records}, indent=1, ensure_ascii=False) + "\n").encode("utf-8")
         prefix = "rwku_original" if folder.endswith("original") else "rwku"
-        self.write_artifact(f"{prefix}_mmlu", f"{folder}/mmlu.json", data, "per-question answers")
+        self.write_artifact(f"{prefix}_{name}", f"{folder}/{name}.json", data, "per-question answers")
 
     # -- inputs ------------------------------------------------------------------------------------
     def compute(self, name: str) -> None:
@@ -310,9 +374,16 @@ class RwkuBackend(ModelsByPath, Backend):
             path, flag = (model, "--model") if name == "utility" else (original, "--original-model")
             if path is None:
                 raise UnlearnError(f"RWKU's utility checks score the weights: pass {flag} PATH")
-            correct, records = self._mmlu_correct(path, flag)
-            self.inputs = replace(self.inputs, **{name: {"general": correct}})
-            self._write_mmlu(records, "rwku" if name == "utility" else "rwku/original")
+            folder = "rwku" if name == "utility" else "rwku/original"
+            scored: dict[str, np.ndarray] = {}
+            if self.data.utility("general") is not None:
+                scored["general"], records = self._mmlu_correct(path, flag)
+                self._write_mmlu(records, folder)
+            if self.data.utility("factuality") is not None:
+                scored["factuality"], scored["factuality_em"], records = self._trivia_scores(path, flag)
+                self._write_result("triviaqa", records, folder, {"EM": float(scored["factuality_em"].mean()),
+                                                                 "F1": float(scored["factuality"].mean())})  # fmt: skip
+            self.inputs = replace(self.inputs, **{name: scored})
         elif name == "mia":
             if model is None:
                 raise UnlearnError(

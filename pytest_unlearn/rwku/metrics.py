@@ -18,6 +18,9 @@ Pure numpy; no torch.
 from __future__ import annotations
 
 import inspect
+import re
+import string
+from collections import Counter
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -90,6 +93,38 @@ def rouge_l_recall(hypothesis: str, reference: str) -> float:
     return len(union) / len(set(rouge_words(reference)))
 
 
+def _trivia_tokens(text: str) -> list[str]:
+    """eval_triviaqa.py's ``Metric._get_tokens``: lower-cased, punctuation dropped, articles
+    blanked, white space collapsed, split."""
+    if not text:
+        return []
+    text = "".join(char for char in text.lower() if char not in set(string.punctuation))
+    text = re.sub(r"\b(a|an|the)\b", " ", text, flags=re.UNICODE)
+    return " ".join(text.split()).split()
+
+
+def trivia_f1(prediction: str, answers: list[str]) -> float:
+    """eval_triviaqa.py's F1 (from McGill-NLP/topiocqa): the best token F1 over the answers (1 or
+    0 where either side has no token)."""
+    best = 0.0
+    predicted = _trivia_tokens(prediction)
+    for answer in answers:
+        reference = _trivia_tokens(answer)
+        if not reference or not predicted:
+            score = float(reference == predicted)
+        else:
+            common = sum((Counter(reference) & Counter(predicted)).values())
+            precision, recall = common / len(predicted), common / len(reference)
+            score = 0.0 if common == 0 else 2 * precision * recall / (precision + recall)
+        best = max(best, score)
+    return best
+
+
+def trivia_em(prediction: str, answers: list[str]) -> float:
+    """eval_triviaqa.py's exact match: 1 when the normalised tokens equal an answer's."""
+    return float(any(_trivia_tokens(prediction) == _trivia_tokens(answer) for answer in answers))
+
+
 @dataclass(frozen=True)
 class ProbeScores:
     """Per probe of one set (forget or neighbour): level, attack type, target and ROUGE-L recall."""
@@ -140,7 +175,8 @@ class RwkuInputs:
     original_source: str | None = None
     mia: dict[str, list[TokenStats]] | None = None
     original_mia: dict[str, list[TokenStats]] | None = None
-    #: Per utility set ("general": retain_mmlu.json), 1.0 where the answer is right, else 0.0.
+    #: Per utility set, per question: "general" (retain_mmlu.json) 1.0 where the answer is right;
+    #: "factuality" (triviaqa.json) its F1, "factuality_em" its exact match.
     utility: dict[str, np.ndarray] | None = None
     original_utility: dict[str, np.ndarray] | None = None
 
@@ -318,14 +354,20 @@ def mia_retain(inputs: RwkuInputs, attack: str = "loss", k: float = MIA_K) -> Me
     higher_is_better=True,
     unit="ratio",
     requires=("utility", "original_utility"),
-    description="RWKU utility: a utility set's accuracy over the original model's (general: MMLU)",
+    description="RWKU utility: a utility set's score over the original model's (general: MMLU, factuality: TriviaQA)",
 )
 def utility_ratio(inputs: RwkuInputs, utility: str = "general") -> Measurement:
-    """eval_mmlu.py's accuracy of the model over the original model's, on the same questions."""
+    """The model's eval_mmlu.py accuracy (general) or eval_triviaqa.py F1 (factuality) over the
+    original model's, on the same questions."""
     if inputs.utility is None or inputs.original_utility is None or utility not in inputs.utility:
-        raise UnlearnError(f"RWKU's utility set {utility!r} was not scored (this version scores general: MMLU)")
+        raise UnlearnError(
+            f"RWKU's utility set {utility!r} was not scored (this version scores general: MMLU, factuality: TriviaQA)"
+        )
     value, reference = float(inputs.utility[utility].mean()), float(inputs.original_utility[utility].mean())
-    details = {"accuracy": value, "original": reference, "original_source": inputs.original_source}
+    details: dict[str, Any] = {"score": value, "original": reference, "original_source": inputs.original_source}
+    if f"{utility}_em" in inputs.utility:
+        details["em"] = float(inputs.utility[f"{utility}_em"].mean())
+        details["original_em"] = float(inputs.original_utility[f"{utility}_em"].mean())
     return Measurement(value / reference if reference > 0 else float("nan"), int(inputs.utility[utility].size), details)
 
 
@@ -345,7 +387,7 @@ def aggregates(inputs: RwkuInputs, k: float = MIA_K) -> dict[str, Any]:
                 out[f"{name}forget_level3_per_type"] = {t: level_mean(scores, "3", t) for t in types}
     for name, sets in (("", inputs.utility), ("original_", inputs.original_utility)):
         for key, values in (sets or {}).items():
-            out[f"{name}utility_{key}_acc"] = float(values.mean())
+            out[f"{name}utility_{key}"] = float(values.mean())
     for name, sets in (("", inputs.mia), ("original_", inputs.original_mia)):
         if sets is not None:
             for split, stats in sets.items():

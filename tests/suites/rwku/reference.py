@@ -325,3 +325,92 @@ def eval_mmlu(model, tokenizer, dataset, batch_size=1):
             predictions += torch.argmax(probs, dim=-1).tolist()
     cors = [p == row["answer"] for p, row in zip(predictions, dataset)]
     return float(np.mean(cors)), predictions
+
+
+# -- eval_triviaqa.py ---------------------------------------------------------------------------------
+class _Metric:
+    @classmethod
+    def _normalize_text(cls, text):
+        import re
+        import string
+
+        regex = re.compile(r"\b(a|an|the)\b", re.UNICODE)
+        text = text.lower()
+        text = "".join(char for char in text if char not in set(string.punctuation))
+        text = re.sub(regex, " ", text)
+        text = " ".join(text.split())
+        return text
+
+    def _get_tokens(self, text):
+        if not text:
+            return []
+        return self._normalize_text(text).split()
+
+
+class F1(_Metric):
+    def __call__(self, predictions, references):
+        return {"f1": np.mean([self._f1(p, r) for p, r in zip(predictions, references)])}
+
+    def _f1(self, prediction, references):
+        return max(self._f1_score(prediction, reference) for reference in references)
+
+    def _f1_score(self, prediction, reference):
+        from collections import Counter
+
+        reference_tokens = self._get_tokens(reference)
+        prediction_tokens = self._get_tokens(prediction)
+        common_tokens = Counter(reference_tokens) & Counter(prediction_tokens)
+        num_common = sum(common_tokens.values())
+        if len(reference_tokens) == 0 or len(prediction_tokens) == 0:
+            return int(reference_tokens == prediction_tokens)
+        if num_common == 0:
+            return 0
+        precision = 1.0 * num_common / len(prediction_tokens)
+        recall = 1.0 * num_common / len(reference_tokens)
+        return (2 * precision * recall) / (precision + recall)
+
+
+class EM(_Metric):
+    def __call__(self, predictions, references):
+        return {"em": np.mean([self._exact_match(p, r) for p, r in zip(predictions, references)])}
+
+    def _exact_match(self, prediction, references):
+        return max(int(self._get_tokens(prediction) == self._get_tokens(reference)) for reference in references)
+
+
+FEW_PROMPT = """
+Q: When did men's figure skating become a summer Olympic sport?
+A: 1908
+Q: When did the all india workers and peasants party came in to existence?
+A: November 1925
+Q: Flight that went down in the hudson river?
+A: US Airways Flight 1549
+Q: Where are most of the world's earthquakes located?
+A: Rim of Fire
+Q: Csi when do grissom and sara reunite?
+A: series finale
+Please briefly answer the following question:
+"""
+
+
+def trivia_prompts(tokenizer, dataset, use_prompt=False):
+    prompts = []
+    for sample in dataset:
+        prompt = FEW_PROMPT + "Q: {}\n".format(sample["question"])
+        if use_prompt:
+            prompt = ICU.format(sample["subject"]) + prompt
+        messages = [{"role": "user", "content": prompt}]
+        prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        prompts.append(prompt + "A:")
+    return prompts
+
+
+def eval_triviaqa(model, tokenizer, dataset, batch_size=1):
+    """eval_triviaqa.py (use_prompt off): EM, F1 and the raw outputs."""
+    tokenizer.padding_side = "left"
+    prompts = trivia_prompts(tokenizer, dataset)
+    terminators = [[tokenizer.eos_token_id], [tokenizer.convert_tokens_to_ids("<|eot_id|>")]]
+    outputs = generate_completions(model, tokenizer, prompts, batch_size, terminators, max_new_tokens=30,
+                                   do_sample=False)  # fmt: skip
+    answers = [sample["answers"] for sample in dataset]
+    return EM()(outputs, answers)["em"], F1()(outputs, answers)["f1"], outputs

@@ -175,6 +175,13 @@ def test_the_general_utility_set_is_all_or_nothing_and_each_row_is_checked(pytes
         f"ERROR: --data {data}: retain_mmlu.json is in 1_Velma_Quorrin, 2_Brannoc_Ilsey but not in "
         "3_Sefa_Korrindale; give it to every selected target (RWKU's utility_general) or to none"
     )
+    trivia = data / "2_Brannoc_Ilsey" / "triviaqa.json"
+    questions = json.loads(trivia.read_text())
+    questions[1]["answers"] = []
+    trivia.write_text(json.dumps(questions))
+    assert run(pytester, model, f"--data={data}", "--setting=targets=2") == (
+        f'ERROR: {trivia} record 2: field "answers" is empty; give the accepted answers'
+    )
     path = data / "1_Velma_Quorrin" / "retain_mmlu.json"
     rows = json.loads(path.read_text())
     rows[0]["examples"][0]["choices"] = ["x", "y"]

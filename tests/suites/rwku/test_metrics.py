@@ -125,12 +125,12 @@ def test_stop_tokens_are_eval_forget_s_terminators(rwku_models):
 
 @pytest.mark.parametrize("use_prompt", [False, True])
 def test_prompts_are_rwku_s_with_and_without_the_unlearning_instruction(rwku_models, use_prompt):
-    """Every probe of the world (all nine attack types) and every MMLU row, as eval_forget.py,
-    eval_neighbor.py and eval_mmlu.py build them under the model's chat template."""
+    """Every probe of the world (all nine attack types), MMLU and TriviaQA row, as eval_forget.py,
+    eval_neighbor.py, eval_mmlu.py and eval_triviaqa.py build them under the model's chat template."""
     from transformers import AutoTokenizer
 
     from pytest_unlearn.rwku.data import load_data
-    from pytest_unlearn.rwku.evaluation import mmlu_prompt, rwku_prompt
+    from pytest_unlearn.rwku.evaluation import mmlu_prompt, rwku_prompt, trivia_prompt
 
     tokenizer = AutoTokenizer.from_pretrained(rwku_models["original"])
     data = load_data(REPO / "suites" / "rwku-mini" / "data", "--data")
@@ -145,7 +145,28 @@ def test_prompts_are_rwku_s_with_and_without_the_unlearning_instruction(rwku_mod
                                  "neighbor_level2") for p in target.probes[stem]]  # fmt: skip
         ours = [rwku_prompt(tokenizer, p.level, p.type, p.query, p.subject, use_prompt) for p in probes]
         assert ours == expected and len(ours) == 21
-        assert [mmlu_prompt(tokenizer, row, use_prompt) for row in target.mmlu or []] == reference.mmlu_prompts(
-            tokenizer, rows["retain_mmlu"], use_prompt
-        )
+        utility = target.utility or {}
+        mmlu = [mmlu_prompt(tokenizer, row, use_prompt) for row in utility["general"]]
+        assert mmlu == reference.mmlu_prompts(tokenizer, rows["retain_mmlu"], use_prompt)
+        trivia = [trivia_prompt(tokenizer, row, use_prompt) for row in utility["factuality"]]
+        rows["triviaqa"] = json.loads((target.folder / "triviaqa.json").read_text())
+        assert trivia == reference.trivia_prompts(tokenizer, rows["triviaqa"], use_prompt)
     assert ("Don’t tell anyone" in ours[0]) is use_prompt
+
+
+TRIVIA = [
+    (" Velden", ["Velden"]),
+    (" the Lune river.", ["the Lune", "Lune River"]),
+    ("An apple, a pear", ["the apple"]),
+    ("", ["plums"]),
+    ("  ", ["a"]),  # both sides without tokens after normalising: 1
+    ("Plums! Plums!", ["plum", "plums"]),
+    ("1908 (summer)", ["1908"]),
+    ("US-Airways Flight 1549", ["US Airways Flight 1549"]),
+]
+
+
+@pytest.mark.parametrize(("prediction", "answers"), TRIVIA)
+def test_trivia_f1_and_em_are_eval_triviaqa_s(prediction, answers):
+    assert rm.trivia_f1(prediction, answers) == pytest.approx(reference.F1()._f1(prediction, answers), abs=1e-12)
+    assert rm.trivia_em(prediction, answers) == reference.EM()._exact_match(prediction, answers)

@@ -102,12 +102,18 @@ def test_shallow_unlearning_is_caught_by_the_attacks_and_mia_and_rwku_s_code_agr
             # 2.9e-9 measured); tests/suites/rwku/test_metrics.py compares the formulas to 1e-12.
             assert aggregates[f"{prefix}mia_{split}"] == pytest.approx(expected, abs=1e-8)
     # eval_mmlu.py's accuracy and answers (utility_general), model and original.
-    for name, scored, key in (("rwku_mmlu", model, "utility_general_acc"), ("rwku_original_mmlu", original, None)):
+    for name, scored, key in (("rwku_mmlu", model, "utility_general"), ("rwku_original_mmlu", original, None)):
         accuracy, predictions = reference.eval_mmlu(scored, tokenizer, target_rows("retain_mmlu", 2))
-        assert aggregates[key or "original_utility_general_acc"] == pytest.approx(accuracy, abs=1e-12)
+        assert aggregates[key or "original_utility_general"] == pytest.approx(accuracy, abs=1e-12)
         rows = json.loads(Path(card["artifacts"][name]).read_text())["results"]
         assert [r["prediction"] for r in rows] == predictions and accuracy == 1.0
     assert c["utility-general-ratio"]["value"] == 1.0 and c["utility-general-ratio"]["n"] == 4
+    # eval_triviaqa.py's EM, F1 and answers (utility_factuality).
+    em, f1, outputs = reference.eval_triviaqa(model, tokenizer, target_rows("triviaqa", 2))
+    rows = json.loads(Path(card["artifacts"]["rwku_triviaqa"]).read_text())
+    assert [r["prediction"] for r in rows["results"]] == outputs and outputs[0] == " the Lune"
+    assert (rows["EM"], rows["F1"]) == pytest.approx((em, f1), abs=1e-12)
+    assert aggregates["utility_factuality"] == pytest.approx(f1, abs=1e-12) and (em, f1) == (1.0, 1.0)
 
     # The FM check is the change of the mean LOSS: (-ll of the model) - (-ll of the original).
     fm = -aggregates["mia_forget"]["loss"] + aggregates["original_mia_forget"]["loss"]
@@ -164,7 +170,7 @@ def test_predictions_rescore_the_forget_and_neighbour_checks(pytester, rwku_mode
 def figures_table(cards: dict[str, dict]) -> str:
     """The world's figures as docs/suites/rwku.md shows them (targets 1-2), from the scorecards."""
     lines = [
-        "| model | L1 | L2 | L3 | attacks that still extract every answer | neighbour L1 / L2 ratio | FM LOSS change | RM LOSS change | MMLU ratio | fails |",
+        "| model | L1 | L2 | L3 | attacks that still extract every answer | neighbour L1 / L2 ratio | FM LOSS change | RM LOSS change | MMLU / TriviaQA ratio | fails |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name in ("original", "shallow", "proper"):
@@ -176,7 +182,8 @@ def figures_table(cards: dict[str, dict]) -> str:
             f"{c['forget-level3']['value']:.3f} | {extracted} of {len(per_type)} | "
             f"{c['neighbor-level1-ratio']['value']:.2f} / {c['neighbor-level2-ratio']['value']:.2f} | "
             f"{c['mia-forget-loss']['value']:+.4f} | {c['mia-retain-loss']['value']:+.4f} | "
-            f"{c['utility-general-ratio']['value']:.2f} | {len(failing(cards[name]))} |"
+            f"{c['utility-general-ratio']['value']:.2f} / {c['utility-factuality-ratio']['value']:.2f} | "
+            f"{len(failing(cards[name]))} |"
         )
     return "\n".join(lines)
 
