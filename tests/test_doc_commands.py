@@ -157,6 +157,7 @@ def test_the_docs_hold_the_bundled_commands_and_each_states_its_verdict():
     # The parser finds what the pages hold: every suite's bundled example, and the real-model line.
     assert {c.suite for c in bundled} >= {
         "semeval", "genmu-mini", "evallearn-mini", "tofu-mini", "wmdp-mini", "mufac-mini", "mucac-mini", "muse-mini",
+        "rwku-mini",
     }  # fmt: skip
     assert len(skipped) == 1 and "--model=fixtures/models/real/model" in skipped[0].command
     missing = [c.where for c in bundled if c not in skipped and c.verdict is None]

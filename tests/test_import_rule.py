@@ -44,7 +44,7 @@ def _modules() -> dict[str, Path]:
 
 def test_the_suite_packages_are_the_folders_we_expect():
     # A new suite package is welcome; this only guards the rule below from checking nothing.
-    assert {"semeval", "tofu", "muse", "mcq", "genmu", "evallearn", "mufac"} <= set(_suite_packages())
+    assert {"semeval", "tofu", "muse", "mcq", "genmu", "evallearn", "mufac", "rwku"} <= set(_suite_packages())
 
 
 def test_a_suite_imports_only_the_core_and_the_engines():

@@ -15,7 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "parity.md"
-SUITES = ("semeval", "genmu", "evallearn", "tofu", "muse", "wmdp", "mufac", "mucac", "unlearncanvas")
+SUITES = ("semeval", "genmu", "evallearn", "tofu", "muse", "wmdp", "mufac", "mucac", "unlearncanvas", "rwku")
 COLUMNS = ["suite", "reference (version)", "compared how (data, model)", "figure", "residual difference", "measured by"]
 
 

@@ -8,7 +8,7 @@ Imported only when the semeval suite runs: it imports torch.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -324,6 +324,14 @@ def _greedy_rows(
     return out
 
 
+def _cut_at(tokens: list[int], stops: set[int]) -> list[int]:
+    """``tokens`` before the first of ``stops`` (all of them when none occurs)."""
+    for position, token in enumerate(tokens):
+        if token in stops:
+            return tokens[:position]
+    return tokens
+
+
 @torch.no_grad()
 def generate_greedy(
     model: Any,
@@ -336,8 +344,15 @@ def generate_greedy(
     max_tokens: int | None = None,
     progress: Progress | None = None,
     source: str | None = None,
+    stop_ids: Collection[int] = (),
+    clean_up_tokenization_spaces: bool | None = True,
 ) -> list[str]:
     """Greedy continuations of the raw prompts, new tokens only, special tokens skipped.
+
+    ``stop_ids``: tokens that end a continuation besides the end-of-text ones, cut off with
+    everything after them (open-instruct's ``KeyWordsCriteria`` with one-token stop sequences,
+    as RWKU's ``generate_completions`` uses it). ``clean_up_tokenization_spaces`` None decodes
+    with the tokenizer's own default (RWKU's ``batch_decode`` passes none).
 
     With ``source`` (the model's flag and path, for the error), non-finite logits are refused in
     one line instead of decoded (:func:`_refuse_non_finite`).
@@ -351,6 +366,9 @@ def generate_greedy(
     encoded = [tokenizer(p).input_ids for p in prompts]
     outputs: list[str] = [""] * len(prompts)
     eos = _eos_ids(model, tokenizer)
+    stops = {int(i) for i in stop_ids}
+    if eos is not None and stops:
+        eos = eos | stops  # a row stops there; the cut below drops the stop token itself
     # A row costs its prompt and the tokens it will generate.
     for batch in _batches([len(e) + max_new_tokens for e in encoded], batch_size, max_tokens, device):
         ids, mask = _left_pad([encoded[i] for i in batch], tokenizer.pad_token_id, device)
@@ -369,7 +387,14 @@ def generate_greedy(
                 pad_token_id=tokenizer.eos_token_id,
             )
             new_tokens = generated[:, ids.shape[1] :]
-        texts = tokenizer.batch_decode(new_tokens, skip_special_tokens=True, clean_up_tokenization_spaces=True)
+        if stops:
+            new_tokens = [_cut_at(list(map(int, row)), stops) for row in new_tokens]
+        cleanup = (
+            {}
+            if clean_up_tokenization_spaces is None
+            else {"clean_up_tokenization_spaces": clean_up_tokenization_spaces}
+        )
+        texts = tokenizer.batch_decode(new_tokens, skip_special_tokens=True, **cleanup)
         for index, text in zip(batch, texts):
             outputs[index] = text
         if progress:
