@@ -67,15 +67,17 @@ def test_the_head_never_sees_more_positions_than_the_budget(lm):
     widths = []
     hook = model.get_output_embeddings().register_forward_hook(lambda m, args, out: widths.append(tuple(args[0].shape)))
     try:
-        budget = 3 * vocab * 5  # 5 positions per chunk at batch 3
+        budget = vocab * 15  # 15 positions per chunk
         ids, mask = backend._left_pad([tokenizer(t).input_ids for t in TEXTS[:3]], tokenizer.pad_token_id, "cpu")
+        targets = backend._next_token_targets(ids, mask)
         with torch.no_grad():
-            backend.target_logprobs(model, ids, mask, backend._next_token_targets(ids, mask), budget=budget)
+            backend.target_logprobs(model, ids, mask, targets, budget=budget)
     finally:
         hook.remove()
-    assert widths and all(w[1] <= 5 for w in widths) and sum(w[1] for w in widths) <= ids.shape[1]
-    # The whole-model forward (which would compute every position's logits) was never called.
-    assert all(w[0] == 3 for w in widths)
+    # The head ran on the scored positions only, gathered from all rows (no padding, no prompt),
+    # at most 15 at a time; the whole-model forward (every position's logits) was never called.
+    assert len(widths) > 1 and all(len(w) == 2 and w[0] <= 15 for w in widths)
+    assert sum(w[0] for w in widths) == int((targets != -100).sum())
 
 
 def test_token_budget_batches(monkeypatch):
