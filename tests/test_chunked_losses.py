@@ -96,6 +96,17 @@ def test_token_budget_batches(monkeypatch):
     assert backend._batches(rows, 16, device="cuda") == [[0, 1, 2, 3, 4]]
     # A document longer than the budget still gets its own batch (and its own line, elsewhere).
     assert backend._batches([500, 5], 4, max_tokens=100) == [[0], [1]]
+    # Attention in the cost (span: where it equals the linear layers): at span 100 a 100-token
+    # row costs 150 tokens, an 85-token one 121 (< 0.85 x 150: its own batch), a 90-token 130.5.
+    monkeypatch.setattr(backend, "CPU_MIN_ROW_SHARE", 0.85)
+    assert backend._batches([100, 90, 85], 16, device="cpu") == [[0, 1, 2]]
+    assert backend._batches([100, 90, 85], 16, device="cpu", span=100) == [[0, 1], [2]]
+    assert backend._batches([100, 90], 16, max_tokens=260, span=100) == [[0], [1]]  # 2 x 150 > 260
+    assert backend.row_cost(100, None) == 100 and backend.row_cost(100, 100) == 150
+    # On the CPU a long row runs alone (equal lengths, no padding: it would batch otherwise).
+    long = backend.CPU_ALONE_TOKENS + 1
+    assert backend._batches([long, long, 8, 8], 16, device="cpu") == [[0], [1], [2, 3]]
+    assert backend._batches([long, long], 16, device="cuda") == [[0, 1]]
 
 
 def test_a_batch_out_of_memory_is_split_and_retried(lm, monkeypatch):
@@ -240,3 +251,25 @@ def test_document_nll_is_the_official_labels_loss_to_1e_6(lm):
     for batch_size in (1, 3):
         got = backend.document_nll(model, tokenizer, scored, batch_size=batch_size, device="cpu")
         np.testing.assert_allclose(got, official, rtol=0, atol=1e-6)
+
+
+def test_text_first_moves_left_padding_and_refuses_a_gap():
+    ids = torch.tensor([[0, 0, 5, 6], [1, 2, 3, 4], [0, 0, 0, 9]])
+    mask = (ids != 0).long()
+    moved, shift = backend._text_first(ids, mask)
+    # Each row's text from column 0; what follows a shorter row's text is never attended to.
+    assert moved[1].tolist() == [1, 2, 3, 4] and moved[0, :2].tolist() == [5, 6] and moved[2, 0] == 9
+    assert shift.tolist() == [2, 0, 3]
+    # A mask with a gap inside a row is not left padding: the masked pass runs instead.
+    assert backend._text_first(ids, torch.tensor([[1, 0, 1, 1]] * 3)) is None
+
+
+def test_multiple_choice_last_position_equals_the_masked_pass(lm):
+    from pytest_unlearn.engines import multiple_choice
+
+    model, tokenizer = lm
+    ids, mask = backend._left_pad([tokenizer(t).input_ids for t in TEXTS], tokenizer.pad_token_id, "cpu")
+    with torch.no_grad():
+        text_first = multiple_choice._last_logprobs(model, ids, mask)
+        logits = model(input_ids=ids, attention_mask=mask, position_ids=backend._position_ids(mask)).logits[:, -1]
+    torch.testing.assert_close(text_first, torch.log_softmax(logits.float(), -1), rtol=0, atol=1e-5)

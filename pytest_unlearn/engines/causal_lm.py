@@ -27,6 +27,10 @@ Progress = Callable[[int], None]
 #: and 5.8 s one by one, but the NLL pass over them 14 s in one batch padded to the longest and
 #: 8.8 s one by one): a CPU batch only takes rows at least this share of its longest row's length.
 CPU_MIN_ROW_SHARE = 0.85
+#: On a CPU a row costing more than this many tokens (:func:`row_cost`) runs alone: its matrices
+#: already fill the cores, and company only adds memory (three 2,000-token rows of SmolLM2-135M,
+#: one thread: 54.7 s in one batch, 51.0 s one at a time, the same within the machine's noise).
+CPU_ALONE_TOKENS = 1024
 
 
 def attention_span(model: Any) -> int | None:
@@ -60,7 +64,8 @@ def _batches(
     ``max_tokens`` a batch also costs at most that many tokens (rows × :func:`row_cost` of its
     width: a long document goes alone, short ones pack together), ``batch_size`` staying the
     bound on rows; on the CPU a row costing less than :data:`CPU_MIN_ROW_SHARE` of its batch's
-    longest starts a new batch. With ``span`` the cost counts attention, quadratic in length."""
+    longest starts a new batch, and one costing over :data:`CPU_ALONE_TOKENS` runs alone. With
+    ``span`` the cost counts attention, quadratic in length."""
     order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
     if max_tokens is None and device != "cpu":
         return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
@@ -72,7 +77,7 @@ def _batches(
         if fits and max_tokens is not None:
             fits = width * (len(batches[-1]) + 1) <= max_tokens
         if fits and device == "cpu":
-            fits = row_cost(lengths[index], span) >= CPU_MIN_ROW_SHARE * width
+            fits = width <= CPU_ALONE_TOKENS and row_cost(lengths[index], span) >= CPU_MIN_ROW_SHARE * width
         if fits:
             batches[-1].append(index)
         else:
