@@ -22,8 +22,8 @@ def _model(**tensors: torch.Tensor) -> torch.nn.Module:
 
 def test_sums_that_overflow_are_not_bad_values():
     big = torch.full((4,), 3e38)  # float32: the sum is inf, every value finite
-    half = torch.full((1000,), 60000.0, dtype=torch.float16)  # float16 would overflow at 65,504
-    check_finite(_model(big=big, half=half, ids=torch.arange(3)), Path("m"), torch.float32)
+    f16 = torch.full((1000,), 60000.0, dtype=torch.float16)  # float16 would overflow at 65,504
+    check_finite(_model(big=big, f16=f16, ids=torch.arange(3)), Path("m"), torch.float32)
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
