@@ -25,7 +25,8 @@ Progress = Callable[[int], None]
 #: On a CPU a padded position costs as much as a real one and a bigger batch buys little
 #: (SmolLM2-135M, one thread: its decoder over 16 documents of ~96 tokens took 4.6 s in one batch
 #: and 5.8 s one by one, but the NLL pass over them 14 s in one batch padded to the longest and
-#: 8.8 s one by one): a CPU batch only takes rows at least this share of its longest row's length.
+#: 8.8 s one by one): a CPU batch only takes rows costing at least this share of its longest row's
+#: (:func:`row_cost`).
 CPU_MIN_ROW_SHARE = 0.85
 #: On a CPU a row costing more than this many tokens (:func:`row_cost`) runs alone: its matrices
 #: already fill the cores, and company only adds memory (three 2,000-token rows of SmolLM2-135M,
@@ -162,8 +163,9 @@ def _text_first(ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, to
     A causal model needs no attention mask for such a batch: a real token attends only to the
     tokens before it, all real, at positions counted from 0, exactly as in its row's unpadded
     pass. Without a mask the attention runs its causal kernel (SDPA's flash path on the CPU,
-    memory linear in the length) instead of a ``[batch, heads, width, width]`` masked one: six
-    4,668-token documents took 975 s in one masked batch and 323 s one row at a time."""
+    memory linear in the length) instead of a ``[batch, heads, width, width]`` masked one (three
+    2,000-token documents of SmolLM2-135M and a short one: 47.6 s in the masked batch, 29.4 s text
+    first, 28.6 s one row at a time; ``benchmarks/semeval_speed.py``)."""
     if ids.shape[1] == 0 or not bool((mask[:, 1:] >= mask[:, :-1]).all()):
         return None
     width = ids.shape[1]
