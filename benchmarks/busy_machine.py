@@ -4,9 +4,9 @@ Runs the same CPU pass (the semeval world's target model: greedy generation of i
 prompts and the token log-probs of its MIA documents, through the engines the suite uses) in
 a fresh process, four ways: quiet or beside one process that keeps a core busy, with
 ``OMP_WAIT_POLICY`` unset (libgomp spins while waiting) or ``PASSIVE`` (what a run sets when it
-starts on a busy machine, see ``pytest_unlearn.workers.choose_wait_policy``). Prints each wall time, the load average, and
-the busy/quiet ratio of each policy: the rule keeps that ratio small (issue 28's target: at most
-2.5x); the quiet PASSIVE/unset ratio is what it costs on a quiet machine.
+starts on a busy machine, see ``pytest_unlearn.workers.choose_wait_policy``). Prints each wall
+time, the load average, and the busy/quiet ratio of each policy: the rule keeps that ratio
+small (issue 28's target: at most 2.5x); the quiet PASSIVE/unset ratio is what it costs on a quiet machine.
 
     python benchmarks/busy_machine.py [--repeat 3]
 """

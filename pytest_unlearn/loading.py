@@ -338,13 +338,19 @@ def check_finite(model: Any, path: Path, dtype: Any, flag: str = "--model") -> N
     forget checks (it regurgitates nothing), so it must never reach the metrics."""
     import torch
 
-    bad = [
-        name
-        for name, tensor in model.state_dict().items()
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())
-    ]
+    def finite(tensor: Any) -> bool:
+        # One read of the tensor, nothing allocated: a NaN or an infinity makes the sum NaN or
+        # infinite, so a finite sum proves every value finite; only a sum that overflowed (or a
+        # real bad value) is looked at value by value. torch.isfinite(t).all() writes a bool
+        # tensor as large as the weights: 1.9-2.2 s for SmolLM2-135M warm, the sum 0.38 s.
+        # Half-precision sums run in float32: float16's own would overflow at 65,504.
+        total = tensor.sum(dtype=torch.float32) if tensor.element_size() < 4 else tensor.sum()
+        return bool(torch.isfinite(total)) or bool(torch.isfinite(tensor).all())
+
+    weights = model.state_dict()
+    bad = [name for name, tensor in weights.items() if tensor.is_floating_point() and not finite(tensor)]
     if bad:
-        total = len(model.state_dict())
+        total = len(weights)
         raise UnlearnError(
             f"{flag} {path}: the weights hold NaN or infinite values ({len(bad)} of {total} tensors, "
             f"first {bad[0]!r}, loaded as {str(dtype).removeprefix('torch.')}); the checkpoint is broken: "

@@ -67,15 +67,17 @@ def test_the_head_never_sees_more_positions_than_the_budget(lm):
     widths = []
     hook = model.get_output_embeddings().register_forward_hook(lambda m, args, out: widths.append(tuple(args[0].shape)))
     try:
-        budget = 3 * vocab * 5  # 5 positions per chunk at batch 3
+        budget = vocab * 15  # 15 positions per chunk
         ids, mask = backend._left_pad([tokenizer(t).input_ids for t in TEXTS[:3]], tokenizer.pad_token_id, "cpu")
+        targets = backend._next_token_targets(ids, mask)
         with torch.no_grad():
-            backend.target_logprobs(model, ids, mask, backend._next_token_targets(ids, mask), budget=budget)
+            backend.target_logprobs(model, ids, mask, targets, budget=budget)
     finally:
         hook.remove()
-    assert widths and all(w[1] <= 5 for w in widths) and sum(w[1] for w in widths) <= ids.shape[1]
-    # The whole-model forward (which would compute every position's logits) was never called.
-    assert all(w[0] == 3 for w in widths)
+    # The head ran on the scored positions only, gathered from all rows (no padding, no prompt),
+    # at most 15 at a time; the whole-model forward (every position's logits) was never called.
+    assert len(widths) > 1 and all(len(w) == 2 and w[0] <= 15 for w in widths)
+    assert sum(w[0] for w in widths) == int((targets != -100).sum())
 
 
 def test_token_budget_batches(monkeypatch):
@@ -94,6 +96,17 @@ def test_token_budget_batches(monkeypatch):
     assert backend._batches(rows, 16, device="cuda") == [[0, 1, 2, 3, 4]]
     # A document longer than the budget still gets its own batch (and its own line, elsewhere).
     assert backend._batches([500, 5], 4, max_tokens=100) == [[0], [1]]
+    # Attention in the cost (span: where it equals the linear layers): at span 100 a 100-token
+    # row costs 150 tokens, an 85-token one 121 (< 0.85 x 150: its own batch), a 90-token 130.5.
+    monkeypatch.setattr(backend, "CPU_MIN_ROW_SHARE", 0.85)
+    assert backend._batches([100, 90, 85], 16, device="cpu") == [[0, 1, 2]]
+    assert backend._batches([100, 90, 85], 16, device="cpu", span=100) == [[0, 1], [2]]
+    assert backend._batches([100, 90], 16, max_tokens=260, span=100) == [[0], [1]]  # 2 x 150 > 260
+    assert backend.row_cost(100, None) == 100 and backend.row_cost(100, 100) == 150
+    # On the CPU a long row runs alone (equal lengths, no padding: it would batch otherwise).
+    long = backend.CPU_ALONE_TOKENS + 1
+    assert backend._batches([long, long, 8, 8], 16, device="cpu") == [[0], [1], [2, 3]]
+    assert backend._batches([long, long], 16, device="cuda") == [[0, 1]]
 
 
 def test_a_batch_out_of_memory_is_split_and_retried(lm, monkeypatch):
@@ -238,3 +251,25 @@ def test_document_nll_is_the_official_labels_loss_to_1e_6(lm):
     for batch_size in (1, 3):
         got = backend.document_nll(model, tokenizer, scored, batch_size=batch_size, device="cpu")
         np.testing.assert_allclose(got, official, rtol=0, atol=1e-6)
+
+
+def test_text_first_moves_left_padding_and_refuses_a_gap():
+    ids = torch.tensor([[0, 0, 5, 6], [1, 2, 3, 4], [0, 0, 0, 9]])
+    mask = (ids != 0).long()
+    moved, shift = backend._text_first(ids, mask)
+    # Each row's text from column 0; what follows a shorter row's text is never attended to.
+    assert moved[1].tolist() == [1, 2, 3, 4] and moved[0, :2].tolist() == [5, 6] and moved[2, 0] == 9
+    assert shift.tolist() == [2, 0, 3]
+    # A mask with a gap inside a row is not left padding: the masked pass runs instead.
+    assert backend._text_first(ids, torch.tensor([[1, 0, 1, 1]] * 3)) is None
+
+
+def test_multiple_choice_last_position_equals_the_masked_pass(lm):
+    from pytest_unlearn.engines import multiple_choice
+
+    model, tokenizer = lm
+    ids, mask = backend._left_pad([tokenizer(t).input_ids for t in TEXTS], tokenizer.pad_token_id, "cpu")
+    with torch.no_grad():
+        text_first = multiple_choice._last_logprobs(model, ids, mask)
+        logits = model(input_ids=ids, attention_mask=mask, position_ids=backend._position_ids(mask)).logits[:, -1]
+    torch.testing.assert_close(text_first, torch.log_softmax(logits.float(), -1), rtol=0, atol=1e-5)

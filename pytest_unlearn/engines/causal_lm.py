@@ -25,29 +25,60 @@ Progress = Callable[[int], None]
 #: On a CPU a padded position costs as much as a real one and a bigger batch buys little
 #: (SmolLM2-135M, one thread: its decoder over 16 documents of ~96 tokens took 4.6 s in one batch
 #: and 5.8 s one by one, but the NLL pass over them 14 s in one batch padded to the longest and
-#: 8.8 s one by one): a CPU batch only takes rows at least this share of its longest row's length.
+#: 8.8 s one by one): a CPU batch only takes rows costing at least this share of its longest row's
+#: (:func:`row_cost`).
 CPU_MIN_ROW_SHARE = 0.85
+#: On a CPU a row costing more than this many tokens (:func:`row_cost`) runs alone: its matrices
+#: already fill the cores, and company only adds memory (three 2,000-token rows of SmolLM2-135M,
+#: one thread: 54.7 s in one batch, 51.0 s one at a time, the same within the machine's noise).
+CPU_ALONE_TOKENS = 1024
+
+
+def attention_span(model: Any) -> int | None:
+    """The row length at which a token's attention costs as much as its linear layers: per layer
+    a token at position x spends ~4·x·hidden FLOPs on attention (QKᵀ and AV) against
+    ~8·hidden² + 6·hidden·intermediate on its projections and MLP, so x = 2·hidden + 1.5·intermediate
+    (3,456 for SmolLM2-135M). ``None`` when the config does not say."""
+    config = getattr(model, "config", None)
+    hidden = getattr(config, "hidden_size", None)
+    if not isinstance(hidden, int):
+        return None
+    inner = getattr(config, "intermediate_size", None)
+    return int(2 * hidden + 1.5 * (inner if isinstance(inner, int) else 4 * hidden))
+
+
+def row_cost(length: int, span: int | None) -> float:
+    """What a row of ``length`` tokens costs, in tokens: its linear layers, plus with ``span``
+    (:func:`attention_span`) its attention, quadratic in the length (position x attends to x
+    tokens: a row's attention is ~length²/2 token-positions)."""
+    return length if span is None else length * (1 + length / (2 * span))
 
 
 def _batches(
-    lengths: Sequence[int], batch_size: int, max_tokens: int | None = None, device: str | None = None
+    lengths: Sequence[int],
+    batch_size: int,
+    max_tokens: int | None = None,
+    device: str | None = None,
+    span: int | None = None,
 ) -> list[list[int]]:
     """Longest first, so prompts of similar length share a batch and padding stays small; with
-    ``max_tokens`` a batch also holds at most that many padded tokens (a long document goes
-    alone, short ones pack together), ``batch_size`` staying the bound on rows; on the CPU a
-    row shorter than :data:`CPU_MIN_ROW_SHARE` of its batch's longest starts a new batch."""
+    ``max_tokens`` a batch also costs at most that many tokens (rows × :func:`row_cost` of its
+    width: a long document goes alone, short ones pack together), ``batch_size`` staying the
+    bound on rows; on the CPU a row costing less than :data:`CPU_MIN_ROW_SHARE` of its batch's
+    longest starts a new batch, and one costing over :data:`CPU_ALONE_TOKENS` runs alone. With
+    ``span`` the cost counts attention, quadratic in length."""
     order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
     if max_tokens is None and device != "cpu":
         return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     batches: list[list[int]] = []
     for index in order:
         # Longest first: the batch's width is its first row's length.
-        width = lengths[batches[-1][0]] if batches else 0
+        width = row_cost(lengths[batches[-1][0]], span) if batches else 0.0
         fits = bool(batches) and len(batches[-1]) < batch_size
         if fits and max_tokens is not None:
             fits = width * (len(batches[-1]) + 1) <= max_tokens
         if fits and device == "cpu":
-            fits = lengths[index] >= CPU_MIN_ROW_SHARE * width
+            fits = width <= CPU_ALONE_TOKENS and row_cost(lengths[index], span) >= CPU_MIN_ROW_SHARE * width
         if fits:
             batches[-1].append(index)
         else:
@@ -72,8 +103,9 @@ def each_batch(
     run: Callable[[list[int]], None],
     names: Sequence[str] | None = None,
     device: str | None = None,
+    span: int | None = None,
 ) -> None:
-    """``run`` every batch; a batch that runs out of memory is split in halves and retried, and
+    """``run`` every batch (:func:`_batches`); a batch that runs out of memory is split in halves and retried, and
     a single row that cannot fit is one line saying what to do (the finished checks are kept)."""
 
     def attempt(batch: list[int]) -> None:
@@ -98,7 +130,7 @@ def each_batch(
             attempt(batch[:half])
             attempt(batch[half:])
 
-    for batch in _batches(lengths, batch_size, max_tokens, device):
+    for batch in _batches(lengths, batch_size, max_tokens, device, span):
         attempt(batch)
 
 
@@ -123,6 +155,56 @@ def _head_and_body(model: Any) -> tuple[Any, Any] | None:
     return body, head
 
 
+def _text_first(ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """A left-padded batch with each row's text moved to the left edge and the pads after it
+    (trimmed to the longest row), and each row's shift; ``None`` when the mask is not left
+    padding (a gap inside a row).
+
+    A causal model needs no attention mask for such a batch: a real token attends only to the
+    tokens before it, all real, at positions counted from 0, exactly as in its row's unpadded
+    pass. Without a mask the attention runs its causal kernel (SDPA's flash path on the CPU,
+    memory linear in the length) instead of a ``[batch, heads, width, width]`` masked one (three
+    2,000-token documents of SmolLM2-135M and a short one: 47.6 s in the masked batch, 29.4 s text
+    first, 28.6 s one row at a time; ``benchmarks/semeval_speed.py``)."""
+    if ids.shape[1] == 0 or not bool((mask[:, 1:] >= mask[:, :-1]).all()):
+        return None
+    width = ids.shape[1]
+    lengths = mask.sum(-1)
+    shift = width - lengths
+    index = (torch.arange(width, device=ids.device)[None, :] + shift[:, None]).clamp(max=width - 1)
+    longest = int(lengths.max())
+    return ids.gather(1, index)[:, : max(1, longest)], shift
+
+
+def _scored_logprobs(
+    logits_of: Callable[[int, int], torch.Tensor], targets: torch.Tensor, chunk: int, vocabulary: bool
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """log p(target) (and with ``vocabulary`` the mean and variance of log p) of each of the
+    ``targets.shape[0]`` scored positions, ``logits_of(start, stop)`` giving the float32
+    ``[stop - start, vocabulary]`` logits of those positions, ``chunk`` positions at a time.
+
+    torch's own ``log_softmax``, as the official losses (``cross_entropy``) use: it is biased by
+    ~8e-6 per token against a float64 reference on SmolLM2's 49k vocabulary (its sum of
+    exponentials), and a more exact ``logsumexp`` would move the mean NLL 8e-6 away from the
+    official loop's; warm, it is also the fastest of the two (0.23 s against 0.97 s for 1,365
+    positions)."""
+    n = targets.shape[0]
+    out = torch.empty(n, dtype=torch.float32, device=targets.device)
+    mu = torch.empty_like(out) if vocabulary else None
+    sigma2 = torch.empty_like(out) if vocabulary else None
+    for start in range(0, n, chunk):
+        stop = min(start + chunk, n)
+        logp = torch.log_softmax(logits_of(start, stop), dim=-1)
+        out[start:stop] = logp.gather(-1, targets[start:stop, None])[:, 0]
+        if vocabulary:
+            p = logp.exp()
+            m = (p * logp).sum(-1)
+            mu[start:stop] = m  # type: ignore[index]
+            sigma2[start:stop] = (p * logp.square()).sum(-1) - m.square()  # type: ignore[index]
+        del logp
+    return out, mu, sigma2
+
+
 def target_logprobs(
     model: Any,
     ids: torch.Tensor,
@@ -134,49 +216,50 @@ def target_logprobs(
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """log p(targets[:, j] | ids[:, :j+1]) at every position j with a target (others NaN), and
     with ``vocabulary`` the mean and variance of log p over the whole next-token distribution
-    there (Min-K%++), without ever holding a ``[batch, length, vocabulary]`` float32 tensor:
-    the head runs on the hidden states a chunk of positions at a time (positions without a
-    target are skipped). ``targets`` is ``-100`` where nothing is scored."""
+    there (Min-K%++). ``targets`` is ``-100`` where nothing is scored.
+
+    No work for padding: a left-padded batch runs text first and unmasked
+    (:func:`_text_first`), and the head runs on the scored positions only, gathered from every
+    row into ``budget // vocabulary`` positions at a time, so no ``[batch, length, vocabulary]``
+    float32 tensor is ever held (nor one for a prompt's or a pad's position)."""
     batch, width = ids.shape
+    moved = _text_first(ids, mask)
+    if moved is not None:
+        forward_ids, shift = moved
+        # No mask and no position ids: the causal pass of each row's text (see _text_first).
+        extra: dict[str, Any] = {}
+    else:
+        forward_ids, shift = ids, torch.zeros(batch, dtype=torch.long, device=ids.device)
+        extra = {"attention_mask": mask, "position_ids": _position_ids(mask)}
+    rows, cols = (targets != -100).nonzero(as_tuple=True)
+    at = cols - shift[rows]
+    wanted = targets[rows, cols]
+    nan = torch.full((batch, width), float("nan"), dtype=torch.float32, device=ids.device)
+    out, mu, sigma2 = nan.clone(), (nan.clone() if vocabulary else None), (nan.clone() if vocabulary else None)
+    if rows.numel() == 0:
+        return out, mu, sigma2
     split = _head_and_body(model)
     if split is not None:
         body, head = split
         # No key/value cache: a scoring pass never continues, and the cache of every layer would
         # be held at once (1.3 GB for 28k tokens of a 135M Llama; benchmarks/semeval_memory.py).
-        hidden = body(
-            input_ids=ids, attention_mask=mask, position_ids=_position_ids(mask), use_cache=False
-        ).last_hidden_state
+        hidden = body(input_ids=forward_ids, use_cache=False, **extra).last_hidden_state[rows, at]
         vocab = head.out_features if hasattr(head, "out_features") else head.weight.shape[0]
 
         def logits_of(start: int, stop: int) -> torch.Tensor:
-            return head(hidden[:, start:stop]).float()
+            return head(hidden[start:stop]).float()
     else:
-        full = model(input_ids=ids, attention_mask=mask, position_ids=_position_ids(mask), use_cache=False).logits
+        full = model(input_ids=forward_ids, use_cache=False, **extra).logits
         vocab = full.shape[-1]
 
         def logits_of(start: int, stop: int) -> torch.Tensor:
-            return full[:, start:stop].float()
+            return full[rows[start:stop], at[start:stop]].float()
 
-    chunk = max(1, budget // max(1, batch * vocab))
-    nan = torch.full((batch, width), float("nan"), dtype=torch.float32, device=ids.device)
-    out, mu, sigma2 = nan.clone(), (nan.clone() if vocabulary else None), (nan.clone() if vocabulary else None)
-    scored = (targets != -100).any(0)
-    for start in range(0, width, chunk):
-        stop = min(start + chunk, width)
-        if not bool(scored[start:stop].any()):
-            continue  # a prompt's positions: no logits needed
-        logp = torch.log_softmax(logits_of(start, stop), dim=-1)
-        wanted = targets[:, start:stop]
-        keep = wanted != -100
-        picked = logp.gather(-1, wanted.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-        out[:, start:stop] = torch.where(keep, picked, out[:, start:stop])
-        if vocabulary:
-            p = logp.exp()
-            m = (p * logp).sum(-1)
-            mu[:, start:stop] = torch.where(keep, m, mu[:, start:stop])  # type: ignore[index]
-            v = (p * logp.square()).sum(-1) - m.square()
-            sigma2[:, start:stop] = torch.where(keep, v, sigma2[:, start:stop])  # type: ignore[index]
-        del logp
+    picked, m, v = _scored_logprobs(logits_of, wanted, max(1, budget // max(1, vocab)), vocabulary)
+    out[rows, cols] = picked
+    if vocabulary:
+        mu[rows, cols] = m  # type: ignore[index]
+        sigma2[rows, cols] = v  # type: ignore[index]
     return out, mu, sigma2
 
 
@@ -433,7 +516,7 @@ def document_nll(
         if progress:
             progress(len(batch))
 
-    each_batch([len(e) for e in encoded], batch_size, max_tokens, run, names, device)
+    each_batch([len(e) for e in encoded], batch_size, max_tokens, run, names, device, attention_span(model))
     return losses
 
 
@@ -594,6 +677,7 @@ def mmlu_predict(
         max_tokens,
         lambda b: run_whole([unshared[i] for i in b]),
         device=device,
+        span=attention_span(model),
     )
     for prefix, members in plan.groups:
         run = _suffix_runner(model, split, prefix, encoded, tokenizer.pad_token_id, candidates, device)
@@ -719,7 +803,7 @@ def answer_span_nll(
         if progress:
             progress(len(batch))
 
-    each_batch([len(ids) for ids, _ in encoded], batch_size, max_tokens, run, device=device)
+    each_batch([len(ids) for ids, _ in encoded], batch_size, max_tokens, run, device=device, span=attention_span(model))
     return results
 
 
@@ -757,7 +841,7 @@ def token_statistics(
         if progress:
             progress(len(batch))
 
-    each_batch([len(e) for e in encoded], batch_size, max_tokens, run, names, device)
+    each_batch([len(e) for e in encoded], batch_size, max_tokens, run, names, device, attention_span(model))
     return out
 
 
@@ -800,7 +884,7 @@ def answer_span_token_stats(
         if progress:
             progress(len(batch))
 
-    each_batch([len(ids) for ids, _ in encoded], batch_size, max_tokens, run, device=device)
+    each_batch([len(ids) for ids, _ in encoded], batch_size, max_tokens, run, device=device, span=attention_span(model))
     return out
 
 

@@ -21,6 +21,8 @@ from pytest_unlearn.engines.causal_lm import (
     _head_and_body,
     _left_pad,
     _position_ids,
+    _text_first,
+    attention_span,
     each_batch,
     target_logprobs,
 )
@@ -41,14 +43,24 @@ def encode_pair(tokenizer: Any, context: str, continuation: str) -> tuple[list[i
 
 
 def _last_logprobs(model: Any, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """log p of the next token after each (left-padded) row, the head run on the last position only."""
+    """log p of the next token after each (left-padded) row, the head run on the last position only;
+    the rows run text first and unmasked (``causal_lm._text_first``: no attention over padding,
+    a long context in the causal kernel instead of a ``[rows, heads, width, width]`` masked one)."""
+    moved = _text_first(ids, mask)
+    if moved is not None:
+        forward_ids, shift = moved
+        extra: dict[str, Any] = {"use_cache": False}
+        last = ids.shape[1] - 1 - shift
+    else:
+        forward_ids, extra = ids, {"attention_mask": mask, "position_ids": _position_ids(mask)}
+        last = torch.full((ids.shape[0],), ids.shape[1] - 1, device=ids.device)
+    rows = torch.arange(ids.shape[0], device=ids.device)
     split = _head_and_body(model)
     if split is not None:
         body, head = split
-        hidden = body(input_ids=ids, attention_mask=mask, position_ids=_position_ids(mask)).last_hidden_state
-        logits = head(hidden[:, -1])
+        logits = head(body(input_ids=forward_ids, **extra).last_hidden_state[rows, last])
     else:
-        logits = model(input_ids=ids, attention_mask=mask, position_ids=_position_ids(mask)).logits[:, -1]
+        logits = model(input_ids=forward_ids, **extra).logits[rows, last]
     return torch.log_softmax(logits.float(), dim=-1)
 
 
@@ -90,7 +102,7 @@ def choice_loglikelihoods(
                 progress(len(batch))
 
         apart = [i in cut for i in range(len(encoded))]
-        _each_batch_apart([len(e) for e in encoded], apart, batch_size, max_tokens, run)
+        _each_batch_apart([len(e) for e in encoded], apart, batch_size, max_tokens, run, device, attention_span(model))
         return out
 
     flat = [(i, j, ctx, cont) for i, row in enumerate(pairs) for j, (ctx, cont) in enumerate(row)]
@@ -117,7 +129,7 @@ def choice_loglikelihoods(
 
     _each_batch_apart(
         [len(ctx) + len(cont) - 1 for _, _, ctx, cont in flat], [i in cut for i, _, _, _ in flat],
-        batch_size, max_tokens, run_rows,
+        batch_size, max_tokens, run_rows, device, attention_span(model),
     )  # fmt: skip
     return out
 
@@ -158,8 +170,12 @@ def _each_batch_apart(
     batch_size: int,
     max_tokens: int | None,
     run: Callable[[list[int]], None],
+    device: str | None = None,
+    span: int | None = None,
 ) -> None:
-    """``each_batch`` over the ordinary rows, then over the ``apart`` ones, never mixed."""
+    """``each_batch`` over the ordinary rows, then over the ``apart`` ones, never mixed; on the
+    CPU by cost share (a short question is never padded to a long one's length: wmdp padded one
+    to 8.7k tokens beside its neighbour)."""
     for flag in (False, True):
         chosen = [i for i, a in enumerate(apart) if a is flag]
         if chosen:
@@ -167,4 +183,4 @@ def _each_batch_apart(
             def run_chosen(batch: list[int], chosen: list[int] = chosen) -> None:
                 run([chosen[k] for k in batch])
 
-            each_batch([lengths[i] for i in chosen], batch_size, max_tokens, run_chosen)
+            each_batch([lengths[i] for i in chosen], batch_size, max_tokens, run_chosen, device=device, span=span)
