@@ -32,6 +32,9 @@ def _import_the_diffusion_stack() -> None:
     weights"). Importing the whole path here, once, keeps one copy of each."""
     import importlib
 
+    from pytest_unlearn.noise import import_quietly
+
+    import_quietly("bitsandbytes")  # diffusers imports it (the stress extra): first, without its noise
     for name in (
         "torch",
         "torch.distributed._functional_collectives",
