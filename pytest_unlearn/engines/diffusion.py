@@ -81,6 +81,10 @@ def load_pipeline(
                 torch_dtype=torch_dtype,
                 safety_checker=None,
                 requires_safety_checker=False,
+                # With accelerate installed (peft, the stress extra, needs it) diffusers would load
+                # onto empty weights and raise its own multi-line shape error; loaded plainly, a
+                # mismatch reaches single_file_problems, which names the component and tensor.
+                low_cpu_mem_usage=False,
             )
             # The single-file loader has no loading report: check the file's tensors ourselves.
             problem = single_file_problems(pipe, path)
