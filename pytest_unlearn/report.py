@@ -146,25 +146,32 @@ def summary_block(card: dict[str, Any]) -> str:
     )
 
 
-def interval_svg(value: float | None, threshold: float, ci: Sequence[float] | None, op: str) -> str:
-    """A small bar: the passing side of the threshold shaded, the interval as a line, the value a dot."""
-    points = [p for p in (value, threshold, *(ci or ())) if p is not None and math.isfinite(p)]
-    low, high = (0.0, 1.0) if all(0.0 <= p <= 1.0 for p in points) else (min(points), max(points))
+def _threshold_axis(
+    points: Sequence[float | None], threshold: float, op: str, *, width: int, pad: int, height: int, label: str
+) -> tuple[Any, list[str]]:
+    """A bar's scale (0-1 when every point is a share, else their range) and its opening marks:
+    the axis, the threshold's passing side shaded green, the threshold line."""
+    finite = [p for p in (*points, threshold) if p is not None and math.isfinite(p)]
+    low, high = (0.0, 1.0) if all(0.0 <= p <= 1.0 for p in finite) else (min(finite), max(finite))
     if high <= low:
         low, high = low - 1.0, high + 1.0
-    width, pad = 160, 6
 
     def x(v: float) -> float:
         return pad + (width - 2 * pad) * (v - low) / (high - low)
 
-    t = x(threshold)
+    t, y = x(threshold), height // 2 - 2
     passing = (t, width - pad - t) if op == ">=" else (pad, t - pad)
-    parts = [
-        f'<svg width="{width}" height="18" role="img" aria-label="interval">',
-        f'<rect x="{pad}" y="7" width="{width - 2 * pad}" height="4" fill="#eee"/>',
-        f'<rect x="{passing[0]:.1f}" y="7" width="{max(passing[1], 0):.1f}" height="4" fill="#c8e6c9"/>',
-        f'<line x1="{t:.1f}" x2="{t:.1f}" y1="2" y2="16" stroke="#555"/>',
+    return x, [
+        f'<svg width="{width}" height="{height}" role="img" aria-label="{label}">',
+        f'<rect x="{pad}" y="{y}" width="{width - 2 * pad}" height="4" fill="#eee"/>',
+        f'<rect x="{passing[0]:.1f}" y="{y}" width="{max(passing[1], 0):.1f}" height="4" fill="#c8e6c9"/>',
+        f'<line x1="{t:.1f}" x2="{t:.1f}" y1="2" y2="{height - 2}" stroke="#555"/>',
     ]
+
+
+def interval_svg(value: float | None, threshold: float, ci: Sequence[float] | None, op: str) -> str:
+    """A small bar: the passing side of the threshold shaded, the interval as a line, the value a dot."""
+    x, parts = _threshold_axis((value, *(ci or ())), threshold, op, width=160, pad=6, height=18, label="interval")
     if ci:
         parts.append(f'<line x1="{x(ci[0]):.1f}" x2="{x(ci[1]):.1f}" y1="9" y2="9" stroke="#1565c0" stroke-width="2"/>')
     if value is not None and math.isfinite(value):
@@ -243,24 +250,8 @@ def histogram_svg(series: dict[str, Sequence[float]], *, bins: int = 20, label: 
 
 def before_after_svg(plain: float | None, stressed: float | None, threshold: float, op: str) -> str:
     """One forget check under a stress: the model's value (hollow dot), the stressed copy's
-    (filled), an arrow between them, over the threshold's passing side."""
-    points = [v for v in (plain, stressed, threshold) if v is not None and math.isfinite(v)]
-    low, high = (0.0, 1.0) if all(0.0 <= v <= 1.0 for v in points) else (min(points), max(points))
-    if high <= low:
-        low, high = low - 1.0, high + 1.0
-    width, pad = 200, 8
-
-    def x(v: float) -> float:
-        return pad + (width - 2 * pad) * (v - low) / (high - low)
-
-    t = x(threshold)
-    passing = (t, width - pad - t) if op == ">=" else (pad, t - pad)
-    parts = [
-        f'<svg width="{width}" height="20" role="img" aria-label="before and after">',
-        f'<rect x="{pad}" y="8" width="{width - 2 * pad}" height="4" fill="#eee"/>',
-        f'<rect x="{passing[0]:.1f}" y="8" width="{max(passing[1], 0):.1f}" height="4" fill="#c8e6c9"/>',
-        f'<line x1="{t:.1f}" x2="{t:.1f}" y1="2" y2="18" stroke="#555"/>',
-    ]
+    (filled), a line between them, over the threshold's passing side."""
+    x, parts = _threshold_axis((plain, stressed), threshold, op, width=200, pad=8, height=20, label="before and after")
     finite = [v is not None and math.isfinite(v) for v in (plain, stressed)]
     if all(finite):
         parts.append(
