@@ -533,9 +533,6 @@ def single_file_problems(pipe: Any, checkpoint_path: Path) -> str | None:
     part of the file is converted here with diffusers' own mapping (the one the loader used) and
     compared with the component's parameters by name and shape.
     """
-    from pytest_unlearn.noise import import_quietly
-
-    import_quietly("bitsandbytes")  # diffusers imports it when installed: without its noise
     from diffusers.loaders.single_file_utils import (
         convert_ldm_clip_checkpoint,
         convert_ldm_unet_checkpoint,

@@ -226,13 +226,15 @@ class StressRun:
         held-out half of its forget set), in the line the suite gives."""
         from pathlib import Path
 
+        from pytest_unlearn.evaluation import Backend
+
         for stress in self.stresses.values():
             if stress.kind != "relearn":
                 continue
             data = stress.params["data"]
             if data == "forget-half":
-                if type(self.backend).hold_out is _base_hold_out():
-                    self.backend.hold_out(set())  # raises the suite's own line
+                if type(self.backend).hold_out is Backend.hold_out:
+                    self.backend.hold_out(set())  # not overridden: raises the suite's own line
                 self.backend.stress_texts("forget")
             elif data == "retain":
                 self.backend.stress_texts("retain")
@@ -355,7 +357,8 @@ class StressRun:
                     self.backend.warnings.append(line)
 
     def _record(self, name: str) -> dict[str, Any]:
-        record = {k: v for k, v in self.copy(name).items() if k != "losses"}
+        """The copy's record, with relearn's held-out half said in words and by its ids."""
+        record = dict(self.copy(name))
         halves = self.halves.get(name)
         if halves is not None:
             seed = self.stresses[name].params["seed"]
@@ -364,8 +367,6 @@ class StressRun:
                 f"scored on the other {len(halves[1])}"
             )
             record["trained_on"] = halves[0]
-        if "losses" in self.copy(name):
-            record["losses"] = self.copy(name)["losses"]
         return record
 
     def _recovery(self, spec: CheckSpec) -> Any:
@@ -413,12 +414,6 @@ class StressRun:
             unit="share of the gap",
             details=details,
         )
-
-
-def _base_hold_out() -> Any:
-    from pytest_unlearn.evaluation import Backend
-
-    return Backend.hold_out
 
 
 def _failed(spec: CheckSpec, error: str, details: dict[str, Any] | None = None) -> Any:

@@ -19,11 +19,10 @@ FORGET = [f"task{t}-{k}-forget" for t in (1, 2, 3) for k in ("regurgitation", "k
 def stress_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # The stress libraries hold C extensions: import them once in the outer process (pytester's
     # in-process runs cannot import such a module a second time).
-    from pytest_unlearn.engines.stress import _quiet_bitsandbytes
+    from pytest_unlearn.noise import import_quietly
 
-    with _quiet_bitsandbytes():
-        import bitsandbytes  # noqa: F401
-        import peft  # noqa: F401
+    import_quietly("bitsandbytes")
+    import peft  # noqa: F401
 
     return tmp_path_factory.mktemp("stress-cache")
 

@@ -131,7 +131,6 @@ def load_pipeline(
 def set_scheduler(pipe: Any, name: str) -> None:
     if name == "default":
         return
-    import_quietly("bitsandbytes")
     import diffusers
 
     cls = getattr(diffusers, SCHEDULERS[name])
@@ -155,7 +154,6 @@ def generate(
     casts NaN to black, and a black image shows no concept, so a model that overflows (float16,
     broken weights) would pass every forget check. ``source`` names the model in that error.
     """
-    import_quietly("bitsandbytes")
     from diffusers.image_processor import VaeImageProcessor
 
     set_scheduler(pipe, settings.scheduler)

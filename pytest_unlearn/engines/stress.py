@@ -36,36 +36,16 @@ _BLOCK = 64
 
 
 def _bitsandbytes() -> Any:
+    from pytest_unlearn.noise import import_quietly
+
+    import_quietly("bitsandbytes")  # its import logs a missing optional package and warns 14 times
     try:
-        with _quiet_bitsandbytes():
-            import bitsandbytes  # noqa: F401
-            from bitsandbytes import functional
+        from bitsandbytes import functional
     except ImportError as exc:
         raise UnlearnError(
             f"--stress quantize needs bitsandbytes ({exc}); pip install -c constraints.txt -e '.[stress]'"
         ) from None
     return functional
-
-
-@contextmanager
-def _quiet_bitsandbytes() -> Iterator[None]:
-    """bitsandbytes logs that the optional ``kernels`` package (a fused CPU 4-bit matmul) is
-    missing; we never run its matmul (the copy holds dequantized weights), so that is noise.
-    peft imports it too."""
-    import logging
-    import warnings
-
-    logger = logging.getLogger("bitsandbytes")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            # torch modules bitsandbytes imports still decorate with torch.jit.script_method,
-            # which warns once per use (14 lines in a check's output, none of them the user's).
-            warnings.filterwarnings("ignore", message=r".*torch\.jit\.script_method", category=DeprecationWarning)
-            yield
-    finally:
-        logger.setLevel(level)
 
 
 @contextmanager
@@ -89,16 +69,15 @@ def quantize_weight(weight: torch.Tensor, scheme: str) -> torch.Tensor:
     ``int8``: each output row scaled by its absmax to ±127 and rounded (``int8_vectorwise_quant``).
     """
     functional = _bitsandbytes()
-    with _quiet_bitsandbytes():
-        if scheme in ("int4", "nf4"):
-            packed, state = functional.quantize_4bit(
-                weight.contiguous(), blocksize=_BLOCK, quant_type="fp4" if scheme == "int4" else "nf4"
-            )
-            return functional.dequantize_4bit(packed, state).to(weight.dtype).reshape(weight.shape)
-        if scheme == "int8":
-            rows = weight.float().contiguous()
-            quantized, row_absmax, _ = functional.int8_vectorwise_quant(rows)
-            return (quantized.float() * row_absmax.float().unsqueeze(1) / 127.0).to(weight.dtype)
+    if scheme in ("int4", "nf4"):
+        packed, state = functional.quantize_4bit(
+            weight.contiguous(), blocksize=_BLOCK, quant_type="fp4" if scheme == "int4" else "nf4"
+        )
+        return functional.dequantize_4bit(packed, state).to(weight.dtype).reshape(weight.shape)
+    if scheme == "int8":
+        rows = weight.float().contiguous()
+        quantized, row_absmax, _ = functional.int8_vectorwise_quant(rows)
+        return (quantized.float() * row_absmax.float().unsqueeze(1) / 127.0).to(weight.dtype)
     raise UnlearnError(f"--stress quantize:{scheme}: unknown scheme")
 
 
@@ -121,9 +100,11 @@ def relearn(model: Any, tokenizer: Any, texts: list[str], params: dict[str, Any]
     seed, steps, batch = int(params["seed"]), int(params["steps"]), int(params["batch"])
     torch.manual_seed(seed)
     if params["lora"]:
+        from pytest_unlearn.noise import import_quietly
+
+        import_quietly("bitsandbytes")  # peft imports it: first, without its noise
         try:
-            with _quiet_bitsandbytes():
-                from peft import LoraConfig, get_peft_model
+            from peft import LoraConfig, get_peft_model
         except ImportError as exc:
             raise UnlearnError(
                 f"--stress relearn:lora=true needs peft ({exc}); pip install -c constraints.txt -e '.[stress]'"
@@ -217,15 +198,10 @@ QUANTIZED_COMPONENTS = ("unet", "text_encoder")
 def _pipeline_copy(source: Path, stress: Any, building: Path, where: str, safetensors: bool) -> dict[str, Any]:
     """A diffusers folder's copy into ``building``: every file, then the UNet and text encoder
     with their ``nn.Linear`` weights quantized (bitsandbytes quantizes linear layers only)."""
-    import torch
-
     from pytest_unlearn.loading import strict_components
 
     if stress.kind != "quantize":
         raise UnlearnError(f"{where}: relearning a diffusion pipeline is not built yet; --stress quantize:* works")
-    from pytest_unlearn.noise import import_quietly
-
-    import_quietly("bitsandbytes")  # before diffusers imports it, with its noise
     components = strict_components(source, where=where, dtype=torch.float32, use_safetensors=safetensors)
     shutil.copytree(source, building, dirs_exist_ok=True, ignore=shutil.ignore_patterns("BUILD_INFO.json", ".*"))
     counts = {}
