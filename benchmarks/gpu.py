@@ -32,6 +32,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
 
 
 def _lm_eval_loglikelihoods(
@@ -77,43 +78,22 @@ def main() -> int:
     if cuda and not torch.cuda.is_available():
         print("benchmarks/gpu.py needs a CUDA device; none is visible here (torch.cuda.is_available() is False)")
         return 2
+    from semeval_speed import mia_subset, semeval_backend  # the same backend as the CPU benchmark
+
     from fixtures import real_world
     from fixtures.official_semeval import official_generate, official_mmlu_letters, official_nll
     from pytest_unlearn.engines.causal_lm import mmlu_prompts
     from pytest_unlearn.engines.multiple_choice import choice_loglikelihoods
-    from pytest_unlearn.evaluation import RunSettings
-    from pytest_unlearn.manifest import resolve_suite
     from pytest_unlearn.mcq.data import mmlu_context
     from pytest_unlearn.semeval import metrics as sm
-    from pytest_unlearn.semeval.evaluation import SemevalBackend
 
     torch.manual_seed(0)
     work = Path(tempfile.mkdtemp(prefix="unlearn-gpu-bench-"))
-    mia_dir = real_world.real_mia_path()
-    if args.mia_documents:
-        (work / "mia").mkdir()
-        for name in ("member", "nonmember"):
-            lines = (mia_dir / f"{name}.jsonl").read_text().splitlines()[: args.mia_documents]
-            (work / "mia" / f"{name}.jsonl").write_text("\n".join(lines) + "\n")
-        mia_dir = work / "mia"
+    mia_dir = mia_subset(real_world.real_mia_path(), work, args.mia_documents)
     mmlu_dir = real_world.write_mmlu_sample(work / "mmlu", subjects=args.mmlu_subjects, questions=args.mmlu_questions)
-    settings = RunSettings(
-        model=real_world.real_model_path(),
-        artifacts=work / "artifacts",
-        device=args.device,
-        dtype=args.dtype,
-        batch_size=args.batch_size,
-        max_new_tokens=args.max_new_tokens,
-        mia_data=mia_dir,
-        mmlu=mmlu_dir,
-        cache_dir=None,
+    backend = semeval_backend(
+        real_world.real_model_path(), mia_dir, mmlu_dir, work, args, device=args.device, dtype=args.dtype
     )
-    backend = SemevalBackend(resolve_suite(str(REPO / "suites" / "semeval" / "manifest.toml")), settings)
-    # The manifest sets 256 (the official scorer's); the plugin merges --max-new-tokens into it.
-    backend.max_new_tokens = args.max_new_tokens
-    if args.prompts:
-        step = max(1, len(backend.rows) // args.prompts)
-        backend.rows = backend.rows[::step][: args.prompts]
     started = time.perf_counter()
     model, tokenizer, device = backend.require_model("the benchmark")
     load_seconds = time.perf_counter() - started

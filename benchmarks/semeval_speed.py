@@ -46,6 +46,41 @@ from pytest_unlearn.semeval import metrics as sm  # noqa: E402
 from pytest_unlearn.semeval.evaluation import SemevalBackend  # noqa: E402
 
 
+def mia_subset(mia_dir: Path, work: Path, documents: int) -> Path:
+    """The first ``documents`` of each MIA set, written under ``work`` (0: the whole sets)."""
+    if not documents:
+        return mia_dir
+    (work / "mia").mkdir()
+    for name in ("member", "nonmember"):
+        lines = (mia_dir / f"{name}.jsonl").read_text().splitlines()[:documents]
+        (work / "mia" / f"{name}.jsonl").write_text("\n".join(lines) + "\n")
+    return work / "mia"
+
+
+def semeval_backend(
+    model_dir: Path, mia_dir: Path | None, mmlu_dir: Path | None, work: Path, args: argparse.Namespace, **run: str
+) -> SemevalBackend:
+    """The semeval backend this checkout's manifest makes, at ``args``' batch size, new tokens and
+    prompt count (every k-th prompt: every split, task and kind), ``run`` its device and dtype."""
+    settings = RunSettings(
+        model=model_dir,
+        artifacts=work / "artifacts",
+        batch_size=args.batch_size,
+        max_new_tokens=args.max_new_tokens,
+        mia_data=mia_dir,
+        mmlu=mmlu_dir,
+        cache_dir=None,
+        **run,
+    )
+    backend = SemevalBackend(resolve_suite(str(REPO / "suites" / "semeval" / "manifest.toml")), settings)
+    # The manifest sets 256 (the official scorer's); the plugin merges --max-new-tokens into it.
+    backend.max_new_tokens = args.max_new_tokens
+    if args.prompts:
+        step = max(1, len(backend.rows) // args.prompts)
+        backend.rows = backend.rows[::step][: args.prompts]
+    return backend
+
+
 def _read_jsonl(path: str) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text().splitlines()]
 
@@ -80,13 +115,7 @@ def main() -> int:
         from fixtures import real_world
 
         model_dir = real_world.real_model_path()
-        mia_dir = real_world.real_mia_path()
-        if args.mia_documents:
-            (work / "mia").mkdir()
-            for name in ("member", "nonmember"):
-                lines = (mia_dir / f"{name}.jsonl").read_text().splitlines()[: args.mia_documents]
-                (work / "mia" / f"{name}.jsonl").write_text("\n".join(lines) + "\n")
-            mia_dir = work / "mia"
+        mia_dir = mia_subset(real_world.real_mia_path(), work, args.mia_documents)
         mmlu_dir = real_world.write_mmlu_sample(
             work / "mmlu", subjects=args.mmlu_subjects, questions=args.mmlu_questions
         )
@@ -94,24 +123,7 @@ def main() -> int:
         from fixtures.worlds import models as world_models
 
         model_dir, mia_dir, mmlu_dir = world_models("semeval")["target"], None, None
-    settings = RunSettings(
-        model=model_dir,
-        artifacts=work / "artifacts",
-        device="cpu",
-        dtype="float32",
-        batch_size=args.batch_size,
-        max_new_tokens=args.max_new_tokens,
-        mia_data=mia_dir,
-        mmlu=mmlu_dir,
-        cache_dir=None,
-    )
-    backend = SemevalBackend(resolve_suite(str(REPO / "suites" / "semeval" / "manifest.toml")), settings)
-    # The manifest sets 256 (the official scorer's); the plugin merges --max-new-tokens into it.
-    backend.max_new_tokens = args.max_new_tokens
-    if args.prompts:
-        # Every split, task and kind: every k-th prompt.
-        step = max(1, len(backend.rows) // args.prompts)
-        backend.rows = backend.rows[::step][: args.prompts]
+    backend = semeval_backend(model_dir, mia_dir, mmlu_dir, work, args, device="cpu", dtype="float32")
     load_split = _timed_load(model_dir) if args.model == "real" else None
     model, tokenizer, _ = backend.require_model("the benchmark")  # loaded once, outside every timing
     # One-off imports (rouge_score pulls nltk and scipy, ~2 s) are paid before any timing.
