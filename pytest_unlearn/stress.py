@@ -98,9 +98,9 @@ def parse_stress(text: str) -> Stress:
                     raise UnlearnError(f"--stress relearn:lora={raw}: lora must be true or false")
                 params[key] = raw.lower() == "true"
             else:
-                params[key] = raw
-                if raw not in RELEARN_DATA and not raw:
+                if not raw:
                     raise UnlearnError(f"--stress relearn:data=: data must be {' | '.join(RELEARN_DATA)} | PATH")
+                params[key] = raw
         return Stress("relearn", "relearn", params)
     raise UnlearnError(
         f"--stress {text}: unknown stress; use quantize:int4, quantize:int8, quantize:nf4 or relearn[:steps=N,...]"

@@ -63,6 +63,7 @@ def test_relearn_parameters_and_defaults():
         ("relearn:lr=nan", "--stress relearn:lr=nan: lr must be positive"),
         ("relearn:lora=maybe", "--stress relearn:lora=maybe: lora must be true or false"),
         ("relearn:seed=-1", "--stress relearn:seed=-1: seed must be a non-negative integer"),
+        ("relearn:data=", "--stress relearn:data=: data must be forget-half | retain | PATH"),
     ],
 )
 def test_bad_spellings_are_one_line(text, line):
