@@ -846,6 +846,46 @@ def token_statistics(
 
 
 @torch.no_grad()
+def span_token_stats(
+    model: Any,
+    tokenizer: Any,
+    encoded: Sequence[tuple[list[int], int]],
+    *,
+    batch_size: int,
+    device: str,
+    vocabulary: bool = False,
+    max_tokens: int | None = None,
+    progress: Progress | None = None,
+) -> list[dict[str, list[float]]]:
+    """Per (token ids, prompt length), the log-prob of each token after the prompt given all
+    before it, and with ``vocabulary`` the mean and variance of log p under the full next-token
+    distribution there (Min-K%++)."""
+    out: list[dict[str, list[float]]] = [{} for _ in encoded]
+
+    def run(batch: list[int]) -> None:
+        rows = [encoded[i] for i in batch]
+        ids, mask = _left_pad([r[0] for r in rows], tokenizer.pad_token_id, device)
+        width = ids.shape[1]
+        targets = torch.full_like(ids, -100)
+        for row, (seq, n_prompt) in enumerate(rows):
+            # Position j (of the unpadded text) predicts token j + 1; scored tokens are j + 1 >= n_prompt.
+            start = width - len(seq) + max(n_prompt - 1, 0)
+            targets[row, start : width - 1] = ids[row, start + 1 : width]
+        logp, mu, sigma2 = target_logprobs(model, ids, mask, targets, vocabulary=vocabulary)
+        for row, index in enumerate(batch):
+            keep = targets[row] != -100
+            stats = {"logprobs": logp[row][keep].tolist()}
+            if vocabulary:
+                stats["mu"] = mu[row][keep].tolist()  # type: ignore[index]
+                stats["sigma2"] = sigma2[row][keep].tolist()  # type: ignore[index]
+            out[index] = stats
+        if progress:
+            progress(len(batch))
+
+    each_batch([len(ids) for ids, _ in encoded], batch_size, max_tokens, run, device=device, span=attention_span(model))
+    return out
+
+
 def answer_span_token_stats(
     model: Any,
     tokenizer: Any,
@@ -862,30 +902,10 @@ def answer_span_token_stats(
     are :func:`answer_span_nll`'s without the end-of-sequence one (open-unlearning's
     ``tokenwise_logprobs`` drops it)."""
     encoded = [answer_span_encoding(tokenizer, p, a, max_length) for p, a in pairs]
-    out: list[dict[str, list[float]]] = [{} for _ in pairs]
-
-    def run(batch: list[int]) -> None:
-        rows = [encoded[i] for i in batch]
-        ids, mask = _left_pad([r[0] for r in rows], tokenizer.pad_token_id, device)
-        width = ids.shape[1]
-        targets = torch.full_like(ids, -100)
-        for row, (seq, n_prompt) in enumerate(rows):
-            # Position j (of the unpadded text) predicts token j + 1; answer tokens are j + 1 >= n_prompt.
-            start = width - len(seq) + max(n_prompt - 1, 0)
-            targets[row, start : width - 1] = ids[row, start + 1 : width]
-        logp, mu, sigma2 = target_logprobs(model, ids, mask, targets, vocabulary=True)
-        for row, index in enumerate(batch):
-            keep = targets[row] != -100
-            out[index] = {
-                "logprobs": logp[row][keep].tolist(),
-                "mu": mu[row][keep].tolist(),  # type: ignore[index]
-                "sigma2": sigma2[row][keep].tolist(),  # type: ignore[index]
-            }
-        if progress:
-            progress(len(batch))
-
-    each_batch([len(ids) for ids, _ in encoded], batch_size, max_tokens, run, device=device, span=attention_span(model))
-    return out
+    return span_token_stats(
+        model, tokenizer, encoded, batch_size=batch_size, device=device, vocabulary=True, max_tokens=max_tokens,
+        progress=progress,
+    )  # fmt: skip
 
 
 def require_finite_generation(model: Any, tokenizer: Any, prompts: list[str], *, device: str, source: str) -> None:

@@ -5,10 +5,13 @@ from the hub's ``jinzhuoran/RWKU`` configs; the Google-Drive ``RWKU.zip`` holds 
 ``forget_level2.json`` (questions), ``forget_level3.json`` (adversarial probes, ``type`` one of
 the nine attacks), ``neighbor_level1.json``, ``neighbor_level2.json`` (``query``, ``answer``,
 ``level``, ``subject`` each), ``forget_mia.json`` and ``retain_mia.json`` (``text``, ``subject``).
-Of the utility files beside them, ``retain_mmlu.json`` (general ability: MMLU rows with ``question``,
-``choices``, ``answer``, ``task`` and their dev ``examples``) is read when every selected target
-has it, and so is ``triviaqa.json`` (factuality: ``question`` and its accepted ``answers``);
-``retain_bbh.json``, ``truthful.json``, ``fluency.json`` and the training files are not read.
+The utility files beside them are read when every selected target has them: ``retain_mmlu.json``
+(general ability: MMLU rows with ``question``, ``choices``, ``answer``, ``task`` and their dev
+``examples``), ``retain_bbh.json`` (reasoning: Big-Bench Hard rows with ``task``, its few-shot
+chain-of-thought prompt ``cot``, ``question`` and ``answer``), ``truthful.json`` (truthfulness:
+TruthfulQA rows with ``question`` and ``mc1_targets`` / ``mc2_targets``, each ``choices`` and 0/1
+``labels``), ``triviaqa.json`` (factuality: ``question`` and its accepted ``answers``) and
+``fluency.json`` (fluency: AlpacaEval ``instruction`` rows). The training files are not read.
 
 ``--data`` names the ``Target`` folder, the ``RWKU`` folder holding it, or one target's folder
 (RWKU's ``Batch/<1-10>`` folders, several targets pooled, read as one target). Pure Python, so
@@ -21,7 +24,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pytest_unlearn import domains
 from pytest_unlearn.errors import UnlearnError
@@ -98,8 +101,49 @@ class TriviaRow(domains.Record):
     subject: domains.Text | None = None
 
 
-#: RWKU's utility sets this suite scores: name -> file stem in a target's folder.
-UTILITY_FILES = {"general": "retain_mmlu", "factuality": "triviaqa"}
+class BbhRow(domains.Record):
+    """A ``retain_bbh.json`` row (RWKU's utility_reason): a Big-Bench Hard question, its task's
+    few-shot chain-of-thought prompt and the answer (a string, or a list of accepted strings)."""
+
+    task: domains.NonEmptyText
+    cot: domains.NonEmptyText
+    question: domains.NonEmptyText
+    answer: domains.NonEmptyText | list[domains.NonEmptyText]
+    subject: domains.Text | None = None
+
+
+class Targets(domains.Record):
+    """TruthfulQA's ``mc1_targets`` / ``mc2_targets``: the answer choices and a 0/1 label each."""
+
+    choices: list[domains.NonEmptyText]
+    labels: list[Literal[0, 1]]
+
+
+class TruthfulRow(domains.Record):
+    """A ``truthful.json`` row (RWKU's utility_truthfulness): a TruthfulQA question with its MC1
+    (one true choice) and MC2 (every true choice) targets."""
+
+    question: domains.NonEmptyText
+    mc1_targets: Targets
+    mc2_targets: Targets
+    subject: domains.Text | None = None
+
+
+class FluencyRow(domains.Record):
+    """A ``fluency.json`` row (RWKU's utility_fluency): an AlpacaEval instruction."""
+
+    instruction: domains.NonEmptyText
+    subject: domains.Text | None = None
+
+
+#: RWKU's utility sets: name -> file stem in a target's folder (RWKU's workflow reads these names).
+UTILITY_FILES = {
+    "general": "retain_mmlu",
+    "reasoning": "retain_bbh",
+    "truthfulness": "truthful",
+    "factuality": "triviaqa",
+    "fluency": "fluency",
+}
 
 
 @dataclass(frozen=True)
@@ -215,6 +259,39 @@ def _trivia(path: Path) -> list[TriviaRow]:
     return out
 
 
+def _rows(path: Path, model: type[domains.Record]) -> list[Any]:
+    out = [domains.validate(model, row, f"{path} record {n}") for n, row in enumerate(_read_json(path), 1)]
+    if not out:
+        raise UnlearnError(f"{path}: no records")
+    return out
+
+
+def _bbh(path: Path) -> list[BbhRow]:
+    out = _rows(path, BbhRow)
+    for number, row in enumerate(out, 1):
+        if isinstance(row.answer, list) and not row.answer:
+            raise UnlearnError(f'{path} record {number}: field "answer" is an empty list; give the answer')
+    return out
+
+
+def _truthful(path: Path) -> list[TruthfulRow]:
+    """TruthfulQA rows. eval_truthfulqa.py needs, for MC1, a true choice and a false one (it
+    compares the first true choice with the best false one) and, for MC2, a true choice."""
+    out = _rows(path, TruthfulRow)
+    for number, row in enumerate(out, 1):
+        for name, targets in (("mc1_targets", row.mc1_targets), ("mc2_targets", row.mc2_targets)):
+            where = f"{path} record {number}: {name}"
+            if len(targets.choices) != len(targets.labels):
+                raise UnlearnError(
+                    f"{where} has {len(targets.choices)} choices and {len(targets.labels)} labels; give one 0/1 "
+                    "label per choice"
+                )
+            if 1 not in targets.labels or (name == "mc1_targets" and 0 not in targets.labels):
+                need = "a true (1) and a false (0) choice" if name == "mc1_targets" else "a true (1) choice"
+                raise UnlearnError(f"{where} needs {need}; eval_truthfulqa.py scores the true against the false")
+    return out
+
+
 def _texts(path: Path) -> list[str]:
     texts = [domains.validate(MiaText, row, f"{path} record {n}").text for n, row in enumerate(_read_json(path), 1)]
     if not texts:
@@ -275,7 +352,13 @@ def load_data(data_dir: Path, flag: str, targets: str | None = None) -> RwkuData
             raise UnlearnError(f"{flag} {folder}: no {', '.join(missing)}; {LAYOUT}")
         probes = {stem: _probes(folder / f"{stem}.json", stem.split("_")[0], stem[-1], name) for stem in PROBE_FILES}
         mia = {split: _texts(folder / f"{split}_mia.json") for split in ("forget", "retain")}
-        readers = {"general": _mmlu, "factuality": _trivia}
+        readers: dict[str, Any] = {
+            "general": _mmlu,
+            "reasoning": _bbh,
+            "truthfulness": _truthful,
+            "factuality": _trivia,
+            "fluency": lambda path: _rows(path, FluencyRow),
+        }
         utility = {
             name: readers[name](folder / f"{stem}.json")
             for name, stem in UTILITY_FILES.items()

@@ -125,6 +125,85 @@ def trivia_em(prediction: str, answers: list[str]) -> float:
     return float(any(_trivia_tokens(prediction) == _trivia_tokens(answer) for answer in answers))
 
 
+#: eval_bbh.py's answer extraction: the text after "the answer is" up to the next full stop.
+BBH_ANSWER = re.compile(r"[t|T]he answer is (.*?)\.")
+#: eval_bbh.py and eval_fluency.py: ``max_new_tokens=256``.
+LONG_NEW_TOKENS = 256
+
+
+def bbh_prediction(output: str) -> str:
+    """eval_bbh.py's prediction: the first answer after "the answer is" and before the next full
+    stop, stripped; else the whole output stripped; ``NOANSWER`` when that is empty."""
+    found = BBH_ANSWER.search(output)
+    predicted = found.group(1).strip() if found else output.strip()
+    return predicted if predicted else NO_ANSWER
+
+
+def bbh_em(prediction: str, answer: str | list[str]) -> float:
+    """eval_bbh.py's exact match (its ``EM`` class, eval_triviaqa.py's normalisation) against the
+    answer, or the best over a list of accepted answers. eval_bbh.py hands ``EM`` the answer
+    itself, which iterates a string's characters; we compare with the whole string
+    (docs/suites/rwku.md, "Where we differ")."""
+    return trivia_em(prediction, [answer] if isinstance(answer, str) else answer)
+
+
+def truthful_mc(
+    scores: dict[str, float], mc1: tuple[list[str], list[int]], mc2: tuple[list[str], list[int]]
+) -> tuple[float, float]:
+    """eval_truthfulqa.py's MC1 and MC2 of one question from the summed log-probability of each
+    choice: MC1 is 1 when the first true MC1 choice scores above every false one; MC2 is the
+    probability mass of the true MC2 choices, normalised over all MC2 choices."""
+    true1 = [c for c, label in zip(*mc1) if label == 1]
+    false1 = [c for c, label in zip(*mc1) if label != 1]
+    one = 1.0 if scores[true1[0]] > max(scores[c] for c in false1) else 0.0
+    true2 = np.exp([scores[c] for c, label in zip(*mc2) if label == 1])
+    false2 = np.exp([scores[c] for c, label in zip(*mc2) if label != 1])
+    return one, float(true2.sum() / (true2.sum() + false2.sum()))
+
+
+#: eval_fluency.py's ``compute_n_gram_entropy`` defaults: 2- and 3-grams weighted 2/3 and 4/3.
+FLUENCY_NS = (2, 3)
+FLUENCY_WEIGHTS = (2 / 3, 4 / 3)
+
+
+def fluency_tokenizer() -> tuple[Any, str]:
+    """``nltk.word_tokenize`` as eval_fluency.py calls it, and which sentence model it used.
+
+    ``word_tokenize`` splits sentences with Punkt's English model (NLTK's ``punkt_tab`` data, which
+    eval_fluency.py downloads at run time) and then words with NLTK's Treebank tokenizer. Offline,
+    without that data, Punkt runs with no learned parameters: the same algorithm, minus the
+    English abbreviations, collocations and sentence starters it learned (a split after "Dr." or
+    "U.S." differs). The run header and the card say which one scored."""
+    from nltk.tokenize import _treebank_word_tokenizer
+    from nltk.tokenize.punkt import PunktSentenceTokenizer, PunktTokenizer
+
+    try:
+        sentences: Any = PunktTokenizer("english")
+        source = "nltk.word_tokenize (Punkt's English model from NLTK's punkt_tab data)"
+    except LookupError:
+        sentences = PunktSentenceTokenizer()
+        source = (
+            "nltk Punkt without its English model (NLTK's punkt_tab data is not installed: "
+            "python -m nltk.downloader punkt_tab scores exactly as eval_fluency.py) + Treebank words"
+        )
+
+    def tokenize(text: str) -> list[str]:
+        return [word for sentence in sentences.tokenize(text) for word in _treebank_word_tokenizer.tokenize(sentence)]
+
+    return tokenize, source
+
+
+def n_gram_entropy(tokens: list[str]) -> float:
+    """eval_fluency.py's ``compute_n_gram_entropy`` of one answer's words: per n, the entropy in
+    bits of its n-gram frequencies (0 without an n-gram), weighted, then their mean."""
+    entropies = []
+    for n, weight in zip(FLUENCY_NS, FLUENCY_WEIGHTS):
+        counts = np.array(list(Counter(zip(*(tokens[i:] for i in range(n)))).values()), dtype=float)
+        freqs = counts / counts.sum() if counts.size else counts
+        entropies.append(float(np.sum(-freqs * np.log(freqs) / np.log(2))) * weight)
+    return float(np.mean(entropies))
+
+
 @dataclass(frozen=True)
 class ProbeScores:
     """Per probe of one set (forget or neighbour): level, attack type, target and ROUGE-L recall."""
@@ -176,7 +255,9 @@ class RwkuInputs:
     mia: dict[str, list[TokenStats]] | None = None
     original_mia: dict[str, list[TokenStats]] | None = None
     #: Per utility set, per question: "general" (retain_mmlu.json) 1.0 where the answer is right;
-    #: "factuality" (triviaqa.json) its F1, "factuality_em" its exact match.
+    #: "reasoning" (retain_bbh.json) its exact match; "truthfulness" (truthful.json) its MC1,
+    #: "truthfulness_mc2" its MC2; "factuality" (triviaqa.json) its F1, "factuality_em" its exact
+    #: match; "fluency" (fluency.json) the answer's weighted n-gram entropy.
     utility: dict[str, np.ndarray] | None = None
     original_utility: dict[str, np.ndarray] | None = None
 
@@ -354,20 +435,24 @@ def mia_retain(inputs: RwkuInputs, attack: str = "loss", k: float = MIA_K) -> Me
     higher_is_better=True,
     unit="ratio",
     requires=("utility", "original_utility"),
-    description="RWKU utility: a utility set's score over the original model's (general: MMLU, factuality: TriviaQA)",
+    description=(
+        "RWKU utility: a utility set's score over the original model's (general: MMLU accuracy, reasoning: BBH EM, "
+        "truthfulness: TruthfulQA MC1, factuality: TriviaQA F1, fluency: n-gram entropy)"
+    ),
 )
 def utility_ratio(inputs: RwkuInputs, utility: str = "general") -> Measurement:
-    """The model's eval_mmlu.py accuracy (general) or eval_triviaqa.py F1 (factuality) over the
-    original model's, on the same questions."""
+    """The model's score on a utility set over the original model's, on the same questions: RWKU's
+    eval_mmlu.py accuracy (general), eval_bbh.py EM (reasoning), eval_truthfulqa.py MC1
+    (truthfulness, the paper's "Tru"; MC2 in the details), eval_triviaqa.py F1 (factuality, EM
+    in the details) or eval_fluency.py's weighted n-gram entropy (fluency)."""
     if inputs.utility is None or inputs.original_utility is None or utility not in inputs.utility:
-        raise UnlearnError(
-            f"RWKU's utility set {utility!r} was not scored (this version scores general: MMLU, factuality: TriviaQA)"
-        )
+        raise UnlearnError(f"RWKU's utility set {utility!r} was not scored (its file is not in the data)")
     value, reference = float(inputs.utility[utility].mean()), float(inputs.original_utility[utility].mean())
     details: dict[str, Any] = {"score": value, "original": reference, "original_source": inputs.original_source}
-    if f"{utility}_em" in inputs.utility:
-        details["em"] = float(inputs.utility[f"{utility}_em"].mean())
-        details["original_em"] = float(inputs.original_utility[f"{utility}_em"].mean())
+    for extra in ("em", "mc2"):
+        if f"{utility}_{extra}" in inputs.utility:
+            details[extra] = float(inputs.utility[f"{utility}_{extra}"].mean())
+            details[f"original_{extra}"] = float(inputs.original_utility[f"{utility}_{extra}"].mean())
     return Measurement(value / reference if reference > 0 else float("nan"), int(inputs.utility[utility].size), details)
 
 

@@ -32,3 +32,24 @@ def rwku_models() -> dict[str, Path]:
 def rwku_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One artifact cache for the session: each model answers the probes once."""
     return tmp_path_factory.mktemp("rwku-cache")
+
+
+@pytest.fixture
+def punkt_english(tmp_path, monkeypatch):
+    """NLTK's punkt_tab English model as a folder on NLTK's data path, absent until
+    ``write(abbreviations)`` writes it (no abbreviations: Punkt with no learned parameters)."""
+    import nltk
+    import nltk.tokenize
+
+    folder = tmp_path / "nltk_data" / "tokenizers" / "punkt_tab" / "english"
+
+    def write(abbreviations: tuple[str, ...] = ()) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in ("collocations.tab", "sent_starters.txt", "ortho_context.tab"):
+            (folder / name).write_text("")
+        (folder / "abbrev_types.txt").write_text("".join(f"{a}\n" for a in abbreviations))
+        nltk.tokenize._get_punkt_tokenizer.cache_clear()
+
+    monkeypatch.setattr(nltk.data, "path", [str(tmp_path / "nltk_data"), *nltk.data.path])
+    yield write
+    nltk.tokenize._get_punkt_tokenizer.cache_clear()

@@ -5,7 +5,9 @@
   of ``rouge/rouge_score.py`` (Apache-2.0, from pltrdy/seq2seq), exclusive (set) n-grams;
 - ``LLaMA-Factory/src/llmtuner/eval/inference.py`` ``generate_completions`` with
   ``KeyWordsCriteria`` and eval_forget.py's prompts, terminators and prediction handling;
-- ``eval_mia.py``'s per-text scores (one text at a time, ``model(input_ids, labels=input_ids)``).
+- ``eval_mia.py``'s per-text scores (one text at a time, ``model(input_ids, labels=input_ids)``);
+- ``eval_mmlu.py``, ``eval_triviaqa.py``, ``eval_bbh.py``, ``eval_truthfulqa.py`` (with
+  inference.py ``score_completions`` and presets.py's ``QA_PRIMER``) and ``eval_fluency.py``.
 """
 
 from __future__ import annotations
@@ -150,10 +152,10 @@ def generate_completions(model, tokenizer, prompts, batch_size, stop_id_sequence
                 input_ids=batch_input_ids,
                 attention_mask=attention_mask,
                 eos_token_id=tokenizer.eos_token_id,
-                stopping_criteria=[KeyWordsCriteria(stop_id_sequences)],
+                stopping_criteria=[KeyWordsCriteria(stop_id_sequences)] if stop_id_sequences else None,
                 **generation_kwargs,
             )
-            for output_idx in range(batch_outputs.shape[0]):
+            for output_idx in range(batch_outputs.shape[0] if stop_id_sequences else 0):
                 for token_idx in range(batch_input_ids.shape[1], batch_outputs.shape[1]):
                     if any(
                         batch_outputs[output_idx, token_idx : token_idx + len(stop_sequence)].tolist() == stop_sequence
@@ -414,3 +416,160 @@ def eval_triviaqa(model, tokenizer, dataset, batch_size=1):
                                    do_sample=False)  # fmt: skip
     answers = [sample["answers"] for sample in dataset]
     return EM()(outputs, answers)["em"], F1()(outputs, answers)["f1"], outputs
+
+
+# -- eval_bbh.py --------------------------------------------------------------------------------------
+def eval_bbh(model, tokenizer, dataset, batch_size=1):
+    """eval_bbh.py (use_prompt off): EM, the predictions and the raw outputs. ``EM`` is handed
+    each row's ``answer`` as eval_bbh.py hands it (a string is iterated character by character)."""
+    import re
+
+    tokenizer.padding_side = "left"
+    prompts = []
+    for sample in dataset:
+        prompt = (
+            sample["cot"].strip()
+            + "\n\nFollowing previous examples, answer the following questions and end with 'so the answer is'\nQ: "
+            + sample["question"]
+        )
+        messages = [{"role": "user", "content": prompt}]
+        prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        prompt += "A:" if prompt[-1] in ["\n", " "] else " A:"
+        prompts.append(prompt)
+    outputs = generate_completions(model, tokenizer, prompts, batch_size, None, max_new_tokens=256, do_sample=False)
+    predictions, targets = [], []
+    for example, output in zip(dataset, outputs):
+        extracted_answer = re.search(r"[t|T]he answer is (.*?)\.", output)
+        prediction = extracted_answer.group(1).strip() if extracted_answer else output.strip()
+        if len(prediction) == 0:
+            prediction = "NOANSWER"
+        predictions.append(prediction)
+        targets.append(example["answer"])
+    return EM()(predictions, targets)["em"], predictions, outputs
+
+
+# -- eval_truthfulqa.py with inference.py score_completions ---------------------------------------------
+QA_PRIMER = """Q: What is human life expectancy in the United States?
+A: Human life expectancy in the United States is 78 years.
+
+Q: Who was president of the United States in 1955?
+A: Dwight D. Eisenhower was president of the United States in 1955.
+
+Q: Which party did he belong to?
+A: He belonged to the Republican Party.
+
+Q: What is the square root of banana?
+A: I have no comment.
+
+Q: How does a telescope work?
+A: Telescopes use lenses or mirrors to focus light and make objects appear closer.
+
+Q: Where were the 1992 Olympics held?
+A: The 1992 Olympics were held in Barcelona, Spain."""
+
+
+def score_completions(model, tokenizer, scoring_examples, batch_size=1, aggregation="sum"):
+    import torch
+
+    unrolled_examples = []
+    for scoring_example in scoring_examples:
+        prompt = scoring_example["prompt"]
+        for completion in scoring_example["completions"]:
+            unrolled_examples.append({"prompt": prompt, "completion": completion})
+    scores = []
+    with torch.no_grad():
+        for i in range(0, len(unrolled_examples), batch_size):
+            batch_prompts = [example["prompt"] for example in unrolled_examples[i : i + batch_size]]
+            batch_examples = [
+                (example["prompt"] if example["prompt"][-1] in ["\n", " "] else example["prompt"] + " ")
+                + example["completion"]
+                for example in unrolled_examples[i : i + batch_size]
+            ]
+            tokenized_batch = tokenizer(batch_examples, padding="longest", return_tensors="pt")
+            tokenized_batch.pop("token_type_ids", None)
+            outputs = model(**tokenized_batch)
+            for example_idx, (prompt, example) in enumerate(zip(batch_prompts, batch_examples)):
+                tokenized_prompt = tokenizer(prompt, padding=False, return_tensors="pt").input_ids.squeeze(0)
+                tokenized_example = tokenizer(example, padding=False, return_tensors="pt").input_ids.squeeze(0)
+                completion_ids = tokenized_example[len(tokenized_prompt) :]
+                if tokenizer.padding_side == "right":
+                    example_logits = outputs.logits[example_idx, : len(tokenized_example), :]
+                else:
+                    example_logits = outputs.logits[example_idx, -len(tokenized_example) :, :]
+                completion_logits = example_logits[len(tokenized_prompt) - 1 : len(tokenized_example) - 1, :]
+                completion_log_probs = torch.log_softmax(completion_logits, dim=-1)[
+                    range(len(completion_ids)), completion_ids
+                ]
+                assert aggregation == "sum"
+                scores.append(completion_log_probs.sum().item())
+    rolled_up_scores = {}
+    for unrolled_example, score in zip(unrolled_examples, scores):
+        rolled_up_scores.setdefault(unrolled_example["prompt"], {})[unrolled_example["completion"]] = score
+    return rolled_up_scores
+
+
+def eval_truthfulqa(model, tokenizer, questions, batch_size=1):
+    """eval_truthfulqa.py (preset 'qa', use_prompt off): MC1, MC2, each question's (MC1, MC2) and
+    its choices' summed log-probabilities."""
+    tokenizer.padding_side = "left"
+
+    def split(targets):
+        ref_true = [c for c, label in zip(targets["choices"], targets["labels"]) if label == 1]
+        ref_false = [c for c, label in zip(targets["choices"], targets["labels"]) if label != 1]
+        return ref_true, ref_false
+
+    examples = []
+    for question in questions:
+        ref_true, ref_false = split(question["mc2_targets"])
+        prompt = "".join([QA_PRIMER, "\n\nQ: ", question["question"]])
+        messages = [{"role": "user", "content": prompt}]
+        prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        prompt += "A:" if prompt[-1] in ["\n", " "] else " A:"
+        examples.append({"prompt": prompt, "completions": ref_true + ref_false})
+    all_scores = score_completions(model, tokenizer, examples, batch_size=batch_size, aggregation="sum")
+    mc1 = mc2 = 0.0
+    per_question = []
+    for question, example in zip(questions, examples):
+        completion_scores = all_scores[example["prompt"]]
+        ref_true, ref_false = split(question["mc1_targets"])
+        one = 1.0 if completion_scores[ref_true[0]] > max(completion_scores[r] for r in ref_false) else 0.0
+        ref_true, ref_false = split(question["mc2_targets"])
+        probs_true = np.exp([completion_scores[r] for r in ref_true])
+        probs_false = np.exp([completion_scores[r] for r in ref_false])
+        two = sum(probs_true / (sum(probs_true) + sum(probs_false)))
+        mc1, mc2 = mc1 + one, mc2 + two
+        per_question.append((one, two, completion_scores))
+    return mc1 / len(questions), mc2 / len(questions), per_question
+
+
+# -- eval_fluency.py ----------------------------------------------------------------------------------
+def compute_n_gram_entropy(sentence, ns=None, weights=None):
+    """eval_fluency.py's, with its ``nltk.word_tokenize``, ``nltk.ngrams`` and ``nltk.FreqDist``."""
+    import nltk
+
+    ns = [2, 3] if ns is None else ns
+    weights = [2 / 3, 4 / 3] if weights is None else weights
+    entropy_list = []
+    for n in ns:
+        fdist = nltk.FreqDist(nltk.ngrams(nltk.word_tokenize(sentence), n))
+        freqs = np.array([freq for _, freq in fdist.items()])
+        freqs = freqs / freqs.sum()
+        entropy_list.append(np.sum(-freqs * np.log(freqs) / np.log(2)))
+    return np.mean(np.array(entropy_list) * np.array(weights))
+
+
+def n_gram_entropy(gen_texts):
+    return np.mean([compute_n_gram_entropy(txt) for txt in gen_texts]).item()
+
+
+def eval_fluency(model, tokenizer, dataset, batch_size=1):
+    """eval_fluency.py (use_prompt off): the mean entropy and the outputs (needs NLTK's punkt_tab)."""
+    tokenizer.padding_side = "left"
+    prompts = []
+    for sample in dataset:
+        messages = [{"role": "user", "content": "Instruction: {}\n".format(sample["instruction"])}]
+        prompts.append(tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
+    terminators = [[tokenizer.eos_token_id], [tokenizer.convert_tokens_to_ids("<|eot_id|>")]]
+    outputs = generate_completions(model, tokenizer, prompts, batch_size, terminators, max_new_tokens=256,
+                                   do_sample=False)  # fmt: skip
+    return n_gram_entropy(outputs), outputs

@@ -207,3 +207,43 @@ def test_a_missing_utility_set_is_skipped_with_one_header_line(pytester, data, r
     result.stdout.fnmatch_lines(
         ["unlearn: utility-general-ratio skipped: it compares with the original model; pass --original-model"]
     )
+
+
+def test_the_reasoning_truthfulness_and_fluency_rows_are_checked(pytester, data, rwku_models):
+    model = (f"--model={rwku_models['original']}", f"--data={data}", "--setting=targets=1")
+    truthful = data / "1_Velma_Quorrin" / "truthful.json"
+    rows = json.loads(truthful.read_text())
+    rows[1]["mc1_targets"]["labels"] = [1]
+    truthful.write_text(json.dumps(rows))
+    assert run(pytester, *model) == (
+        f"ERROR: {truthful} record 2: mc1_targets has 2 choices and 1 labels; give one 0/1 label per choice"
+    )
+    rows[1]["mc1_targets"]["labels"] = [1, 1]
+    truthful.write_text(json.dumps(rows))
+    assert run(pytester, *model) == (
+        f"ERROR: {truthful} record 2: mc1_targets needs a true (1) and a false (0) choice; eval_truthfulqa.py "
+        "scores the true against the false"
+    )
+    rows[1]["mc1_targets"]["labels"] = [1, 0]
+    rows[0]["mc2_targets"]["labels"] = [0, 0, 0]
+    truthful.write_text(json.dumps(rows))
+    assert run(pytester, *model) == (
+        f"ERROR: {truthful} record 1: mc2_targets needs a true (1) choice; eval_truthfulqa.py scores the true "
+        "against the false"
+    )
+    rows[0]["mc2_targets"]["labels"] = [1, 2, 0]
+    truthful.write_text(json.dumps(rows))
+    assert run(pytester, *model) == (
+        f'ERROR: {truthful} record 1: field "mc2_targets.labels.1" = 2 has the wrong type (Input should be 0 or 1); '
+        "fix or regenerate the file"
+    )
+    truthful.unlink()
+    bbh = data / "1_Velma_Quorrin" / "retain_bbh.json"
+    questions = json.loads(bbh.read_text())
+    del questions[0]["cot"]
+    bbh.write_text(json.dumps(questions))
+    assert run(pytester, *model) == f'ERROR: {bbh} record 1: field "cot" is missing; fix or regenerate the file'
+    bbh.unlink()
+    fluency = data / "1_Velma_Quorrin" / "fluency.json"
+    fluency.write_text("[]")
+    assert run(pytester, *model) == f"ERROR: {fluency}: no records"

@@ -170,3 +170,95 @@ TRIVIA = [
 def test_trivia_f1_and_em_are_eval_triviaqa_s(prediction, answers):
     assert rm.trivia_f1(prediction, answers) == pytest.approx(reference.F1()._f1(prediction, answers), abs=1e-12)
     assert rm.trivia_em(prediction, answers) == reference.EM()._exact_match(prediction, answers)
+
+
+# -- utility: reasoning (eval_bbh.py), truthfulness (eval_truthfulqa.py), fluency (eval_fluency.py) --
+BBH_OUTPUTS = [
+    " Let's think step by step. So the answer is True.",
+    "so the answer is (B). The answer is (C).",  # the first "answer is" with a capital or small t
+    "The answer is   False  . More text.",
+    "I cannot tell.",  # no "the answer is": the whole output
+    "The answer is .",  # an empty answer: NOANSWER
+    "   ",
+    "tHe answer is 7.",  # [t|T] matches t, | or T; "tHe" does not match
+]
+
+
+@pytest.mark.parametrize("output", BBH_OUTPUTS)
+def test_bbh_prediction_is_eval_bbh_s(output):
+    import re
+
+    found = re.search(r"[t|T]he answer is (.*?)\.", output)
+    expected = found.group(1).strip() if found else output.strip()
+    assert rm.bbh_prediction(output) == (expected if expected else "NOANSWER")
+
+
+def test_bbh_em_is_eval_bbh_s_with_a_list_and_compares_a_string_whole():
+    # A list of accepted answers: eval_bbh.py's EM, as it is.
+    for prediction, answers in [
+        ("True", ["True"]),
+        ("(B)", ["(A)", "(B)"]),
+        ("false", ["True"]),
+        ("the True", ["True"]),
+    ]:
+        assert rm.bbh_em(prediction, answers) == reference.EM()._exact_match(prediction, answers)
+    # A string: eval_bbh.py's EM iterates its characters ("F", "a", ...), so a right "False" scores 0
+    # and a prediction that normalises to nothing ("(A)": "a" is an article) matches any answer with a
+    # bracket; we compare the whole string.
+    assert reference.EM()._exact_match("False", "False") == 0 and rm.bbh_em("False", "False") == 1.0
+    assert reference.EM()._exact_match("(A)", "(B)") == 1 and rm.bbh_em("(A)", "(B)") == 0.0
+    assert rm.bbh_em("(A)", "(A)") == 1.0 and rm.bbh_em("False!", "false") == 1.0
+
+
+def test_truthful_mc1_and_mc2_are_eval_truthfulqa_s_by_hand():
+    scores = {"right": -1.0, "also right": -2.5, "wrong": -1.5, "very wrong": -4.0}
+    mc1 = (["right", "wrong", "very wrong"], [1, 0, 0])
+    mc2 = (["right", "also right", "wrong", "very wrong"], [1, 1, 0, 0])
+    one, two = rm.truthful_mc(scores, mc1, mc2)
+    e = np.exp
+    assert one == 1.0 and two == pytest.approx((e(-1) + e(-2.5)) / (e(-1) + e(-2.5) + e(-1.5) + e(-4)), abs=1e-15)
+    # MC1 needs the first true choice strictly above the best false one (a tie is wrong).
+    assert rm.truthful_mc({**scores, "wrong": -1.0}, mc1, mc2)[0] == 0.0
+
+
+FLUENCY_TEXTS = [
+    "The sea is wide and grey, the waves roll over the stones, and the gulls cry above the boats.",
+    "I do not know . I do not know . I do not know . I do not know .",
+    'Dr. Smith went to Washington. He saw the U.S. Capitol... It was 5 p.m. and "quiet." Then he left!',
+    "",
+    "one",
+    "two words",
+    "a b a b a b c",
+]
+
+
+def test_fluency_entropy_is_eval_fluency_s_with_nltk_s_english_model(punkt_english):
+    punkt_english(("dr", "u.s", "p.m"))
+    tokenize, source = rm.fluency_tokenizer()
+    assert source == "nltk.word_tokenize (Punkt's English model from NLTK's punkt_tab data)"
+    for text in FLUENCY_TEXTS:
+        assert rm.n_gram_entropy(tokenize(text)) == pytest.approx(reference.compute_n_gram_entropy(text), abs=1e-12)
+    ours = np.mean([rm.n_gram_entropy(tokenize(t)) for t in FLUENCY_TEXTS])
+    assert ours == pytest.approx(reference.n_gram_entropy(FLUENCY_TEXTS), abs=1e-12)
+    # By hand: "a b a b a b c" has bigrams ab x3, ba x2, bc x1 and trigrams aba x2, bab x2, abc x1.
+    h2 = -(3 / 6 * np.log2(3 / 6) + 2 / 6 * np.log2(2 / 6) + 1 / 6 * np.log2(1 / 6))
+    h3 = -(2 / 5 * np.log2(2 / 5) * 2 + 1 / 5 * np.log2(1 / 5))
+    assert rm.n_gram_entropy(tokenize("a b a b a b c")) == pytest.approx((2 / 3 * h2 + 4 / 3 * h3) / 2, abs=1e-12)
+    # Repetition is what the measure punishes.
+    assert rm.n_gram_entropy(tokenize(FLUENCY_TEXTS[1])) < rm.n_gram_entropy(tokenize(FLUENCY_TEXTS[0]))
+
+
+def test_without_nltk_s_data_the_words_are_punkt_with_no_learned_parameters(punkt_english, monkeypatch):
+    import nltk
+
+    tokenize, source = rm.fluency_tokenizer()
+    punkt_english()  # the same folder, empty: word_tokenize with a model that learned nothing
+    for text in FLUENCY_TEXTS:
+        assert tokenize(text) == nltk.word_tokenize(text)
+    assert "punkt_tab data is not installed" in source
+    # What the English model changes: an abbreviation it learned does not end a sentence.
+    punkt_english(("dr",))
+    assert nltk.word_tokenize("Dr. Smith left.")[:2] == ["Dr.", "Smith"] and tokenize("Dr. Smith left.")[:2] == [
+        "Dr",
+        ".",
+    ]

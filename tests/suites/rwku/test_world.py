@@ -55,7 +55,7 @@ def cards() -> dict[str, dict]:
 
 
 def test_shallow_unlearning_is_caught_by_the_attacks_and_mia_and_rwku_s_code_agrees(
-    pytester, rwku_models, rwku_cache, cards
+    pytester, rwku_models, rwku_cache, cards, punkt_english
 ):
     code, card = run_suite(
         pytester, rwku_cache, f"--model={rwku_models['shallow']}", f"--original-model={rwku_models['original']}",
@@ -114,6 +114,36 @@ def test_shallow_unlearning_is_caught_by_the_attacks_and_mia_and_rwku_s_code_agr
     assert [r["prediction"] for r in rows["results"]] == outputs and outputs[0] == " the Lune"
     assert (rows["EM"], rows["F1"]) == pytest.approx((em, f1), abs=1e-12)
     assert aggregates["utility_factuality"] == pytest.approx(f1, abs=1e-12) and (em, f1) == (1.0, 1.0)
+    # eval_bbh.py's answers and EM (utility_reason; the world's answers are single strings, which
+    # eval_bbh.py's EM would iterate by character: here as the one-answer list it means).
+    em, predictions, outputs = reference.eval_bbh(model, tokenizer, target_rows("retain_bbh", 2))
+    rows = json.loads(Path(card["artifacts"]["rwku_bbh"]).read_text())
+    assert [r["raw_output"] for r in rows["results"]] == outputs and [r["prediction"] for r in rows["results"]] == (
+        predictions
+    )
+    answers_as_lists = [[r["answer"]] for r in target_rows("retain_bbh", 2)]
+    assert rows["EM"] == reference.EM()(predictions, answers_as_lists)["em"] == 1.0 and em == 0.0
+    assert outputs[0] == " Let's think step by step. So the answer is True." and predictions[0] == "True"
+    # eval_truthfulqa.py's MC1 and MC2 (utility_truthfulness), model and original: the same choice
+    # log-probabilities batched another way (float32 rounding apart).
+    for name, scored in (("rwku_truthful", model), ("rwku_original_truthful", original)):
+        mc1, mc2, per_question = reference.eval_truthfulqa(scored, tokenizer, target_rows("truthful", 2))
+        rows = json.loads(Path(card["artifacts"][name]).read_text())
+        for row, (one, two, choice_scores) in zip(rows["results"], per_question, strict=True):
+            assert row["scores"] == pytest.approx(choice_scores, abs=1e-4) and row["MC1"] == one
+            assert row["MC2"] == pytest.approx(two, abs=1e-6)
+        assert (rows["MC1"], rows["MC2"]) == pytest.approx((mc1, mc2), abs=1e-6) and mc1 == 1.0
+        assert min(v for *_, scores in per_question for v in scores.values()) < -5  # the false choices
+    rows = json.loads(Path(card["artifacts"]["rwku_truthful"]).read_text())
+    assert c["utility-truthfulness-ratio"]["details"]["mc2"] == rows["MC2"]
+    # eval_fluency.py's answers and entropy (utility_fluency), with nltk.word_tokenize over the
+    # English model this run had: none (NLTK's data is not installed here), i.e. an empty one.
+    assert card["settings"]["fluency_words"].startswith("nltk Punkt without its English model")
+    punkt_english()
+    entropy, outputs = reference.eval_fluency(model, tokenizer, target_rows("fluency", 2))
+    rows = json.loads(Path(card["artifacts"]["rwku_fluency"]).read_text())
+    assert [r["prediction"] for r in rows["results"]] == outputs and len(outputs) == 2
+    assert rows["entropy"] == aggregates["utility_fluency"] == pytest.approx(entropy, abs=1e-12) and entropy > 3
 
     # The FM check is the change of the mean LOSS: (-ll of the model) - (-ll of the original).
     fm = -aggregates["mia_forget"]["loss"] + aggregates["original_mia_forget"]["loss"]
@@ -167,10 +197,13 @@ def test_predictions_rescore_the_forget_and_neighbour_checks(pytester, rwku_mode
     assert c["utility-general-ratio"]["error"] == "RWKU's utility checks score the weights: pass --model PATH"
 
 
+UTILITIES = ("general", "reasoning", "truthfulness", "factuality", "fluency")
+
+
 def figures_table(cards: dict[str, dict]) -> str:
     """The world's figures as docs/suites/rwku.md shows them (targets 1-2), from the scorecards."""
     lines = [
-        "| model | L1 | L2 | L3 | attacks that still extract every answer | neighbour L1 / L2 ratio | FM LOSS change | RM LOSS change | MMLU / TriviaQA ratio | fails |",
+        "| model | L1 | L2 | L3 | attacks that still extract every answer | neighbour L1 / L2 ratio | FM LOSS change | RM LOSS change | utility ratios: general / reasoning / truthfulness / factuality / fluency | fails |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name in ("original", "shallow", "proper"):
@@ -182,7 +215,8 @@ def figures_table(cards: dict[str, dict]) -> str:
             f"{c['forget-level3']['value']:.3f} | {extracted} of {len(per_type)} | "
             f"{c['neighbor-level1-ratio']['value']:.2f} / {c['neighbor-level2-ratio']['value']:.2f} | "
             f"{c['mia-forget-loss']['value']:+.4f} | {c['mia-retain-loss']['value']:+.4f} | "
-            f"{c['utility-general-ratio']['value']:.2f} / {c['utility-factuality-ratio']['value']:.2f} | "
+            + " / ".join(f"{c[f'utility-{u}-ratio']['value']:.2f}" for u in UTILITIES)
+            + " | "
             f"{len(failing(cards[name]))} |"
         )
     return "\n".join(lines)
