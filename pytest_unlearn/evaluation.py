@@ -291,6 +291,15 @@ class Backend(ABC):
             f"gives no {part} texts to relearn on; pass relearn:data=PATH (a .txt, one text per line, or .jsonl)"
         )
 
+    def stress_images(self, part: str) -> list[tuple[str, str, Any]]:
+        """(id, caption, image) of the suite's ``part`` ("retain") prompts drawn by
+        ``--original-model``: what ``--stress relearn:data=retain`` fine-tunes a pipeline on. A
+        suite without such prompts says so; data=PATH (an imagefolder) still works."""
+        raise UnlearnError(
+            f"--stress relearn:data={part}: the {self.manifest.name} suite gives no {part} images to relearn a "
+            "pipeline on; pass relearn:data=PATH (an imagefolder: images and a metadata.jsonl of file_name and text)"
+        )
+
     def hold_out(self, ids: set[str]) -> None:
         """Score only the forget items ``ids`` (relearn's held-out half, Deeb & Roger's protocol)."""
         raise UnlearnError(

@@ -171,7 +171,8 @@ def mean_recovery(rows: list[dict[str, Any]]) -> tuple[float, int]:
 
 def stress_problem(model: Any, stresses: tuple[Stress, ...] = (), models: tuple[str, ...] = ()) -> str | None:
     """Why ``--stress`` cannot transform ``--model`` (None when it can): the copies are of one
-    causal language model (a transformers folder), or quantized copies of one diffusers folder."""
+    causal language model (a transformers folder) or of one diffusers folder (relearned on
+    images: data=retain or PATH)."""
     from pathlib import Path
 
     if len(models) > 1:
@@ -184,12 +185,13 @@ def stress_problem(model: Any, stresses: tuple[Stress, ...] = (), models: tuple[
             f"--stress: --model {path} is a single checkpoint file; --stress transforms model folders "
             "(save it with save_pretrained first)"
         )
-    if (path / "model_index.json").is_file():
-        relearn = [s.name for s in stresses if s.kind == "relearn"]
-        if relearn:
+    if is_pipeline(path):
+        half = [s for s in stresses if s.kind == "relearn" and s.params["data"] == "forget-half"]
+        if half:
             return (
-                f"--stress {relearn[0]}: --model {path} is a diffusion pipeline; relearning one is not built yet "
-                "(--stress quantize:int4|nf4|int8 quantizes its UNet and text encoder)"
+                f"--stress relearn:data=forget-half (relearn's default): --model {path} is a diffusion pipeline and "
+                "the diffusion suites have no forget image set to train on; pass relearn:data=retain (--original-"
+                "model's images of the suite's retain prompts) or relearn:data=PATH (an imagefolder)"
             )
         return None
     config = path / "config.json"
@@ -202,7 +204,7 @@ def stress_problem(model: Any, stresses: tuple[Stress, ...] = (), models: tuple[
     if not any(str(name).endswith("ForCausalLM") for name in architectures):
         return (
             f"--stress: --model {path} is a {', '.join(map(str, architectures)) or 'model'} folder; --stress "
-            "transforms causal language models (semeval, tofu, muse, wmdp) and diffusion pipelines (quantize)"
+            "transforms causal language models (semeval, tofu, muse, wmdp) and diffusion pipelines (diffusers folders)"
         )
     return None
 
@@ -220,10 +222,11 @@ class StressRun:
         self._backends: dict[tuple[str, str], Any] = {}
         # relearn data=forget-half: the forget ids trained on and those scored.
         self.halves: dict[str, tuple[list[str], list[str]]] = {}
+        self.pipeline = settings.model is not None and is_pipeline(settings.model)
 
     def check(self) -> None:
-        """Refuse, before any check runs, a relearn the suite cannot serve (its texts, or a
-        held-out half of its forget set), in the line the suite gives."""
+        """Refuse, before any check runs, a relearn the suite cannot serve (its texts or images,
+        or a held-out half of its forget set), in the line the suite gives."""
         from pathlib import Path
 
         from pytest_unlearn.evaluation import Backend
@@ -232,7 +235,19 @@ class StressRun:
             if stress.kind != "relearn":
                 continue
             data = stress.params["data"]
-            if data == "forget-half":
+            if self.pipeline:  # data=forget-half was refused with the model (stress_problem)
+                if data == "retain":
+                    if self.settings.original_model is None:
+                        raise UnlearnError(
+                            f"--stress {stress.name}:data=retain fine-tunes a diffusion pipeline on --original-model's "
+                            "images of the suite's retain prompts: pass --original-model PATH (the model before "
+                            "unlearning), or relearn:data=PATH (an imagefolder)"
+                        )
+                    if type(self.backend).stress_images is Backend.stress_images:
+                        self.backend.stress_images("retain")  # not overridden: raises the suite's own line
+                else:
+                    read_imagefolder(Path(data))
+            elif data == "forget-half":
                 if type(self.backend).hold_out is Backend.hold_out:
                     self.backend.hold_out(set())  # not overridden: raises the suite's own line
                 self.backend.stress_texts("forget")
@@ -258,6 +273,15 @@ class StressRun:
             return [by_id[row_id] for row_id in train]
         return read_texts(Path(source))
 
+    def _images(self, stress: Stress) -> list[tuple[str, str, Any]]:
+        """(id, caption, image) a pipeline relearns on: the suite's (data=retain) or a folder's."""
+        from pathlib import Path
+
+        source = stress.params["data"]
+        if source == "retain":
+            return self.backend.stress_images("retain")
+        return read_imagefolder(Path(source))
+
     def _halves(self, stress: Stress) -> tuple[list[str], list[str]]:
         """Deeb & Roger's protocol: a seeded half of the forget set to train on, the rest scored."""
         if stress.name not in self.halves:
@@ -278,10 +302,17 @@ class StressRun:
             from pytest_unlearn.engines.stress import stressed_copy
 
             stress = self.stresses[name]
-            texts = self._texts(stress) if stress.kind == "relearn" else None
+            relearn = stress.kind == "relearn"
+            texts = self._texts(stress) if relearn and not self.pipeline else None
+            images = self._images(stress) if relearn and self.pipeline else None
             self.backend.progress(f"unlearn: --stress {name}: making the transformed copy of {self.settings.model}")
             self.copies[name] = stressed_copy(
-                self.settings.model, stress, self._root(), texts=texts, allow_pickle=self.settings.allow_pickle
+                self.settings.model,
+                stress,
+                self._root(),
+                texts=texts,
+                images=images,
+                allow_pickle=self.settings.allow_pickle,
             )
         return self.copies[name]
 
@@ -456,6 +487,64 @@ def read_texts(path: Any) -> list[str]:
     if not texts:
         raise UnlearnError(f"--stress relearn:data={path}: no texts in it")
     return texts
+
+
+def is_pipeline(model: Any) -> bool:
+    """Whether ``model`` is a diffusers folder (what the diffusion suites load)."""
+    from pathlib import Path
+
+    return (Path(model) / "model_index.json").is_file()
+
+
+def read_imagefolder(path: Any) -> list[tuple[str, str, Any]]:
+    """``relearn:data=PATH`` for a pipeline: a Hugging Face imagefolder, images beside a
+    ``metadata.jsonl`` whose lines each give ``file_name`` (relative to the folder) and its
+    caption ``text``; (file_name, text, RGB image) in the file's order."""
+    from PIL import Image, UnidentifiedImageError
+
+    flag = f"--stress relearn:data={path}"
+    if not path.is_dir():
+        what = "a file, not a folder" if path.is_file() else "no such folder"
+        raise UnlearnError(
+            f"{flag}: {what}; a diffusion pipeline relearns on an imagefolder (images and a metadata.jsonl "
+            "with file_name and text per line)"
+        )
+    metadata = path / "metadata.jsonl"
+    if not metadata.is_file():
+        raise UnlearnError(
+            f"{flag}: no metadata.jsonl in the folder; write one line per image, "
+            '{"file_name": "a.png", "text": "its caption"}'
+        )
+    try:
+        lines = metadata.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UnlearnError(f"{flag}: cannot read {metadata} ({exc})") from None
+    root = path.resolve()
+    examples = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        where = f"--stress relearn:data={metadata}:{number}"
+        try:
+            record = json.loads(line)
+        except ValueError:
+            raise UnlearnError(f'{where}: not JSON; each line is {{"file_name": ..., "text": ...}}') from None
+        if not isinstance(record, dict) or not all(
+            isinstance(record.get(key), str) and record[key].strip() for key in ("file_name", "text")
+        ):
+            raise UnlearnError(f'{where}: each line needs non-empty "file_name" and "text" strings')
+        file = (path / record["file_name"]).resolve()
+        if not file.is_relative_to(root) or not file.is_file():
+            raise UnlearnError(f"{where}: no image {record['file_name']!r} in {path}; file_name is relative to it")
+        try:
+            with Image.open(file) as handle:
+                image = handle.convert("RGB")
+        except (OSError, UnidentifiedImageError) as exc:
+            raise UnlearnError(f"{where}: cannot read the image {file} ({exc}); replace or remove it") from None
+        examples.append((record["file_name"], record["text"], image))
+    if not examples:
+        raise UnlearnError(f"{flag}: {metadata} lists no images")
+    return examples
 
 
 def stress_groups(manifest_name: str, checks: list[CheckSpec]) -> dict[str, str]:

@@ -141,9 +141,10 @@ def test_stress_needs_a_language_model_folder(pytester, tmp_path, perfect_unlear
     (pipeline / "model_index.json").write_text("{}")
     result = pytester.runpytest_inprocess("--suite=semeval", f"--model={pipeline}", "--stress=relearn")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    assert f"--stress relearn: --model {pipeline} is a diffusion pipeline; relearning one is not built yet" in (
-        result.stderr.str() + result.stdout.str()
-    )
+    assert (
+        f"--stress relearn:data=forget-half (relearn's default): --model {pipeline} is a diffusion pipeline and the "
+        "diffusion suites have no forget image set to train on"
+    ) in (result.stderr.str() + result.stdout.str())
     checkpoint = tmp_path / "model.safetensors"
     checkpoint.write_bytes(b"")
     result = pytester.runpytest_inprocess("--suite=semeval", f"--model={checkpoint}", "--stress=quantize:int8")

@@ -18,7 +18,7 @@ import shutil
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -93,53 +93,74 @@ def quantize_linears(model: Any, scheme: str) -> int:
     return count
 
 
-def relearn(model: Any, tokenizer: Any, texts: list[str], params: dict[str, Any]) -> tuple[list[float], Any]:
-    """``steps`` AdamW steps of next-token loss over ``texts`` (batches of ``batch`` in a seeded
-    order, cycled), on all weights or LoRA adapters merged back after: the loss of each step and
-    the trained model."""
-    seed, steps, batch = int(params["seed"]), int(params["steps"]), int(params["batch"])
-    torch.manual_seed(seed)
-    if params["lora"]:
-        from pytest_unlearn.noise import import_quietly
+def _peft() -> tuple[Any, Any]:
+    """peft's ``LoraConfig`` and ``get_peft_model``, imported without bitsandbytes' noise."""
+    from pytest_unlearn.noise import import_quietly
 
-        import_quietly("bitsandbytes")  # peft imports it: first, without its noise
-        try:
-            from peft import LoraConfig, get_peft_model
-        except ImportError as exc:
-            raise UnlearnError(
-                f"--stress relearn:lora=true needs peft ({exc}); pip install -c constraints.txt -e '.[stress]'"
-            ) from None
-        config = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM")
+    import_quietly("bitsandbytes")  # peft imports it: first, without its noise
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError as exc:
+        raise UnlearnError(
+            f"--stress relearn:lora=true needs peft ({exc}); pip install -c constraints.txt -e '.[stress]'"
+        ) from None
+    return LoraConfig, get_peft_model
+
+
+def _fine_tune(
+    model: Any, params: dict[str, Any], lora: dict[str, Any], loss_at: Callable[[Any, int], torch.Tensor]
+) -> tuple[list[float], Any]:
+    """``steps`` AdamW steps at ``lr`` of ``loss_at(model, step)`` on every trainable weight of
+    ``model``, or (``lora=true``) on LoRA adapters made with ``lora`` (peft's ``LoraConfig``
+    arguments) and merged back after: the loss of each step and the trained model. The caller
+    seeds torch first: LoRA's initial weights are drawn here."""
+    if params["lora"]:
+        lora_config, get_peft_model = _peft()
         with warnings.catch_warnings():
             # peft 0.21 asks transformers 5 for a renamed attribute: its deprecation, not the user's.
             warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing", category=FutureWarning)
-            model = get_peft_model(model, config)
+            model = get_peft_model(model, lora_config(r=8, lora_dropout=0.0, **lora))
     trained = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trained, lr=float(params["lr"]))
-    order = list(range(len(texts)))
-    random.Random(seed).shuffle(order)
-    side = tokenizer.padding_side
-    tokenizer.padding_side = "right"  # positions count from the first token in training
     losses = []
     model.train()
-    try:
-        for step in range(steps):
-            picked = [texts[order[(step * batch + i) % len(order)]] for i in range(min(batch, len(order)))]
-            encoded = tokenizer(picked, return_tensors="pt", padding=True, truncation=True, max_length=512)
-            labels = encoded.input_ids.masked_fill(encoded.attention_mask == 0, -100)
-            loss = model(**encoded, labels=labels).loss
-            if not torch.isfinite(loss):
-                raise UnlearnError(f"--stress relearn: the loss became {loss.item()} at step {step + 1}; lower lr")
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            losses.append(float(loss.item()))
-    finally:
-        tokenizer.padding_side = side
+    for step in range(int(params["steps"])):
+        loss = loss_at(model, step)
+        if not torch.isfinite(loss):
+            raise UnlearnError(f"--stress relearn: the loss became {loss.item()} at step {step + 1}; lower lr")
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(float(loss.item()))
     if params["lora"]:
         model = model.merge_and_unload()
     model.eval()
     return losses, model
+
+
+def relearn(model: Any, tokenizer: Any, texts: list[str], params: dict[str, Any]) -> tuple[list[float], Any]:
+    """``steps`` AdamW steps of next-token loss over ``texts`` (batches of ``batch`` in a seeded
+    order, cycled), on all weights or LoRA adapters merged back after: the loss of each step and
+    the trained model."""
+    seed, batch = int(params["seed"]), int(params["batch"])
+    torch.manual_seed(seed)
+    order = list(range(len(texts)))
+    random.Random(seed).shuffle(order)
+
+    def loss_at(model: Any, step: int) -> torch.Tensor:
+        picked = [texts[order[(step * batch + i) % len(order)]] for i in range(min(batch, len(order)))]
+        encoded = tokenizer(picked, return_tensors="pt", padding=True, truncation=True, max_length=512)
+        labels = encoded.input_ids.masked_fill(encoded.attention_mask == 0, -100)
+        return model(**encoded, labels=labels).loss
+
+    side = tokenizer.padding_side
+    tokenizer.padding_side = "right"  # positions count from the first token in training
+    try:
+        return _fine_tune(
+            model, params, {"lora_alpha": 16, "target_modules": "all-linear", "task_type": "CAUSAL_LM"}, loss_at
+        )
+    finally:
+        tokenizer.padding_side = side
 
 
 def _library(stress: Any) -> dict[str, str]:
@@ -193,15 +214,137 @@ def _language_model_copy(
 #: The components of a diffusion pipeline a quantized deployment quantizes (the VAE stays: it is
 #: not what unlearning changes, and deployments keep it in half precision).
 QUANTIZED_COMPONENTS = ("unet", "text_encoder")
+#: The UNet's attention projections LoRA adapts (diffusers' train_text_to_image_lora.py).
+UNET_LORA_MODULES = ["to_q", "to_k", "to_v", "to_out.0"]
 
 
-def _pipeline_copy(source: Path, stress: Any, building: Path, where: str, safetensors: bool) -> dict[str, Any]:
+def _pixels(image: Any, size: int) -> torch.Tensor:
+    """An RGB image as a ``3×size×size`` tensor in [-1, 1]: the shorter side resized to ``size``
+    (bilinear), centre-cropped, as diffusers' train_text_to_image.py prepares its images."""
+    import numpy as np
+    from PIL import Image
+
+    image = image.convert("RGB")
+    if image.size != (size, size):
+        scale = size / min(image.size)
+        width, height = max(size, round(image.width * scale)), max(size, round(image.height * scale))
+        image = image.resize((width, height), Image.BILINEAR)
+        left, top = (width - size) // 2, (height - size) // 2
+        image = image.crop((left, top, left + size, top + size))
+    array = torch.from_numpy(np.asarray(image, dtype=np.float32) / 127.5 - 1.0)
+    return array.permute(2, 0, 1).contiguous()
+
+
+def relearn_unet(pipe: Any, examples: list[tuple[str, str, Any]], params: dict[str, Any]) -> tuple[list[float], Any]:
+    """``steps`` AdamW steps of the denoising loss on ``examples`` ((id, caption, image), batches
+    of ``batch`` in a seeded order, cycled) for the pipeline's UNet only, the text encoder and
+    VAE frozen (Suriyakumar et al. 2024; diffusers' train_text_to_image.py): the loss of each step
+    and the trained UNet.
+
+    Each step: latents = VAE posterior sample × scaling factor, t ~ U{0, num_train_timesteps},
+    x_t = the scheduler's ``add_noise``, and the MSE between the UNet's prediction (given the
+    caption's text-encoder states) and the noise, or v for a v-prediction scheduler. One seeded
+    generator draws, per step and in this order, the latents, the noise and the timesteps.
+    """
+    import torch.nn.functional as F
+    from diffusers import DDPMScheduler
+
+    seed, batch = int(params["seed"]), int(params["batch"])
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    order = list(range(len(examples)))
+    random.Random(seed).shuffle(order)
+    unet, vae, text_encoder, tokenizer = pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer
+    vae.requires_grad_(False).eval()
+    text_encoder.requires_grad_(False).eval()
+    # The training schedule of the sampler's config, as train_text_to_image.py builds it.
+    noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
+    size = int(unet.config.sample_size) * int(pipe.vae_scale_factor)
+
+    def loss_at(model: Any, step: int) -> torch.Tensor:
+        picked = [examples[order[(step * batch + i) % len(order)]] for i in range(min(batch, len(order)))]
+        pixels = torch.stack([_pixels(image, size) for _, _, image in picked])
+        with torch.no_grad():
+            latents = vae.encode(pixels).latent_dist.sample(generator=generator) * vae.config.scaling_factor
+            ids = tokenizer(
+                [caption for _, caption, _ in picked],
+                padding="max_length",
+                max_length=tokenizer.model_max_length,
+                truncation=True,
+                return_tensors="pt",
+            ).input_ids
+            states = text_encoder(ids)[0]
+        noise = torch.randn(latents.shape, generator=generator)
+        timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(picked),), generator=generator)
+        noisy = noise_scheduler.add_noise(latents, noise, timesteps)
+        if noise_scheduler.config.prediction_type == "v_prediction":
+            target = noise_scheduler.get_velocity(latents, noise, timesteps)
+        elif noise_scheduler.config.prediction_type == "epsilon":
+            target = noise
+        else:
+            raise UnlearnError(
+                f"--stress relearn: the pipeline's scheduler predicts {noise_scheduler.config.prediction_type!r}; "
+                "relearn trains epsilon or v_prediction UNets"
+            )
+        return F.mse_loss(model(noisy, timesteps, states).sample.float(), target.float())
+
+    lora = {"lora_alpha": 8, "init_lora_weights": "gaussian", "target_modules": UNET_LORA_MODULES}
+    return _fine_tune(unet, params, lora, loss_at)
+
+
+def _stored_dtype(folder: Path) -> torch.dtype | None:
+    """The dtype of the first floating tensor stored in ``folder``'s safetensors files."""
+    from safetensors import safe_open
+
+    for file in sorted(folder.glob("*.safetensors")):
+        with safe_open(str(file), framework="pt") as handle:
+            for key in handle.keys():
+                tensor = handle.get_slice(key)
+                dtype = {"F16": torch.float16, "BF16": torch.bfloat16, "F32": torch.float32}.get(tensor.get_dtype())
+                if dtype is not None:
+                    return dtype
+    return None
+
+
+def _replace_weights(folder: Path, model: Any) -> None:
+    """``model`` saved into ``folder`` (safetensors) in place of the weight files there."""
+    for file in folder.iterdir():
+        if file.name.endswith(_WEIGHT_FILES) or file.name.endswith(".index.json"):
+            file.unlink()
+    with _no_progress_bars():
+        model.save_pretrained(folder, safe_serialization=True)
+
+
+def _pipeline_copy(
+    source: Path,
+    stress: Any,
+    building: Path,
+    where: str,
+    safetensors: bool,
+    examples: list[tuple[str, str, Any]] | None,
+    allow_pickle: bool,
+) -> dict[str, Any]:
     """A diffusers folder's copy into ``building``: every file, then the UNet and text encoder
-    with their ``nn.Linear`` weights quantized (bitsandbytes quantizes linear layers only)."""
+    with their ``nn.Linear`` weights quantized (bitsandbytes quantizes linear layers only), or
+    the UNet alone fine-tuned on ``examples`` (relearn)."""
     from pytest_unlearn.loading import strict_components
 
-    if stress.kind != "quantize":
-        raise UnlearnError(f"{where}: relearning a diffusion pipeline is not built yet; --stress quantize:* works")
+    if stress.kind == "relearn":
+        from pytest_unlearn.engines.diffusion import load_pipeline
+
+        if not examples:
+            raise UnlearnError(f"{where}: no images to relearn on")
+        pipe = load_pipeline(source, device="cpu", dtype="float32", allow_pickle=allow_pickle)
+        stored = _stored_dtype(source / "unet")
+        losses, unet = relearn_unet(pipe, examples, stress.params)
+        shutil.copytree(source, building, dirs_exist_ok=True, ignore=shutil.ignore_patterns("BUILD_INFO.json", ".*"))
+        # AdamW steps in float32 (half precision would round them away), stored as the source was.
+        _replace_weights(building / "unet", unet if stored in (None, unet.dtype) else unet.to(stored))
+        return {
+            "losses": [round(v, 6) for v in losses],
+            "components": {"unet": "fine-tuned"},
+            "images": [{"id": image_id, "text": caption} for image_id, caption, _ in examples],
+        }
     components = strict_components(source, where=where, dtype=torch.float32, use_safetensors=safetensors)
     shutil.copytree(source, building, dirs_exist_ok=True, ignore=shutil.ignore_patterns("BUILD_INFO.json", ".*"))
     counts = {}
@@ -210,12 +353,18 @@ def _pipeline_copy(source: Path, stress: Any, building: Path, where: str, safete
         if model is None:
             continue
         counts[name] = quantize_linears(model, stress.params["scheme"])
-        for file in (building / name).iterdir():
-            if file.name.endswith(_WEIGHT_FILES) or file.name.endswith(".index.json"):
-                file.unlink()
-        with _no_progress_bars():
-            model.save_pretrained(building / name, safe_serialization=True)
+        _replace_weights(building / name, model)
     return {"tensors_quantized": sum(counts.values()), "components": counts}
+
+
+def image_digest(image: Any) -> str:
+    """The sha256 of an image's RGB pixels and size: what a relearn copy's cache key holds of it."""
+    import hashlib
+
+    import numpy as np
+
+    rgb = image.convert("RGB")
+    return hashlib.sha256(f"{rgb.width}x{rgb.height}".encode() + np.asarray(rgb).tobytes()).hexdigest()
 
 
 def stressed_copy(
@@ -224,11 +373,13 @@ def stressed_copy(
     root: Path,
     *,
     texts: list[str] | None = None,
+    images: list[tuple[str, str, Any]] | None = None,
     allow_pickle: bool = False,
 ) -> dict[str, Any]:
     """The folder of ``source`` transformed by ``stress`` under ``root`` (made once, then
     reused), and the card's record of it: path, library versions, parameters, timings, peak
-    memory, how many tensors changed."""
+    memory, how many tensors changed, relearn's losses and what it trained on. ``texts`` train a
+    causal LM, ``images`` ((id, caption, image)) a diffusion pipeline's UNet."""
     from pytest_unlearn.cache import make_key, model_digest
     from pytest_unlearn.loading import inspect_model_folder
     from pytest_unlearn.memory import process_peak_mib
@@ -242,6 +393,8 @@ def stressed_copy(
     parts: dict[str, Any] = {"model": model_digest(source), "stress": stress.record(), "library": library}
     if texts is not None:
         parts["texts"] = texts
+    if images is not None:  # (id, caption, image): keyed by the pixels, not by where they came from
+        parts["images"] = [[image_id, caption, image_digest(image)] for image_id, caption, image in images]
     key = make_key("stress-copy", **parts)
     target = root / f"{stress.name}-{key[:16]}"
     # Beside the folder, not in it: the copy's own fingerprint (its outputs' cache key) must
@@ -259,7 +412,9 @@ def stressed_copy(
     building = Path(tempfile.mkdtemp(prefix=f".{stress.name}-", dir=root))
     try:
         if (Path(source) / "model_index.json").is_file():
-            details = _pipeline_copy(Path(source), stress, building, where, bool(folder.safetensors))
+            details = _pipeline_copy(
+                Path(source), stress, building, where, bool(folder.safetensors), images, allow_pickle
+            )
         else:
             details = _language_model_copy(Path(source), stress, building, where, bool(folder.safetensors), texts)
         record = {

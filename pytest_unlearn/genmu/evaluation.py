@@ -411,6 +411,23 @@ class GenmuBackend(Backend):
         """The original model draws every request of every model once."""
         return list(dict.fromkeys(pair for m in self.model_paths for pair in _pairs(self.requests[m])))
 
+    def stress_images(self, part: str) -> list[tuple[str, str, Any]]:
+        """``--stress relearn:data=retain``: --original-model's images of the prompts of every
+        concept the model is not meant to forget (retain and adjacent requests), at the suite's
+        seeds and generation settings, as (prompt and seed, prompt, image). Suriyakumar et al.
+        fine-tune on adjacent and unrelated concepts; the run draws these images anyway."""
+        if part != "retain":
+            return super().stress_images(part)
+        requests = [r for m in self.model_paths for r in self.requests[m] if r.role != "target"]
+        pairs = _pairs(requests)
+        if not pairs:
+            raise UnlearnError(
+                "--stress relearn:data=retain: every concept of the prompt CSV is a target; nothing is retained "
+                "to relearn on: pass relearn:data=PATH (an imagefolder)"
+            )
+        images = self._images_for("original", pairs)
+        return [(f"{prompt} (seed {seed})", prompt, images[(prompt, seed)]) for prompt, seed in pairs]
+
     def _read_image_index(self) -> dict[tuple[str, int], Path]:
         return read_image_index(self.setting("images"), self.warn)
 
