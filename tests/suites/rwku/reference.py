@@ -243,6 +243,18 @@ def eval_forget(model, tokenizer, level1, level2, level3, batch_size=1):
     return scores, questions
 
 
+def mia_text_scores(text, token_log_probs, mu, sigma):
+    """eval_mia.py's three scores of one text from its per-token statistics (``sigma`` is its
+    name for the variance of log p): ll (the mean token log-likelihood), ll / zlib bytes and
+    Min-K%++ at k = 0.2; written over numpy arrays, so the world's float32 statistics can be fed
+    to it as they are."""
+    ll = float(np.mean(token_log_probs))
+    mink_plus = (token_log_probs - mu) / np.sqrt(sigma)
+    k_length = int(len(mink_plus) * 0.2)
+    topk = np.sort(mink_plus)[:k_length]
+    return {"loss": ll, "zlib": ll / len(zlib.compress(bytes(text, "utf-8"))), "mink++_0.2": np.mean(topk).item()}
+
+
 def eval_mia(model, tokenizer, forget: list[dict[str, Any]]) -> dict[str, float]:
     """eval_mia.py (use_prompt off): mean loss (log-likelihood), zlib and mink++_0.2."""
     import torch

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.suites.rwku import reference
@@ -94,13 +95,26 @@ def test_shallow_unlearning_is_caught_by_the_attacks_and_mia_and_rwku_s_code_agr
     # eval_mia.py's numbers are the scorecard's (model and original, forget and retain members).
     aggregates = card["aggregates"]
     original = AutoModelForCausalLM.from_pretrained(rwku_models["original"]).eval()
+    from pytest_unlearn.engines.causal_lm import token_statistics
+
     for prefix, scored in (("", model), ("original_", original)):
         for split in ("forget", "retain"):
-            expected = reference.eval_mia(scored, tokenizer, target_rows(f"{split}_mia", 2))
-            # eval_mia.py reduces in float32 (the model's loss, np.mean of float32 Min-K%++ values),
-            # we in float64 over the same float32 token statistics: float32 rounding apart (at most
-            # 2.9e-9 measured); tests/suites/rwku/test_metrics.py compares the formulas to 1e-12.
+            passages = target_rows(f"{split}_mia", 2)
+            expected = reference.eval_mia(scored, tokenizer, passages)
+            # End to end, eval_mia.py reduces in float32 (the model's own loss, np.mean of float32
+            # Min-K%++ values), we in float64 over the same float32 token statistics: float32
+            # rounding apart (at most 2.9e-9 measured).
             assert aggregates[f"{prefix}mia_{split}"] == pytest.approx(expected, abs=1e-8)
+            # eval_mia.py's scoring on the world's own token statistics (the run's, recomputed one
+            # passage at a time as the run did): to 1e-12.
+            texts = [p["text"] for p in passages]
+            stats = token_statistics(scored, tokenizer, texts, batch_size=1, device="cpu", vocabulary=True)
+            per_text = [
+                reference.mia_text_scores(text, *(np.asarray(s[key]) for key in ("logprobs", "mu", "sigma2")))
+                for text, s in zip(texts, stats)
+            ]
+            expected = {key: float(np.mean([t[key] for t in per_text])) for key in per_text[0]}
+            assert aggregates[f"{prefix}mia_{split}"] == pytest.approx(expected, abs=1e-12)
     # eval_mmlu.py's accuracy and answers (utility_general), model and original.
     for name, scored, key in (("rwku_mmlu", model, "utility_general"), ("rwku_original_mmlu", original, None)):
         accuracy, predictions = reference.eval_mmlu(scored, tokenizer, target_rows("retain_mmlu", 2))
