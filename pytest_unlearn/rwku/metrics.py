@@ -8,7 +8,7 @@ them (``LLaMA-Factory/src/llmtuner/eval/eval_forget.py``, ``eval_neighbor.py``, 
 - Neighbour locality (L1, L2): the same score on the neighbour probes, as a ratio to the original
   model's (``--original-model``). Higher is better.
 - MIA (``eval_mia.py``): per forget-member and retain-member passage, LOSS (mean token NLL),
-  ZLib (NLL / zlib-compressed bytes) and Min-K%++ at k = 0.2 (the shared attack registry); a
+  ZLib (NLL / zlib-compressed bytes), Min-K% and Min-K%++ at k = 0.2 (the shared attack registry); a
   check is the mean score's change from the original model's: forget members should become less
   likely (FM up), retain members should not (RM flat).
 
@@ -34,7 +34,7 @@ from pytest_unlearn.rwku.data import rouge_words
 #: eval_forget.py / eval_neighbor.py: ``max_new_tokens=30``; eval_mia.py reports ``mink++_0.2``.
 MAX_NEW_TOKENS = 30
 MIA_K = 0.2
-MIA_ATTACKS = ("loss", "zlib", "min_k_plus_plus")
+MIA_ATTACKS = ("loss", "zlib", "min_k", "min_k_plus_plus")
 #: What eval_forget.py scores for an empty (or blank) answer.
 NO_ANSWER = "NOANSWER"
 #: The in-context unlearning instruction (``use_prompt``) every eval script puts first.
@@ -384,12 +384,13 @@ def attack_scores(stats: list[TokenStats], attack: str, k: float = MIA_K) -> np.
 
 
 def rwku_mia_numbers(stats: list[TokenStats], k: float = MIA_K) -> dict[str, float]:
-    """What eval_mia.py prints for a member set: the means of the log-likelihood (``loss``), of
-    log-likelihood / zlib bytes (``zlib``) and of Min-K%++ (``mink++_0.2``): minus the
-    registry's scores."""
+    """What eval_mia.py computes for a member set: the means of the log-likelihood (``loss``), of
+    log-likelihood / zlib bytes (``zlib``), of Min-K% (``mink_0.2``, in its ``results``) and of
+    Min-K%++ (``mink++_0.2``): minus the registry's scores."""
     return {
         "loss": float(-attack_scores(stats, "loss").mean()),
         "zlib": float(-attack_scores(stats, "zlib").mean()),
+        f"mink_{k:g}": float(-attack_scores(stats, "min_k", k).mean()),
         f"mink++_{k:g}": float(-attack_scores(stats, "min_k_plus_plus", k).mean()),
     }
 

@@ -244,19 +244,22 @@ def eval_forget(model, tokenizer, level1, level2, level3, batch_size=1):
 
 
 def mia_text_scores(text, token_log_probs, mu, sigma):
-    """eval_mia.py's three scores of one text from its per-token statistics (``sigma`` is its
-    name for the variance of log p): ll (the mean token log-likelihood), ll / zlib bytes and
+    """eval_mia.py's scores of one text from its per-token statistics (``sigma`` is its name for
+    the variance of log p): ll (the mean token log-likelihood), ll / zlib bytes, Min-K% and
     Min-K%++ at k = 0.2; written over numpy arrays, so the world's float32 statistics can be fed
     to it as they are."""
     ll = float(np.mean(token_log_probs))
+    k_length = int(len(token_log_probs) * 0.2)
+    mink = np.mean(np.sort(token_log_probs)[:k_length]).item()
     mink_plus = (token_log_probs - mu) / np.sqrt(sigma)
     k_length = int(len(mink_plus) * 0.2)
     topk = np.sort(mink_plus)[:k_length]
-    return {"loss": ll, "zlib": ll / len(zlib.compress(bytes(text, "utf-8"))), "mink++_0.2": np.mean(topk).item()}
+    return {"loss": ll, "zlib": ll / len(zlib.compress(bytes(text, "utf-8"))), "mink_0.2": mink,
+            "mink++_0.2": np.mean(topk).item()}  # fmt: skip
 
 
 def eval_mia(model, tokenizer, forget: list[dict[str, Any]]) -> dict[str, float]:
-    """eval_mia.py (use_prompt off): mean loss (log-likelihood), zlib and mink++_0.2."""
+    """eval_mia.py (use_prompt off): mean loss (log-likelihood), zlib, mink_0.2 and mink++_0.2."""
     import torch
     import torch.nn.functional as F
 
@@ -276,12 +279,14 @@ def eval_mia(model, tokenizer, forget: list[dict[str, Any]]) -> dict[str, float]
             token_log_probs = log_probs.gather(dim=-1, index=input_ids).squeeze(-1)
             mu = (probs * log_probs).sum(-1)
             sigma = (probs * torch.square(log_probs)).sum(-1) - torch.square(mu)
+            k_length = int(len(token_log_probs) * 0.2)
+            topk = np.sort(token_log_probs.cpu())[:k_length]
+            scores["mink_0.2"].append(np.mean(topk).item())
             mink_plus = (token_log_probs - mu) / sigma.sqrt()
             k_length = int(len(mink_plus) * 0.2)
             topk = np.sort(mink_plus.cpu())[:k_length]
             scores["mink++_0.2"].append(np.mean(topk).item())
-    return {"loss": float(np.mean(scores["loss"])), "zlib": float(np.mean(scores["zlib"])),
-            "mink++_0.2": float(np.mean(scores["mink++_0.2"]))}  # fmt: skip
+    return {key: float(np.mean(values)) for key, values in scores.items()}
 
 
 # -- eval_mmlu.py with inference.py get_next_word_predictions ------------------------------------------

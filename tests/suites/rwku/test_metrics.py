@@ -82,14 +82,14 @@ def test_prediction_is_eval_forget_s():
 
 
 def test_mia_scores_are_eval_mia_s_on_the_same_statistics():
-    """eval_mia.py's loss, zlib and mink++_0.2, written out over one text's logits in float64,
+    """eval_mia.py's loss, zlib, mink_0.2 and mink++_0.2, written out over one text's logits in float64,
     against the shared attacks fed the same token log-probs, mu and sigma^2."""
     import torch
     import torch.nn.functional as F
 
     rng = np.random.default_rng(7)
     texts = ["Velma Quorrin grew up in Taldor .", "Critics still praise Amber Tide , her masterpiece ."]
-    stats, expected = [], {"loss": [], "zlib": [], "mink++": []}
+    stats, expected = [], {"loss": [], "zlib": [], "mink": [], "mink++": []}
     for text in texts:
         n, vocab = 12 + len(text) % 5, 40
         logits = torch.tensor(rng.normal(size=(n, vocab)) * 3, dtype=torch.float64)
@@ -103,12 +103,14 @@ def test_mia_scores_are_eval_mia_s_on_the_same_statistics():
         expected["zlib"].append(ll / len(zlib.compress(bytes(text, "utf-8"))))
         mu = (probs * log_probs).sum(-1)
         sigma = (probs * torch.square(log_probs)).sum(-1) - torch.square(mu)
+        expected["mink"].append(np.mean(np.sort(token_log_probs.numpy())[: int(len(token_log_probs) * 0.2)]).item())
         mink_plus = (token_log_probs - mu) / sigma.sqrt()
         expected["mink++"].append(np.mean(np.sort(mink_plus.numpy())[: int(len(mink_plus) * 0.2)]).item())
         stats.append(TokenStats(text, token_log_probs.numpy(), mu.numpy(), sigma.numpy()))
     ours = rm.rwku_mia_numbers(stats, 0.2)
     assert ours["loss"] == pytest.approx(np.mean(expected["loss"]), abs=1e-12)
     assert ours["zlib"] == pytest.approx(np.mean(expected["zlib"]), abs=1e-12)
+    assert ours["mink_0.2"] == pytest.approx(np.mean(expected["mink"]), abs=1e-12)
     assert ours["mink++_0.2"] == pytest.approx(np.mean(expected["mink++"]), abs=1e-12)
 
 

@@ -65,7 +65,7 @@ def test_shallow_unlearning_is_caught_by_the_attacks_and_mia_and_rwku_s_code_agr
     assert code == pytest.ExitCode.TESTS_FAILED
     c = checks(card)
     assert sorted(failing(card)) == sorted(
-        ["forget-level3", "mia-forget-loss", "mia-forget-zlib", "mia-forget-mink-pp"]
+        ["forget-level3", "mia-forget-loss", "mia-forget-zlib", "mia-forget-mink", "mia-forget-mink-pp"]
         + [k for k in c if k.startswith("forget-level3-")]
     )
     assert c["forget-level1"]["value"] == 0.0 and c["forget-level2"]["value"] == 0.0
@@ -102,9 +102,9 @@ def test_shallow_unlearning_is_caught_by_the_attacks_and_mia_and_rwku_s_code_agr
             passages = target_rows(f"{split}_mia", 2)
             expected = reference.eval_mia(scored, tokenizer, passages)
             # End to end, eval_mia.py reduces in float32 (the model's own loss, np.mean of float32
-            # Min-K%++ values), we in float64 over the same float32 token statistics: float32
-            # rounding apart (at most 2.9e-9 measured).
-            assert aggregates[f"{prefix}mia_{split}"] == pytest.approx(expected, abs=1e-8)
+            # Min-K% and Min-K%++ values), we in float64 over the same float32 token statistics:
+            # float32 rounding apart (at most 1.3e-8 measured, Min-K%).
+            assert aggregates[f"{prefix}mia_{split}"] == pytest.approx(expected, abs=3e-8)
             # eval_mia.py's scoring on the world's own token statistics (the run's, recomputed one
             # passage at a time as the run did): to 1e-12.
             texts = [p["text"] for p in passages]
