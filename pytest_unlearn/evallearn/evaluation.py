@@ -75,6 +75,17 @@ INPUT_OF_METRIC = {
 #: eval-learn's ERR retain prompts: a Genμ challenge CSV (concept_name, direct_prompt), not a
 #: prompt set of its own format.
 ERR_RETAIN = "err-retain"
+#: The prompt sets of the concepts a model should keep, by the metric whose checks draw them:
+#: what ``--stress relearn:data=retain`` trains on (UA's target set, I2P and the adversarial
+#: sets are the forget side and never are).
+RETAIN_SET_OF_METRIC = {
+    "evallearn.clip_score": "captions",
+    "evallearn.fid": "captions",
+    "evallearn.ua": "ua-retain",
+    "evallearn.ira": "ua-retain",
+    "evallearn.ua_ira": "ua-retain",
+    "evallearn.err": ERR_RETAIN,
+}
 
 
 @dataclass(frozen=True)
@@ -161,13 +172,20 @@ class EvallearnBackend(Backend):
             raise UnlearnError(
                 f"--model {settings.model}: no such file or folder; pass a diffusers folder or checkpoint"
             )
+        original = settings.original_model
+        if original is not None and original.is_dir():
+            inspect_model_folder(original, allow_pickle=settings.allow_pickle, flag="--original-model")
+        elif original is not None and not original.is_file():
+            raise UnlearnError(f"--original-model {original}: no such file or folder; pass a diffusers folder")
         self.image_index = self._read_image_index() if self.setting("images") else None
 
         self.inputs = em.EvallearnInputs()
         self.extractor_label: str | None = None
         self._check_input: dict[str, str] = {}
-        self._cache: dict[str, Any] = {}  # request key -> image
-        self._pipe: Any = None
+        # role ("model", or "original": --original-model, for --stress relearn:data=retain) ->
+        # request key -> image; one pipeline per role, loaded when first needed.
+        self._cache: dict[str, dict[str, Any]] = {"model": {}, "original": {}}
+        self._pipes: dict[str, Any] = {}
         self._judge: Any = None
         self._saved: dict[str, list[Path]] = {}
         self._artifact_files: dict[str, str] = {}
@@ -269,14 +287,17 @@ class EvallearnBackend(Backend):
             )
         return out
 
-    def images(self, requests: Sequence[ImageRequest], what: str) -> list[Any]:
-        """The images of ``requests``, each made (or read) once per run."""
-        todo = list({r.key: r for r in requests if r.key not in self._cache}.values())
-        if todo and self.image_index is not None:
+    def images(self, requests: Sequence[ImageRequest], what: str, role: str = "model") -> list[Any]:
+        """The images of ``requests`` drawn by ``role`` ("model", or "original" for
+        --original-model), each made (or read) once per run."""
+        cache = self._cache[role]
+        todo = list({r.key: r for r in requests if r.key not in cache}.values())
+        # --images are --model's images: the original model always draws its own.
+        if todo and role == "model" and self.image_index is not None:
             self._load_external(todo, what)
         elif todo:
-            self._generate(todo)
-        return [self._cache[r.key] for r in requests]
+            self._generate(todo, role)
+        return [cache[r.key] for r in requests]
 
     def _load_external(self, requests: list[ImageRequest], what: str) -> None:
         from PIL import Image, UnidentifiedImageError
@@ -291,30 +312,38 @@ class EvallearnBackend(Backend):
             path = self.image_index[(request.prompt, request.seed)]
             try:
                 with Image.open(path) as handle:
-                    self._cache[request.key] = handle.convert("RGB")
+                    self._cache["model"][request.key] = handle.convert("RGB")
             except (OSError, UnidentifiedImageError) as exc:
                 raise UnlearnError(f"--images: cannot read {path} ({exc}); replace the file or regenerate it") from None
 
-    def pipeline(self) -> Any:
-        if self._pipe is None:
-            if self.settings.model is None:
-                raise UnlearnError("this check needs --model PATH")
+    def _role_model(self, role: str) -> tuple[Path | None, str]:
+        """The path and flag of ``role``: "model" (--model) or "original" (--original-model)."""
+        if role == "original":
+            return self.settings.original_model, "--original-model"
+        return self.settings.model, "--model"
+
+    def pipeline(self, role: str = "model") -> Any:
+        if role not in self._pipes:
+            path, flag = self._role_model(role)
+            if path is None:
+                raise UnlearnError(f"this check needs {flag} PATH")
             loader = LOADERS.get(self.loader_name)
-            self._pipe = loader(
-                self.settings.model,
+            self._pipes[role] = loader(
+                path,
                 device=self.settings.device,
                 dtype=self.settings.dtype,
                 allow_pickle=self.settings.allow_pickle,
                 model_config=self.setting("model_config"),
-                flag="--model",
+                flag=flag,
             )
-        return self._pipe
+        return self._pipes[role]
 
-    def _generate(self, requests: list[ImageRequest]) -> None:
+    def _generate(self, requests: list[ImageRequest], role: str = "model") -> None:
         from pytest_unlearn.engines.diffusion import generate
         from pytest_unlearn.progress import PhaseProgress
 
-        progress = PhaseProgress(self.progress, f"{self.manifest.name} images", len(requests))
+        label = "images" if role == "model" else f"{role} images"
+        progress = PhaseProgress(self.progress, f"{self.manifest.name} {label}", len(requests))
         # A batch shares guidance and size: group by them, in request order.
         groups: dict[tuple[float, int, int], list[ImageRequest]] = {}
         for request in requests:
@@ -322,16 +351,16 @@ class EvallearnBackend(Backend):
         for (guidance, width, height), group in groups.items():
             settings = replace(self.generation, guidance=guidance, width=width, height=height)
             images = generate(
-                self.pipeline(),
+                self.pipeline(role),
                 [(r.prompt, r.seed) for r in group],
                 settings,
                 batch_size=self.settings.batch_size,
                 progress=progress.advance,
-                source=self.settings.model,
+                source=self._role_model(role)[0],
             )
             self.generated_images += len(images)
             for request, image in zip(group, images):
-                self._cache[request.key] = image
+                self._cache[role][request.key] = image
 
     def _save(self, label: str, requests: Sequence[ImageRequest], images: Sequence[Any]) -> list[Path]:
         """PNG files of one image set under ``<artifacts>/images/<label>/`` (once per label)."""
@@ -418,6 +447,53 @@ class EvallearnBackend(Backend):
 
     def _caption_requests(self) -> list[ImageRequest]:
         return self.requests(self.prompt_set("captions").select("", self.caption_limit))
+
+    def _ua_requests(self, group: str) -> list[ImageRequest]:
+        """The images of UA's ``group`` ("target" or "retain") prompts, first ``ua_limit``."""
+        return self.requests(self.prompt_set(f"ua-{group}").select("", self.ua_limit))
+
+    def _err_retain_requests(self) -> tuple[list[str], list[ImageRequest]]:
+        """ERR's retain concepts, one per image, and the images of their direct prompts."""
+        retain = self._err_retain_rows()
+        concepts = [c for c, _ in retain for _ in range(self.images_per_prompt)]
+        return concepts, self.requests([PromptRow(prompt) for _, prompt in retain])
+
+    def stress_images(self, part: str) -> list[tuple[str, str, Any]]:
+        """``--stress relearn:data=retain``: --original-model's images of the suite's retain-side
+        prompts (the captions, UA's retain concept, ERR's retain prompts: those of the suite's
+        checks), at the suite's seeds and generation settings, as (prompt and seed, prompt, image).
+        Suriyakumar et al. fine-tune an erased model on concepts it was meant to keep."""
+        if part != "retain":
+            return super().stress_images(part)
+        # Without --original-model the run was refused before any check (StressRun.check).
+        names = dict.fromkeys(
+            RETAIN_SET_OF_METRIC[spec.metric] for spec in self.manifest.checks if spec.metric in RETAIN_SET_OF_METRIC
+        )
+        requests: dict[str, ImageRequest] = {}
+        for name in names:
+            path = self.data_files.get(name)
+            if path is None or not path.is_file():
+                # The checks of a missing set fail on their own; relearn uses the sets there are.
+                self.warn(f"--stress relearn:data=retain: no {name} prompt CSV ({path}); not trained on")
+                continue
+            if name == "captions":
+                drawn = self._caption_requests()
+            elif name == ERR_RETAIN:
+                drawn = self._err_retain_requests()[1]
+            else:
+                drawn = self._ua_requests("retain")
+            requests |= {r.key: r for r in drawn}
+        if not requests:
+            raise UnlearnError(
+                f"--stress relearn:data=retain: the {self.manifest.name} suite's checks draw no retain-side prompts "
+                "here; pass relearn:data=PATH (an imagefolder: images and a metadata.jsonl of file_name and text)"
+            )
+        chosen = list(requests.values())
+        images = self.images(chosen, "retain prompts (--original-model)", role="original")
+        # Only relearn's data needs the original pipeline, once: a Stable Diffusion pipeline is
+        # gigabytes of GPU memory the rest of the run can use.
+        self._pipes.pop("original", None)
+        return [(f"{r.prompt} (seed {r.seed})", r.prompt, image) for r, image in zip(chosen, images)]
 
     def _compute_clip(self) -> None:
         from pytest_unlearn.engines.judges import clip_score
@@ -511,10 +587,8 @@ class EvallearnBackend(Backend):
             found = detector.detect(files)
             unsafe = [em.is_unsafe(d, self.unsafe_classes, self.err_threshold, inclusive=True) for d in found]
             hits[kind] = 1.0 - np.asarray(unsafe, dtype=float)
-        retain = self._err_retain_rows()
-        requests = self.requests([PromptRow(prompt) for _, prompt in retain])
+        concepts, requests = self._err_retain_requests()
         images = self.images(requests, "ERR retain prompts")
-        concepts = [c for c, _ in retain for _ in range(self.images_per_prompt)]
         judge = self.judge()
         pictures = judge.embed_images(images)
         pictures = pictures / np.linalg.norm(pictures, axis=-1, keepdims=True)
@@ -529,8 +603,7 @@ class EvallearnBackend(Backend):
     def _compute_ua_ira(self) -> None:
         from pytest_unlearn.engines.judges import classify
 
-        target = self.requests(self.prompt_set("ua-target").select("", self.ua_limit))
-        retain = self.requests(self.prompt_set("ua-retain").select("", self.ua_limit))
+        target, retain = self._ua_requests("target"), self._ua_requests("retain")
         requests = target + retain
         # One pass over both groups (batches may mix them); each image keeps its own group.
         images = self.images(requests, "UA/IRA prompts")
@@ -626,7 +699,8 @@ class EvallearnBackend(Backend):
         return sections
 
     def device(self) -> str | None:
-        return str(self._pipe.device) if self._pipe is not None else None
+        pipe = self._pipes.get("model")
+        return str(pipe.device) if pipe is not None else None
 
     def model_record(self) -> dict[str, Any]:
         record: dict[str, Any] = {"path": str(self.settings.model) if self.settings.model else None}
@@ -635,6 +709,11 @@ class EvallearnBackend(Backend):
             record["images"] = str(self.setting("images"))
         if self.technique:
             record["technique"] = self.technique
+        if self.settings.original_model is not None:
+            record["original"] = {
+                "path": str(self.settings.original_model),
+                "fingerprint": fingerprint(self.settings.original_model),
+            }
         return record
 
     def header_lines(self) -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import subprocess
 import sys
 
@@ -13,6 +14,7 @@ import torch  # noqa: F401
 import torch.distributed._functional_collectives  # noqa: F401
 
 import pytest_unlearn.engines.diffusion  # noqa: F401
+from pytest_unlearn.errors import UnlearnError
 
 # torch and friends are imported above, before any pytester snapshot: pytester's in-process runs
 # drop the modules imported during a run, and torch cannot be imported a second time.
@@ -161,6 +163,59 @@ def test_kept_images_score_the_same_again(pytester, world):
     kept = pytester.path / "unlearn-scorecard-artifacts" / "images" / "asr-ring-a-bell"
     pytester.runpytest_inprocess(*RUN, f"--suite={manifest}", f"--images={kept}", *args, "--scorecard=again.json")
     assert _values(_card(pytester, "again.json")) == {"asr-ring-a-bell": 0.25}
+
+
+def _backend(manifest, model, **settings):
+    from pytest_unlearn.evaluation import RunSettings, create_backend
+    from pytest_unlearn.manifest import load_manifest
+
+    run = RunSettings(model=model, models=(str(model),), overrides={"loader": "recording"}, **settings)
+    return create_backend(load_manifest(manifest), run)
+
+
+def test_relearn_retain_images_are_the_original_models_retain_prompts(pytester, world):
+    """--stress relearn:data=retain: the caption and UA-retain prompts (the concepts kept), drawn
+    once by --original-model at the suite's seed; UA's target, I2P and Ring-A-Bell never."""
+    from tests.evallearn_helpers import DRAWN, colour_of
+
+    manifest, _, model = world
+    original = pytester.path / "original"
+    shutil.copytree(model, original)
+    backend = _backend(manifest, model, original_model=original)
+    examples = backend.stress_images("retain")
+    kept = ["a red apple", "a green leaf", "a blue sky", "an antired thing", "k-one", "k-two", "k-three"]
+    assert [(i, text) for i, text, _ in examples] == [(f"{p} (seed 0)", p) for p in kept]
+    assert [colour_of(image) for *_, image in examples] == [DRAWN[p] for p in kept]
+    calls = [json.loads(line)["prompt"] for line in (original / "calls.jsonl").read_text().splitlines()]
+    assert sorted(p for call in calls for p in call) == sorted(kept)  # each drawn once
+    assert not (model / "calls.jsonl").exists()  # --model draws none of them
+    assert backend.model_record()["original"]["path"] == str(original)
+
+
+def test_relearn_retain_images_use_the_sets_there_are(pytester, world):
+    manifest, _, model = world
+    (pytester.path / "captions.csv").unlink()
+    backend = _backend(manifest, model, original_model=model)
+    assert [text for _, text, _ in backend.stress_images("retain")] == ["k-one", "k-two", "k-three"]
+    assert any(w.startswith("--stress relearn:data=retain: no captions prompt CSV (") for w in backend.warnings)
+    # A suite whose checks draw no retain-side prompts says what to pass instead.
+    text = manifest.read_text()
+    manifest.write_text(text[: text.index('[[checks]]\nid = "clip-score"')])
+    with pytest.raises(UnlearnError) as caught:
+        _backend(manifest, model, original_model=model).stress_images("retain")
+    assert str(caught.value) == (
+        "--stress relearn:data=retain: the evallearn suite's checks draw no retain-side prompts here; pass "
+        "relearn:data=PATH (an imagefolder: images and a metadata.jsonl of file_name and text)"
+    )
+
+
+def test_a_missing_original_model_is_one_line(pytester, world):
+    manifest, _, model = world
+    result = pytester.runpytest_inprocess(
+        *RUN, f"--suite={manifest}", f"--model={model}", f"--original-model={pytester.path / 'nowhere'}"
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --original-model *nowhere: no such file or folder; pass a diffusers folder"])
 
 
 def test_bundled_suite_lists_its_checks(pytester, world):
