@@ -234,3 +234,114 @@ def test_erased_model_relearned_on_retain_images_through_the_plugin(pytester, ge
     assert Path(copy["path"], "model_index.json").is_file() and set(section["checks"]) == set(FORGET)
     # The exit code is the checks' verdict.
     assert result.ret == (0 if all(c["passed"] for c in card["checks"]) else pytest.ExitCode.TESTS_FAILED)
+
+
+# -- evallearn: the same relearn through another diffusion suite --------------------------------------
+#: evallearn-mini on the Genμ world, shrunk to a few images per set: the wiring is under test, not the
+#: figures (tests/suites/evallearn/test_mini_world.py scores the whole world).
+EVALLEARN_ARGS = (
+    "--suite=evallearn-mini",
+    "--batch-size=32",
+    "--setting=images_per_prompt=1",
+    "--setting=ua_limit=3",
+    "--setting=caption_limit=3",
+)
+
+
+def _evallearn_run(
+    pytester: pytest.Pytester, genmu_models: dict[str, Path], cache: Path, *args: str
+) -> tuple[pytest.RunResult, dict]:
+    result = pytester.runpytest_inprocess(
+        "-p",
+        "no:cacheprovider",
+        *EVALLEARN_ARGS,
+        f"--setting=clip_model={genmu_models['clip']}",
+        f"--model={genmu_models['erased']}",
+        f"--cache-dir={cache}",
+        "--scorecard=card.json",
+        *args,
+    )
+    card = pytester.path / "card.json"
+    assert card.is_file(), result.stdout.str() + result.stderr.str()
+    return result, json.loads(card.read_text())
+
+
+def _relearned(card: dict, result: pytest.RunResult) -> dict:
+    """The run's relearn record, after checking the siblings and the exit code every run shares:
+    ua (evallearn-mini's one forget check) has its @relearn sibling at the same threshold, the
+    retain-side checks have none, and the run fails exactly when a check does."""
+    checks = {c["id"]: c for c in card["checks"]}
+    sibling = checks["ua@relearn"]
+    assert sibling["threshold"] == checks["ua"]["threshold"] and sibling["value"] is not None, sibling
+    assert not any(c.endswith("@relearn") for c in checks if c.split("@")[0] in ("clip-score", "fid", "ira"))
+    assert result.ret == (0 if all(c["passed"] for c in card["checks"]) else pytest.ExitCode.TESTS_FAILED)
+    section = card["stress"]["relearn"]
+    assert set(section["checks"]) == {"ua"}
+    copy = section["copy"]
+    assert len(copy["losses"]) == 2 and all(math.isfinite(v) for v in copy["losses"])
+    assert copy["components"] == {"unet": "fine-tuned"} and Path(copy["path"], "model_index.json").is_file()
+    return section
+
+
+@pytest.mark.slow
+def test_evallearn_relearn_on_retain_without_the_original_is_one_line(pytester, genmu_models):
+    result = pytester.runpytest_inprocess(
+        "-p", "no:cacheprovider", *EVALLEARN_ARGS, f"--model={genmu_models['erased']}", "--stress=relearn:data=retain"
+    )  # fmt: skip
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    line = "--stress relearn:data=retain fine-tunes a diffusion pipeline on --original-model's images of the suite's "
+    output = result.stdout.lines + result.stderr.lines
+    assert len([text for text in output if line in text]) == 1 and "Traceback" not in "\n".join(output), output
+    assert not (pytester.path / "unlearn-scorecard.json").exists()  # refused before any check ran
+
+
+@pytest.mark.slow
+def test_evallearn_relearned_on_an_imagefolder_through_the_plugin(pytester, genmu_models, genmu_stress_cache):
+    from fixtures.genmu_world import prompts, render
+
+    # Four renders of Golf Ball's neighbour with their captions: the paper's adjacent-concept photos.
+    folder = pytester.path / "photos"
+    folder.mkdir()
+    lines = []
+    for seed in range(4):
+        name = f"tennis-ball-{seed}.png"
+        render("Tennis Ball", seed).save(folder / name)
+        lines.append(json.dumps({"file_name": name, "text": prompts("Tennis Ball", "direct")[0]}))
+    (folder / "metadata.jsonl").write_text("\n".join(lines) + "\n")
+    result, card = _evallearn_run(
+        pytester, genmu_models, genmu_stress_cache, f"--stress=relearn:steps=2,batch=2,lr=1e-4,data={folder}"
+    )
+    section = _relearned(card, result)
+    assert section["transform"]["data"] == str(folder)
+    # The folder's files, in metadata.jsonl's order, are what the UNet was trained on.
+    assert [image["id"] for image in section["copy"]["images"]] == [f"tennis-ball-{seed}.png" for seed in range(4)]
+    assert "recovery@relearn" not in {c["id"] for c in card["checks"]}  # no --original-model: no gap to measure
+
+
+@pytest.mark.slow
+def test_evallearn_relearned_on_retain_images_through_the_plugin(pytester, genmu_models, genmu_stress_cache):
+    import csv
+
+    from fixtures.evallearn_world import DATA_DIR
+
+    result, card = _evallearn_run(
+        pytester,
+        genmu_models,
+        genmu_stress_cache,
+        f"--original-model={genmu_models['original']}",
+        "--stress=relearn:steps=2,batch=4,lr=1e-4,data=retain",
+    )
+    section = _relearned(card, result)
+    assert section["transform"]["data"] == "retain" and "recovery@relearn" in {c["id"] for c in card["checks"]}
+
+    def first(name: str, limit: int) -> list[str]:
+        with (DATA_DIR / f"{name}.csv").open(newline="") as handle:
+            return [row[0] for row in list(csv.reader(handle))[1:]][:limit]
+
+    # The retain side as the checks draw it (caption_limit=3, ua_limit=3, one image per prompt at
+    # the suite's seed 0), and none of the target concept's prompts.
+    trained = section["copy"]["images"]
+    assert [image["text"] for image in trained] == first("captions", 3) + first("ua-retain", 3)
+    assert all(image["id"] == f"{image['text']} (seed 0)" for image in trained)
+    assert not set(first("ua-target", 0)) & {image["text"] for image in trained}
+    assert card["model"]["original"]["path"] == str(genmu_models["original"])
