@@ -94,7 +94,11 @@ def test_relearned_pipeline_is_the_denoising_loss_seeded_and_unet_only(tmp_path,
     )
     # The first recorded loss is the hand-written denoising loss of the first batch.
     assert abs(first["losses"][0] - _hand_loss(source, examples, seed=3, batch=2)) < 1e-6
-    assert first["images"] == [{"id": i, "text": caption} for i, caption, _ in examples]
+    # The images the two steps of two reached, in first-use order (the seeded shuffle: all three).
+    order = list(range(len(examples)))
+    random.Random(3).shuffle(order)
+    assert first["images"] == [{"id": examples[i][0], "text": examples[i][1]} for i in order]
+    assert first["images_offered"] == 3
     assert first["components"] == {"unet": "fine-tuned"} and first["library"]["diffusers"]
     assert first["seconds"] > 0 and first["peak_rss_mib"] > 0
     # Another seed (with LoRA, merged back): another UNet with the same tensor names.
@@ -313,8 +317,9 @@ def test_evallearn_relearned_on_an_imagefolder_through_the_plugin(pytester, genm
     )
     section = _relearned(card, result)
     assert section["transform"]["data"] == str(folder)
-    # The folder's files, in metadata.jsonl's order, are what the UNet was trained on.
-    assert [image["id"] for image in section["copy"]["images"]] == [f"tennis-ball-{seed}.png" for seed in range(4)]
+    # The folder's four files are what the UNet was trained on (two steps of two reach all four).
+    assert sorted(image["id"] for image in section["copy"]["images"]) == [f"tennis-ball-{n}.png" for n in range(4)]
+    assert section["copy"]["images_offered"] == 4
     assert "recovery@relearn" not in {c["id"] for c in card["checks"]}  # no --original-model: no gap to measure
 
 
@@ -341,7 +346,8 @@ def test_evallearn_relearned_on_retain_images_through_the_plugin(pytester, genmu
     # The retain side as the checks draw it (caption_limit=3, ua_limit=3, one image per prompt at
     # the suite's seed 0), and none of the target concept's prompts.
     trained = section["copy"]["images"]
-    assert [image["text"] for image in trained] == first("captions", 3) + first("ua-retain", 3)
+    assert section["copy"]["images_offered"] == 6  # two steps of four reach all six
+    assert sorted(image["text"] for image in trained) == sorted(first("captions", 3) + first("ua-retain", 3))
     assert all(image["id"] == f"{image['text']} (seed 0)" for image in trained)
     assert not set(first("ua-target", 0)) & {image["text"] for image in trained}
     assert card["model"]["original"]["path"] == str(genmu_models["original"])

@@ -107,6 +107,17 @@ def _peft() -> tuple[Any, Any]:
     return LoraConfig, get_peft_model
 
 
+def draws(count: int, params: dict[str, Any]) -> list[list[int]]:
+    """Which of ``count`` examples each of relearn's ``steps`` trains on: batches of ``batch`` in
+    an order shuffled by ``seed``, cycled (an epoch shorter than the steps starts again)."""
+    batch = int(params["batch"])
+    order = list(range(count))
+    random.Random(int(params["seed"])).shuffle(order)
+    return [
+        [order[(step * batch + i) % count] for i in range(min(batch, count))] for step in range(int(params["steps"]))
+    ]
+
+
 def _fine_tune(
     model: Any, params: dict[str, Any], lora: dict[str, Any], loss_at: Callable[[Any, int], torch.Tensor]
 ) -> tuple[list[float], Any]:
@@ -142,13 +153,11 @@ def relearn(model: Any, tokenizer: Any, texts: list[str], params: dict[str, Any]
     """``steps`` AdamW steps of next-token loss over ``texts`` (batches of ``batch`` in a seeded
     order, cycled), on all weights or LoRA adapters merged back after: the loss of each step and
     the trained model."""
-    seed, batch = int(params["seed"]), int(params["batch"])
-    torch.manual_seed(seed)
-    order = list(range(len(texts)))
-    random.Random(seed).shuffle(order)
+    torch.manual_seed(int(params["seed"]))
+    drawn = draws(len(texts), params)
 
     def loss_at(model: Any, step: int) -> torch.Tensor:
-        picked = [texts[order[(step * batch + i) % len(order)]] for i in range(min(batch, len(order)))]
+        picked = [texts[i] for i in drawn[step]]
         encoded = tokenizer(picked, return_tensors="pt", padding=True, truncation=True, max_length=512)
         labels = encoded.input_ids.masked_fill(encoded.attention_mask == 0, -100)
         return model(**encoded, labels=labels).loss
@@ -249,11 +258,10 @@ def relearn_unet(pipe: Any, examples: list[tuple[str, str, Any]], params: dict[s
     import torch.nn.functional as F
     from diffusers import DDPMScheduler
 
-    seed, batch = int(params["seed"]), int(params["batch"])
+    seed = int(params["seed"])
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
-    order = list(range(len(examples)))
-    random.Random(seed).shuffle(order)
+    drawn = draws(len(examples), params)
     unet, vae, text_encoder, tokenizer = pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer
     vae.requires_grad_(False).eval()
     text_encoder.requires_grad_(False).eval()
@@ -262,7 +270,7 @@ def relearn_unet(pipe: Any, examples: list[tuple[str, str, Any]], params: dict[s
     size = int(unet.config.sample_size) * int(pipe.vae_scale_factor)
 
     def loss_at(model: Any, step: int) -> torch.Tensor:
-        picked = [examples[order[(step * batch + i) % len(order)]] for i in range(min(batch, len(order)))]
+        picked = [examples[i] for i in drawn[step]]
         pixels = torch.stack([_pixels(image, size) for _, _, image in picked])
         with torch.no_grad():
             latents = vae.encode(pixels).latent_dist.sample(generator=generator) * vae.config.scaling_factor
@@ -343,7 +351,12 @@ def _pipeline_copy(
         return {
             "losses": [round(v, 6) for v in losses],
             "components": {"unet": "fine-tuned"},
-            "images": [{"id": image_id, "text": caption} for image_id, caption, _ in examples],
+            # The images the steps reached (in first-use order), of those offered.
+            "images": [
+                {"id": examples[i][0], "text": examples[i][1]}
+                for i in dict.fromkeys(i for step in draws(len(examples), stress.params) for i in step)
+            ],
+            "images_offered": len(examples),
         }
     components = strict_components(source, where=where, dtype=torch.float32, use_safetensors=safetensors)
     shutil.copytree(source, building, dirs_exist_ok=True, ignore=shutil.ignore_patterns("BUILD_INFO.json", ".*"))
