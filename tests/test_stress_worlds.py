@@ -1,0 +1,96 @@
+"""``--stress`` on the TOFU and MUSE worlds' shallow unlearnings, through the real plugin: each
+passes every plain check of its mini suite and fails under relearn, while the world's model that
+never saw the forget set passes the same stressed run (docs/stress.md, "Worlds that show the
+failure"). Both verdicts, the failing checks by name, and the drift of docs/stress.md's tables."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def stress_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # The stress libraries hold C extensions: import them once in the outer process (pytester's
+    # in-process runs cannot import such a module a second time).
+    from pytest_unlearn.noise import import_quietly
+
+    import_quietly("bitsandbytes")
+    import peft  # noqa: F401
+
+    return tmp_path_factory.mktemp("stress-worlds-cache")
+
+
+def run(pytester: pytest.Pytester, *args: str) -> tuple[pytest.RunResult, dict]:
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--scorecard=card.json", *args)
+    card_path = pytester.path / "card.json"
+    card = json.loads(card_path.read_text()) if card_path.exists() else {}
+    card_path.unlink(missing_ok=True)
+    return result, card
+
+
+def by_id(card: dict) -> dict[str, dict]:
+    return {c["id"]: c for c in card["checks"]}
+
+
+def plain_checks_pass(card: dict) -> bool:
+    return all(c["passed"] for c in card["checks"] if "@" not in c["id"])
+
+
+def test_tofu_shallow_passes_plain_and_fails_relearn_on_retain(pytester, tofu_models, stress_cache):
+    from fixtures.figures import TOFU_STRESS_ARGS, readme_block, stress_table
+    from fixtures.worlds import models
+
+    fixed = (*TOFU_STRESS_ARGS, f"--reference={tofu_models['retain']}", f"--original-model={tofu_models['target']}")
+    chosen = {"retain2": tofu_models["retain2"], "shallow": models("tofu-shallow")["shallow"]}
+    cards = {}
+    for name, path in chosen.items():
+        result, cards[name] = run(pytester, *fixed, f"--cache-dir={stress_cache}", f"--model={path}")
+        assert result.ret == (0 if name == "retain2" else pytest.ExitCode.TESTS_FAILED), result.stdout.str()
+        assert plain_checks_pass(cards[name]), {c["id"]: c["value"] for c in cards[name]["checks"]}
+    checks = by_id(cards["shallow"])
+    # Relearning on the retain authors brings back part of the forget authors: every forget check
+    # moves toward the target, and the recovery bound is what fails.
+    failing = sorted(i for i, c in checks.items() if not c["passed"])
+    assert failing == ["recovery@relearn"]
+    assert checks["recovery@relearn"]["value"] > 0.25
+    for base in ("forget-quality", "forget-probability", "forget-rouge"):
+        moved = checks[f"{base}@relearn"]["value"] - checks[base]["value"]
+        assert moved < 0 if base == "forget-quality" else moved > 0, base
+    assert checks["recovery@int4"]["passed"]  # no quantization recovery in this world (docs)
+    assert stress_table(cards) == readme_block("stress-tofu"), (
+        "docs/stress.md's figures drifted: python -m fixtures.figures --write stress-tofu"
+    )
+
+
+def test_muse_shallow_passes_plain_and_fails_relearn_on_the_ledes(pytester, muse_models, stress_cache, tmp_path):
+    from fixtures.figures import muse_stress_args, readme_block, stress_table
+    from fixtures.muse_shallow import attack_file
+    from fixtures.worlds import models
+
+    attack = attack_file(tmp_path / "forget-openings.txt")
+    fixed = (*muse_stress_args(attack), f"--reference={muse_models['retrained']}",
+             f"--original-model={muse_models['target']}")  # fmt: skip
+    chosen = {"retrained": muse_models["retrained"], "shallow": models("muse-shallow")["shallow"]}
+    cards = {}
+    for name, path in chosen.items():
+        result, cards[name] = run(pytester, *fixed, f"--cache-dir={stress_cache}", f"--model={path}")
+        assert result.ret == (0 if name == "retrained" else pytest.ExitCode.TESTS_FAILED), result.stdout.str()
+        assert plain_checks_pass(cards[name]), {c["id"]: c["value"] for c in cards[name]["checks"]}
+    checks = by_id(cards["shallow"])
+    # VerbMem scores the continuations, which the attack never showed: they came back.
+    assert not checks["verbmem-forget@relearn"]["passed"]
+    assert checks["verbmem-forget@relearn"]["value"] > 2 * checks["verbmem-forget"]["value"]
+    assert not checks["recovery@relearn"]["passed"]
+    # The same three steps leave the retrained model's continuations and answers where they were.
+    control = by_id(cards["retrained"])
+    assert control["verbmem-forget@relearn"]["value"] < 25 and control["knowmem-forget@relearn"]["value"] < 35
+    # 4-bit rounding brings back some of the forget answers (docs/stress.md), too few for recovery.
+    assert not checks["knowmem-forget@int4"]["passed"] and checks["recovery@int4"]["passed"]
+    assert stress_table(cards) == readme_block("stress-muse"), (
+        "docs/stress.md's figures drifted: python -m fixtures.figures --write stress-muse"
+    )
