@@ -122,6 +122,13 @@ def test_recovery_by_hand():
     # No forgetting to undo (gap under 0.02), or a value missing: undefined.
     assert recovery(">=", unlearned=0.11, stressed=0.1, original=0.1) is None
     assert recovery(">=", unlearned=0.9, stressed=math.nan, original=0.1) is None
+    # Against the original quantized alike (a quantization): 1 - the unlearning's effect left
+    # between the two copies over the plain gap. 0.4 - (-0.2) = 0.6 of the 0.8 gap is left: 0.25
+    # recovered (the plain reading, (0.9 - 0.4) / 0.8 = 0.625, counts quantization's own drift).
+    # Lower is forgotten: 3.5 - 3.1 = 0.4 of the 1.0 gap left, 0.6 recovered (plain: 1.1).
+    assert recovery(">=", unlearned=0.9, stressed=0.4, original=0.1, original_stressed=-0.2) == pytest.approx(0.25)
+    assert recovery("<=", unlearned=2.0, stressed=3.1, original=3.0, original_stressed=3.5) == pytest.approx(0.6)
+    assert recovery(">=", unlearned=0.9, stressed=0.4, original=0.1, original_stressed=math.inf) is None
     value, counted = mean_recovery([{"recovery": 0.25}, {"recovery": None}, {"recovery": 0.75}])
     assert (value, counted) == (pytest.approx(0.5), 2)
     assert math.isnan(mean_recovery([{"recovery": None}])[0])

@@ -51,6 +51,12 @@ def test_quantized_copy_is_scored_beside_the_model(pytester, semeval_models, str
     # The retrained model never knew the forget set: quantizing it recovers nothing.
     recovery = checks["recovery@int8"]
     assert recovery["passed"] and abs(recovery["value"]) < 0.05 and recovery["threshold"] == 0.25
+    # Measured against the original quantized alike: its copy made, scored on every forget check.
+    original_copy = recovery["details"]["original_copy"]
+    assert Path(original_copy["path"]).is_dir() and original_copy["path"] != card["stress"]["int8"]["copy"]["path"]
+    assert card["stress"]["int8"]["original_copy"]["path"] == original_copy["path"]
+    for row in recovery["details"]["checks"]:
+        assert row["original_stressed"] is not None and row["check"] in FORGET
     section = card["stress"]["int8"]
     assert section["transform"] == {"kind": "quantize", "name": "int8", "scheme": "int8", "block": None}
     assert section["copy"]["library"]["bitsandbytes"] == "0.50.2"
