@@ -184,7 +184,11 @@ def test_the_suite_help_lists_every_builtin_suite():
 def _params() -> list:
     params = []
     for command in runnable():
-        marks = [pytest.mark.slow] if any(command.suite.startswith(d) for d in DIFFUSION) else []
+        # unlearncanvas generates images only from a --model (its --setting images= runs are cheap).
+        generates = command.suite.startswith("unlearncanvas") and any(
+            a.startswith("--model") for a in command.pytest_args()
+        )
+        marks = [pytest.mark.slow] if generates or any(command.suite.startswith(d) for d in DIFFUSION) else []
         model = next((p.rstrip("/").rsplit("/", 1)[-1] for p in command.paths() if "models/" in p), "")
         extra = "+" + "+".join(p.rstrip("/") for p in command.paths() if not p.startswith("fixtures/"))
         name = f"{command.where.split(':')[0]}:{command.suite}:{model}{extra if extra != '+' else ''}"

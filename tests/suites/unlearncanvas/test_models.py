@@ -1,10 +1,10 @@
 """Submissions as models: a folder of per-target diffusers models, each answer set drawn once,
 cached, judged after the benchmark's JPEG round trip, one xdist group per model.
 
-The pipelines are the Genμ world's tiny Stable Diffusion models (no pipeline is trained on the
-canvas world): what they draw for the canvas prompts is whatever it is, so this proves the
-machinery and the arithmetic (the transcription of accuracy.py on the saved answer sets), not
-the verdicts, which the answer-set world proves."""
+The pipelines are the Genμ world's tiny Stable Diffusion models: what they draw for the canvas
+prompts is whatever it is, so this proves the machinery and the arithmetic (the transcription of
+accuracy.py on the saved answer sets), not the verdicts, which the answer-set world and the canvas
+world's own pipelines (test_pipelines.py) prove."""
 
 from __future__ import annotations
 
