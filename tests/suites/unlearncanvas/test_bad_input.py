@@ -15,8 +15,8 @@ SUITE = "--suite=unlearncanvas-mini"
 def test_no_classifier_names_both_ways_out(pytester, canvas):
     line = usage_error(pytester, SUITE, f"--setting=images={canvas['erased']}")
     assert line == (
-        "ERROR: --suite unlearncanvas-mini needs --setting style_classifier=DIR (a transformers image-classification "
-        "folder), or --setting judge=clip with clip_model=DIR as a fallback"
+        "ERROR: --suite unlearncanvas-mini needs --setting style_classifier=DIR (a transformers or timm ViT "
+        "image-classification folder), or --setting judge=clip with clip_model=DIR as a fallback"
     )
 
 
