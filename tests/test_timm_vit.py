@@ -203,3 +203,46 @@ def test_the_generic_judge_asks_for_an_image_processor(tmp_path):
         f"--setting classifier_model={folder}: a timm folder has no image processor; add a preprocessor_config.json "
         "(e.g. a ViTImageProcessor with the size, mean and std the classifier was trained with)"
     )
+
+
+@pytest.mark.parametrize(
+    ("change", "name", "message"),
+    [
+        (
+            lambda s, c: s.update({"blocks.1.mlp.fc1.weight": s["blocks.1.mlp.fc1.weight"][:95]}),
+            "model.safetensors",
+            "blocks.1.mlp.fc1.weight has shape [95, 24], but the ViT its other tensors describe needs [96, 24]",
+        ),
+        (
+            lambda s, c: s.update({"blocks.0.ls1.gamma": s["norm.bias"].clone()}),
+            "model.safetensors",
+            "blocks.0.ls1.gamma means layer scale, which is not supported; only the plain ViT loads",
+        ),
+        (
+            lambda s, c: c["model_args"].update({"act_layer": "quick_gelu"}),
+            "config.json",
+            "model_args act_layer='quick_gelu' is not supported; only the plain ViT (class token, global_pool "
+            "'token', linear head) loads",
+        ),
+        (
+            lambda s, c: c["model_args"].pop("num_heads"),
+            "config.json",
+            "cannot tell the attention heads of 'vit_tiny_patch16_224' with embed dim 24; add \"model_args\": "
+            '{"num_heads": N} as timm was given it',
+        ),
+        (
+            lambda s, c: c.update({"num_classes": 5}),
+            "config.json",
+            "num_classes 5, but head.weight has 4 rows",
+        ),
+    ],
+    ids=["wrong-shape", "layer-scale", "act-layer", "no-heads", "num-classes"],
+)
+def test_what_a_timm_folder_gets_wrong_is_one_line(tmp_path, change, name, message):
+    state = timm_state()
+    folder = timm_folder(tmp_path / "v", state)
+    config = json.loads((folder / "config.json").read_text())
+    change(state, config)
+    timm_folder(folder, state)
+    (folder / "config.json").write_text(json.dumps(config))
+    assert _refusal(folder) == f"--setting style_classifier=DIR: {folder / name}: {message}"

@@ -102,27 +102,34 @@ def vit_config(config: dict[str, Any], shapes: dict[str, tuple[int, ...]], *, wh
             f"{what} is not supported; only the plain ViT (class token, global_pool 'token', linear head) loads",
         )
     for key in sorted(shapes):
-        root = key.split(".")[2] if key.startswith("blocks.") else key
+        root = re.sub(r"^blocks\.[^.]*\.", "", key)
         variant = next((VARIANTS[k] for k in VARIANTS if root.startswith(k) or f".{k}." in key), None)
         if variant:
             raise _refuse(
                 where, path, WEIGHTS, f"{key} means {variant}, which is not supported; only the plain ViT loads"
             )
-    need = (
-        "patch_embed.proj.weight",
-        "cls_token",
-        "pos_embed",
-        "norm.weight",
-        "head.weight",
-        "blocks.0.attn.qkv.weight",
-    )
+    # The tensors the config is read from, with their ranks (the rest is checked against it).
+    need = {
+        "patch_embed.proj.weight": 4,
+        "cls_token": 3,
+        "pos_embed": 3,
+        "head.weight": 2,
+        "blocks.0.attn.qkv.weight": 2,
+    }
     missing = [k for k in need if k not in shapes]
     if missing:
         raise _refuse(where, path, WEIGHTS, f"lacks {missing[0]}; is it a timm ViT state dict (model_state_dict)?")
+    odd = [k for k, rank in need.items() if len(shapes[k]) != rank or 0 in shapes[k]]
+    if odd:
+        raise _refuse(where, path, WEIGHTS, f"{odd[0]} has shape {list(shapes[odd[0]])}, not a timm ViT's")
+    blocks = [re.match(r"blocks\.(\d+)\.", k) for k in shapes if k.startswith("blocks.")]
+    if not all(blocks):
+        name = next(k for k, m in zip([k for k in shapes if k.startswith("blocks.")], blocks) if not m)
+        raise _refuse(where, path, WEIGHTS, f"{name} is not a timm ViT block tensor (blocks.N.*)")
     hidden, channels, patch, patch_w = shapes["patch_embed.proj.weight"]
     tokens = shapes["pos_embed"][1]
-    grid = math.isqrt(tokens - 1)
-    if patch != patch_w or grid * grid != tokens - 1:
+    grid = math.isqrt(max(tokens - 1, 0))
+    if patch != patch_w or grid < 1 or grid * grid != tokens - 1:
         raise _refuse(
             where,
             path,
@@ -130,7 +137,7 @@ def vit_config(config: dict[str, Any], shapes: dict[str, tuple[int, ...]], *, wh
             f"pos_embed of {tokens} tokens and {patch}x{patch_w} patches are not a square image with a class token "
             "ahead of its patches; only that layout is supported",
         )
-    layers = 1 + max(int(k.split(".")[1]) for k in shapes if k.startswith("blocks."))
+    layers = 1 + max(int(m.group(1)) for m in blocks if m)
     heads = args.get("num_heads")
     if heads is None:
         size = next((SIZES[s] for s in SIZES if f"_{s}_" in f"{arch}_"), None)
@@ -150,7 +157,8 @@ def vit_config(config: dict[str, Any], shapes: dict[str, tuple[int, ...]], *, wh
         raise _refuse(
             where, path, "config.json", f"num_classes {config.get('num_classes')!r}, but head.weight has {classes} rows"
         )
-    labels = (config.get("pretrained_cfg") or {}).get("label_names") or config.get("label_names")
+    pretrained = config.get("pretrained_cfg")
+    labels = (pretrained.get("label_names") if isinstance(pretrained, dict) else None) or config.get("label_names")
     out = {
         "hidden_size": hidden,
         "num_hidden_layers": layers,
