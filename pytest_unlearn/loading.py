@@ -488,7 +488,8 @@ def load_causal_lm(path: Path, *, device: str, dtype: str, allow_pickle: bool) -
 def load_image_classifier(
     path: Path, *, device: str, where: str, allow_pickle: bool = False, need_processor: bool = True
 ) -> tuple[Any, Any]:
-    """A transformers ``AutoModelForImageClassification`` (eval mode, on ``device``) and its
+    """A transformers ``AutoModelForImageClassification`` (or a timm ViT folder, converted in
+    memory: :mod:`pytest_unlearn.engines.timm_vit`) (eval mode, on ``device``) and its
     ``AutoImageProcessor`` from a local folder: the genmu ``classifier`` judge and the face
     suites (mufac, mucac) load through here. Safetensors unless ``allow_pickle`` (then
     ``weights_only=True``); the processor is None when the folder has none and
@@ -496,6 +497,22 @@ def load_image_classifier(
     starts every error ("--model DIR", "--setting classifier_model=DIR")."""
     from transformers import AutoImageProcessor, AutoModelForImageClassification
 
+    from pytest_unlearn.engines.timm_vit import is_timm_folder, load_timm_vit
+
+    if is_timm_folder(path):
+        model = load_timm_vit(path, where=where)
+        processor = None
+        if (path / "preprocessor_config.json").is_file():
+            try:
+                processor = AutoImageProcessor.from_pretrained(path, local_files_only=True)
+            except Exception as exc:
+                raise UnlearnError(f"{where}: cannot load preprocessor_config.json ({first_line(exc)})") from None
+        elif need_processor:
+            raise UnlearnError(
+                f"{where}: a timm folder has no image processor; add a preprocessor_config.json (e.g. a "
+                "ViTImageProcessor with the size, mean and std the classifier was trained with)"
+            )
+        return model.to(device).eval(), processor
     pickles = [p for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES] if path.is_dir() else []
     use_safetensors = not (allow_pickle and pickles and not list(path.glob("*.safetensors")))
     try:

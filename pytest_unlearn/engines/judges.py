@@ -258,18 +258,32 @@ class ImageClassifier:
 
     name = "classifier"
 
-    def __init__(self, path: Path, device: str, batch_size: int = 32) -> None:
+    def __init__(
+        self,
+        path: Path,
+        device: str,
+        batch_size: int = 32,
+        *,
+        transform: dict[str, Any] | None = None,
+        where: str | None = None,
+    ) -> None:
+        """``transform`` (``size``, ``mean``, ``std``; a ``size`` of None: the model's
+        ``image_size``, else 224) is used when the folder has no image processor (a timm folder):
+        a suite's own preprocessing. ``where`` starts errors."""
         import torch
 
         from pytest_unlearn.loading import load_image_classifier
 
+        where = where or f"--setting classifier_model={path}"
         if not (path / "config.json").is_file():
-            raise UnlearnError(
-                f"--setting classifier_model={path}: not an image-classification folder (no config.json)"
-            )
+            raise UnlearnError(f"{where}: not an image-classification folder (no config.json)")
         self.model, self.processor = load_image_classifier(
-            path, device=device, where=f"--setting classifier_model={path}"
+            path, device=device, where=where, need_processor=transform is None
         )
+        self.transform = None
+        if self.processor is None and transform is not None:
+            size = transform.get("size") or getattr(self.model.config, "image_size", None) or 224
+            self.transform = {**transform, "size": int(size)}
         self.path = path
         self.device = device
         self.batch_size = batch_size
@@ -277,10 +291,12 @@ class ImageClassifier:
 
     def _batches(self, images: list[Any]) -> Any:
         """The float logits of each batch of images, checked finite."""
+        from pytest_unlearn.engines.image_classifier import pixel_batch
+
         with self._torch.no_grad():
             for start in range(0, len(images), self.batch_size):
-                batch = self.processor(images=images[start : start + self.batch_size], return_tensors="pt")
-                logits = self.model(pixel_values=batch["pixel_values"].to(self.device)).logits.float()
+                pixels = pixel_batch(images[start : start + self.batch_size], self.processor, self.transform)
+                logits = self.model(pixel_values=pixels.to(self.device)).logits.float()
                 _refuse_non_finite(logits.cpu().numpy(), f"classifier ({self.path})", "logits")
                 yield logits
 

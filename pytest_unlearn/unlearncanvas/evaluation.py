@@ -36,6 +36,9 @@ from pytest_unlearn.unlearncanvas import metrics as ucm
 #: 512 px; the scheduler is each method's, so the pipeline's own by default).
 GENERATION_DEFAULTS: dict[str, Any] = {"steps": 100, "guidance": 9.0, "resolution": 512, "scheduler": "default"}
 JUDGES = ("classifier", "clip")
+#: accuracy.py's ``Resize((224, 224)), ToTensor(), Normalize([0.5], [0.5])``, for a classifier
+#: folder without an image processor (a timm folder); the size is the model's (224 for ViT-L/16).
+ACCURACY_TRANSFORM = {"size": None, "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}
 OWN_SETTINGS: tuple[Setting, ...] = (
     Setting(
         "images",
@@ -55,8 +58,20 @@ OWN_SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("template", str, ucd.TEMPLATE, "prompt of each (style, object); {style} has its '_' read as spaces"),
     Setting("judge", str, "classifier", "classifier (the benchmark's) or clip (zero-shot fallback)", choices=JUDGES),
-    Setting("style_classifier", str, None, "style classifier: a transformers image-classification folder", path=True),
-    Setting("object_classifier", str, None, "object classifier: a transformers image-classification folder", path=True),
+    Setting(
+        "style_classifier",
+        str,
+        None,
+        "style classifier: a transformers (or timm ViT) image-classification folder",
+        path=True,
+    ),
+    Setting(
+        "object_classifier",
+        str,
+        None,
+        "object classifier: a transformers (or timm ViT) image-classification folder",
+        path=True,
+    ),
     Setting(
         "style_labels", str, None, "the style classifier's label order, one a line (default: styles.txt)", path=True
     ),
@@ -224,8 +239,8 @@ class UnlearnCanvasBackend(Backend):
             path = self._get(f"{kind}_classifier")
             if path is None:
                 raise UnlearnError(
-                    f"--suite {self.manifest.name} needs --setting {kind}_classifier=DIR (a transformers "
-                    "image-classification folder), or --setting judge=clip with clip_model=DIR as a fallback"
+                    f"--suite {self.manifest.name} needs --setting {kind}_classifier=DIR (a transformers or timm "
+                    "ViT image-classification folder), or --setting judge=clip with clip_model=DIR as a fallback"
                 )
             if not (Path(path) / "config.json").is_file():
                 raise UnlearnError(
@@ -494,9 +509,17 @@ class UnlearnCanvasBackend(Backend):
             if self.judge_name == "clip":
                 self._judges[kind] = open_judge("clip", str(self.setting("clip_model")), self.settings.device)
             else:
-                self._judges[kind] = open_judge(
-                    "classifier", str(self._get(f"{kind}_classifier")), self.settings.device
+                from pytest_unlearn.engines.judges import FiniteJudge, ImageClassifier
+                from pytest_unlearn.loading import resolve_device
+
+                path = str(self._get(f"{kind}_classifier"))
+                model = ImageClassifier(
+                    Path(path),
+                    resolve_device(self.settings.device),
+                    transform=ACCURACY_TRANSFORM,
+                    where=f"--setting {kind}_classifier={path}",
                 )
+                self._judges[kind] = FiniteJudge(model, f"classifier ({path})")
         return self._judges[kind]
 
     def _classify(self, kind: str, images: list[Any]) -> list[str]:

@@ -15,8 +15,8 @@ SUITE = "--suite=unlearncanvas-mini"
 def test_no_classifier_names_both_ways_out(pytester, canvas):
     line = usage_error(pytester, SUITE, f"--setting=images={canvas['erased']}")
     assert line == (
-        "ERROR: --suite unlearncanvas-mini needs --setting style_classifier=DIR (a transformers image-classification "
-        "folder), or --setting judge=clip with clip_model=DIR as a fallback"
+        "ERROR: --suite unlearncanvas-mini needs --setting style_classifier=DIR (a transformers or timm ViT "
+        "image-classification folder), or --setting judge=clip with clip_model=DIR as a fallback"
     )
 
 
@@ -181,3 +181,24 @@ def test_an_unreadable_image_fails_that_targets_checks_with_one_line(pytester, c
         f"--setting images={images}: cannot read {images / 'Flowers' / 'Dapple_Flame_seed288.jpg'} ("
     )
     assert message.endswith("); replace it or regenerate it")
+
+
+def test_a_timm_folder_of_another_architecture_fails_every_check_in_one_line(pytester, canvas, tmp_path):
+    from tests.test_timm_vit import timm_folder, timm_state
+
+    folder = timm_folder(tmp_path / "resnet", timm_state(num_classes=4), architecture="resnet50")
+    result = pytester.runpytest_inprocess(
+        "-p",
+        "no:cacheprovider",
+        SUITE,
+        f"--setting=images={canvas['erased']}",
+        "--scorecard=card.json",
+        f"--setting=style_classifier={folder}",
+        f"--setting=object_classifier={canvas['object-classifier']}",
+    )
+    errors = failed_checks(result, pytester.path / "card.json")
+    assert set(errors.values()) == {
+        f"--setting style_classifier={folder}: {folder / 'config.json'}: architecture 'resnet50' is not a plain timm "
+        "ViT; only vit_* (or deit_*) with a class token and a linear head load (convert other classifiers to a "
+        "transformers image-classification folder)"
+    }
