@@ -27,6 +27,9 @@ PAGES = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
 #: Bundled-world commands that cannot run here, with the reason (kept small and explicit).
 SKIP = {
     "fixtures/models/real/": "needs the real model and data that `python -m fixtures.real_env` downloads",
+    # The same two runs, their verdicts and their figures are asserted by
+    # tests/suites/unlearncanvas/test_pipelines.py: running them twice cost CI 47 s.
+    "fixtures/models/unlearncanvas-pipelines/": "run with the same arguments by tests/suites/unlearncanvas/test_pipelines.py",
 }
 #: Options whose value is a path (the generic roles and the suites' data flags).
 PATH_OPTIONS = (
