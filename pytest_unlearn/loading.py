@@ -489,7 +489,7 @@ def load_image_classifier(
     path: Path, *, device: str, where: str, allow_pickle: bool = False, need_processor: bool = True
 ) -> tuple[Any, Any]:
     """A transformers ``AutoModelForImageClassification`` (or a timm ViT folder, converted in
-    memory: :mod:`pytest_unlearn.engines.timm_vit`) (eval mode, on ``device``) and its
+    memory: :mod:`pytest_unlearn.timm_vit`) (eval mode, on ``device``) and its
     ``AutoImageProcessor`` from a local folder: the genmu ``classifier`` judge and the face
     suites (mufac, mucac) load through here. Safetensors unless ``allow_pickle`` (then
     ``weights_only=True``); the processor is None when the folder has none and
@@ -497,7 +497,7 @@ def load_image_classifier(
     starts every error ("--model DIR", "--setting classifier_model=DIR")."""
     from transformers import AutoImageProcessor, AutoModelForImageClassification
 
-    from pytest_unlearn.engines.timm_vit import is_timm_folder, load_timm_vit
+    from pytest_unlearn.timm_vit import is_timm_folder, load_timm_vit
 
     if is_timm_folder(path):
         model = load_timm_vit(path, where=where)

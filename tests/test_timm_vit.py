@@ -129,7 +129,7 @@ def test_the_heads_come_from_the_architecture_name(tmp_path):
     """timm's config.json for a stock model records no num_heads: ViT-S's 6 come from its name."""
     import torch
 
-    from pytest_unlearn.engines.timm_vit import load_timm_vit
+    from pytest_unlearn.timm_vit import load_timm_vit
 
     state = timm_state(2, embed_dim=384, depth=1)
     folder = timm_folder(tmp_path / "vit-s", state, architecture="vit_small_patch8_32")
@@ -145,7 +145,7 @@ def test_the_heads_come_from_the_architecture_name(tmp_path):
 
 
 def _refusal(folder: Path) -> str:
-    from pytest_unlearn.engines.timm_vit import load_timm_vit
+    from pytest_unlearn.timm_vit import load_timm_vit
 
     with pytest.raises(UnlearnError) as info:
         load_timm_vit(folder, where="--setting style_classifier=DIR")
