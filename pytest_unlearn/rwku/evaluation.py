@@ -188,7 +188,7 @@ class RwkuBackend(ModelsByPath, Backend):
         self.model_loads = 0
         self.inputs = rm.RwkuInputs()
         self.dropped: list[str] = []
-        self.fluency_tokenizer: str | None = None
+        self._fluency: tuple[Any, str] | None = None
 
         data_dir = settings.data if settings.data is not None else manifest.data.get("rwku")
         if data_dir is None:
@@ -342,11 +342,7 @@ class RwkuBackend(ModelsByPath, Backend):
         prompt, the argmax as the prediction; 1.0 per question answered right."""
         from pytest_unlearn.engines.causal_lm import mmlu_predict
 
-        rows = self.data.utility("general") or []
-        tokenizer = self._tokenizer(path)
-        if not getattr(tokenizer, "chat_template", None):
-            self._prompts(path, flag, "forget")  # the one-line refusal
-        prompts = [mmlu_prompt(tokenizer, row, self.use_prompt) for _, row in rows]
+        rows, prompts = self._utility_prompts(path, flag, "general", mmlu_prompt)
 
         def produce() -> list[list[Any]]:
             model, tokenizer, device = self._model(path)
@@ -366,25 +362,9 @@ class RwkuBackend(ModelsByPath, Backend):
     def _trivia_scores(self, path: Path, flag: str) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
         """eval_triviaqa.py: greedy 30-token answers stopped at eos and "<|eot_id|>" only, scored
         unstripped by its EM and F1 against every accepted answer."""
-        from pytest_unlearn.engines.causal_lm import generate_greedy
-
-        rows = self.data.utility("factuality") or []
-        tokenizer = self._tokenizer(path)
-        if not getattr(tokenizer, "chat_template", None):
-            self._prompts(path, flag, "forget")  # the one-line refusal
-        prompts = [trivia_prompt(tokenizer, row, self.use_prompt) for _, row in rows]
-        stops = _ids(tokenizer, ("<|eot_id|>",))
-
-        def produce() -> list[str]:
-            model, tokenizer, device = self._model(path)
-            return generate_greedy(
-                model, tokenizer, prompts, max_new_tokens=rm.MAX_NEW_TOKENS, batch_size=self.settings.batch_size,
-                device=device, max_tokens=self.max_batch_tokens, source=f"{flag} {path}", stop_ids=stops,
-                clean_up_tokenization_spaces=None,
-            )  # fmt: skip
-
-        key = self._cache_key(path, "rwku.triviaqa", prompts=prompts, stops=stops, cleanup=None)
-        outputs = self.cache.get_or_create_json("rwku-triviaqa", key, produce)
+        rows, prompts = self._utility_prompts(path, flag, "factuality", trivia_prompt)
+        stops = _ids(self._tokenizer(path), ("<|eot_id|>",))
+        outputs = self._utility_answers(path, flag, prompts, stops, "triviaqa", rm.MAX_NEW_TOKENS)
         records = [
             {**row.model_dump(), "target": target, "prediction": output,
              "f1": rm.trivia_f1(output, row.answers), "em": rm.trivia_em(output, row.answers)}
@@ -400,8 +380,11 @@ class RwkuBackend(ModelsByPath, Backend):
             self._prompts(path, flag, "forget")  # the one-line refusal
         return rows, [build(tokenizer, row, self.use_prompt) for _, row in rows]
 
-    def _long_answers(self, path: Path, flag: str, prompts: list[str], stops: list[int], kind: str) -> list[str]:
-        """Greedy answers of up to 256 new tokens (eval_bbh.py, eval_fluency.py), through the cache."""
+    def _utility_answers(
+        self, path: Path, flag: str, prompts: list[str], stops: list[int], kind: str, max_new_tokens: int
+    ) -> list[str]:
+        """Greedy answers to a utility set's prompts (eval_triviaqa.py's 30 new tokens,
+        eval_bbh.py's and eval_fluency.py's 256), cut at ``stops``, through the cache."""
         from pytest_unlearn.engines.causal_lm import generate_greedy
 
         def produce() -> list[str]:
@@ -410,19 +393,21 @@ class RwkuBackend(ModelsByPath, Backend):
             model, tokenizer, device = self._model(path)
             progress = PhaseProgress(self.progress, f"rwku {kind} answers ({path.name})", len(prompts))
             return generate_greedy(
-                model, tokenizer, prompts, max_new_tokens=rm.LONG_NEW_TOKENS, batch_size=self.settings.batch_size,
+                model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=self.settings.batch_size,
                 device=device, max_tokens=self.max_batch_tokens, progress=progress.advance, source=f"{flag} {path}",
                 stop_ids=stops, clean_up_tokenization_spaces=None,
             )  # fmt: skip
 
-        key = self._cache_key(path, f"rwku.{kind}", prompts=prompts, stops=stops, cleanup=None)
+        key = self._cache_key(
+            path, f"rwku.{kind}", prompts=prompts, stops=stops, cleanup=None, max_new_tokens=max_new_tokens
+        )
         return self.cache.get_or_create_json(f"rwku-{kind}", key, produce)
 
     def _bbh_scores(self, path: Path, flag: str) -> tuple[np.ndarray, list[dict[str, Any]]]:
         """eval_bbh.py: greedy answers of up to 256 tokens (stopped at eos only), the answer after
         "the answer is", exact match against the row's answer."""
         rows, prompts = self._utility_prompts(path, flag, "reasoning", bbh_prompt)
-        outputs = self._long_answers(path, flag, prompts, _ids(self._tokenizer(path), ()), "bbh")
+        outputs = self._utility_answers(path, flag, prompts, _ids(self._tokenizer(path), ()), "bbh", rm.LONG_NEW_TOKENS)
         records = []
         for (target, row), output in zip(rows, outputs):
             predicted = rm.bbh_prediction(output)
@@ -463,12 +448,20 @@ class RwkuBackend(ModelsByPath, Backend):
             records.append({**row.model_dump(), "target": target, "MC1": one, "MC2": two, "scores": scores})
         return np.array(mc1), np.array(mc2), records
 
+    def _fluency_words(self) -> tuple[Any, str]:
+        """eval_fluency.py's word tokenizer and which sentence model it has, found once a run
+        (the header names it before the answers are scored with it)."""
+        if self._fluency is None:
+            self._fluency = rm.fluency_tokenizer()
+        return self._fluency
+
     def _fluency_scores(self, path: Path, flag: str) -> tuple[np.ndarray, list[dict[str, Any]]]:
         """eval_fluency.py: greedy answers of up to 256 tokens to the AlpacaEval instructions
         (stopped at eos and "<|eot_id|>"), each answer's weighted 2-/3-gram entropy."""
         rows, prompts = self._utility_prompts(path, flag, "fluency", fluency_prompt)
-        outputs = self._long_answers(path, flag, prompts, _ids(self._tokenizer(path), ("<|eot_id|>",)), "fluency")
-        tokenize, self.fluency_tokenizer = rm.fluency_tokenizer()
+        stops = _ids(self._tokenizer(path), ("<|eot_id|>",))
+        outputs = self._utility_answers(path, flag, prompts, stops, "fluency", rm.LONG_NEW_TOKENS)
+        tokenize, _ = self._fluency_words()
         records = [
             {**row.model_dump(), "target": target, "prediction": output, "entropy": rm.n_gram_entropy(tokenize(output))}
             for (target, row), output in zip(rows, outputs)
@@ -644,7 +637,7 @@ class RwkuBackend(ModelsByPath, Backend):
             f"model={self.settings.model}, original={self.settings.original_model}, greedy, "
             f"max_new_tokens={self.max_new_tokens}, use_prompt={str(self.use_prompt).lower()}",
             *(
-                [f"unlearn: rwku fluency words: {rm.fluency_tokenizer()[1]}"]
+                [f"unlearn: rwku fluency words: {self._fluency_words()[1]}"]
                 if self.data.utility("fluency") is not None
                 else []
             ),
@@ -658,7 +651,7 @@ class RwkuBackend(ModelsByPath, Backend):
             "mia_k": self.k,
             "use_prompt": self.use_prompt,
             "rouge": "ROUGE-L recall, the rouge package's summary-level union LCS (no stemmer, case kept)",
-            "fluency_words": self.fluency_tokenizer,
+            "fluency_words": None if self._fluency is None else self._fluency[1],
             "batch_size": self.settings.batch_size,
             "device": self.settings.device,
             "dtype": self.settings.dtype,
