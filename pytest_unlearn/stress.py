@@ -308,24 +308,24 @@ class StressRun:
             self.halves[stress.name] = (train, [row_id for row_id in ids if row_id not in chosen])
         return self.halves[stress.name]
 
-    def copy(self, name: str) -> dict[str, Any]:
-        if name not in self.copies:
+    def copy(self, name: str, of: str = "model") -> dict[str, Any]:
+        """The stress's copy of --model (``of="model"``) or of --original-model (``of="original"``:
+        a quantization's reference, see recovery()), made once, cached beside the copies."""
+        key = name if of == "model" else f"original:{name}"
+        if key not in self.copies:
             from pytest_unlearn.engines.stress import stressed_copy
 
             stress = self.stresses[name]
-            relearn = stress.kind == "relearn"
+            source = self.settings.model if of == "model" else self.settings.original_model
+            relearn = stress.kind == "relearn"  # the original is copied for a quantization only (recovery())
             texts = self._texts(stress) if relearn and not self.pipeline else None
             images = self._images(stress) if relearn and self.pipeline else None
-            self.backend.progress(f"unlearn: --stress {name}: making the transformed copy of {self.settings.model}")
-            self.copies[name] = stressed_copy(
-                self.settings.model,
-                stress,
-                self._root(),
-                texts=texts,
-                images=images,
-                allow_pickle=self.settings.allow_pickle,
+            flag = "" if of == "model" else "--original-model "
+            self.backend.progress(f"unlearn: --stress {name}: making the transformed copy of {flag}{source}")
+            self.copies[key] = stressed_copy(
+                source, stress, self._root(), texts=texts, images=images, allow_pickle=self.settings.allow_pickle
             )
-        return self.copies[name]
+        return self.copies[key]
 
     # -- the backends ----------------------------------------------------------------------
     def _held_out(self, name: str) -> list[str] | None:
@@ -336,22 +336,6 @@ class StressRun:
 
     def _quantized(self, name: str) -> bool:
         return self.stresses[name].kind == "quantize" and self.settings.original_model is not None
-
-    def original_copy(self, name: str) -> dict[str, Any]:
-        """--original-model quantized as the copy is: the reference recovery@ measures a
-        quantized copy against (made once, cached beside the copies)."""
-        key = f"original:{name}"
-        if key not in self.copies:
-            from pytest_unlearn.engines.stress import stressed_copy
-
-            self.backend.progress(
-                f"unlearn: --stress {name}: making the transformed copy of --original-model "
-                f"{self.settings.original_model}"
-            )
-            self.copies[key] = stressed_copy(
-                self.settings.original_model, self.stresses[name], self._root(), allow_pickle=self.settings.allow_pickle
-            )
-        return self.copies[key]
 
     def backend_for(self, role: str, name: str) -> Any:
         """``role``: "stressed" (the copy), "model" (the unlearned model), "original" or
@@ -374,7 +358,7 @@ class StressRun:
                     raise UnlearnError(f"recovery@{name} needs --original-model PATH (the model before unlearning)")
                 model = self.settings.original_model
                 if role == "original_stressed":
-                    model = Path(self.original_copy(name)["path"])
+                    model = Path(self.copy(name, of="original")["path"])
             else:
                 model = self.settings.model
             settings = replace_settings(
@@ -475,7 +459,7 @@ class StressRun:
                 "the original model quantized the same way: recovery = 1 - (copy - quantized original) / "
                 "(unlearned - original)"
             )
-            details["original_copy"] = self.original_copy(name)
+            details["original_copy"] = self.copy(name, of="original")
         if not counted:
             return _failed(
                 spec,
