@@ -99,6 +99,23 @@ def pytest_configure(config: pytest.Config) -> None:
     # Before Hypothesis' own pytest_configure loads the profile named on the command line.
     if config.getoption("hypothesis_profile", None):
         _register_hypothesis_profiles()
+    _share_the_cores(config)
+
+
+def _share_the_cores(config: pytest.Config) -> None:
+    """Run by xdist (the README's ``-n 2``), each worker gives torch its share of the cores, by
+    the plugin's own rule (``workers.threads_per_worker``), before anything imports torch: two
+    workers each running torch's default two threads on two cores spend their time waiting for
+    each other. Set through OMP_NUM_THREADS so that the subprocesses a test starts (pytester's,
+    the doc commands') inherit it; a value the user set is kept."""
+    import os
+
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is None or "OMP_NUM_THREADS" in os.environ:
+        return
+    from pytest_unlearn.workers import cpu_count, threads_per_worker
+
+    os.environ["OMP_NUM_THREADS"] = str(threads_per_worker(cpu_count(), int(workerinput["workercount"])))
 
 
 SEMEVAL_DATA = REPO / "suites" / "semeval" / "data"

@@ -138,6 +138,10 @@ def recording(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Pat
     """Each process of the run writes the CUDA_VISIBLE_DEVICES it ended up with."""
     record = pytester.path / "record"
     record.mkdir()
+    # Under the repo's own xdist run this process is a worker: its inner run's controller must
+    # not inherit the outer worker's name.
+    for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("RECORD_DIR", str(record))
     monkeypatch.setenv("PYTHONPATH", str(REPO))
     pytester.makeconftest(RECORD_CONFTEST)
