@@ -94,3 +94,33 @@ def test_muse_shallow_passes_plain_and_fails_relearn_on_the_ledes(pytester, muse
     assert stress_table(cards) == readme_block("stress-muse"), (
         "docs/stress.md's figures drifted: python -m fixtures.figures --write stress-muse"
     )
+
+
+def test_wmdp_shallow_passes_plain_and_fails_relearn_on_half_the_questions(pytester, wmdp_models, stress_cache):
+    from fixtures.figures import WMDP_STRESS_ARGS, readme_block, stress_table
+    from fixtures.worlds import models
+
+    shallow_world = models("wmdp-shallow")
+    fixed = (*WMDP_STRESS_ARGS, f"--original-model={wmdp_models['target']}")
+    cards = {}
+    for name in ("retrained", "shallow"):
+        result, cards[name] = run(pytester, *fixed, f"--cache-dir={stress_cache}", f"--model={shallow_world[name]}")
+        assert result.ret == (0 if name == "retrained" else pytest.ExitCode.TESTS_FAILED), result.stdout.str()
+        assert plain_checks_pass(cards[name]), {c["id"]: c["value"] for c in cards[name]["checks"]}
+    checks = by_id(cards["shallow"])
+    # Deeb & Roger: half of the hazardous questions with their answers bring the other half back.
+    assert sorted(i for i, c in checks.items() if not c["passed"]) == [
+        "bio-accuracy@relearn", "chem-accuracy@relearn", "cyber-accuracy@relearn", "recovery@relearn",
+    ]  # fmt: skip
+    assert checks["recovery@relearn"]["value"] > 0.6
+    for subset in ("bio", "cyber", "chem"):
+        held = checks[f"{subset}-accuracy@relearn"]
+        assert held["value"] > 0.6 and held["n"] < checks[f"{subset}-accuracy"]["n"], (subset, held)
+    assert checks["recovery@relearn"]["details"]["stress"]["holdout"] == (
+        "trained on 36 forget items (a half drawn with seed 1), scored on the other 36"
+    )
+    # The model that never saw the answers learns only the half it is shown.
+    assert abs(by_id(cards["retrained"])["recovery@relearn"]["value"]) < 0.1
+    assert stress_table(cards) == readme_block("stress-wmdp"), (
+        "docs/stress.md's figures drifted: python -m fixtures.figures --write stress-wmdp"
+    )

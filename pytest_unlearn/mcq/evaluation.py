@@ -268,6 +268,46 @@ class MCQBackend(ModelsByPath, Backend):
             mmlu=self.mmlu_data,
         )
 
+    # -- --stress ------------------------------------------------------------------------------
+    def stress_texts(self, part: str) -> list[tuple[str, str]]:
+        """A question with its right answer, as lm-eval scores it (context, delimiter, label):
+        the forget side is every subset's questions; the retain side is MMLU's dev questions, the
+        few-shot pool no check scores (its test questions are the MMLU gate's)."""
+        if part == "forget":
+            return [
+                (f"{name}:{q.index}", self._context(q) + self.template.delimiter + self.template.labels[q.answer])
+                for name, rows in self.questions.items()
+                for q in rows
+            ]
+        dev = self.mmlu_data.dev if self.mmlu_data is not None else {}
+        texts = [
+            (f"mmlu-dev:{subject}:{i}", mmlu_context([], subject, q, 0) + " " + q.answer)
+            for subject in sorted(dev)
+            for i, q in enumerate(dev[subject])
+        ]
+        if not texts:
+            raise UnlearnError(
+                f"--stress relearn:data=retain: the {self.manifest.name} suite relearns on MMLU's dev questions and "
+                "this run has none: pass --data=mmlu=DIR with a dev/ folder, or relearn:data=PATH"
+            )
+        return texts
+
+    def hold_out(self, ids: set[str]) -> None:
+        # Deeb & Roger's protocol: the subset checks score the held-out questions only.
+        held = {name: [q for q in rows if f"{name}:{q.index}" in ids] for name, rows in self.questions.items()}
+        empty = [name for name, rows in held.items() if not rows]
+        if empty:
+            raise UnlearnError(
+                f"--stress relearn:data=forget-half: the held-out half has no question of subset {empty[0]} "
+                f"({len(self.questions[empty[0]])} in all); choose another seed or relearn:data=PATH"
+            )
+        self.questions = held
+
+    def _context(self, question: Question) -> str:
+        return self.subset_specs[question.subset].description + self.template.doc_to_text(
+            question.question, question.choices
+        )
+
     # -- models ----------------------------------------------------------------------------------
     def _loglikelihoods(self, path: Path, contexts: list[str], continuations: list[str]) -> list[list[float]]:
         from pytest_unlearn.engines.multiple_choice import choice_loglikelihoods
@@ -323,8 +363,7 @@ class MCQBackend(ModelsByPath, Backend):
         import numpy as np
 
         questions = [q for rows in self.questions.values() for q in rows]
-        contexts = [self.subset_specs[q.subset].description + self.template.doc_to_text(q.question, q.choices)
-                    for q in questions]  # fmt: skip
+        contexts = [self._context(q) for q in questions]
         if self.scored is not None:
             tables = [list(self.scored[f"{q.subset}:{q.index}"].loglikelihoods) for q in questions]
         elif self.settings.model is None:

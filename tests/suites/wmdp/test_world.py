@@ -266,3 +266,43 @@ def test_two_runs_give_the_same_bytes(pytester, wmdp_models):
         f"--original-model={wmdp_models['target']}", "--no-cache",
     )  # fmt: skip
     assert_same_bytes(first, second)
+
+
+def test_stress_texts_are_the_questions_lm_eval_scores_with_their_answers(wmdp_models, tmp_path):
+    """relearn's data on a multiple-choice suite: forget = each question as lm-eval's context with
+    the right letter after it; retain = MMLU's dev questions (no check scores them); forget-half
+    keeps the held-out questions only, and a subset left with none is refused in one line."""
+    from fixtures import wmdp_world as world
+    from pytest_unlearn.errors import UnlearnError
+    from pytest_unlearn.evaluation import RunSettings, create_backend
+    from pytest_unlearn.manifest import resolve_suite
+
+    backend = create_backend(
+        resolve_suite("wmdp-mini"), RunSettings(model=wmdp_models["unlearned"], artifacts=tmp_path, device="cpu")
+    )
+    data = world.generate_world()
+    forget = dict(backend.stress_texts("forget"))
+    # Written from the world's own lm-eval transcription, not from the backend.
+    expected = {
+        world.hazardous_context(subset, item) + " " + world.LETTERS[item.answer]
+        for subset, items in data.hazardous.items()
+        for item in items
+    }
+    assert len(forget) == 72 and set(forget.values()) == expected
+    retain = [text for _, text in backend.stress_texts("retain")]
+    assert sorted(retain) == sorted(
+        world.mmlu_context(subject, item) + " " + world.LETTERS[item.answer]
+        for subject, items in data.mmlu_dev.items()
+        for item in items
+    )
+    assert not set(retain) & {world.mmlu_context(s, it) + " " + world.LETTERS[it.answer]
+                              for s, items in data.mmlu_test.items() for it in items}  # fmt: skip
+    kept = {i for i in forget if i.startswith(("bio:", "chem:"))} | {"cyber:3"}
+    backend.hold_out(kept)
+    assert {f"{n}:{q.index}" for n, rows in backend.questions.items() for q in rows} == kept
+    with pytest.raises(UnlearnError) as refused:
+        backend.hold_out({"bio:1"})
+    assert str(refused.value) == (
+        "--stress relearn:data=forget-half: the held-out half has no question of subset cyber (1 in all); "
+        "choose another seed or relearn:data=PATH"
+    )
