@@ -214,30 +214,42 @@ def test_pipeline_relearn_misuse_is_one_line(pytester, genmu_models, args, line)
 
 
 @pytest.mark.slow
-def test_erased_model_relearned_on_retain_images_through_the_plugin(pytester, genmu_models, genmu_stress_cache):
+def test_erased_model_comes_back_when_relearned_on_retain_images(pytester, genmu_models, genmu_stress_cache):
+    """Concept resurgence (Suriyakumar et al. 2024) on the Genμ world: the world's ESD-x model
+    passes every plain check, and 100 steps on the original's images of the *other* concepts
+    bring golf balls back while the copy still draws the other concepts (docs/stress.md, "Genμ")."""
+    from fixtures.figures import GENMU_STRESS, readme_block, stress_table
+
     result, card = _run(
-        pytester,
-        genmu_models,
-        f"--original-model={genmu_models['original']}",
-        "--stress=relearn:steps=2,batch=4,lr=1e-4,data=retain",
+        pytester, genmu_models, f"--original-model={genmu_models['original']}", GENMU_STRESS,
         f"--cache-dir={genmu_stress_cache}",
-    )
+    )  # fmt: skip
     checks = {c["id"]: c for c in card["checks"]}
+    assert all(c["passed"] for i, c in checks.items() if "@" not in i), {i: c["value"] for i, c in checks.items()}
     # Every forget check has its @relearn sibling with the same threshold; retain checks have none.
     for base in FORGET:
         sibling = checks[f"{base}@relearn"]
-        assert sibling["threshold"] == checks[base]["threshold"] and sibling["value"] is not None, sibling
-    assert not any(c.endswith("-retain@relearn") for c in checks) and "recovery@relearn" in checks
+        assert sibling["threshold"] == checks[base]["threshold"] and not sibling["passed"], sibling
+        assert sibling["value"] < checks[base]["value"]
+    assert not any(c.endswith("-retain@relearn") for c in checks)
+    recovery = checks["recovery@relearn"]
+    assert recovery["value"] > 0.4 and not recovery["passed"]
+    # Not a broken copy drawing golf balls everywhere: the other concepts are still recognised and
+    # the captions still match (their bounds 0.7 and 60); adjacent concepts suffer (docs).
+    retained = {row["check"]: row["stressed"] for row in recovery["details"]["retain"]}
+    assert retained["golf-ball-retain"] >= 0.7 and retained["clip-score-retain"] >= 60, retained
     section = card["stress"]["relearn"]
-    assert section["transform"]["data"] == "retain" and section["transform"]["steps"] == 2
+    assert section["transform"]["data"] == "retain" and section["transform"]["steps"] == 100
     copy = section["copy"]
-    assert len(copy["losses"]) == 2 and all(math.isfinite(v) for v in copy["losses"])
+    assert len(copy["losses"]) == 100 and all(math.isfinite(v) for v in copy["losses"])
     assert copy["components"] == {"unet": "fine-tuned"} and copy["library"]["diffusers"]
     trained = {image["text"] for image in copy["images"]}
     assert trained and not any("golf" in text.lower() for text in trained)  # the retain side only
     assert Path(copy["path"], "model_index.json").is_file() and set(section["checks"]) == set(FORGET)
-    # The exit code is the checks' verdict.
-    assert result.ret == (0 if all(c["passed"] for c in card["checks"]) else pytest.ExitCode.TESTS_FAILED)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert stress_table({"erased": card}) == readme_block("stress-genmu"), (
+        "docs/stress.md's figures drifted: python -m fixtures.figures --write stress-genmu"
+    )
 
 
 # -- evallearn: the same relearn through another diffusion suite --------------------------------------
