@@ -698,17 +698,12 @@ def mmlu_predict(
     return results
 
 
-def _suffix_runner(
-    model: Any,
-    split: tuple[Any, Any] | None,
-    prefix: list[int],
-    encoded: list[list[int]],
-    pad_id: int,
-    candidates: list[int],
-    device: str,
-) -> Callable[[list[int]], torch.Tensor]:
-    """Run ``prefix`` once; the returned function gives the A-D probabilities of a batch of
-    prompts (indices into ``encoded``) that start with it, from their suffixes alone."""
+def _prefix_forward(
+    model: Any, split: tuple[Any, Any] | None, prefix: list[int], pad_id: int, device: str
+) -> Callable[[list[list[int]]], tuple[Any, torch.Tensor]]:
+    """Run ``prefix`` once; the returned function runs a batch of suffixes (each text's tokens
+    after the prefix) on its key/value cache and gives the decoder's output (hidden states with
+    ``split``, else logits: ``[rows, longest suffix, ...]``) and the suffixes' mask."""
     from transformers import DynamicCache
 
     forward = split[0] if split is not None else model
@@ -716,11 +711,10 @@ def _suffix_runner(
     layers = [(layer.keys, layer.values) for layer in cached.layers]
     width = len(prefix)
 
-    def run(batch: list[int]) -> torch.Tensor:
+    def run(suffixes: list[list[int]]) -> tuple[Any, torch.Tensor]:
         # Right-padded suffixes after the prefix: a real token attends to the prefix and to the
-        # suffix tokens before it only (causal), as in its whole prompt; pads come after it.
-        suffixes = [encoded[i][width:] for i in batch]
-        rows, longest = len(batch), max(len(s) for s in suffixes)
+        # suffix tokens before it only (causal), as in its whole text; pads come after it.
+        rows, longest = len(suffixes), max(len(s) for s in suffixes)
         ids = torch.full((rows, longest), pad_id, dtype=torch.long)
         mask = torch.zeros((rows, width + longest), dtype=torch.long)
         mask[:, :width] = 1
@@ -741,11 +735,31 @@ def _suffix_runner(
             past_key_values=cache,
             use_cache=True,
         )
+        return (out.last_hidden_state if split is not None else out.logits), mask[:, width:].to(device)
+
+    return run
+
+
+def _suffix_runner(
+    model: Any,
+    split: tuple[Any, Any] | None,
+    prefix: list[int],
+    encoded: list[list[int]],
+    pad_id: int,
+    candidates: list[int],
+    device: str,
+) -> Callable[[list[int]], torch.Tensor]:
+    """Run ``prefix`` once; the returned function gives the A-D probabilities of a batch of
+    prompts (indices into ``encoded``) that start with it, from their suffixes alone."""
+    forward = _prefix_forward(model, split, prefix, pad_id, device)
+    width = len(prefix)
+
+    def run(batch: list[int]) -> torch.Tensor:
+        suffixes = [encoded[i][width:] for i in batch]
+        out, _ = forward(suffixes)
         last = torch.tensor([len(s) - 1 for s in suffixes], device=device)
-        picked = torch.arange(rows, device=device)
-        if split is not None:
-            return _choice_probs(model, out.last_hidden_state[picked, last], candidates, is_hidden=True)
-        return _choice_probs(model, out.logits[picked, last], candidates, is_hidden=False)
+        picked = torch.arange(len(batch), device=device)
+        return _choice_probs(model, out[picked, last], candidates, is_hidden=split is not None)
 
     return run
 
@@ -763,6 +777,46 @@ def answer_span_encoding(tokenizer: Any, prompt: str, answer: str, max_length: i
     return list(ids), n_prompt
 
 
+#: The fewest tokens a group of answers to one prompt must share for the prompt to run once:
+#: below it the cache copy per batch costs about what the shared tokens save.
+MIN_SHARED_TOKENS = 8
+
+#: The least share of a group's tokens that running its prompt once must save. A shared group
+#: runs as its own small batches (its rows cannot join other prompts' rows), which costs about
+#: what a fifth of the tokens would: on the real SmolLM2-135M, TOFU-shaped texts saving 19% ran
+#: at 0.86-0.95x and texts saving 52% at 1.46-1.70x (``benchmarks/tofu_speed.py``, two runs).
+MIN_SHARED_FRACTION = 0.4
+
+
+def shared_prompt_groups(
+    pairs: Sequence[tuple[str, str]],
+    encoded: Sequence[tuple[list[int], int]],
+    min_fraction: float = MIN_SHARED_FRACTION,
+) -> list[tuple[int, list[int]]]:
+    """(tokens shared, member indices) of the answers given to one prompt (TOFU asks each question
+    with its answer, its paraphrased answer and five perturbed ones): the members' longest common
+    token prefix, cut to end before every member's first scored position (the position that
+    predicts its first answer token must run with the answer's own tokens), at least
+    :data:`MIN_SHARED_TOKENS`, and saving at least ``min_fraction`` of the group's tokens. The
+    tokens are compared, not the prompt's text: a tokenizer may merge the prompt's last
+    characters with the answer's first."""
+    import os.path
+
+    by_prompt: dict[str, list[int]] = {}
+    for index, (prompt, _) in enumerate(pairs):
+        by_prompt.setdefault(prompt, []).append(index)
+    groups = []
+    for members in by_prompt.values():
+        if len(members) < 2:
+            continue
+        common = len(os.path.commonprefix([encoded[i][0] for i in members]))
+        width = min(common, *(encoded[i][1] - 1 for i in members))
+        saved = width * (len(members) - 1)
+        if width >= MIN_SHARED_TOKENS and saved >= min_fraction * sum(len(encoded[i][0]) for i in members):
+            groups.append((width, members))
+    return groups
+
+
 @torch.no_grad()
 def answer_span_nll(
     model: Any,
@@ -774,28 +828,27 @@ def answer_span_nll(
     device: str,
     max_tokens: int | None = None,
     progress: Progress | None = None,
+    share_prompts: bool = True,
+    min_shared_fraction: float = MIN_SHARED_FRACTION,
 ) -> list[tuple[float, int]]:
     """(summed NLL, token count) of each answer given its prompt: TOFU's ``get_batch_loss``
     over the answer tokens (and the end-of-sequence token after them), batched with left
-    padding, the logits chunked along the sequence and skipped over the prompts."""
+    padding, the head run on the answers' positions only.
+
+    With ``share_prompts``, answers to the same prompt run the prompt once and their answers on
+    its key/value cache, as MMLU's 5-shot prefixes do, where that saves enough tokens to pay for
+    the smaller batches (:func:`shared_prompt_groups`, ``benchmarks/tofu_speed.py``); the sums
+    equal the unshared pass's to float32 rounding (``tests/suites/tofu/test_world.py``).
+    ``min_shared_fraction`` is for tests and the benchmark."""
     eos = tokenizer.eos_token_id
     encoded = [answer_span_encoding(tokenizer, p, a, max_length) for p, a in pairs]
     results: list[tuple[float, int]] = [(float("nan"), 0)] * len(pairs)
 
-    def run(batch: list[int]) -> None:
-        rows = [encoded[i] for i in batch]
-        ids, mask = _left_pad([r[0] for r in rows], tokenizer.pad_token_id, device)
-        width = ids.shape[1]
-        targets = torch.full((len(rows), width), -100, dtype=torch.long)
-        for row, (seq, n_prompt) in enumerate(rows):
-            labels = seq + ([eos] if len(seq) < max_length else [])
-            offset = width - len(seq)
-            # Position j of the text predicts label j + 1; the prompt's labels are not scored.
-            for j in range(len(seq)):
-                if j + 1 < len(labels) and j + 1 >= n_prompt:
-                    targets[row, offset + j] = labels[j + 1]
-        targets = targets.to(ids.device)
-        logp, _, _ = target_logprobs(model, ids, mask, targets)
+    def labels_of(index: int) -> list[int]:
+        seq, _ = encoded[index]
+        return seq + ([eos] if len(seq) < max_length else [])
+
+    def record(batch: list[int], logp: torch.Tensor, targets: torch.Tensor) -> None:
         valid = targets != -100
         totals = torch.where(valid, -logp, torch.zeros_like(logp)).sum(-1)
         for index, total, count in zip(batch, totals.tolist(), valid.sum(-1).tolist()):
@@ -803,7 +856,72 @@ def answer_span_nll(
         if progress:
             progress(len(batch))
 
-    each_batch([len(ids) for ids, _ in encoded], batch_size, max_tokens, run, device=device, span=attention_span(model))
+    def run(batch: list[int]) -> None:
+        rows = [encoded[i] for i in batch]
+        ids, mask = _left_pad([r[0] for r in rows], tokenizer.pad_token_id, device)
+        width = ids.shape[1]
+        targets = torch.full((len(rows), width), -100, dtype=torch.long)
+        for row, (index, (seq, n_prompt)) in enumerate(zip(batch, rows)):
+            labels = labels_of(index)
+            offset = width - len(seq)
+            # Position j of the text predicts label j + 1; the prompt's labels are not scored.
+            for j in range(len(seq)):
+                if j + 1 < len(labels) and j + 1 >= n_prompt:
+                    targets[row, offset + j] = labels[j + 1]
+        targets = targets.to(ids.device)
+        logp, _, _ = target_logprobs(model, ids, mask, targets)
+        record(batch, logp, targets)
+
+    groups = shared_prompt_groups(pairs, encoded, min_shared_fraction) if share_prompts else []
+    grouped = {i for _, members in groups for i in members}
+    alone = [i for i in range(len(pairs)) if i not in grouped]
+    each_batch(
+        [len(encoded[i][0]) for i in alone], batch_size, max_tokens, lambda b: run([alone[j] for j in b]),
+        device=device, span=attention_span(model),
+    )  # fmt: skip
+    split = _head_and_body(model)
+    for shared, members in groups:
+        forward = _prefix_forward(model, split, encoded[members[0]][0][:shared], tokenizer.pad_token_id, device)
+
+        def run_members(picked: list[int], members: list[int] = members, shared: int = shared,
+                        forward: Callable = forward) -> None:  # fmt: skip
+            batch = [members[j] for j in picked]
+            suffixes = [encoded[i][0][shared:] for i in batch]
+            out, _ = forward(suffixes)
+            targets = torch.full((len(batch), out.shape[1]), -100, dtype=torch.long)
+            for row, index in enumerate(batch):
+                labels, n_prompt = labels_of(index), encoded[index][1]
+                # Suffix position s is the text's position shared + s.
+                for s in range(len(suffixes[row])):
+                    j = shared + s
+                    if j + 1 < len(labels) and j + 1 >= n_prompt:
+                        targets[row, s] = labels[j + 1]
+            targets = targets.to(out.device)
+            rows, cols = (targets != -100).nonzero(as_tuple=True)
+            if split is not None:
+                hidden = out[rows, cols]
+
+                def logits_of(start: int, stop: int) -> torch.Tensor:
+                    return split[1](hidden[start:stop]).float()
+
+                head = split[1]
+                vocab = head.out_features if hasattr(head, "out_features") else head.weight.shape[0]
+            else:
+
+                def logits_of(start: int, stop: int) -> torch.Tensor:
+                    return out[rows[start:stop], cols[start:stop]].float()
+
+                vocab = out.shape[-1]
+            picked_logp, _, _ = _scored_logprobs(logits_of, targets[rows, cols], max(1, LOGITS_BUDGET // vocab), False)
+            logp = torch.full(targets.shape, float("nan"), dtype=torch.float32, device=out.device)
+            logp[rows, cols] = picked_logp
+            record(batch, logp, targets)
+
+        # Batched by answer length; a row also holds the prompt's keys, which the token budget
+        # counts through the rows it allows (as mmlu_predict's groups).
+        lengths = [len(encoded[i][0]) - shared for i in members]
+        per_batch = batch_size if max_tokens is None else max(1, min(batch_size, max_tokens // (shared + max(lengths))))
+        each_batch(lengths, per_batch, None, run_members, device=device)
     return results
 
 

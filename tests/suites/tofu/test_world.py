@@ -150,6 +150,43 @@ def test_batched_answer_losses_equal_tofus_one_at_a_time_losses(tofu_models):
         expected = _tofu_reference_losses(model, tokenizer, pairs, max_length)
         ours = answer_span_nll(model, tokenizer, pairs, max_length=max_length, batch_size=5, device="cpu")
         assert [total / count for total, count in ours] == pytest.approx(expected, rel=1e-5, abs=1e-6)
+        # Answers to one question run it once (its key/value cache), forced here on every group
+        # whatever share of tokens it saves: the same sums, the same counts.
+        shared = answer_span_nll(
+            model, tokenizer, pairs, max_length=max_length, batch_size=5, device="cpu", min_shared_fraction=0.0
+        )
+        unshared = answer_span_nll(
+            model, tokenizer, pairs, max_length=max_length, batch_size=5, device="cpu", share_prompts=False
+        )
+        assert [count for _, count in shared] == [count for _, count in unshared]
+        assert [total for total, _ in shared] == pytest.approx([total for total, _ in unshared], rel=1e-6, abs=1e-5)
+
+
+def test_answers_to_one_question_share_its_tokens_up_to_their_first_scored_position(tofu_models):
+    from fixtures.tofu_world import ANSWER_TAG, generate_world, prompt
+    from pytest_unlearn.engines.causal_lm import answer_span_encoding, shared_prompt_groups
+    from pytest_unlearn.loading import load_causal_lm
+
+    _, tokenizer, _ = load_causal_lm(tofu_models["target"], device="cpu", dtype="float32", allow_pickle=False)
+    record = generate_world().forget[0]
+    answers = [record.answer, *record.perturbed_answer]
+    pairs = [(prompt(record.question), ANSWER_TAG + a) for a in answers] + [
+        ("Q: short?", " A: yes"),
+        ("Q: short?", " no"),
+    ]
+    encoded = [answer_span_encoding(tokenizer, p, a, 64) for p, a in pairs]
+    n_prompt = encoded[0][1]
+    # The question's group shares every token before the one that predicts the first answer
+    # token (n_prompt - 1 of them); the short prompt's two answers share too few to bother.
+    group = (n_prompt - 1, list(range(len(answers))))
+    assert shared_prompt_groups(pairs, encoded, min_fraction=0.0) == [group]
+    assert all(seq[: n_prompt - 1] == encoded[0][0][: n_prompt - 1] for seq, _ in encoded[: len(answers)])
+    # By default a group shares its prompt only when that saves 40% of its tokens (by hand here).
+    saved = (n_prompt - 1) * (len(answers) - 1)
+    tokens = sum(len(seq) for seq, _ in encoded[: len(answers)])
+    assert shared_prompt_groups(pairs, encoded) == ([group] if saved >= 0.4 * tokens else [])
+    assert shared_prompt_groups(pairs, encoded, min_fraction=saved / tokens) == [group]
+    assert shared_prompt_groups(pairs, encoded, min_fraction=saved / tokens + 0.01) == []
 
 
 def test_warm_rerun_loads_no_model(tofu_models, cache_dir, tmp_path):
