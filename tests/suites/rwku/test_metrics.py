@@ -223,6 +223,16 @@ def test_truthful_mc1_and_mc2_are_eval_truthfulqa_s_by_hand():
     assert rm.truthful_mc({**scores, "wrong": -1.0}, mc1, mc2)[0] == 0.0
 
 
+def test_truthful_mc2_stays_a_number_where_eval_truthfulqa_s_underflows():
+    # A collapsed model scores every choice far below exp's range: eval_truthfulqa.py's
+    # np.exp gives 0 for each and MC2 0/0; shifted, it is the same ratio as 1 nat apart.
+    scores = {"right": -900.0, "wrong": -901.0}
+    mc = (["right", "wrong"], [1, 0])
+    with np.errstate(invalid="ignore"):
+        assert np.isnan(np.exp(-900.0) / (np.exp(-900.0) + np.exp(-901.0)))
+    assert rm.truthful_mc(scores, mc, mc)[1] == pytest.approx(1 / (1 + np.exp(-1.0)), abs=1e-15)
+
+
 FLUENCY_TEXTS = [
     "The sea is wide and grey, the waves roll over the stones, and the gulls cry above the boats.",
     "I do not know . I do not know . I do not know . I do not know .",
