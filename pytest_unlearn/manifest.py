@@ -32,7 +32,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from pytest_unlearn.errors import UnlearnError
+from pytest_unlearn.errors import UnlearnError, kind_noun
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -110,8 +110,7 @@ def _require(table: dict[str, Any], key: str, kind: type | tuple[type, ...], whe
         raise UnlearnError(f"{where}: missing required key {key!r}")
     value = table[key]
     if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
-        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-        raise UnlearnError(f"{where}: {key!r} must be a {names}, got {value!r}")
+        raise UnlearnError(f"{where}: {key!r} must be {kind_noun(kind)}, got {value!r}")
     return value
 
 

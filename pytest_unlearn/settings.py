@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pytest_unlearn.errors import UnlearnError
+from pytest_unlearn.errors import UnlearnError, kind_noun
 
 
 def typed_setting(settings: dict[str, Any], key: str, kind: type, where: str) -> Any:
@@ -27,7 +27,7 @@ def typed_setting(settings: dict[str, Any], key: str, kind: type, where: str) ->
             raise UnlearnError(f"{where}: setting {key!r} must be a list of strings, got {value!r}")
         return value
     if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-        raise UnlearnError(f"{where}: setting {key!r} must be a {kind.__name__}, got {value!r}")
+        raise UnlearnError(f"{where}: setting {key!r} must be {kind_noun(kind)}, got {value!r}")
     if kind is int and value < 0:
         raise UnlearnError(f"{where}: setting {key!r} must be >= 0, got {value!r}")
     return value

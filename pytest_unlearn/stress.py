@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from pytest_unlearn.errors import UnlearnError
+from pytest_unlearn.errors import UnlearnError, kind_noun
 from pytest_unlearn.manifest import CheckSpec
 
 #: ``quantize:SCHEME`` schemes and what each is (bitsandbytes' CPU/CUDA kernels; docs/stress.md).
@@ -60,7 +60,7 @@ def _number(key: str, raw: str, kind: type) -> Any:
     try:
         value = kind(raw)
     except ValueError:
-        raise UnlearnError(f"--stress relearn:{key}={raw}: {key} must be a {kind.__name__}") from None
+        raise UnlearnError(f"--stress relearn:{key}={raw}: {key} must be {kind_noun(kind)}") from None
     if isinstance(value, float) and not math.isfinite(value) or value <= 0:
         raise UnlearnError(f"--stress relearn:{key}={raw}: {key} must be positive")
     return value

@@ -44,7 +44,7 @@ def test_bundled_semeval_manifest_has_the_sixteen_official_checks():
     [
         ('op = ">="', 'op = "=>"', "op must be one of >=, <="),
         ("threshold = 0.4\n", "", "missing required key 'threshold'"),
-        ("threshold = 0.4", 'threshold = "high"', "'threshold' must be a int or float"),
+        ("threshold = 0.4", 'threshold = "high"', "'threshold' must be a number"),
         ('id = "mmlu"', 'id = "bad id"', "check ids use letters"),
         ('backend = "semeval"\n', "", "missing required key 'backend'"),
     ],

@@ -109,7 +109,9 @@ def test_a_bad_write_openunlearning_is_one_line(pytester, tofu_models, cache_dir
     )  # fmt: skip
     assert result.ret != pytest.ExitCode.OK
     result.stderr.fnmatch_lines(
-        ["ERROR: suite tofu-mini (manifest or --setting): setting 'write_openunlearning' must be a bool, got 'maybe'"]
+        [
+            "ERROR: suite tofu-mini (manifest or --setting): setting 'write_openunlearning' must be true or false, got 'maybe'"
+        ]
     )
 
 

@@ -60,6 +60,8 @@ def test_relearn_parameters_and_defaults():
         ("prune:0.5", "--stress prune:0.5: unknown stress; use quantize:int4, quantize:int8, quantize:nf4 or relearn"),
         ("relearn:epochs=2", "--stress relearn:epochs=2: relearn takes key=value pairs of steps, lr, batch, data"),
         ("relearn:steps=0", "--stress relearn:steps=0: steps must be positive"),
+        ("relearn:steps=abc", "--stress relearn:steps=abc: steps must be an integer"),
+        ("relearn:lr=fast", "--stress relearn:lr=fast: lr must be a number"),
         ("relearn:lr=nan", "--stress relearn:lr=nan: lr must be positive"),
         ("relearn:lora=maybe", "--stress relearn:lora=maybe: lora must be true or false"),
         ("relearn:seed=-1", "--stress relearn:seed=-1: seed must be a non-negative integer"),

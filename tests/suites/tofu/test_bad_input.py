@@ -189,7 +189,7 @@ def test_mia_check_without_a_holdout_file(pytester, tmp_path, model_folder):
     [
         (
             "max_length=lots",
-            "ERROR: suite tofu-mini (manifest or --setting): setting 'max_length' must be a int, got 'lots'",
+            "ERROR: suite tofu-mini (manifest or --setting): setting 'max_length' must be an integer, got 'lots'",
         ),
         (
             "max_new_tokens=0",
