@@ -791,7 +791,10 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         library = ", ".join(
             f"{k} {v}" for k, v in (copy.get("library") or {}).items() if k not in ("torch", "transformers")
         )
-        tr.write_line(f"-- under --stress {stress.name} ({stress.kind}{', ' + library if library else ''})")
+        # A relearned copy is made by its parameters: say them, as the card does.
+        params = " ".join(f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in stress.params.items())
+        what = ", ".join(part for part in (stress.kind, params if stress.kind == "relearn" else "", library) if part)
+        tr.write_line(f"-- under --stress {stress.name} ({what})")
         for line in render_table([r for r in results if stress_of.get(r.id) == stress.name]):
             tr.write_line(line)
     # Breakdowns (per concept, per layer) stay in the JSON; the terminal shows the numbers.

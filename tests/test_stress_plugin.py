@@ -87,6 +87,10 @@ def test_shallow_unlearning_passes_plain_and_fails_relearn(pytester, semeval_mod
     for name, path in (("retrained", semeval_models["retrained"]), ("shallow", shallow)):
         result, cards[name] = run(pytester, f"--model={path}", *common)
         assert result.ret == (0 if name == "retrained" else pytest.ExitCode.TESTS_FAILED), result.stdout.str()
+        # The terminal heading of the relearn checks names how the copy was made.
+        result.stdout.fnmatch_lines(
+            ["*-- under --stress relearn (relearn, steps=10 lr=0.001 batch=4 data=forget-half*seed=0*"]
+        )
     for card in cards.values():  # both pass every plain check
         assert all(c["passed"] for c in card["checks"] if "@" not in c["id"])
     checks = {c["id"]: c for c in cards["shallow"]["checks"]}
