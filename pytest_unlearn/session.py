@@ -152,6 +152,13 @@ class RunState:
             checked = apply_threshold_overrides(replace(checked, checks=checks), stressed_thresholds)
             stress_run = StressRun(settings.stresses, manifest, plain, backend)
             stress_run.check()
+            if settings.original_model is None:
+                # Said, not refused: the sibling checks still gate; only the gap is unmeasured.
+                names = ", ".join(f"recovery@{stress.name}" for stress in settings.stresses)
+                backend.warnings.append(
+                    f"--stress without --original-model: {names} not scored (recovery measures the gap to the "
+                    "model before unlearning); pass --original-model PATH to bound it"
+                )
         lock = lock_scorecard(scorecard_path) if own_outputs else None
         return cls(
             checked,

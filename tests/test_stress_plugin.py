@@ -160,3 +160,18 @@ def test_stress_needs_a_language_model_folder(pytester, tmp_path, perfect_unlear
     result = pytester.runpytest_inprocess("--suite=semeval", f"--model={checkpoint}", "--stress=quantize:int8")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert f"--stress: --model {checkpoint} is a single checkpoint file" in result.stderr.str() + result.stdout.str()
+
+
+def test_without_the_original_the_siblings_gate_and_recovery_is_said_missing(pytester, semeval_models, stress_cache):
+    result, card = run(
+        pytester, f"--model={semeval_models['retrained']}", "--stress=quantize:int8", f"--cache-dir={stress_cache}"
+    )
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()
+    ids = {c["id"] for c in card["checks"]}
+    assert {f"{base}@int8" for base in FORGET} <= ids and "recovery@int8" not in ids
+    line = (
+        "--stress without --original-model: recovery@int8 not scored (recovery measures the gap to the model "
+        "before unlearning); pass --original-model PATH to bound it"
+    )
+    assert card["warnings"].count(line) == 1
+    result.stdout.fnmatch_lines([f"*{line}*"])
