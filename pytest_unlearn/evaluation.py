@@ -302,9 +302,11 @@ class Backend(ABC):
 
     def hold_out(self, ids: set[str]) -> None:
         """Score only the forget items ``ids`` (relearn's held-out half, Deeb & Roger's protocol)."""
+        # Suggest data=retain only to a suite that has retain texts.
+        retain = "" if type(self).stress_texts is Backend.stress_texts else "relearn:data=retain or "
         raise UnlearnError(
             f"--stress relearn:data=forget-half: the {self.manifest.name} suite cannot score a held-out half of its "
-            "forget set; pass relearn:data=retain or relearn:data=PATH"
+            f"forget set; pass {retain}relearn:data=PATH"
         )
 
     def export_extra(self) -> dict[str, Any]:

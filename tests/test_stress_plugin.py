@@ -175,3 +175,23 @@ def test_without_the_original_the_siblings_gate_and_recovery_is_said_missing(pyt
     )
     assert card["warnings"].count(line) == 1
     result.stdout.fnmatch_lines([f"*{line}*"])
+
+
+@pytest.mark.parametrize(
+    ("suite", "world", "advice"),
+    [
+        ("muse-mini", "muse", "pass relearn:data=retain or relearn:data=PATH"),
+        ("rwku-mini", "rwku", "pass relearn:data=PATH"),
+    ],
+)
+def test_a_suite_without_a_held_out_half_says_what_it_can_relearn_on(pytester, suite, world, advice):
+    # The line suggests data=retain only to a suite that gives retain texts (rwku gives none).
+    from fixtures.worlds import models
+
+    model = next(iter(models(world).values()))
+    result = pytester.runpytest_inprocess(f"--suite={suite}", f"--model={model}", "--stress=relearn")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    line = (
+        f"--stress relearn:data=forget-half: the {suite} suite cannot score a held-out half of its forget set; {advice}"
+    )
+    assert (result.stdout.str() + result.stderr.str()).count(line) == 1

@@ -41,7 +41,7 @@ def plain_checks_pass(card: dict) -> bool:
     return all(c["passed"] for c in card["checks"] if "@" not in c["id"])
 
 
-def test_tofu_shallow_passes_plain_and_fails_relearn_on_retain(pytester, tofu_models, stress_cache):
+def test_tofu_shallow_passes_plain_and_fails_relearn_on_half_the_forget_set(pytester, tofu_models, stress_cache):
     from fixtures.figures import TOFU_STRESS_ARGS, readme_block, stress_table
     from fixtures.worlds import models
 
@@ -53,14 +53,21 @@ def test_tofu_shallow_passes_plain_and_fails_relearn_on_retain(pytester, tofu_mo
         assert result.ret == (0 if name == "retain2" else pytest.ExitCode.TESTS_FAILED), result.stdout.str()
         assert plain_checks_pass(cards[name]), {c["id"]: c["value"] for c in cards[name]["checks"]}
     checks = by_id(cards["shallow"])
-    # Relearning on the retain authors brings back part of the forget authors: every forget check
-    # moves toward the target, and the recovery bound is what fails.
+    # Trained on half of the forget authors' answers, the shallow model gives back the other half:
+    # its forget probability on the held-out questions passes its bound and the recovery bound fails.
     failing = sorted(i for i, c in checks.items() if not c["passed"])
-    assert failing == ["recovery@relearn"]
+    assert failing == ["forget-probability@relearn", "recovery@relearn"]
     assert checks["recovery@relearn"]["value"] > 0.25
+    # Every forget check of the copy, and of the reference, is scored on the held-out half only.
+    forget_n = checks["forget-rouge"]["n"]
     for base in ("forget-quality", "forget-probability", "forget-rouge"):
-        moved = checks[f"{base}@relearn"]["value"] - checks[base]["value"]
-        assert moved < 0 if base == "forget-quality" else moved > 0, base
+        sibling = checks[f"{base}@relearn"]
+        assert sibling["n"] == forget_n - forget_n // 2, base
+        assert "scored on the other" in sibling["details"]["stress"]["holdout"]
+    # Forget quality's KS test compares the reference's truth ratios on the same held-out questions.
+    assert checks["forget-quality@relearn"]["details"]["reference_n"] == forget_n - forget_n // 2
+    trained = set(checks["forget-rouge@relearn"]["details"]["stress"]["trained_on"])
+    assert len(trained) == forget_n // 2
     assert checks["recovery@int4"]["passed"]  # no quantization recovery in this world (docs)
     assert stress_table(cards) == readme_block("stress-tofu"), (
         "docs/stress.md's figures drifted: python -m fixtures.figures --write stress-tofu"

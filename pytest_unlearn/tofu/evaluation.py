@@ -160,6 +160,26 @@ class TofuBackend(ModelsByPath, Backend):
             return super().stress_texts(part)
         return [(q.index, f"{q.question} {q.answer}") for q in questions]
 
+    def hold_out(self, ids: set[str]) -> None:
+        # Deeb & Roger's protocol: every forget-side value (answer losses, truth ratios and forget
+        # quality, ROUGE, the forget answers of the MIA and memorization checks) is measured on
+        # the held-out questions only, the reference's too, so the KS test compares like with like.
+        forget = (self.data or {}).get("forget")
+        if not forget:
+            super().hold_out(ids)
+            return
+        self.data["forget"] = [q for q in forget if q.index in ids]  # type: ignore[index]
+        logs = self._reference_logs
+        if logs is not None and "forget" in logs:
+            rows = np.array([i for i, index in enumerate(logs["forget"].indices) if index in ids], dtype=int)
+            if len(rows) != len(self.data["forget"]):  # type: ignore[index]
+                raise UnlearnError(
+                    f"--reference {self.settings.reference}: its forget log does not number the samples as the "
+                    "forget questions are (0, 1, ...), so the held-out half of --stress relearn:data=forget-half "
+                    "cannot be taken from it; pass the reference model folder, or relearn:data=retain"
+                )
+            self._reference_logs = {**logs, "forget": logs["forget"].take(rows)}
+
     def user_model(self, role: str = "model") -> Any:
         path = self._user_path(role)
         model, tokenizer, device = self._model(path)

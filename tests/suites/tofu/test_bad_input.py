@@ -202,3 +202,37 @@ def test_mia_check_without_a_holdout_file(pytester, tmp_path, model_folder):
 def test_bad_settings(pytester, tmp_path, setting, expected):
     logs = write_logs(tmp_path / "model.json")
     assert usage_error(pytester, "--suite=tofu-mini", f"--predictions={logs}", "--setting", setting) == expected
+
+
+def test_relearn_s_held_out_half_cuts_the_reference_logs_to_the_same_questions(tmp_path, model_folder):
+    # --stress relearn:data=forget-half scores the other half of the forget questions; a reference
+    # given as logs is cut to the same questions by its sample numbers (TOFU's "0", "1", ...).
+    from dataclasses import replace
+
+    from pytest_unlearn.errors import UnlearnError
+    from pytest_unlearn.evaluation import RunSettings, create_backend
+    from pytest_unlearn.manifest import resolve_suite
+
+    forget_n = len((DATA / "forget10_perturbed.json").read_text().splitlines())
+    logs = write_logs(tmp_path / "reference.json", forget_n=forget_n)
+    settings = RunSettings(model=model_folder, reference=logs, artifacts=tmp_path / "artifacts", device="cpu")
+    backend = create_backend(resolve_suite("tofu-mini"), settings)
+    whole, retain = backend._reference_logs["forget"], backend._reference_logs["retain"]
+    kept = {"1", "4", str(forget_n - 1)}
+    backend.hold_out(kept)
+    assert [q.index for q in backend.data["forget"]] == sorted(kept, key=int)
+    cut = backend._reference_logs["forget"]
+    assert cut.indices == tuple(sorted(kept, key=int))
+    assert list(cut.gt_loss) == [whole.gt_loss[int(i)] for i in cut.indices]
+    assert backend._reference_logs["retain"] is retain  # the other tasks are scored whole
+
+    # Logs numbered otherwise cannot give the same questions: one line, naming --reference.
+    renumbered = json.loads(logs.read_text())
+    for key, values in renumbered["eval_log_forget.json"].items():
+        if isinstance(values, dict):
+            renumbered["eval_log_forget.json"][key] = {str(int(i) + 100): v for i, v in values.items()}
+    other = tmp_path / "renumbered.json"
+    other.write_text(json.dumps(renumbered))
+    backend = create_backend(resolve_suite("tofu-mini"), replace(settings, reference=other))
+    with pytest.raises(UnlearnError, match=r"^--reference .*renumbered.json: its forget log does not number"):
+        backend.hold_out(kept)
