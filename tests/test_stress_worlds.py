@@ -103,6 +103,62 @@ def test_muse_shallow_passes_plain_and_fails_relearn_on_the_ledes(pytester, muse
     )
 
 
+def test_muse_shallow_gives_back_the_held_out_half(pytester, muse_models, stress_cache):
+    from fixtures.figures import MUSE_HALF_STRESS_ARGS, readme_block, stress_table
+    from fixtures.worlds import models
+
+    fixed = (*MUSE_HALF_STRESS_ARGS, f"--reference={muse_models['retrained']}",
+             f"--original-model={muse_models['target']}")  # fmt: skip
+    chosen = {"retrained": muse_models["retrained"], "shallow": models("muse-shallow")["shallow"]}
+    cards = {}
+    for name, path in chosen.items():
+        result, cards[name] = run(pytester, *fixed, f"--cache-dir={stress_cache}", f"--model={path}")
+        assert result.ret == (0 if name == "retrained" else pytest.ExitCode.TESTS_FAILED), result.stdout.str()
+        assert plain_checks_pass(cards[name]), {c["id"]: c["value"] for c in cards[name]["checks"]}
+    checks = by_id(cards["shallow"])
+    assert sorted(i for i, c in checks.items() if not c["passed"]) == [
+        "knowmem-forget@relearn", "privleak@relearn", "recovery@relearn", "verbmem-forget@relearn"
+    ]  # fmt: skip
+    # Scored on the half not trained on: VerbMem's excerpts and KnowMem's questions split between
+    # the two halves, and PrivLeak without the forget texts that hold a trained excerpt.
+    trained = checks["verbmem-forget@relearn"]["details"]["stress"]["trained_on"]
+    trained_excerpts = sum(row.startswith("verbmem-") for row in trained)
+    trained_questions = sum(row.startswith("knowmem-forget-") for row in trained)
+    assert checks["verbmem-forget@relearn"]["n"] == checks["verbmem-forget"]["n"] - trained_excerpts
+    assert checks["knowmem-forget@relearn"]["n"] == checks["knowmem-forget"]["n"] - trained_questions
+    assert trained_excerpts and trained_questions
+    # In this world each VerbMem excerpt sits in one PrivLeak forget text.
+    assert checks["privleak@relearn"]["n"] == checks["privleak"]["n"] - trained_excerpts
+    assert stress_table(cards) == readme_block("stress-muse-half"), (
+        "docs/stress.md's figures drifted: python -m fixtures.figures --write stress-muse-half"
+    )
+
+
+def test_muse_s_held_out_half_takes_the_same_privleak_texts_from_a_reference_log(pytester, muse_models, stress_cache):
+    # --reference as the retrained model's MUSE_EVAL.json: its per-sample PrivLeak scores are cut
+    # to the same forget texts as the folder's are scored on, so privleak@relearn is the same.
+    from fixtures.figures import MUSE_HALF_STRESS_ARGS
+    from fixtures.worlds import models
+
+    _, written = run(pytester, "--suite=muse-mini", f"--model={muse_models['retrained']}",
+                     "--setting=write_openunlearning=true", f"--cache-dir={stress_cache}")  # fmt: skip
+    reference_log = pytester.path / "retrained_MUSE_EVAL.json"
+    reference_log.write_bytes(Path(written["artifacts"]["openunlearning_eval"]).read_bytes())
+    shallow = models("muse-shallow")["shallow"]
+    privleak = {}
+    for reference in (muse_models["retrained"], reference_log):
+        _, card = run(pytester, *MUSE_HALF_STRESS_ARGS, f"--reference={reference}", f"--model={shallow}",
+                      f"--original-model={muse_models['target']}", f"--cache-dir={stress_cache}")  # fmt: skip
+        privleak[reference] = by_id(card)["privleak@relearn"]
+    folder, log = privleak.values()
+    assert log["n"] == folder["n"] < by_id(card)["privleak"]["n"]
+    # The retrained model's AUC on the held-out texts, the same from its log as from its weights
+    # (and not its AUC on every text: the plain check's).
+    assert log["details"]["auc_retrain"] == pytest.approx(folder["details"]["auc_retrain"], rel=1e-9)
+    assert folder["details"]["auc_retrain"] != pytest.approx(by_id(card)["privleak"]["details"]["auc_retrain"])
+    assert log["value"] == pytest.approx(folder["value"], rel=1e-9)
+
+
 def test_wmdp_shallow_passes_plain_and_fails_relearn_on_half_the_questions(pytester, wmdp_models, stress_cache):
     from fixtures.figures import WMDP_STRESS_ARGS, readme_block, stress_table
     from fixtures.worlds import models

@@ -555,11 +555,49 @@ class MuseBackend(ModelsByPath, Backend):
         return path
 
     def stress_texts(self, part: str) -> list[tuple[str, str]]:
-        # forget: the VerbMem excerpts (prompt and continuation: the forget corpus's own text);
-        # retain: the retain questions with their answers (the retain corpus is not read).
+        # forget: the VerbMem excerpts (prompt and continuation: the forget corpus's own text) and
+        # the KnowMem forget questions with their answers; retain: the retain questions with their
+        # answers (the retain corpus is not read).
         if part == "forget":
-            return [(f"verbmem-{p.index}", f"{p.prompt}{p.gt}") for p in self.data.verbmem]
+            return [(f"verbmem-{p.index}", f"{p.prompt}{p.gt}") for p in self.data.verbmem] + [
+                (f"knowmem-forget-{qa.index}", f"{qa.question} {qa.answer}") for qa in self.data.knowmem["forget"]
+            ]
         return [(f"knowmem-{qa.index}", f"{qa.question} {qa.answer}") for qa in self.data.knowmem["retain"]]
+
+    def hold_out(self, ids: set[str]) -> None:
+        # Deeb & Roger's protocol: VerbMem and KnowMem score the excerpts and questions not trained
+        # on, and PrivLeak's forget texts that hold a trained excerpt leave its member set (they
+        # would be members twice over), the reference's scores of them too.
+        trained = [p for p in self.data.verbmem if f"verbmem-{p.index}" not in ids]
+        keep = [
+            i
+            for i, text in enumerate(self.data.privleak["forget"])
+            if not any(p.prompt.strip() in text or p.gt.strip() in text for p in trained)
+        ]
+        if not keep:
+            raise UnlearnError(
+                "--stress relearn:data=forget-half: every PrivLeak forget text holds a trained VerbMem excerpt; "
+                "choose another seed or relearn:data=PATH"
+            )
+        forget_texts = [self.data.privleak["forget"][i] for i in keep]
+        self.data = replace(self.data, privleak={**self.data.privleak, "forget": forget_texts})
+        log = self._reference_log
+        if log is not None:
+            rows = np.array(keep, dtype=int)
+            self._reference_log = replace(
+                log,
+                privleak=None if log.privleak is None else {**log.privleak, "forget": log.privleak["forget"][rows]},
+                mia={attack: {**sets, "forget": sets["forget"][rows]} for attack, sets in log.mia.items()},
+            )
+        verbmem = [p for p in self.data.verbmem if f"verbmem-{p.index}" in ids]
+        forget = [qa for qa in self.data.knowmem["forget"] if f"knowmem-forget-{qa.index}" in ids]
+        for name, kept, whole in (("VerbMem", verbmem, self.data.verbmem), ("KnowMem", forget, self.data.forget)):
+            if whole and not kept:
+                raise UnlearnError(
+                    f"--stress relearn:data=forget-half: the held-out half has no {name} forget item "
+                    f"({len(whole)} in all); choose another seed or relearn:data=PATH"
+                )
+        self.data = replace(self.data, verbmem=verbmem, knowmem={**self.data.knowmem, "forget": forget})
 
     def user_model(self, role: str = "model") -> Any:
         path = self._user_path(role)
