@@ -177,21 +177,39 @@ def test_without_the_original_the_siblings_gate_and_recovery_is_said_missing(pyt
     result.stdout.fnmatch_lines([f"*{line}*"])
 
 
-@pytest.mark.parametrize(
-    ("suite", "world", "advice"),
-    [
-        ("muse-mini", "muse", "pass relearn:data=retain or relearn:data=PATH"),
-        ("rwku-mini", "rwku", "pass relearn:data=PATH"),
-    ],
-)
-def test_a_suite_without_a_held_out_half_says_what_it_can_relearn_on(pytester, suite, world, advice):
-    # The line suggests data=retain only to a suite that gives retain texts (rwku gives none).
+def test_a_suite_without_a_held_out_half_says_what_it_can_relearn_on(pytester):
+    # rwku ships probes, not a forget corpus, and no retain texts: only data=PATH is suggested.
     from fixtures.worlds import models
 
-    model = next(iter(models(world).values()))
-    result = pytester.runpytest_inprocess(f"--suite={suite}", f"--model={model}", "--stress=relearn")
+    model = next(iter(models("rwku").values()))
+    result = pytester.runpytest_inprocess("--suite=rwku-mini", f"--model={model}", "--stress=relearn")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     line = (
-        f"--stress relearn:data=forget-half: the {suite} suite cannot score a held-out half of its forget set; {advice}"
+        "--stress relearn:data=forget-half: the rwku-mini suite cannot score a held-out half of its forget set; "
+        "pass relearn:data=PATH"
     )
     assert (result.stdout.str() + result.stderr.str()).count(line) == 1
+
+
+def test_the_refusal_suggests_retain_only_to_a_suite_with_retain_texts():
+    from types import SimpleNamespace
+
+    from pytest_unlearn.errors import UnlearnError
+    from pytest_unlearn.evaluation import Backend
+
+    class Without(Backend):
+        compute = metric_inputs = aggregates = None  # never called: only the refusal line is
+
+    class WithRetain(Without):
+        def stress_texts(self, part):
+            return [("r0", "a retain text")]
+
+    for kind, advice in (
+        (Without, "pass relearn:data=PATH"),
+        (WithRetain, "pass relearn:data=retain or relearn:data=PATH"),
+    ):
+        backend = object.__new__(kind)
+        backend.manifest = SimpleNamespace(name="custom")
+        with pytest.raises(UnlearnError) as excinfo:
+            backend.hold_out(set())
+        assert str(excinfo.value).endswith(f"held-out half of its forget set; {advice}")
