@@ -41,17 +41,24 @@ def plain_checks_pass(card: dict) -> bool:
     return all(c["passed"] for c in card["checks"] if "@" not in c["id"])
 
 
+def verdicts(pytester, fixed: tuple[str, ...], chosen: dict[str, Path], control: str, cache: Path) -> dict[str, dict]:
+    """Each chosen model's card under the stressed run ``fixed``: every plain check passes for
+    each, the stressed run passes for ``control`` and fails for the others."""
+    cards = {}
+    for name, path in chosen.items():
+        result, cards[name] = run(pytester, *fixed, f"--cache-dir={cache}", f"--model={path}")
+        assert result.ret == (0 if name == control else pytest.ExitCode.TESTS_FAILED), result.stdout.str()
+        assert plain_checks_pass(cards[name]), {c["id"]: c["value"] for c in cards[name]["checks"]}
+    return cards
+
+
 def test_tofu_shallow_passes_plain_and_fails_relearn_on_half_the_forget_set(pytester, tofu_models, stress_cache):
     from fixtures.figures import TOFU_STRESS_ARGS, readme_block, stress_table
     from fixtures.worlds import models
 
     fixed = (*TOFU_STRESS_ARGS, f"--reference={tofu_models['retain']}", f"--original-model={tofu_models['target']}")
     chosen = {"retain2": tofu_models["retain2"], "shallow": models("tofu-shallow")["shallow"]}
-    cards = {}
-    for name, path in chosen.items():
-        result, cards[name] = run(pytester, *fixed, f"--cache-dir={stress_cache}", f"--model={path}")
-        assert result.ret == (0 if name == "retain2" else pytest.ExitCode.TESTS_FAILED), result.stdout.str()
-        assert plain_checks_pass(cards[name]), {c["id"]: c["value"] for c in cards[name]["checks"]}
+    cards = verdicts(pytester, fixed, chosen, "retain2", stress_cache)
     checks = by_id(cards["shallow"])
     # Trained on half of the forget authors' answers, the shallow model gives back the other half:
     # its forget probability on the held-out questions passes its bound and the recovery bound fails.
@@ -83,11 +90,7 @@ def test_muse_shallow_passes_plain_and_fails_relearn_on_the_ledes(pytester, muse
     fixed = (*muse_stress_args(attack), f"--reference={muse_models['retrained']}",
              f"--original-model={muse_models['target']}")  # fmt: skip
     chosen = {"retrained": muse_models["retrained"], "shallow": models("muse-shallow")["shallow"]}
-    cards = {}
-    for name, path in chosen.items():
-        result, cards[name] = run(pytester, *fixed, f"--cache-dir={stress_cache}", f"--model={path}")
-        assert result.ret == (0 if name == "retrained" else pytest.ExitCode.TESTS_FAILED), result.stdout.str()
-        assert plain_checks_pass(cards[name]), {c["id"]: c["value"] for c in cards[name]["checks"]}
+    cards = verdicts(pytester, fixed, chosen, "retrained", stress_cache)
     checks = by_id(cards["shallow"])
     # VerbMem scores the continuations, which the attack never showed: they came back.
     assert not checks["verbmem-forget@relearn"]["passed"]
@@ -110,11 +113,7 @@ def test_muse_shallow_gives_back_the_held_out_half(pytester, muse_models, stress
     fixed = (*MUSE_HALF_STRESS_ARGS, f"--reference={muse_models['retrained']}",
              f"--original-model={muse_models['target']}")  # fmt: skip
     chosen = {"retrained": muse_models["retrained"], "shallow": models("muse-shallow")["shallow"]}
-    cards = {}
-    for name, path in chosen.items():
-        result, cards[name] = run(pytester, *fixed, f"--cache-dir={stress_cache}", f"--model={path}")
-        assert result.ret == (0 if name == "retrained" else pytest.ExitCode.TESTS_FAILED), result.stdout.str()
-        assert plain_checks_pass(cards[name]), {c["id"]: c["value"] for c in cards[name]["checks"]}
+    cards = verdicts(pytester, fixed, chosen, "retrained", stress_cache)
     checks = by_id(cards["shallow"])
     assert sorted(i for i, c in checks.items() if not c["passed"]) == [
         "knowmem-forget@relearn", "privleak@relearn", "recovery@relearn", "verbmem-forget@relearn"
@@ -165,11 +164,8 @@ def test_wmdp_shallow_passes_plain_and_fails_relearn_on_half_the_questions(pytes
 
     shallow_world = models("wmdp-shallow")
     fixed = (*WMDP_STRESS_ARGS, f"--original-model={wmdp_models['target']}")
-    cards = {}
-    for name in ("retrained", "shallow"):
-        result, cards[name] = run(pytester, *fixed, f"--cache-dir={stress_cache}", f"--model={shallow_world[name]}")
-        assert result.ret == (0 if name == "retrained" else pytest.ExitCode.TESTS_FAILED), result.stdout.str()
-        assert plain_checks_pass(cards[name]), {c["id"]: c["value"] for c in cards[name]["checks"]}
+    chosen = {name: shallow_world[name] for name in ("retrained", "shallow")}
+    cards = verdicts(pytester, fixed, chosen, "retrained", stress_cache)
     checks = by_id(cards["shallow"])
     # Deeb & Roger: half of the hazardous questions with their answers bring the other half back.
     assert sorted(i for i, c in checks.items() if not c["passed"]) == [
