@@ -205,6 +205,35 @@ def _scored_logprobs(
     return out, mu, sigma2
 
 
+def _logprobs_at(
+    decode: Callable[[], torch.Tensor],
+    head: Any | None,
+    rows: torch.Tensor,
+    at: torch.Tensor,
+    wanted: torch.Tensor,
+    budget: int,
+    vocabulary: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """:func:`_scored_logprobs` of ``wanted`` at positions ``(rows, at)`` of the decoder output
+    ``decode()`` gives: hidden states gathered there and run through ``head`` (the full hidden
+    states are dropped once gathered), or, with ``head`` None, the model's own logits read there;
+    ``budget // vocabulary`` positions at a time."""
+    if head is not None:
+        hidden = decode()[rows, at]
+        vocab = head.out_features if hasattr(head, "out_features") else head.weight.shape[0]
+
+        def logits_of(start: int, stop: int) -> torch.Tensor:
+            return head(hidden[start:stop]).float()
+    else:
+        full = decode()
+        vocab = full.shape[-1]
+
+        def logits_of(start: int, stop: int) -> torch.Tensor:
+            return full[rows[start:stop], at[start:stop]].float()
+
+    return _scored_logprobs(logits_of, wanted, max(1, budget // max(1, vocab)), vocabulary)
+
+
 def target_logprobs(
     model: Any,
     ids: torch.Tensor,
@@ -239,23 +268,16 @@ def target_logprobs(
     if rows.numel() == 0:
         return out, mu, sigma2
     split = _head_and_body(model)
-    if split is not None:
-        body, head = split
+
+    def decode() -> torch.Tensor:
         # No key/value cache: a scoring pass never continues, and the cache of every layer would
         # be held at once (1.3 GB for 28k tokens of a 135M Llama; benchmarks/semeval_memory.py).
-        hidden = body(input_ids=forward_ids, use_cache=False, **extra).last_hidden_state[rows, at]
-        vocab = head.out_features if hasattr(head, "out_features") else head.weight.shape[0]
+        if split is not None:
+            return split[0](input_ids=forward_ids, use_cache=False, **extra).last_hidden_state
+        return model(input_ids=forward_ids, use_cache=False, **extra).logits
 
-        def logits_of(start: int, stop: int) -> torch.Tensor:
-            return head(hidden[start:stop]).float()
-    else:
-        full = model(input_ids=forward_ids, use_cache=False, **extra).logits
-        vocab = full.shape[-1]
-
-        def logits_of(start: int, stop: int) -> torch.Tensor:
-            return full[rows[start:stop], at[start:stop]].float()
-
-    picked, m, v = _scored_logprobs(logits_of, wanted, max(1, budget // max(1, vocab)), vocabulary)
+    head = split[1] if split is not None else None
+    picked, m, v = _logprobs_at(decode, head, rows, at, wanted, budget, vocabulary)
     out[rows, cols] = picked
     if vocabulary:
         mu[rows, cols] = m  # type: ignore[index]
@@ -898,21 +920,8 @@ def answer_span_nll(
                         targets[row, s] = labels[j + 1]
             targets = targets.to(out.device)
             rows, cols = (targets != -100).nonzero(as_tuple=True)
-            if split is not None:
-                hidden = out[rows, cols]
-
-                def logits_of(start: int, stop: int) -> torch.Tensor:
-                    return split[1](hidden[start:stop]).float()
-
-                head = split[1]
-                vocab = head.out_features if hasattr(head, "out_features") else head.weight.shape[0]
-            else:
-
-                def logits_of(start: int, stop: int) -> torch.Tensor:
-                    return out[rows[start:stop], cols[start:stop]].float()
-
-                vocab = out.shape[-1]
-            picked_logp, _, _ = _scored_logprobs(logits_of, targets[rows, cols], max(1, LOGITS_BUDGET // vocab), False)
+            head = split[1] if split is not None else None
+            picked_logp, _, _ = _logprobs_at(lambda: out, head, rows, cols, targets[rows, cols], LOGITS_BUDGET, False)
             logp = torch.full(targets.shape, float("nan"), dtype=torch.float32, device=out.device)
             logp[rows, cols] = picked_logp
             record(batch, logp, targets)
