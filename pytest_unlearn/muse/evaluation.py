@@ -568,6 +568,14 @@ class MuseBackend(ModelsByPath, Backend):
         # Deeb & Roger's protocol: VerbMem and KnowMem score the excerpts and questions not trained
         # on, and PrivLeak's forget texts that hold a trained excerpt leave its member set (they
         # would be members twice over), the reference's scores of them too.
+        verbmem = [p for p in self.data.verbmem if f"verbmem-{p.index}" in ids]
+        forget = [qa for qa in self.data.knowmem["forget"] if f"knowmem-forget-{qa.index}" in ids]
+        for name, kept, whole in (("VerbMem", verbmem, self.data.verbmem), ("KnowMem", forget, self.data.forget)):
+            if whole and not kept:
+                raise UnlearnError(
+                    f"--stress relearn:data=forget-half: the held-out half has no {name} forget item "
+                    f"({len(whole)} in all); choose another seed or relearn:data=PATH"
+                )
         trained = [p for p in self.data.verbmem if f"verbmem-{p.index}" not in ids]
         keep = [
             i
@@ -579,8 +587,9 @@ class MuseBackend(ModelsByPath, Backend):
                 "--stress relearn:data=forget-half: every PrivLeak forget text holds a trained VerbMem excerpt; "
                 "choose another seed or relearn:data=PATH"
             )
-        forget_texts = [self.data.privleak["forget"][i] for i in keep]
-        self.data = replace(self.data, privleak={**self.data.privleak, "forget": forget_texts})
+        privleak = {**self.data.privleak, "forget": [self.data.privleak["forget"][i] for i in keep]}
+        knowmem = {**self.data.knowmem, "forget": forget}
+        self.data = replace(self.data, verbmem=verbmem, knowmem=knowmem, privleak=privleak)
         log = self._reference_log
         if log is not None:
             rows = np.array(keep, dtype=int)
@@ -589,15 +598,6 @@ class MuseBackend(ModelsByPath, Backend):
                 privleak=None if log.privleak is None else {**log.privleak, "forget": log.privleak["forget"][rows]},
                 mia={attack: {**sets, "forget": sets["forget"][rows]} for attack, sets in log.mia.items()},
             )
-        verbmem = [p for p in self.data.verbmem if f"verbmem-{p.index}" in ids]
-        forget = [qa for qa in self.data.knowmem["forget"] if f"knowmem-forget-{qa.index}" in ids]
-        for name, kept, whole in (("VerbMem", verbmem, self.data.verbmem), ("KnowMem", forget, self.data.forget)):
-            if whole and not kept:
-                raise UnlearnError(
-                    f"--stress relearn:data=forget-half: the held-out half has no {name} forget item "
-                    f"({len(whole)} in all); choose another seed or relearn:data=PATH"
-                )
-        self.data = replace(self.data, verbmem=verbmem, knowmem={**self.data.knowmem, "forget": forget})
 
     def user_model(self, role: str = "model") -> Any:
         path = self._user_path(role)
