@@ -229,3 +229,48 @@ def test_a_privleak_text_of_one_token(pytester, data, model_folder):
     assert check_error(pytester, "privleak", f"--model={model_folder}", f"--data={data}", "-k", "privleak") == (
         "PrivLeak holdout text 2: a single token, nothing to score; remove it"
     )
+
+
+def test_relearn_s_held_out_half_and_the_lines_that_refuse_it(tmp_path, model_folder):
+    # --stress relearn:data=forget-half: VerbMem and KnowMem keep the held-out items; PrivLeak's
+    # forget texts that hold a trained excerpt leave its member set; a half that leaves a set
+    # empty is one line naming the set.
+    from dataclasses import replace
+
+    from pytest_unlearn.errors import UnlearnError
+    from pytest_unlearn.evaluation import RunSettings, create_backend
+    from pytest_unlearn.manifest import resolve_suite
+
+    settings = RunSettings(model=model_folder, artifacts=tmp_path / "artifacts", device="cpu")
+    backend = create_backend(resolve_suite("muse-mini"), settings)
+    data = backend.data
+    excerpts = [f"verbmem-{p.index}" for p in data.verbmem]
+    questions = [f"knowmem-forget-{qa.index}" for qa in data.forget]
+    assert [row for row, _ in backend.stress_texts("forget")] == excerpts + questions
+    trained = data.verbmem[0]
+    holding = [t for t in data.privleak["forget"] if trained.prompt.strip() in t or trained.gt.strip() in t]
+    assert holding  # the world's excerpts are cut from its PrivLeak forget texts
+    backend.hold_out(set(excerpts[1:] + questions[::2]))
+    assert backend.data.verbmem == data.verbmem[1:]
+    assert backend.data.forget == data.forget[::2]
+    assert backend.data.privleak["forget"] == [t for t in data.privleak["forget"] if t not in holding]
+    assert backend.data.privleak["holdout"] == data.privleak["holdout"]
+
+    for kept, line in (
+        (questions, f"the held-out half has no VerbMem forget item ({len(excerpts)} in all)"),
+        (excerpts, f"the held-out half has no KnowMem forget item ({len(questions)} in all)"),
+    ):
+        backend = create_backend(resolve_suite("muse-mini"), settings)
+        with pytest.raises(UnlearnError) as refused:
+            backend.hold_out(set(kept))
+        assert (
+            str(refused.value) == f"--stress relearn:data=forget-half: {line}; choose another seed or relearn:data=PATH"
+        )
+    backend = create_backend(resolve_suite("muse-mini"), settings)
+    backend.data = replace(backend.data, privleak={**backend.data.privleak, "forget": holding})
+    with pytest.raises(UnlearnError) as refused:
+        backend.hold_out(set(excerpts[1:] + questions))
+    assert str(refused.value) == (
+        "--stress relearn:data=forget-half: every PrivLeak forget text holds a trained VerbMem excerpt; "
+        "choose another seed or relearn:data=PATH"
+    )
